@@ -1,0 +1,120 @@
+/**
+ * Per-sequence key/value cache of one stage. Every layer of the stage caches the same positions,
+ * so positions are kept once per sequence. With a sliding window the cache keeps only the entries
+ * a future query can still see (the last window - 1), shifting older ones out.
+ */
+
+/** Cached keys and values of one layer: (K, capacity, D) each, first `length` slots valid. */
+interface LayerEntries {
+  k: Float32Array;
+  v: Float32Array;
+}
+
+export class SequenceCache {
+  /** Absolute position of each cached slot, (capacity,). */
+  private positions: Int32Array;
+  private layers: LayerEntries[];
+  private capacity: number;
+  /** Valid slots. */
+  length = 0;
+  /** Position the next token of this sequence will have (tokens seen so far). */
+  nextPosition = 0;
+
+  constructor(
+    private readonly layerCount: number,
+    private readonly kvHeads: number,
+    private readonly headDim: number,
+    /** Keep at most this many slots (window - 1), or Infinity. */
+    private readonly keepSlots: number,
+    initialCapacity = 16,
+  ) {
+    this.capacity = initialCapacity;
+    this.positions = new Int32Array(initialCapacity);
+    this.layers = Array.from({ length: layerCount }, () => this.allocLayer(initialCapacity));
+  }
+
+  private allocLayer(capacity: number): LayerEntries {
+    const size = this.kvHeads * capacity * this.headDim;
+    return { k: new Float32Array(size), v: new Float32Array(size) };
+  }
+
+  get bytes(): number {
+    return this.layerCount * 2 * this.kvHeads * this.capacity * this.headDim * 4 + this.capacity * 4;
+  }
+
+  positionAt(slot: number): number {
+    return this.positions[slot];
+  }
+
+  /**
+   * Copies slots [0, length) of `layer` into out (B, K, P, D) at batch row b (P = paddedSlots).
+   */
+  copyInto(layer: number, outK: Float32Array, outV: Float32Array, b: number, paddedSlots: number): void {
+    const { k, v } = this.layers[layer];
+    const D = this.headDim;
+    const rowElems = this.length * D;
+    for (let h = 0; h < this.kvHeads; h++) {
+      const src = h * this.capacity * D;
+      const dst = (b * this.kvHeads + h) * paddedSlots * D;
+      outK.set(k.subarray(src, src + rowElems), dst);
+      outV.set(v.subarray(src, src + rowElems), dst);
+    }
+  }
+
+  /**
+   * Appends `count` new positions starting at nextPosition. newK/newV are the stage's per-layer
+   * outputs (B, K, T, D); this sequence is batch row b.
+   */
+  append(newK: readonly Float32Array[], newV: readonly Float32Array[], b: number, paddedTokens: number, count: number): void {
+    this.ensureRoom(count);
+    const D = this.headDim;
+    for (let layer = 0; layer < this.layerCount; layer++) {
+      const { k, v } = this.layers[layer];
+      for (let h = 0; h < this.kvHeads; h++) {
+        const src = (b * this.kvHeads + h) * paddedTokens * D;
+        const dst = (h * this.capacity + this.length) * D;
+        k.set(newK[layer].subarray(src, src + count * D), dst);
+        v.set(newV[layer].subarray(src, src + count * D), dst);
+      }
+    }
+    for (let t = 0; t < count; t++) this.positions[this.length + t] = this.nextPosition + t;
+    this.length += count;
+    this.nextPosition += count;
+    this.dropInvisible();
+  }
+
+  /** Makes room for `count` more slots, first by dropping slots no query can see, then by growing. */
+  private ensureRoom(count: number): void {
+    if (this.length + count <= this.capacity) return;
+    const capacity = Math.max(this.length + count, this.capacity * 2);
+    const positions = new Int32Array(capacity);
+    positions.set(this.positions.subarray(0, this.length));
+    const D = this.headDim;
+    this.layers = this.layers.map(({ k, v }) => {
+      const grown = this.allocLayer(capacity);
+      for (let h = 0; h < this.kvHeads; h++) {
+        grown.k.set(k.subarray(h * this.capacity * D, (h * this.capacity + this.length) * D), h * capacity * D);
+        grown.v.set(v.subarray(h * this.capacity * D, (h * this.capacity + this.length) * D), h * capacity * D);
+      }
+      return grown;
+    });
+    this.positions = positions;
+    this.capacity = capacity;
+  }
+
+  /** Sliding window: keep only the last keepSlots entries. */
+  private dropInvisible(): void {
+    const drop = this.length - this.keepSlots;
+    if (drop <= 0) return;
+    const D = this.headDim;
+    for (const { k, v } of this.layers) {
+      for (let h = 0; h < this.kvHeads; h++) {
+        const base = h * this.capacity * D;
+        k.copyWithin(base, base + drop * D, base + this.length * D);
+        v.copyWithin(base, base + drop * D, base + this.length * D);
+      }
+    }
+    this.positions.copyWithin(0, drop, this.length);
+    this.length -= drop;
+  }
+}

@@ -1,0 +1,40 @@
+/** Creating onnxruntime sessions with the thread settings Bora uses everywhere. */
+import * as ort from 'onnxruntime-node';
+import { availableParallelism } from 'node:os';
+
+export interface SessionSettings {
+  /** onnxruntime intra-op threads; the sum over processes sharing the cores should not exceed them. */
+  readonly intraOpThreads: number;
+  /**
+   * Whether idle intra-op threads spin. Spinning helps one busy process and hurts when several
+   * processes (pipeline stages) share the cores: an idle stage then steals cycles.
+   */
+  readonly allowSpinning: boolean;
+}
+
+export function defaultSessionSettings(): SessionSettings {
+  return { intraOpThreads: availableParallelism(), allowSpinning: true };
+}
+
+export async function createSession(model: Uint8Array, settings: SessionSettings): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(model, {
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    intraOpNumThreads: settings.intraOpThreads,
+    interOpNumThreads: 1,
+    extra: { session: { intra_op: { allow_spinning: settings.allowSpinning ? '1' : '0' } } },
+  });
+}
+
+export function f32Tensor(data: Float32Array, dims: readonly number[]): ort.Tensor {
+  return new ort.Tensor('float32', data, dims);
+}
+
+/** Runs a session and returns its float32 outputs by name. */
+export async function runF32(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>): Promise<Record<string, Float32Array>> {
+  const results = await session.run(feeds);
+  const out: Record<string, Float32Array> = {};
+  for (const [name, tensor] of Object.entries(results)) out[name] = tensor.data as Float32Array;
+  return out;
+}

@@ -1,0 +1,294 @@
+/**
+ * A stage: decoder layers [start, end) of a model, with the embedding when start = 0 and the final
+ * norm + LM head when end = numLayers. One process running [0, L) is the whole model; a pipeline
+ * is several stages handing the hidden state on. The stage keeps a KV cache per sequence.
+ *
+ * forward() reads top to bottom: tokens -> embedding -> layer start ... layer end-1 -> head.
+ */
+import type * as ort from 'onnxruntime-node';
+import { FailedPreconditionError, InvalidArgumentError } from '../errors';
+import type { LayerRange, SequenceId } from '../ids';
+import type { Checkpoint } from '../model/checkpoint';
+import type { ModelConfig } from '../model/config';
+import { embeddingSpec, finalNormSpec, lmHeadSpec } from '../model/weights';
+import { buildAttentionBatch, inverseFrequencies, type AttentionBatch } from './attention-batch';
+import { EmbeddingTable } from './embedding';
+import { LocalExperts, type ExpertBackend } from './experts';
+import { SequenceCache } from './kv-cache';
+import { HEAD_IO, LAYER_IO, denseLayerGraph, headGraph, moeAttentionGraph } from './layer-graphs';
+import { readAttentionWeights, readMlpWeights, readRouterWeights } from './layer-weights';
+import { accumulateExperts, gatherRows, groupByExpert, routeTokens, type TokenRoute } from './moe-routing';
+import { createSession, defaultSessionSettings, f32Tensor, runF32, type SessionSettings } from './ort-session';
+
+/** This call's part of one sequence. */
+export interface SliceInput {
+  readonly id: SequenceId;
+  /** Position of the first new token. 0 restarts the sequence (a replay); otherwise it must continue the cache. */
+  readonly startPosition: number;
+  readonly tokenCount: number;
+  /** Token ids, required by the first stage only. */
+  readonly tokenIds?: readonly number[];
+}
+
+export interface StageInput {
+  readonly slices: readonly SliceInput[];
+  /** Hidden states entering the stage, packed (sum of tokenCount, H); absent for the first stage. */
+  readonly hidden?: Float32Array;
+}
+
+export interface StageOutput {
+  /** Hidden states leaving the last layer of the stage, packed (sum of tokenCount, H). */
+  readonly hidden: Float32Array;
+  /** Last stage only: logits of each slice's last token, (slices, V). */
+  readonly logits?: Float32Array;
+}
+
+export interface StageOptions {
+  readonly session?: SessionSettings;
+  /**
+   * MoE models: where experts run. Default: all experts of the stage's layers, loaded here.
+   * A custom backend lets the cluster run them on other workers.
+   */
+  readonly experts?: ExpertBackend;
+  /** Called with each MoE layer's routing decisions (for metrics and tests). */
+  readonly onRoute?: (layer: number, routes: readonly TokenRoute[]) => void;
+}
+
+type LayerRunner = { kind: 'dense'; session: ort.InferenceSession } | { kind: 'moe'; session: ort.InferenceSession };
+
+export class StageEngine {
+  private readonly caches = new Map<SequenceId, SequenceCache>();
+  private readonly invFreq: Float32Array;
+
+  private constructor(
+    readonly config: ModelConfig,
+    readonly range: LayerRange,
+    private readonly embedding: EmbeddingTable | undefined,
+    private readonly layers: readonly LayerRunner[],
+    private readonly head: ort.InferenceSession | undefined,
+    private readonly experts: ExpertBackend | undefined,
+    private readonly ownedExperts: LocalExperts | undefined,
+    private readonly onRoute: StageOptions['onRoute'],
+  ) {
+    this.invFreq = inverseFrequencies(config);
+  }
+
+  static async load(ckpt: Checkpoint, range: LayerRange, options: StageOptions = {}): Promise<StageEngine> {
+    const c = ckpt.config;
+    if (!Number.isInteger(range.start) || !Number.isInteger(range.end) || range.start < 0 || range.end > c.numLayers || range.start >= range.end) {
+      throw new InvalidArgumentError(`layer range [${range.start}, ${range.end}) is not inside [0, ${c.numLayers})`);
+    }
+    const settings = options.session ?? defaultSessionSettings();
+    const embedding = range.start === 0 ? new EmbeddingTable(await readSpec(ckpt, embeddingSpec(c)), c.vocabSize, c.hiddenSize) : undefined;
+
+    const layerIds = Array.from({ length: range.end - range.start }, (_, i) => range.start + i);
+    const layers: LayerRunner[] = [];
+    for (const layer of layerIds) {
+      const attn = await readAttentionWeights(ckpt, layer);
+      if (c.numExperts === 0) {
+        const graph = denseLayerGraph(c, attn, await readMlpWeights(ckpt, layer));
+        layers.push({ kind: 'dense', session: await createSession(graph, settings) });
+      } else {
+        const graph = moeAttentionGraph(c, attn, await readRouterWeights(ckpt, layer));
+        layers.push({ kind: 'moe', session: await createSession(graph, settings) });
+      }
+    }
+
+    let ownedExperts: LocalExperts | undefined;
+    if (c.numExperts > 0 && options.experts === undefined) {
+      const all = Array.from({ length: c.numExperts }, (_, e) => e);
+      ownedExperts = await LocalExperts.load(ckpt, layerIds, () => all, settings);
+    }
+
+    let head: ort.InferenceSession | undefined;
+    if (range.end === c.numLayers) {
+      const norm = await ckpt.readF32(finalNormSpec(c).name, finalNormSpec(c).shape);
+      const lmHead = await ckpt.readF32(lmHeadSpec(c).name, lmHeadSpec(c).shape);
+      head = await createSession(headGraph(c, norm, lmHead), settings);
+    }
+    return new StageEngine(c, range, embedding, layers, head, options.experts ?? ownedExperts, ownedExperts, options.onRoute);
+  }
+
+  get isFirst(): boolean {
+    return this.range.start === 0;
+  }
+
+  get isLast(): boolean {
+    return this.range.end === this.config.numLayers;
+  }
+
+  /** Position the next token of a sequence must have, or undefined for an unknown sequence. */
+  nextPosition(id: SequenceId): number | undefined {
+    return this.caches.get(id)?.nextPosition;
+  }
+
+  get sequenceCount(): number {
+    return this.caches.size;
+  }
+
+  get kvCacheBytes(): number {
+    let bytes = 0;
+    for (const cache of this.caches.values()) bytes += cache.bytes;
+    return bytes;
+  }
+
+  /** Frees a sequence's KV cache; false if it was not here. */
+  release(id: SequenceId): boolean {
+    return this.caches.delete(id);
+  }
+
+  async forward(input: StageInput): Promise<StageOutput> {
+    const c = this.config;
+    const H = c.hiddenSize;
+    const totalTokens = this.validate(input);
+
+    // tokens -> hidden (N, H)
+    const packed = this.isFirst ? this.embedding!.lookup(input.slices.flatMap((s) => s.tokenIds!)) : input.hidden!;
+    if (packed.length !== totalTokens * H) {
+      throw new InvalidArgumentError(`hidden state has ${packed.length} values, expected ${totalTokens} tokens x ${H}`);
+    }
+    const caches = input.slices.map((s) => this.cacheFor(s));
+    const batch = buildAttentionBatch(c, this.invFreq, input.slices.map((s, b) => ({ cache: caches[b], tokenCount: s.tokenCount })));
+
+    // layers: hidden (B, T, H) through [start, end), collecting each layer's new keys and values
+    let hidden = pad(packed, input.slices, batch.paddedTokens, H);
+    const newK: Float32Array[] = [];
+    const newV: Float32Array[] = [];
+    for (let i = 0; i < this.layers.length; i++) {
+      const out = await this.runLayer(i, hidden, batch, caches, input.slices);
+      hidden = out.hidden;
+      newK.push(out.k);
+      newV.push(out.v);
+    }
+    // Commit the caches only once every layer succeeded, so a failed call leaves them as they were.
+    caches.forEach((cache, b) => cache.append(newK, newV, b, batch.paddedTokens, input.slices[b].tokenCount));
+    const outHidden = unpad(hidden, input.slices, batch.paddedTokens, H);
+    if (!this.isLast) return { hidden: outHidden };
+
+    // head: last token of each slice -> logits (B, V)
+    const last = new Float32Array(input.slices.length * H);
+    let offset = 0;
+    input.slices.forEach((s, b) => {
+      offset += s.tokenCount;
+      last.set(outHidden.subarray((offset - 1) * H, offset * H), b * H);
+    });
+    const logits = await runF32(this.head!, { [HEAD_IO.input]: f32Tensor(last, [input.slices.length, H]) });
+    return { hidden: outHidden, logits: logits[HEAD_IO.output] };
+  }
+
+  private validate(input: StageInput): number {
+    if (input.slices.length === 0) throw new InvalidArgumentError('a forward call needs at least one sequence');
+    const seen = new Set<SequenceId>();
+    let total = 0;
+    for (const s of input.slices) {
+      if (seen.has(s.id)) throw new InvalidArgumentError(`sequence ${s.id} appears twice in one batch`);
+      seen.add(s.id);
+      if (!Number.isInteger(s.tokenCount) || s.tokenCount <= 0) throw new InvalidArgumentError(`sequence ${s.id}: tokenCount must be a positive integer`);
+      if (this.isFirst && s.tokenIds?.length !== s.tokenCount) {
+        throw new InvalidArgumentError(`sequence ${s.id}: the first stage needs ${s.tokenCount} token ids, got ${s.tokenIds?.length ?? 0}`);
+      }
+      const expected = this.caches.get(s.id)?.nextPosition ?? 0;
+      if (s.startPosition !== 0 && s.startPosition !== expected) {
+        throw new FailedPreconditionError(`sequence ${s.id}: got position ${s.startPosition}, this stage expects ${expected}`);
+      }
+      if (s.startPosition + s.tokenCount > this.config.maxPositionEmbeddings) {
+        throw new InvalidArgumentError(`sequence ${s.id}: position ${s.startPosition + s.tokenCount} exceeds the model's ${this.config.maxPositionEmbeddings}`);
+      }
+      total += s.tokenCount;
+    }
+    if (!this.isFirst && input.hidden === undefined) throw new InvalidArgumentError('a stage after the first needs hidden states');
+    return total;
+  }
+
+  /** The cache for a slice; startPosition 0 starts the sequence afresh. */
+  private cacheFor(s: SliceInput): SequenceCache {
+    let cache = this.caches.get(s.id);
+    if (cache === undefined || s.startPosition === 0) {
+      const c = this.config;
+      const keep = c.slidingWindow === null ? Infinity : c.slidingWindow - 1;
+      cache = new SequenceCache(this.layers.length, c.numKvHeads, c.headDim, keep);
+      this.caches.set(s.id, cache);
+    }
+    return cache;
+  }
+
+  private async runLayer(
+    i: number,
+    hidden: Float32Array, // (B, T, H)
+    batch: AttentionBatch,
+    caches: readonly SequenceCache[],
+    slices: readonly SliceInput[],
+  ): Promise<{ hidden: Float32Array; k: Float32Array; v: Float32Array }> {
+    const c = this.config;
+    const { batchSize: B, paddedTokens: T, paddedSlots: P } = batch;
+    const K = c.numKvHeads;
+    const D = c.headDim;
+    const pastK = new Float32Array(B * K * P * D);
+    const pastV = new Float32Array(B * K * P * D);
+    caches.forEach((cache, b) => cache.copyInto(i, pastK, pastV, b, P));
+    const G = c.numHeads / K;
+    const out = await runF32(this.layers[i].session, {
+      [LAYER_IO.hidden]: f32Tensor(hidden, [B, T, c.hiddenSize]),
+      [LAYER_IO.cos]: f32Tensor(batch.cos, [B, T, D]),
+      [LAYER_IO.sin]: f32Tensor(batch.sin, [B, T, D]),
+      [LAYER_IO.mask]: f32Tensor(batch.mask, [B, 1, G * T, P + T]),
+      [LAYER_IO.pastK]: f32Tensor(pastK, [B, K, P, D]),
+      [LAYER_IO.pastV]: f32Tensor(pastV, [B, K, P, D]),
+    });
+    const result = { hidden: out[LAYER_IO.hiddenOut], k: out[LAYER_IO.newK], v: out[LAYER_IO.newV] };
+    if (this.layers[i].kind === 'dense') return result;
+
+    // MoE: route the real (unpadded) tokens, run their experts, add the weighted outputs.
+    const layer = this.range.start + i;
+    const H = c.hiddenSize;
+    const normed = unpad(out[LAYER_IO.normedOut], slices, T, H); // (N, H)
+    const logits = unpad(out[LAYER_IO.routerLogits], slices, T, c.numExperts); // (N, E)
+    const tokens = normed.length / H;
+    const routes = routeTokens(logits, tokens, c.numExperts, c.expertsPerToken);
+    this.onRoute?.(layer, routes);
+    const groups = groupByExpert(routes, c.numExperts);
+    const calls = groups.map((g) => ({ expert: g.expert, x: gatherRows(normed, H, g.tokens), tokens: g.tokens.length }));
+    const outputs = await this.experts!.run(layer, calls);
+    const moe = new Float32Array(tokens * H);
+    accumulateExperts(moe, H, groups, outputs);
+    const residual = unpad(result.hidden, slices, T, H);
+    for (let j = 0; j < residual.length; j++) residual[j] = Math.fround(residual[j] + moe[j]);
+    return { ...result, hidden: pad(residual, slices, T, H) };
+  }
+
+  async close(): Promise<void> {
+    for (const layer of this.layers) await layer.session.release();
+    await this.head?.release();
+    await this.ownedExperts?.close();
+    this.caches.clear();
+  }
+}
+
+async function readSpec(ckpt: Checkpoint, spec: { name: string; shape: readonly number[] }) {
+  return ckpt.readRaw(spec.name, spec.shape);
+}
+
+/** Packed (sum T_b, W) -> padded (B, T, W) with zero rows after each sequence's tokens. */
+function pad(packed: Float32Array, slices: readonly SliceInput[], T: number, W: number): Float32Array {
+  if (slices.every((s) => s.tokenCount === T)) return packed;
+  const out = new Float32Array(slices.length * T * W);
+  let offset = 0;
+  slices.forEach((s, b) => {
+    out.set(packed.subarray(offset * W, (offset + s.tokenCount) * W), b * T * W);
+    offset += s.tokenCount;
+  });
+  return out;
+}
+
+/** Padded (B, T, W) -> packed (sum T_b, W). */
+function unpad(padded: Float32Array, slices: readonly SliceInput[], T: number, W: number): Float32Array {
+  if (slices.every((s) => s.tokenCount === T)) return padded;
+  const total = slices.reduce((n, s) => n + s.tokenCount, 0);
+  const out = new Float32Array(total * W);
+  let offset = 0;
+  slices.forEach((s, b) => {
+    out.set(padded.subarray(b * T * W, (b * T + s.tokenCount) * W), offset * W);
+    offset += s.tokenCount;
+  });
+  return out;
+}
