@@ -1,0 +1,39 @@
+/**
+ * The random checkpoints benchmarks run on, written once with make-model and reused while their
+ * config matches (real weights cannot be downloaded here).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { makeModel, makeModelConfigJson, type MakeModelOptions } from '../common/model/make-model';
+
+export const BENCH_DIR = process.env.BORA_BENCH_DIR ?? join(process.cwd(), '.bench');
+
+/** The ~1B Mistral shape of the engine benchmark (llama.cpp was measured on the same shape). */
+export const MISTRAL_1B: Omit<MakeModelOptions, 'outDir'> = Object.freeze({
+  arch: 'mistral',
+  hiddenSize: 2048,
+  numLayers: 16,
+  numHeads: 32,
+  numKvHeads: 8,
+  intermediateSize: 5632,
+  vocabSize: 32000,
+  slidingWindow: 4096,
+  dtype: 'bf16',
+  seed: 1,
+});
+
+/** Writes the checkpoint under BENCH_DIR/name unless an identical one is already there. */
+export async function ensureBenchModel(name: string, options: Omit<MakeModelOptions, 'outDir'>): Promise<string> {
+  const outDir = join(BENCH_DIR, name);
+  const full = { ...options, outDir };
+  const configPath = join(outDir, 'config.json');
+  const wanted = JSON.stringify(makeModelConfigJson(full));
+  const stamp = join(outDir, '.complete');
+  if (existsSync(stamp) && existsSync(configPath) && readFileSync(stamp, 'utf8') === wanted) return outDir;
+  const started = Date.now();
+  const made = await makeModel(full);
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(stamp, wanted);
+  console.error(`wrote ${name}: ${(made.parameterCount / 1e9).toFixed(2)} B parameters in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return outDir;
+}

@@ -1,0 +1,65 @@
+/**
+ * In-process pipelines for tests: a chain of StageEngines handing the hidden state on, and greedy
+ * decoding of a batch of prompts through it.
+ */
+import { StageEngine, type SliceInput, type StageOutput } from '../../common/engine/stage-engine';
+import type { LayerRange } from '../../common/ids';
+import { sequenceId } from '../../common/ids';
+import type { Checkpoint } from '../../common/model/checkpoint';
+
+export async function loadPipeline(ckpt: Checkpoint, splits: readonly number[]): Promise<StageEngine[]> {
+  const bounds = [0, ...splits, ckpt.config.numLayers];
+  const ranges: LayerRange[] = bounds.slice(1).map((end, i) => ({ start: bounds[i], end }));
+  return Promise.all(ranges.map((range) => StageEngine.load(ckpt, range, { session: { intraOpThreads: 1, allowSpinning: false } })));
+}
+
+export async function runPipeline(stages: readonly StageEngine[], slices: readonly SliceInput[]): Promise<StageOutput> {
+  let out: StageOutput | undefined;
+  for (const stage of stages) out = await stage.forward({ slices, hidden: out?.hidden });
+  return out!;
+}
+
+export function argmaxRows(logits: Float32Array, rows: number): number[] {
+  const vocab = logits.length / rows;
+  return Array.from({ length: rows }, (_, r) => {
+    let best = r * vocab;
+    for (let i = best + 1; i < (r + 1) * vocab; i++) if (logits[i] > logits[best]) best = i;
+    return best - r * vocab;
+  });
+}
+
+export interface GreedyResult {
+  readonly tokens: number[][];
+  /** Logits that chose each prompt's first token, (vocab,) per prompt. */
+  readonly firstLogits: Float32Array[];
+}
+
+/** Greedy decoding of all prompts together, `steps` tokens each. */
+export async function greedyBatch(stages: readonly StageEngine[], prompts: readonly (readonly number[])[], steps: number, tag = 'g'): Promise<GreedyResult> {
+  const ids = prompts.map((_, i) => sequenceId(`${tag}-${i}`));
+  let out = await runPipeline(
+    stages,
+    prompts.map((p, i) => ({ id: ids[i], startPosition: 0, tokenCount: p.length, tokenIds: p })),
+  );
+  const vocab = out.logits!.length / prompts.length;
+  const firstLogits = prompts.map((_, i) => out.logits!.slice(i * vocab, (i + 1) * vocab));
+  const tokens: number[][] = prompts.map(() => []);
+  for (let step = 0; step < steps; step++) {
+    const next = argmaxRows(out.logits!, prompts.length);
+    next.forEach((t, i) => tokens[i].push(t));
+    if (step === steps - 1) break;
+    out = await runPipeline(
+      stages,
+      prompts.map((p, i) => ({ id: ids[i], startPosition: p.length + step, tokenCount: 1, tokenIds: [next[i]] })),
+    );
+  }
+  for (const stage of stages) for (const id of ids) stage.release(id);
+  return { tokens, firstLogits };
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) return Infinity;
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
+  return max;
+}
