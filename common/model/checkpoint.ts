@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { CheckpointError } from '../errors';
 import { parseModelConfig, type ModelConfig } from './config';
 import { isStorageDtype, toFloat32, type StorageDtype } from './dtype';
+import type { WeightSource } from './weight-source';
 import { readSafetensorsHeader, readTensorBytes, type TensorEntry } from './safetensors';
 
 export const CONFIG_FILE = 'config.json';
@@ -21,7 +22,7 @@ export interface RawTensor {
   readonly bytes: Uint8Array;
 }
 
-export class Checkpoint {
+export class Checkpoint implements WeightSource {
   private constructor(
     readonly dir: string,
     readonly config: ModelConfig,

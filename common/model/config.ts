@@ -86,8 +86,11 @@ export function parseModelConfig(text: string, file: string): ModelConfig {
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
     throw new CheckpointError(file, `head_dim ${headDim} must be an even integer (rotary embeddings pair its halves)`);
   }
-  const slidingWindow = json.sliding_window == null ? null : positiveInt(json, 'sliding_window', file);
+  // transformers' defaults where the key is absent: MistralConfig has a 4096 window and theta
+  // 1e4, MixtralConfig no window and theta 1e6. An explicit null means no window.
   const isMoe = modelType === 'mixtral';
+  const slidingWindow =
+    json.sliding_window === undefined ? (isMoe ? null : 4096) : json.sliding_window === null ? null : positiveInt(json, 'sliding_window', file);
   const numExperts = isMoe ? positiveInt(json, 'num_local_experts', file) : 0;
   const expertsPerToken = isMoe ? positiveInt(json, 'num_experts_per_tok', file) : 0;
   if (expertsPerToken > numExperts) {
@@ -103,7 +106,7 @@ export function parseModelConfig(text: string, file: string): ModelConfig {
     numKvHeads,
     headDim,
     rmsNormEps: positiveNumber(json, 'rms_norm_eps', file, 1e-5),
-    ropeTheta: positiveNumber(json, 'rope_theta', file, 10000),
+    ropeTheta: positiveNumber(json, 'rope_theta', file, isMoe ? 1e6 : 10000),
     slidingWindow,
     maxPositionEmbeddings: positiveInt(json, 'max_position_embeddings', file, 32768),
     numExperts,

@@ -4,7 +4,6 @@
  * header only; tensor bytes are read on demand at their offsets, so a stage touches only its own.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { basename } from 'node:path';
 import { CheckpointError } from '../errors';
 import { DTYPE_BYTES, isStorageDtype, type StorageDtype } from './dtype';
 
@@ -109,34 +108,4 @@ export async function readTensorBytes(entry: TensorEntry): Promise<Uint8Array> {
   } finally {
     await handle.close();
   }
-}
-
-export interface TensorToWrite {
-  readonly name: string;
-  readonly dtype: StorageDtype;
-  readonly shape: readonly number[];
-  /** Little-endian bytes, exactly elementCount(shape) * DTYPE_BYTES[dtype] long. */
-  readonly data: Uint8Array;
-}
-
-/** Builds a safetensors header for tensors laid out in the given order. */
-export function encodeSafetensorsHeader(tensors: readonly TensorToWrite[], metadata: Record<string, string> = {}): Buffer {
-  const header: Record<string, unknown> = { __metadata__: metadata };
-  let offset = 0;
-  for (const t of tensors) {
-    const bytes = elementCount(t.shape) * DTYPE_BYTES[t.dtype];
-    if (bytes !== t.data.byteLength) {
-      throw new CheckpointError(basename(t.name), `data has ${t.data.byteLength} bytes, shape needs ${bytes}`, { tensor: t.name });
-    }
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
-  let json = JSON.stringify(header);
-  // Pad with spaces so the data section starts 8-byte aligned, as the reference writer does.
-  json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
-  const body = Buffer.from(json, 'utf8');
-  const out = Buffer.alloc(8 + body.length);
-  out.writeBigUInt64LE(BigInt(body.length), 0);
-  body.copy(out, 8);
-  return out;
 }

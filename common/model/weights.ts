@@ -92,6 +92,10 @@ export function stageTensorSpecs(c: ModelConfig, start: number, end: number): Te
       for (let e = 0; e < c.numExperts; e++) specs.push(...Object.values(expertSpecs(c, layer, e)));
     }
   }
-  if (end === c.numLayers) specs.push(finalNormSpec(c), lmHeadSpec(c));
+  if (end === c.numLayers) {
+    specs.push(finalNormSpec(c));
+    // A tied head is the embedding matrix, already listed when this stage also holds layer 0.
+    if (!(c.tieWordEmbeddings && start === 0)) specs.push(lmHeadSpec(c));
+  }
   return specs;
 }
