@@ -5,7 +5,7 @@
  */
 import type * as ort from 'onnxruntime-node';
 import { InternalError } from '../errors';
-import type { Checkpoint } from '../model/checkpoint';
+import type { WeightSource } from '../model/weight-source';
 import { createSession, f32Tensor, runF32, type SessionSettings } from './ort-session';
 import { EXPERT_IO, expertGraph } from './layer-graphs';
 import { readExpertWeights } from './layer-weights';
@@ -32,7 +32,7 @@ export class LocalExperts implements ExpertBackend {
 
   /** Loads the listed experts: `experts(layer)` gives the expert ids to hold for each layer. */
   static async load(
-    ckpt: Checkpoint,
+    ckpt: WeightSource,
     layers: readonly number[],
     experts: (layer: number) => readonly number[],
     settings: SessionSettings,

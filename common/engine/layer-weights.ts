@@ -1,9 +1,9 @@
 /** Reads one decoder layer's tensors from a checkpoint into the layouts the graphs take. */
-import type { Checkpoint } from '../model/checkpoint';
+import type { WeightSource } from '../model/weight-source';
 import { attentionSpecs, expertSpecs, mlpSpecs, routerSpec, type MlpSpecs, type TensorSpec } from '../model/weights';
 import type { AttentionWeights, MlpWeights } from './layer-graphs';
 
-function read(ckpt: Checkpoint, spec: TensorSpec): Promise<Float32Array> {
+function read(ckpt: WeightSource, spec: TensorSpec): Promise<Float32Array> {
   return ckpt.readF32(spec.name, spec.shape);
 }
 
@@ -18,7 +18,7 @@ function stackRows(parts: readonly Float32Array[]): Float32Array {
   return out;
 }
 
-export async function readAttentionWeights(ckpt: Checkpoint, layer: number): Promise<AttentionWeights> {
+export async function readAttentionWeights(ckpt: WeightSource, layer: number): Promise<AttentionWeights> {
   const s = attentionSpecs(ckpt.config, layer);
   return {
     inputNorm: await read(ckpt, s.inputNorm),
@@ -28,18 +28,18 @@ export async function readAttentionWeights(ckpt: Checkpoint, layer: number): Pro
   };
 }
 
-async function readSwiGlu(ckpt: Checkpoint, s: MlpSpecs): Promise<MlpWeights> {
+async function readSwiGlu(ckpt: WeightSource, s: MlpSpecs): Promise<MlpWeights> {
   return { gateUp: stackRows([await read(ckpt, s.gate), await read(ckpt, s.up)]), down: await read(ckpt, s.down) };
 }
 
-export function readMlpWeights(ckpt: Checkpoint, layer: number): Promise<MlpWeights> {
+export function readMlpWeights(ckpt: WeightSource, layer: number): Promise<MlpWeights> {
   return readSwiGlu(ckpt, mlpSpecs(ckpt.config, layer));
 }
 
-export function readExpertWeights(ckpt: Checkpoint, layer: number, expert: number): Promise<MlpWeights> {
+export function readExpertWeights(ckpt: WeightSource, layer: number, expert: number): Promise<MlpWeights> {
   return readSwiGlu(ckpt, expertSpecs(ckpt.config, layer, expert));
 }
 
-export function readRouterWeights(ckpt: Checkpoint, layer: number): Promise<Float32Array> {
+export function readRouterWeights(ckpt: WeightSource, layer: number): Promise<Float32Array> {
   return read(ckpt, routerSpec(ckpt.config, layer));
 }

@@ -8,7 +8,7 @@
 import type * as ort from 'onnxruntime-node';
 import { FailedPreconditionError, InvalidArgumentError } from '../errors';
 import type { LayerRange, SequenceId } from '../ids';
-import type { Checkpoint } from '../model/checkpoint';
+import type { WeightSource } from '../model/weight-source';
 import type { ModelConfig } from '../model/config';
 import { embeddingSpec, finalNormSpec, lmHeadSpec } from '../model/weights';
 import { buildAttentionBatch, inverseFrequencies, type AttentionBatch } from './attention-batch';
@@ -73,7 +73,7 @@ export class StageEngine {
     this.invFreq = inverseFrequencies(config);
   }
 
-  static async load(ckpt: Checkpoint, range: LayerRange, options: StageOptions = {}): Promise<StageEngine> {
+  static async load(ckpt: WeightSource, range: LayerRange, options: StageOptions = {}): Promise<StageEngine> {
     const c = ckpt.config;
     if (!Number.isInteger(range.start) || !Number.isInteger(range.end) || range.start < 0 || range.end > c.numLayers || range.start >= range.end) {
       throw new InvalidArgumentError(`layer range [${range.start}, ${range.end}) is not inside [0, ${c.numLayers})`);
@@ -264,7 +264,7 @@ export class StageEngine {
   }
 }
 
-async function readSpec(ckpt: Checkpoint, spec: { name: string; shape: readonly number[] }) {
+async function readSpec(ckpt: WeightSource, spec: { name: string; shape: readonly number[] }) {
   return ckpt.readRaw(spec.name, spec.shape);
 }
 

@@ -1,0 +1,148 @@
+/**
+ * Activation and result frames: the domain form (StageFrame, ResultBatch) and their wire form,
+ * chunked below the gRPC message limit. A Reassembler per stream puts chunks back together and
+ * refuses anything malformed (chunks out of order, mixed batches, wrong byte counts).
+ */
+import { InvalidArgumentError } from '../errors';
+import { sequenceId } from '../ids';
+import type { SliceInput } from '../engine/stage-engine';
+import type { ActivationFrame, ResultFrame, WireSlice, WireTensor } from './messages';
+import { FRAME_CHUNK_BYTES } from './proto';
+import { decodeF32, encodeF32 } from './tensor-codec';
+
+/** One micro-batch entering stage `stageIndex` under plan `planEpoch`. */
+export interface StageFrame {
+  readonly planEpoch: number;
+  readonly batchId: number;
+  readonly stageIndex: number;
+  readonly slices: readonly SliceInput[];
+  /** (sum of tokenCount, H); absent into the first stage. */
+  readonly hidden?: Float32Array;
+}
+
+/** The last stage's output for one micro-batch: logits (slices, V), or the error that stopped it. */
+export interface ResultBatch {
+  readonly planEpoch: number;
+  readonly batchId: number;
+  readonly slices: readonly SliceInput[];
+  readonly logits?: Float32Array;
+  readonly error?: { readonly message: string; readonly code: number };
+}
+
+export function sliceToWire(s: SliceInput): WireSlice {
+  return { sequenceId: s.id, startPosition: s.startPosition, tokenCount: s.tokenCount, tokenIds: s.tokenIds === undefined ? [] : [...s.tokenIds] };
+}
+
+export function sliceFromWire(w: WireSlice): SliceInput {
+  if (w.sequenceId === '') throw new InvalidArgumentError('a slice has an empty sequence_id');
+  if (w.tokenCount <= 0) throw new InvalidArgumentError(`slice ${w.sequenceId}: token_count must be positive`);
+  if (w.tokenIds.length !== 0 && w.tokenIds.length !== w.tokenCount) {
+    throw new InvalidArgumentError(`slice ${w.sequenceId}: ${w.tokenIds.length} token ids for token_count ${w.tokenCount}`);
+  }
+  return {
+    id: sequenceId(w.sequenceId),
+    startPosition: w.startPosition,
+    tokenCount: w.tokenCount,
+    tokenIds: w.tokenIds.length === 0 ? undefined : w.tokenIds,
+  };
+}
+
+/** Splits a tensor's bytes into chunk-sized pieces; the first piece carries dtype and shape. */
+function tensorPieces(tensor: WireTensor | undefined): (WireTensor | null)[] {
+  if (tensor === undefined) return [null];
+  const pieces: WireTensor[] = [];
+  for (let offset = 0; offset < tensor.data.byteLength || offset === 0; offset += FRAME_CHUNK_BYTES) {
+    const data = tensor.data.subarray(offset, offset + FRAME_CHUNK_BYTES);
+    pieces.push(offset === 0 ? { ...tensor, data } : { dtype: 'DTYPE_UNSPECIFIED', shape: [], data });
+    if (tensor.data.byteLength === 0) break;
+  }
+  return pieces;
+}
+
+export function encodeStageFrame(f: StageFrame, hiddenSize: number): ActivationFrame[] {
+  const tensor = f.hidden === undefined ? undefined : encodeF32(f.hidden, [f.hidden.length / hiddenSize, hiddenSize]);
+  const pieces = tensorPieces(tensor);
+  return pieces.map((hidden, chunkIndex) => ({
+    planEpoch: f.planEpoch,
+    batchId: f.batchId,
+    stageIndex: f.stageIndex,
+    chunkIndex,
+    chunkCount: pieces.length,
+    slices: chunkIndex === 0 ? f.slices.map(sliceToWire) : [],
+    hidden,
+  }));
+}
+
+export function encodeResult(r: ResultBatch, vocabSize: number): ResultFrame[] {
+  const tensor = r.logits === undefined ? undefined : encodeF32(r.logits, [r.logits.length / vocabSize, vocabSize]);
+  const pieces = tensorPieces(tensor);
+  return pieces.map((logits, chunkIndex) => ({
+    planEpoch: r.planEpoch,
+    batchId: r.batchId,
+    chunkIndex,
+    chunkCount: pieces.length,
+    slices: chunkIndex === 0 ? r.slices.map(sliceToWire) : [],
+    logits,
+    error: r.error?.message ?? '',
+    code: r.error?.code ?? 0,
+  }));
+}
+
+interface ChunkLike {
+  batchId: number;
+  planEpoch: number;
+  chunkIndex: number;
+  chunkCount: number;
+}
+
+/**
+ * Collects the chunks of one stream. Chunks of one batch arrive in order and are not interleaved
+ * with other batches (a stream is written by one sender, one frame at a time).
+ */
+export class Reassembler<F extends ChunkLike> {
+  private first: F | undefined;
+  private pieces: Buffer[] = [];
+
+  constructor(private readonly tensorOf: (f: F) => WireTensor | null) {}
+
+  /** Adds a chunk; returns the first chunk and the whole tensor once the last chunk is in. */
+  push(chunk: F): { frame: F; tensor: WireTensor | null } | undefined {
+    if (chunk.chunkCount < 1 || chunk.chunkIndex >= chunk.chunkCount) {
+      throw new InvalidArgumentError(`frame ${chunk.batchId}: chunk ${chunk.chunkIndex} of ${chunk.chunkCount} is malformed`);
+    }
+    if (chunk.chunkIndex === 0) {
+      if (this.first !== undefined) throw new InvalidArgumentError(`frame ${chunk.batchId} started before frame ${this.first.batchId} ended`);
+      this.first = chunk;
+      this.pieces = [];
+    } else {
+      const f = this.first;
+      if (f === undefined || f.batchId !== chunk.batchId || f.planEpoch !== chunk.planEpoch || f.chunkCount !== chunk.chunkCount || chunk.chunkIndex !== this.pieces.length) {
+        this.first = undefined;
+        throw new InvalidArgumentError(`frame ${chunk.batchId}: chunk ${chunk.chunkIndex} arrived out of order`);
+      }
+    }
+    const tensor = this.tensorOf(chunk);
+    if (tensor !== null) this.pieces.push(tensor.data);
+    else if (chunk.chunkCount > 1) throw new InvalidArgumentError(`frame ${chunk.batchId}: chunk ${chunk.chunkIndex} has no data`);
+    if (chunk.chunkIndex + 1 < chunk.chunkCount) return undefined;
+    const frame = this.first!;
+    this.first = undefined;
+    const head = this.tensorOf(frame);
+    if (head === null) return { frame, tensor: null };
+    return { frame, tensor: { dtype: head.dtype, shape: head.shape, data: this.pieces.length === 1 ? this.pieces[0] : Buffer.concat(this.pieces) } };
+  }
+}
+
+export function decodeStageFrame(frame: ActivationFrame, tensor: WireTensor | null, hiddenSize: number): StageFrame {
+  const slices = frame.slices.map(sliceFromWire);
+  const tokens = slices.reduce((n, s) => n + s.tokenCount, 0);
+  const hidden = tensor === null ? undefined : decodeF32(tensor, `frame ${frame.batchId} hidden`, [tokens, hiddenSize]);
+  return { planEpoch: frame.planEpoch, batchId: frame.batchId, stageIndex: frame.stageIndex, slices, hidden };
+}
+
+export function decodeResult(frame: ResultFrame, tensor: WireTensor | null, vocabSize: number): ResultBatch {
+  const slices = frame.slices.map(sliceFromWire);
+  const logits = tensor === null ? undefined : decodeF32(tensor, `result ${frame.batchId} logits`, [slices.length, vocabSize]);
+  const error = frame.error === '' ? undefined : { message: frame.error, code: frame.code };
+  return { planEpoch: frame.planEpoch, batchId: frame.batchId, slices, logits, error };
+}
