@@ -1,0 +1,230 @@
+/**
+ * Continuous batching over a Pipeline. Sequences join and leave at any step; ready sequences are
+ * grouped into micro-batches, and up to `pipeline.depth` micro-batches are in flight at once so
+ * that every stage of a pipeline has work. Long prompts are fed in chunks (a token budget per
+ * micro-batch) so one long prefill cannot stall everyone's decoding.
+ *
+ * Resume after failure: a sequence is nothing but its tokens (prompt + generated so far) and its
+ * sampling parameters, and sampling at step n is a pure function of (seed, n). When the pipeline
+ * breaks, every sequence is marked for replay (nothing fed), and on the next pipeline its tokens
+ * are fed again from position 0 to rebuild the KV caches; the next token is then sampled exactly
+ * as it would have been. The consumer sees a pause, never a lost or repeated token.
+ */
+import { BoraError, UnavailableError, asBoraError } from '../errors';
+import type { SequenceId } from '../ids';
+import type { SliceInput } from '../engine/stage-engine';
+import { sampleToken, type SamplingParams } from '../sampling/sampler';
+import type { Pipeline } from './pipeline';
+
+export interface SequenceSink {
+  /** A new token (index = how many came before it) and the logits that chose it. Return true to stop. */
+  onToken(token: number, index: number, logits: Float32Array): boolean;
+  /** The sequence cannot continue. */
+  onError(err: BoraError): void;
+  /** The pipeline broke and the sequence is being rebuilt on a new one. */
+  onResume?(): void;
+}
+
+export interface SequenceRequest {
+  readonly id: SequenceId;
+  readonly promptIds: readonly number[];
+  readonly sampling: SamplingParams;
+  readonly sink: SequenceSink;
+}
+
+/** Supplies pipelines: the current one, and the next one after a failure. */
+export interface PipelineSource {
+  current(): Pipeline | undefined;
+  /** Resolves with a pipeline of a later epoch than `afterEpoch` (or the first, when undefined). */
+  next(afterEpoch: number | undefined): Promise<Pipeline>;
+  /** Reports that `pipeline` failed (so the source can re-plan). */
+  reportFailure?(pipeline: Pipeline, err: BoraError): void;
+}
+
+export interface SchedulerOptions {
+  /** Most new tokens in one micro-batch (prefill chunking). */
+  readonly maxBatchTokens: number;
+  /** Most sequences in one micro-batch. */
+  readonly maxBatchSequences: number;
+  /** Sampling over the vocabulary; default in this thread. A pool keeps the event loop free. */
+  readonly sample?: (logits: Float32Array, params: SamplingParams, step: number) => Promise<number> | number;
+}
+
+interface Sequence {
+  readonly request: SequenceRequest;
+  /** Prompt then generated tokens. */
+  readonly tokens: number[];
+  readonly promptLength: number;
+  /** Tokens whose keys/values the current pipeline holds. */
+  fed: number;
+  inFlight: boolean;
+  done: boolean;
+  lastScheduled: number;
+}
+
+export interface SequenceHandle {
+  cancel(): void;
+}
+
+export class Scheduler {
+  private readonly sequences = new Map<SequenceId, Sequence>();
+  private pipeline: Pipeline | undefined;
+  private inFlight = 0;
+  private nextBatchId = 1;
+  private tick = 0;
+  private waitingForPipeline = false;
+  private readonly releaseQueue: SequenceId[] = [];
+
+  constructor(
+    private readonly source: PipelineSource,
+    private readonly options: SchedulerOptions,
+  ) {}
+
+  get activeSequences(): number {
+    return this.sequences.size;
+  }
+
+  submit(request: SequenceRequest): SequenceHandle {
+    if (this.sequences.has(request.id)) throw new UnavailableError(`sequence ${request.id} already running`);
+    const seq: Sequence = { request, tokens: [...request.promptIds], promptLength: request.promptIds.length, fed: 0, inFlight: false, done: false, lastScheduled: 0 };
+    this.sequences.set(request.id, seq);
+    this.pump();
+    return { cancel: () => this.finish(seq) };
+  }
+
+  private finish(seq: Sequence): void {
+    if (seq.done) return;
+    seq.done = true;
+    this.sequences.delete(seq.request.id);
+    this.releaseQueue.push(seq.request.id);
+    if (!seq.inFlight) this.flushReleases();
+  }
+
+  private flushReleases(): void {
+    const pipeline = this.pipeline;
+    if (pipeline === undefined || this.releaseQueue.length === 0) return;
+    const ids = this.releaseQueue.splice(0);
+    pipeline.release(ids).catch(() => undefined); // best effort: caches of a dead pipeline are gone anyway
+  }
+
+  /** Starts as many micro-batches as there are free pipeline slots and ready sequences. */
+  private pump(): void {
+    if (this.pipeline === undefined) this.pipeline = this.source.current();
+    const pipeline = this.pipeline;
+    if (pipeline === undefined) {
+      this.awaitPipeline(undefined);
+      return;
+    }
+    while (this.inFlight < pipeline.depth) {
+      const ready = [...this.sequences.values()].filter((s) => !s.inFlight && !s.done);
+      if (ready.length === 0) return;
+      const share = Math.ceil(ready.length / (pipeline.depth - this.inFlight));
+      const batch = this.pick(ready, Math.min(share, this.options.maxBatchSequences));
+      void this.launch(pipeline, batch);
+    }
+  }
+
+  /** Up to `count` sequences, least recently scheduled first, within the token budget. */
+  private pick(ready: Sequence[], count: number): { seq: Sequence; slice: SliceInput }[] {
+    ready.sort((a, b) => a.lastScheduled - b.lastScheduled);
+    const picked: { seq: Sequence; slice: SliceInput }[] = [];
+    let budget = this.options.maxBatchTokens;
+    for (const seq of ready) {
+      if (picked.length >= count || budget <= 0) break;
+      const tokenCount = Math.min(seq.tokens.length - seq.fed, budget);
+      budget -= tokenCount;
+      seq.inFlight = true;
+      seq.lastScheduled = ++this.tick;
+      picked.push({ seq, slice: { id: seq.request.id, startPosition: seq.fed, tokenCount, tokenIds: seq.tokens.slice(seq.fed, seq.fed + tokenCount) } });
+    }
+    return picked;
+  }
+
+  private async launch(pipeline: Pipeline, batch: { seq: Sequence; slice: SliceInput }[]): Promise<void> {
+    this.inFlight++;
+    let logits: Float32Array | undefined;
+    let failure: BoraError | undefined;
+    try {
+      logits = await pipeline.run(this.nextBatchId++, batch.map((b) => b.slice));
+    } catch (err) {
+      failure = asBoraError(err);
+    }
+    // A micro-batch of a pipeline that has since been replaced: its sequences were reset for
+    // replay when the pipeline was dropped, so its result must not touch them.
+    if (pipeline !== this.pipeline) return;
+    this.inFlight--;
+    for (const { seq } of batch) seq.inFlight = false;
+
+    if (failure === undefined) await this.accept(batch, logits!);
+    else if (failure.retryable) this.onPipelineFailure(pipeline, failure);
+    else for (const { seq } of batch) this.fail(seq, failure);
+    this.flushReleases();
+    if (!this.waitingForPipeline) this.pump();
+  }
+
+  private async accept(batch: { seq: Sequence; slice: SliceInput }[], logits: Float32Array): Promise<void> {
+    const vocab = logits.length / batch.length;
+    await Promise.all(
+      batch.map(async ({ seq, slice }, row) => {
+        if (seq.done) return;
+        seq.fed += slice.tokenCount;
+        if (seq.fed < seq.tokens.length) return; // a prompt chunk, or a replay still catching up
+        const rowLogits = logits.subarray(row * vocab, (row + 1) * vocab);
+        const index = seq.tokens.length - seq.promptLength;
+        const token = await (this.options.sample ?? sampleToken)(rowLogits, seq.request.sampling, index);
+        if (seq.done) return;
+        seq.tokens.push(token);
+        let stop: boolean;
+        try {
+          stop = seq.request.sink.onToken(token, index, rowLogits);
+        } catch (err) {
+          this.fail(seq, asBoraError(err));
+          return;
+        }
+        if (stop) this.finish(seq);
+      }),
+    );
+  }
+
+  private fail(seq: Sequence, err: BoraError): void {
+    if (seq.done) return;
+    this.finish(seq);
+    seq.request.sink.onError(err);
+  }
+
+  /** The pipeline broke: every sequence will be replayed from position 0 on the next one. */
+  private onPipelineFailure(pipeline: Pipeline, err: BoraError): void {
+    if (pipeline !== this.pipeline) return; // already handled
+    this.source.reportFailure?.(pipeline, err);
+    this.pipeline = undefined;
+    this.inFlight = 0;
+    this.releaseQueue.length = 0;
+    for (const seq of this.sequences.values()) {
+      seq.fed = 0;
+      seq.inFlight = false;
+      seq.request.sink.onResume?.();
+    }
+    this.awaitPipeline(pipeline.epoch);
+  }
+
+  private awaitPipeline(afterEpoch: number | undefined): void {
+    if (this.waitingForPipeline) return;
+    this.waitingForPipeline = true;
+    this.source.next(afterEpoch).then(
+      (next) => {
+        this.waitingForPipeline = false;
+        this.pipeline = next;
+        this.pump();
+      },
+      (err: unknown) => {
+        this.waitingForPipeline = false;
+        for (const seq of [...this.sequences.values()]) this.fail(seq, asBoraError(err));
+      },
+    );
+  }
+
+  /** Stops every sequence with `err` (shutdown). */
+  abortAll(err: BoraError): void {
+    for (const seq of [...this.sequences.values()]) this.fail(seq, err);
+  }
+}

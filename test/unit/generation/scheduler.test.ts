@@ -1,0 +1,124 @@
+/**
+ * The scheduler over in-process pipelines of tiny-mistral: concurrent sequences of different
+ * lengths get the reference tokens; with depth > 1 micro-batches overlap; and a pipeline that
+ * breaks mid-generation is replaced and every sequence resumes token-exactly.
+ */
+import assert from 'node:assert/strict';
+import { before, describe, test } from 'node:test';
+import type { SliceInput } from '../../../common/engine/stage-engine';
+import { UnavailableError, type BoraError } from '../../../common/errors';
+import { LocalPipeline, type Pipeline } from '../../../common/generation/pipeline';
+import { Scheduler, type PipelineSource } from '../../../common/generation/scheduler';
+import { sequenceId, type SequenceId } from '../../../common/ids';
+import { Checkpoint } from '../../../common/model/checkpoint';
+import { fixtureDir, loadReference } from '../../support/checkpoints';
+import { loadPipeline } from '../../support/pipeline';
+
+const ref = loadReference('tiny-mistral');
+const STEPS = 40;
+
+/** Wraps a pipeline: reports a depth, counts overlap, and can break after `failAfter` batches. */
+class TestPipeline implements Pipeline {
+  running = 0;
+  maxRunning = 0;
+  batches = 0;
+  constructor(
+    readonly epoch: number,
+    readonly depth: number,
+    private readonly inner: LocalPipeline,
+    private readonly failAfter = Infinity,
+  ) {}
+  async run(batchId: number, slices: readonly SliceInput[]): Promise<Float32Array> {
+    this.batches++;
+    if (this.batches > this.failAfter) throw new UnavailableError('stage died');
+    this.running++;
+    this.maxRunning = Math.max(this.maxRunning, this.running);
+    try {
+      await new Promise((r) => setTimeout(r, 1));
+      return await this.inner.run(batchId, slices);
+    } finally {
+      this.running--;
+    }
+  }
+  release(ids: readonly SequenceId[]): Promise<void> {
+    return this.inner.release(ids);
+  }
+}
+
+class ListSource implements PipelineSource {
+  failures: BoraError[] = [];
+  private index = 0;
+  constructor(private readonly pipelines: readonly Pipeline[]) {}
+  current(): Pipeline | undefined {
+    return this.pipelines[this.index];
+  }
+  async next(): Promise<Pipeline> {
+    this.index++;
+    return this.pipelines[this.index];
+  }
+  reportFailure(_p: Pipeline, err: BoraError): void {
+    this.failures.push(err);
+  }
+}
+
+function generateAll(scheduler: Scheduler, prompts: readonly (readonly number[])[]): Promise<{ tokens: number[][]; resumes: number[] }> {
+  const resumes = prompts.map(() => 0);
+  return Promise.all(
+    prompts.map(
+      (promptIds, i) =>
+        new Promise<number[]>((resolve, reject) => {
+          const tokens: number[] = [];
+          scheduler.submit({
+            id: sequenceId(`s${i}`),
+            promptIds,
+            sampling: { kind: 'greedy' },
+            sink: {
+              onToken: (token, index) => {
+                assert.equal(index, tokens.length, 'token indices are consecutive');
+                tokens.push(token);
+                if (tokens.length === STEPS) resolve(tokens);
+                return tokens.length === STEPS;
+              },
+              onError: reject,
+              onResume: () => resumes[i]++,
+            },
+          });
+        }),
+    ),
+  ).then((tokens) => ({ tokens, resumes }));
+}
+
+describe('Scheduler', () => {
+  let ckpt: Checkpoint;
+  before(async () => {
+    ckpt = await Checkpoint.open(fixtureDir('tiny-mistral'));
+  });
+
+  test('concurrent sequences over a 3-deep pipeline get the reference tokens; micro-batches overlap', async () => {
+    const pipeline = new TestPipeline(1, 3, new LocalPipeline(await loadPipeline(ckpt, [2, 4])));
+    const scheduler = new Scheduler(new ListSource([pipeline]), { maxBatchTokens: 64, maxBatchSequences: 8 });
+    const { tokens } = await generateAll(scheduler, ref.cases.map((c) => c.prompt_ids));
+    ref.cases.forEach((c, i) => assert.deepEqual(tokens[i], c.greedy_tokens, `case ${i}`));
+    assert.ok(pipeline.maxRunning >= 2, `micro-batches overlapped (max ${pipeline.maxRunning} in flight)`);
+    assert.equal(scheduler.activeSequences, 0);
+  });
+
+  test('prefill in small chunks gives the same tokens', async () => {
+    const pipeline = new TestPipeline(1, 1, new LocalPipeline(await loadPipeline(ckpt, [])));
+    const scheduler = new Scheduler(new ListSource([pipeline]), { maxBatchTokens: 5, maxBatchSequences: 2 });
+    const { tokens } = await generateAll(scheduler, ref.cases.map((c) => c.prompt_ids));
+    ref.cases.forEach((c, i) => assert.deepEqual(tokens[i], c.greedy_tokens, `case ${i}`));
+  });
+
+  test('a pipeline that breaks mid-generation is replaced and every sequence resumes token-exactly', async () => {
+    const broken = new TestPipeline(1, 2, new LocalPipeline(await loadPipeline(ckpt, [3])), 30);
+    const fresh = new TestPipeline(2, 2, new LocalPipeline(await loadPipeline(ckpt, [1])));
+    const source = new ListSource([broken, fresh]);
+    const scheduler = new Scheduler(source, { maxBatchTokens: 64, maxBatchSequences: 8 });
+    const { tokens, resumes } = await generateAll(scheduler, ref.cases.map((c) => c.prompt_ids));
+    ref.cases.forEach((c, i) => assert.deepEqual(tokens[i], c.greedy_tokens, `case ${i}`));
+    assert.equal(source.failures.length, 1, 'the failure was reported once');
+    assert.deepEqual(resumes, [1, 1, 1], 'every sequence was resumed once');
+    assert.ok(fresh.batches > 0);
+  });
+});
