@@ -18,6 +18,14 @@ export interface StageFrame {
   readonly slices: readonly SliceInput[];
   /** (sum of tokenCount, H); absent into the first stage. */
   readonly hidden?: Float32Array;
+  /** Set when an earlier stage failed this micro-batch; it is passed on to the coordinator. */
+  readonly error?: FrameError;
+}
+
+export interface FrameError {
+  readonly message: string;
+  /** gRPC status code. */
+  readonly code: number;
 }
 
 /** The last stage's output for one micro-batch: logits (slices, V), or the error that stopped it. */
@@ -26,7 +34,7 @@ export interface ResultBatch {
   readonly batchId: number;
   readonly slices: readonly SliceInput[];
   readonly logits?: Float32Array;
-  readonly error?: { readonly message: string; readonly code: number };
+  readonly error?: FrameError;
 }
 
 export function sliceToWire(s: SliceInput): WireSlice {
@@ -70,6 +78,8 @@ export function encodeStageFrame(f: StageFrame, hiddenSize: number): ActivationF
     chunkCount: pieces.length,
     slices: chunkIndex === 0 ? f.slices.map(sliceToWire) : [],
     hidden,
+    error: f.error?.message ?? '',
+    code: f.error?.code ?? 0,
   }));
 }
 
@@ -137,7 +147,8 @@ export function decodeStageFrame(frame: ActivationFrame, tensor: WireTensor | nu
   const slices = frame.slices.map(sliceFromWire);
   const tokens = slices.reduce((n, s) => n + s.tokenCount, 0);
   const hidden = tensor === null ? undefined : decodeF32(tensor, `frame ${frame.batchId} hidden`, [tokens, hiddenSize]);
-  return { planEpoch: frame.planEpoch, batchId: frame.batchId, stageIndex: frame.stageIndex, slices, hidden };
+  const error = frame.error === '' ? undefined : { message: frame.error, code: frame.code };
+  return { planEpoch: frame.planEpoch, batchId: frame.batchId, stageIndex: frame.stageIndex, slices, hidden, error };
 }
 
 export function decodeResult(frame: ResultFrame, tensor: WireTensor | null, vocabSize: number): ResultBatch {

@@ -28,6 +28,8 @@ export interface ActivationFrame {
   slices: WireSlice[];
   hidden: WireTensor | null;
   stageIndex: number;
+  error: string;
+  code: number;
 }
 
 export interface ForwardAck {

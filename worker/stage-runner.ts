@@ -1,0 +1,161 @@
+/**
+ * Runs one stage's engine over the micro-batches that arrive for it, strictly in arrival order,
+ * one engine call at a time. Frames queued while the engine was busy are merged into one call
+ * (their slices and hidden states concatenated) when they share no sequence, so a stage with
+ * many small micro-batches waiting still makes one large matrix product. Results go on to the
+ * next stage or, from the last stage, to the coordinator.
+ */
+import { status as Status } from '@grpc/grpc-js';
+import type { StageEngine, StageOutput } from '../common/engine/stage-engine';
+import { asBoraError } from '../common/errors';
+import type { LayerRange } from '../common/ids';
+import type { FrameError, ResultBatch, StageFrame } from '../common/wire/frames';
+import { STATUS_BY_CODE } from '../common/wire/grpc-status';
+
+export interface StageAssignment {
+  readonly epoch: number;
+  readonly stageIndex: number;
+  readonly stageCount: number;
+  readonly range: LayerRange;
+}
+
+/** Where a stage's output goes: the next stage, or the coordinator's results stream. */
+export type StageSink =
+  | { readonly kind: 'next'; send(frame: StageFrame): Promise<void> }
+  | { readonly kind: 'results'; publish(result: ResultBatch): void };
+
+export interface StageRunnerHooks {
+  onForward?(seconds: number, tokens: number): void;
+  onQueueDepth?(depth: number): void;
+}
+
+/** Merge at most this many tokens into one engine call (bounds activation memory). */
+const MAX_MERGED_TOKENS = 4096;
+
+export class StageRunner {
+  private readonly queue: StageFrame[] = [];
+  private running = false;
+  private closed = false;
+
+  constructor(
+    readonly assignment: StageAssignment,
+    readonly engine: StageEngine,
+    private readonly sink: StageSink,
+    private readonly hooks: StageRunnerHooks = {},
+  ) {}
+
+  get queueDepth(): number {
+    return this.queue.length;
+  }
+
+  /** Queues a frame the caller has already checked for epoch and stage index. */
+  enqueue(frame: StageFrame): void {
+    this.queue.push(frame);
+    this.hooks.onQueueDepth?.(this.queue.length);
+    if (!this.running) void this.drain();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.queue.length = 0;
+  }
+
+  private async drain(): Promise<void> {
+    this.running = true;
+    try {
+      while (this.queue.length > 0 && !this.closed) {
+        const group = this.takeMergeable();
+        this.hooks.onQueueDepth?.(this.queue.length);
+        await this.process(group);
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** The first queued frame plus following ones that can share its engine call. */
+  private takeMergeable(): StageFrame[] {
+    const first = this.queue.shift()!;
+    if (first.error !== undefined) return [first];
+    const group = [first];
+    const ids = new Set(first.slices.map((s) => s.id));
+    let tokens = tokenCount(first);
+    while (this.queue.length > 0) {
+      const next = this.queue[0];
+      if (next.error !== undefined || next.slices.some((s) => ids.has(s.id)) || tokens + tokenCount(next) > MAX_MERGED_TOKENS) break;
+      this.queue.shift();
+      next.slices.forEach((s) => ids.add(s.id));
+      tokens += tokenCount(next);
+      group.push(next);
+    }
+    return group;
+  }
+
+  private async process(group: readonly StageFrame[]): Promise<void> {
+    if (group.length === 1 && group[0].error !== undefined) {
+      await this.emit(group[0], undefined, group[0].error);
+      return;
+    }
+    const slices = group.flatMap((f) => f.slices);
+    const hidden = this.engine.isFirst ? undefined : concat(group.map((f) => f.hidden!));
+    let output: StageOutput;
+    const started = process.hrtime.bigint();
+    try {
+      output = await this.engine.forward({ slices, hidden });
+    } catch (err) {
+      const bora = asBoraError(err);
+      const error = { message: `stage ${this.assignment.stageIndex} ${bora.message}`, code: STATUS_BY_CODE[bora.code] ?? Status.INTERNAL };
+      for (const frame of group) await this.emit(frame, undefined, error);
+      return;
+    }
+    this.hooks.onForward?.(Number(process.hrtime.bigint() - started) / 1e9, slices.reduce((n, s) => n + s.tokenCount, 0));
+    // Split the merged output back into the frames it came from.
+    const H = this.engine.config.hiddenSize;
+    const V = this.engine.config.vocabSize;
+    let tokenOffset = 0;
+    let sliceOffset = 0;
+    for (const frame of group) {
+      const tokens = tokenCount(frame);
+      const part: StageOutput = {
+        hidden: output.hidden.subarray(tokenOffset * H, (tokenOffset + tokens) * H),
+        logits: output.logits?.subarray(sliceOffset * V, (sliceOffset + frame.slices.length) * V),
+      };
+      tokenOffset += tokens;
+      sliceOffset += frame.slices.length;
+      await this.emit(frame, part, undefined);
+    }
+  }
+
+  private async emit(frame: StageFrame, output: StageOutput | undefined, error: FrameError | undefined): Promise<void> {
+    if (this.closed) return;
+    if (this.sink.kind === 'results') {
+      this.sink.publish({ planEpoch: frame.planEpoch, batchId: frame.batchId, slices: frame.slices, logits: output?.logits?.slice(), error });
+      return;
+    }
+    // Slices pass on without token ids: only the first stage needs them.
+    const slices = frame.slices.map(({ id, startPosition, tokenCount: count }) => ({ id, startPosition, tokenCount: count }));
+    await this.sink.send({
+      planEpoch: frame.planEpoch,
+      batchId: frame.batchId,
+      stageIndex: frame.stageIndex + 1,
+      slices,
+      hidden: output?.hidden.slice(),
+      error,
+    });
+  }
+}
+
+function tokenCount(frame: StageFrame): number {
+  return frame.slices.reduce((n, s) => n + s.tokenCount, 0);
+}
+
+function concat(parts: readonly Float32Array[]): Float32Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}

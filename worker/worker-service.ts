@@ -1,0 +1,162 @@
+/**
+ * The Worker gRPC service: frames in (Forward), results out (Results), cache release, status
+ * and remote expert calls. Every frame is checked before it is queued: plan epoch (fencing),
+ * stage index, a serving lease, chunk order and tensor byte counts. A refused frame is answered
+ * with an error ack; the stream and every other request carry on.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { FailedPreconditionError, StaleEpochError, UnavailableError, asBoraError } from '../common/errors';
+import type { LocalExperts } from '../common/engine/experts';
+import { sequenceId } from '../common/ids';
+import { Reassembler, decodeStageFrame } from '../common/wire/frames';
+import type {
+  ActivationFrame,
+  ExpertReply,
+  ExpertRequest,
+  ForwardAck,
+  ReleaseReply,
+  ReleaseRequest,
+  ResultFrame,
+  ResultsRequest,
+  WorkerStatusReply,
+} from '../common/wire/messages';
+import { STATUS_BY_CODE, toServiceError } from '../common/wire/grpc-status';
+import { boraProto } from '../common/wire/proto';
+import { decodeF32, encodeF32 } from '../common/wire/tensor-codec';
+import type { ResultsHub } from './results-hub';
+import type { StageRunner } from './stage-runner';
+
+/** Frames queued at a stage before it stops reading its streams (HTTP/2 flow control then pushes back). */
+export const MAX_QUEUED_FRAMES = 8;
+
+export type RejectReason = 'stale_epoch' | 'malformed' | 'not_serving';
+
+/** What the service needs from the worker it belongs to. */
+export interface WorkerState {
+  readonly workerId: string;
+  /** The plan epoch whose frames are accepted; undefined before the first plan is applied. */
+  servingEpoch(): number | undefined;
+  /** False while the lease may have expired (self-fencing). */
+  isServing(): boolean;
+  runner(): StageRunner | undefined;
+  experts(): LocalExperts | undefined;
+  readonly results: ResultsHub;
+  onRejected(reason: RejectReason): void;
+}
+
+export function workerServiceHandlers(state: WorkerState): grpc.UntypedServiceImplementation {
+  return {
+    forward: (call: grpc.ServerDuplexStream<ActivationFrame, ForwardAck>) => handleForward(state, call),
+
+    results: (call: grpc.ServerWritableStream<ResultsRequest, ResultFrame>) => {
+      const epoch = state.servingEpoch();
+      if (epoch !== call.request.planEpoch) {
+        call.destroy(toServiceError(new StaleEpochError(call.request.planEpoch, epoch ?? 0)) as grpc.ServiceError);
+        return;
+      }
+      state.results.subscribe(call);
+    },
+
+    release: (call: grpc.ServerUnaryCall<ReleaseRequest, ReleaseReply>, callback: grpc.sendUnaryData<ReleaseReply>) => {
+      const engine = state.runner()?.engine;
+      let released = 0;
+      for (const id of call.request.sequenceIds) if (engine?.release(sequenceId(id))) released++;
+      callback(null, { released });
+    },
+
+    status: (_call: grpc.ServerUnaryCall<unknown, WorkerStatusReply>, callback: grpc.sendUnaryData<WorkerStatusReply>) => {
+      const runner = state.runner();
+      callback(null, {
+        workerId: state.workerId,
+        planEpoch: state.servingEpoch() ?? 0,
+        hasRange: runner !== undefined,
+        layerStart: runner?.assignment.range.start ?? 0,
+        layerEnd: runner?.assignment.range.end ?? 0,
+        sequences: runner?.engine.sequenceCount ?? 0,
+        kvCacheBytes: runner?.engine.kvCacheBytes ?? 0,
+        serving: state.isServing(),
+      });
+    },
+
+    runExperts: (call: grpc.ServerUnaryCall<ExpertRequest, ExpertReply>, callback: grpc.sendUnaryData<ExpertReply>) => {
+      runExperts(state, call.request).then(
+        (reply) => callback(null, reply),
+        (err: unknown) => callback(toServiceError(err) as grpc.ServiceError),
+      );
+    },
+  };
+}
+
+async function runExperts(state: WorkerState, request: ExpertRequest): Promise<ExpertReply> {
+  if (!state.isServing()) throw new UnavailableError(`worker ${state.workerId} is not serving (lease not confirmed)`);
+  const epoch = state.servingEpoch();
+  if (epoch !== request.planEpoch) throw new StaleEpochError(request.planEpoch, epoch ?? 0);
+  const experts = state.experts();
+  if (experts === undefined) throw new FailedPreconditionError(`worker ${state.workerId} holds no experts`);
+  const calls = request.calls.map((c, i) => {
+    const shape = c.x?.shape ?? [];
+    const x = decodeF32(c.x, `expert call ${i}`, [-1, -1]);
+    return { expert: c.expert, x, tokens: shape[0] };
+  });
+  const outputs = await experts.run(request.layer, calls);
+  return { outputs: outputs.map((y, i) => encodeF32(y, [calls[i].tokens, y.length / Math.max(1, calls[i].tokens)])) };
+}
+
+function handleForward(state: WorkerState, call: grpc.ServerDuplexStream<ActivationFrame, ForwardAck>): void {
+  const reassembler = new Reassembler<ActivationFrame>((f) => f.hidden);
+  let paused = false;
+  const resumeWhenDrained = setInterval(() => {
+    if (paused && (state.runner()?.queueDepth ?? 0) < MAX_QUEUED_FRAMES / 2) {
+      paused = false;
+      call.resume();
+    }
+  }, 5);
+  const stop = (): void => clearInterval(resumeWhenDrained);
+  call.on('end', () => {
+    stop();
+    call.end();
+  });
+  call.on('error', stop);
+  call.on('cancelled', stop);
+
+  const reject = (batchId: number, reason: RejectReason, err: unknown): void => {
+    state.onRejected(reason);
+    const bora = asBoraError(err);
+    call.write({ batchId, error: bora.message, code: STATUS_BY_CODE[bora.code] });
+  };
+
+  call.on('data', (chunk: ActivationFrame) => {
+    let assembled;
+    try {
+      assembled = reassembler.push(chunk);
+    } catch (err) {
+      reject(chunk.batchId, 'malformed', err);
+      return;
+    }
+    if (assembled === undefined) return;
+    const { frame: head, tensor } = assembled;
+    const runner = state.runner();
+    const epoch = state.servingEpoch();
+    if (!state.isServing()) return reject(head.batchId, 'not_serving', new UnavailableError(`worker ${state.workerId} is not serving`));
+    if (epoch !== head.planEpoch) return reject(head.batchId, 'stale_epoch', new StaleEpochError(head.planEpoch, epoch ?? 0));
+    if (runner === undefined || runner.assignment.stageIndex !== head.stageIndex) {
+      return reject(head.batchId, 'malformed', new FailedPreconditionError(`frame for stage ${head.stageIndex}, this worker serves ${runner?.assignment.stageIndex ?? 'no stage'}`));
+    }
+    let frame;
+    try {
+      frame = decodeStageFrame(head, tensor, runner.engine.config.hiddenSize);
+    } catch (err) {
+      return reject(head.batchId, 'malformed', err);
+    }
+    runner.enqueue(frame);
+    call.write({ batchId: head.batchId, error: '', code: 0 });
+    if (runner.queueDepth >= MAX_QUEUED_FRAMES && !paused) {
+      paused = true;
+      call.pause();
+    }
+  });
+}
+
+export function addWorkerService(server: grpc.Server, state: WorkerState): void {
+  server.addService(boraProto().Worker.service, workerServiceHandlers(state));
+}
