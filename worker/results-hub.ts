@@ -3,13 +3,13 @@
  * epoch. Results produced while no coordinator is subscribed wait in a small bounded buffer (the
  * coordinator subscribes before it sends, so this only bridges a reconnect).
  */
-import type * as grpc from '@grpc/grpc-js';
+import { Metadata, type ServerWritableStream } from '@grpc/grpc-js';
 import { encodeResult, type ResultBatch } from '../common/wire/frames';
 import type { ResultFrame, ResultsRequest } from '../common/wire/messages';
 
 const MAX_BUFFERED_RESULTS = 256;
 
-type Subscriber = grpc.ServerWritableStream<ResultsRequest, ResultFrame>;
+type Subscriber = ServerWritableStream<ResultsRequest, ResultFrame>;
 
 export class ResultsHub {
   private readonly subscribers = new Set<Subscriber>();
@@ -19,6 +19,8 @@ export class ResultsHub {
 
   subscribe(call: Subscriber): void {
     this.subscribers.add(call);
+    // Headers now, so the coordinator knows the subscription is in place before it sends.
+    call.sendMetadata(new Metadata());
     const drop = (): void => {
       this.subscribers.delete(call);
     };

@@ -27,6 +27,7 @@ export type StageSink =
 export interface StageRunnerHooks {
   onForward?(seconds: number, tokens: number): void;
   onQueueDepth?(depth: number): void;
+  onSendFailed?(err: Error): void;
 }
 
 /** Merge at most this many tokens into one engine call (bounds activation memory). */
@@ -66,7 +67,13 @@ export class StageRunner {
       while (this.queue.length > 0 && !this.closed) {
         const group = this.takeMergeable();
         this.hooks.onQueueDepth?.(this.queue.length);
-        await this.process(group);
+        try {
+          await this.process(group);
+        } catch (err) {
+          // Only sending on can fail here (compute errors travel on as error frames). The frames
+          // are lost with the stream; the coordinator times them out and replays.
+          this.hooks.onSendFailed?.(err as Error);
+        }
       }
     } finally {
       this.running = false;

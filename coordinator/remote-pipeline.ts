@@ -1,0 +1,167 @@
+/**
+ * The cluster's data path for one plan epoch, as seen from the coordinator:
+ *   coordinator --Forward--> stage 0 --> ... --> last stage --Results--> coordinator.
+ * run() sends a micro-batch into stage 0 and resolves when its logits come back from the last
+ * stage. Any broken stream, or a micro-batch that does not come back within the step timeout,
+ * breaks the whole pipeline: every pending run() rejects with UNAVAILABLE (retryable), and the
+ * scheduler replays its sequences on the next plan.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { SliceInput } from '../common/engine/stage-engine';
+import { UnavailableError, type BoraError } from '../common/errors';
+import type { Pipeline } from '../common/generation/pipeline';
+import type { SequenceId } from '../common/ids';
+import { ForwardClient } from '../common/wire/forward-client';
+import { Reassembler, decodeResult } from '../common/wire/frames';
+import { fromStatus } from '../common/wire/grpc-status';
+import type { ReleaseReply, ReleaseRequest, ResultFrame, ResultsRequest } from '../common/wire/messages';
+import { boraProto, channelOptions } from '../common/wire/proto';
+
+export interface RemotePipelineOptions {
+  readonly epoch: number;
+  /** Worker address of each stage, in order. */
+  readonly stageAddresses: readonly string[];
+  readonly hiddenSize: number;
+  readonly vocabSize: number;
+  /** Micro-batches in flight at once; defaults to the number of stages. */
+  readonly depth?: number;
+  /** A micro-batch not back within this long breaks the pipeline. */
+  readonly stepTimeoutMs: number;
+  readonly keepaliveTimeMs: number;
+  readonly keepaliveTimeoutMs: number;
+  readonly onBroken?: (err: BoraError) => void;
+}
+
+interface Pending {
+  resolve(logits: Float32Array): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+type WorkerClient = grpc.Client & {
+  results(request: ResultsRequest): grpc.ClientReadableStream<ResultFrame>;
+  release(request: ReleaseRequest, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: ReleaseReply) => void): void;
+};
+
+export class RemotePipeline implements Pipeline {
+  readonly epoch: number;
+  readonly depth: number;
+  private readonly clients: WorkerClient[];
+  private readonly forward: ForwardClient;
+  private results: grpc.ClientReadableStream<ResultFrame> | undefined;
+  private readonly pending = new Map<number, Pending>();
+  private broken: BoraError | undefined;
+
+  private constructor(private readonly options: RemotePipelineOptions) {
+    this.epoch = options.epoch;
+    this.depth = options.depth ?? options.stageAddresses.length;
+    const Worker = boraProto().Worker;
+    const channel = channelOptions(options.keepaliveTimeMs, options.keepaliveTimeoutMs);
+    this.clients = options.stageAddresses.map((a) => new Worker(a, grpc.credentials.createInsecure(), channel) as unknown as WorkerClient);
+    this.forward = new ForwardClient(options.stageAddresses[0], {
+      hiddenSize: options.hiddenSize,
+      drainTimeoutMs: options.stepTimeoutMs,
+      keepaliveTimeMs: options.keepaliveTimeMs,
+      keepaliveTimeoutMs: options.keepaliveTimeoutMs,
+      onRejected: (batchId, message, code) => this.settle(batchId, fromStatus(code, message)),
+      onBroken: (err) => this.breakWith(new UnavailableError(`stage 0 (${options.stageAddresses[0]}): ${err.message}`, { cause: err })),
+    });
+  }
+
+  /** Opens the streams; resolves once the last stage has accepted the results subscription. */
+  static async open(options: RemotePipelineOptions): Promise<RemotePipeline> {
+    const pipeline = new RemotePipeline(options);
+    await pipeline.subscribe();
+    return pipeline;
+  }
+
+  private subscribe(): Promise<void> {
+    const last = this.clients[this.clients.length - 1];
+    const address = this.options.stageAddresses[this.clients.length - 1];
+    const call = last.results({ planEpoch: this.epoch });
+    this.results = call;
+    const reassembler = new Reassembler<ResultFrame>((f) => f.logits);
+    call.on('data', (frame: ResultFrame) => {
+      try {
+        const done = reassembler.push(frame);
+        if (done === undefined) return;
+        const result = decodeResult(done.frame, done.tensor, this.options.vocabSize);
+        if (result.error !== undefined) this.settle(result.batchId, fromStatus(result.error.code, result.error.message));
+        else this.settle(result.batchId, result.logits!);
+      } catch (err) {
+        this.breakWith(new UnavailableError(`results from ${address} malformed: ${(err as Error).message}`, { cause: err }));
+      }
+    });
+    return new Promise((resolve, reject) => {
+      let confirmed = false;
+      call.on('metadata', () => {
+        confirmed = true;
+        resolve();
+      });
+      call.on('error', (err: grpc.ServiceError) => {
+        const bora = err.code === grpc.status.CANCELLED ? new UnavailableError('results stream cancelled') : fromStatus(err.code, err.details);
+        const failure = new UnavailableError(`results stream from ${address}: ${bora.message}`, { cause: err });
+        if (!confirmed) reject(failure);
+        this.breakWith(failure);
+      });
+      call.on('end', () => {
+        if (!confirmed) reject(new UnavailableError(`results stream from ${address} ended at once`));
+        this.breakWith(new UnavailableError(`results stream from ${address} ended`));
+      });
+    });
+  }
+
+  get isBroken(): boolean {
+    return this.broken !== undefined;
+  }
+
+  run(batchId: number, slices: readonly SliceInput[]): Promise<Float32Array> {
+    if (this.broken !== undefined) return Promise.reject(this.broken);
+    return new Promise<Float32Array>((resolve, reject) => {
+      const timer = setTimeout(
+        () => this.breakWith(new UnavailableError(`micro-batch ${batchId} did not come back within ${this.options.stepTimeoutMs} ms`)),
+        this.options.stepTimeoutMs,
+      );
+      this.pending.set(batchId, { resolve, reject, timer });
+      this.forward.send({ planEpoch: this.epoch, batchId, stageIndex: 0, slices }).catch((err: Error) =>
+        this.breakWith(new UnavailableError(`sending micro-batch ${batchId}: ${err.message}`, { cause: err })),
+      );
+    });
+  }
+
+  private settle(batchId: number, outcome: Float32Array | BoraError): void {
+    const p = this.pending.get(batchId);
+    if (p === undefined) return;
+    this.pending.delete(batchId);
+    clearTimeout(p.timer);
+    if (outcome instanceof Float32Array) p.resolve(outcome);
+    else p.reject(outcome);
+  }
+
+  private breakWith(err: BoraError): void {
+    if (this.broken !== undefined) return;
+    this.broken = err;
+    for (const [batchId] of this.pending) this.settle(batchId, err);
+    this.options.onBroken?.(err);
+    this.close();
+  }
+
+  async release(ids: readonly SequenceId[]): Promise<void> {
+    await Promise.all(
+      this.clients.map(
+        (client) =>
+          new Promise<void>((resolve) => {
+            client.release({ planEpoch: this.epoch, sequenceIds: [...ids] }, { deadline: Date.now() + 2000 }, () => resolve());
+          }),
+      ),
+    );
+  }
+
+  close(): void {
+    if (this.broken === undefined) this.broken = new UnavailableError(`pipeline of epoch ${this.epoch} closed`);
+    for (const [batchId] of this.pending) this.settle(batchId, this.broken);
+    this.forward.close();
+    this.results?.cancel();
+    for (const client of this.clients) client.close();
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * The gRPC data path without etcd: workers serving fixed assignments on port 0, the coordinator's
+ * RemotePipeline and Scheduler on top. Reference tokens through 3 stages; 16 concurrent streams
+ * identical to each alone; malformed and stale-epoch frames refused with a status while other
+ * requests go on; released and cancelled sequences leave no KV cache on any stage.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { status as Status } from '@grpc/grpc-js';
+import { Scheduler, type PipelineSource } from '../../../common/generation/scheduler';
+import type { Pipeline } from '../../../common/generation/pipeline';
+import { sequenceId } from '../../../common/ids';
+import { Checkpoint } from '../../../common/model/checkpoint';
+import { ForwardClient } from '../../../common/wire/forward-client';
+import { RemotePipeline } from '../../../coordinator/remote-pipeline';
+import { StageHost } from '../../../worker/stage-host';
+import { startWorkerServer, type BoundServer } from '../../../worker/worker-server';
+import { fixtureDir, loadReference } from '../../support/checkpoints';
+import { greedyBatch, loadPipeline } from '../../support/pipeline';
+
+const STREAMS = { drainTimeoutMs: 5000, keepaliveTimeMs: 1000, keepaliveTimeoutMs: 1000 };
+const ref = loadReference('tiny-mistral');
+
+interface Cluster {
+  hosts: StageHost[];
+  servers: BoundServer[];
+  pipeline: RemotePipeline;
+  close(): Promise<void>;
+}
+
+async function startCluster(ckpt: Checkpoint, splits: number[], epoch = 1): Promise<Cluster> {
+  const engines = await loadPipeline(ckpt, splits);
+  const hosts = engines.map((_, i) => new StageHost(`w${i}`, STREAMS));
+  const servers = await Promise.all(hosts.map((h) => startWorkerServer(h, '127.0.0.1', 0, { timeMs: 1000, timeoutMs: 1000 })));
+  engines.forEach((engine, i) =>
+    hosts[i].install(epoch, { assignment: { epoch, stageIndex: i, stageCount: engines.length, range: engine.range }, engine, nextAddress: servers[i + 1]?.address }, undefined),
+  );
+  const pipeline = await RemotePipeline.open({
+    epoch,
+    stageAddresses: servers.map((s) => s.address),
+    hiddenSize: ckpt.config.hiddenSize,
+    vocabSize: ckpt.config.vocabSize,
+    stepTimeoutMs: 10_000,
+    keepaliveTimeMs: 1000,
+    keepaliveTimeoutMs: 1000,
+  });
+  return {
+    hosts,
+    servers,
+    pipeline,
+    close: async () => {
+      pipeline.close();
+      for (const h of hosts) h.uninstall();
+      await Promise.all(servers.map((s) => s.close()));
+      await Promise.all(engines.map((e) => e.close()));
+    },
+  };
+}
+
+function fixedSource(pipeline: Pipeline): PipelineSource {
+  return { current: () => pipeline, next: () => new Promise(() => undefined) };
+}
+
+function generate(scheduler: Scheduler, prompts: readonly (readonly number[])[], steps: number, tag: string) {
+  return Promise.all(
+    prompts.map(
+      (promptIds, i) =>
+        new Promise<number[]>((resolve, reject) => {
+          const tokens: number[] = [];
+          scheduler.submit({
+            id: sequenceId(`${tag}${i}`),
+            promptIds,
+            sampling: { kind: 'greedy' },
+            sink: {
+              onToken: (t) => {
+                tokens.push(t);
+                if (tokens.length === steps) resolve(tokens);
+                return tokens.length === steps;
+              },
+              onError: reject,
+            },
+          });
+        }),
+    ),
+  );
+}
+
+describe('gRPC data path', () => {
+  let ckpt: Checkpoint;
+  let cluster: Cluster;
+  before(async () => {
+    ckpt = await Checkpoint.open(fixtureDir('tiny-mistral'));
+    cluster = await startCluster(ckpt, [2, 4]);
+  });
+  after(async () => cluster.close());
+
+  test('3 stages over gRPC give the reference tokens for every case, and free every cache', async () => {
+    const scheduler = new Scheduler(fixedSource(cluster.pipeline), { maxBatchTokens: 256, maxBatchSequences: 16 });
+    const tokens = await generate(scheduler, ref.cases.map((c) => c.prompt_ids), 40, 'ref');
+    ref.cases.forEach((c, i) => assert.deepEqual(tokens[i], c.greedy_tokens, `case ${i}`));
+    await new Promise((r) => setTimeout(r, 200)); // releases are sent after the last token
+    cluster.hosts.forEach((h, i) => assert.equal(h.runner()!.engine.sequenceCount, 0, `stage ${i} holds no sequence`));
+  });
+
+  test('16 concurrent streams each produce exactly what they produce alone', async () => {
+    const prompts = Array.from({ length: 16 }, (_, i) => [1, ...Array.from({ length: 3 + (i % 7) }, (_, j) => 100 + ((i * 7919 + j * 104729) % 31000))]);
+    const [engine] = await loadPipeline(ckpt, []);
+    const alone: number[][] = [];
+    for (const [i, p] of prompts.entries()) alone.push((await greedyBatch([engine], [p], 12, `alone${i}`)).tokens[0]);
+    await engine.close();
+    const scheduler = new Scheduler(fixedSource(cluster.pipeline), { maxBatchTokens: 256, maxBatchSequences: 16 });
+    const together = await generate(scheduler, prompts, 12, 'c');
+    together.forEach((t, i) => assert.deepEqual(t, alone[i], `stream ${i}`));
+  });
+
+  test('malformed and stale-epoch frames are refused with a status; the pipeline keeps serving', async () => {
+    const rejections: { batchId: number; code: number; message: string }[] = [];
+    const rogue = new ForwardClient(cluster.servers[1].address, {
+      hiddenSize: ckpt.config.hiddenSize,
+      ...STREAMS,
+      onRejected: (batchId, message, code) => rejections.push({ batchId, code, message }),
+    });
+    const slice = { id: sequenceId('rogue'), startPosition: 0, tokenCount: 2 };
+    await rogue.send({ planEpoch: 0, batchId: 901, stageIndex: 1, slices: [slice], hidden: new Float32Array(2 * 64) }); // stale epoch
+    await rogue.send({ planEpoch: 1, batchId: 902, stageIndex: 1, slices: [slice], hidden: new Float32Array(3 * 64) }); // wrong size
+    await rogue.send({ planEpoch: 1, batchId: 903, stageIndex: 0, slices: [slice], hidden: new Float32Array(2 * 64) }); // wrong stage
+    await new Promise((r) => setTimeout(r, 300));
+    rogue.close();
+    const byBatch = new Map(rejections.map((r) => [r.batchId, r]));
+    assert.equal(byBatch.get(901)?.code, Status.FAILED_PRECONDITION);
+    assert.match(byBatch.get(901)!.message, /epoch 0/);
+    assert.equal(byBatch.get(902)?.code, Status.INVALID_ARGUMENT);
+    assert.equal(byBatch.get(903)?.code, Status.FAILED_PRECONDITION);
+    const scheduler = new Scheduler(fixedSource(cluster.pipeline), { maxBatchTokens: 256, maxBatchSequences: 16 });
+    const [tokens] = await generate(scheduler, [ref.cases[0].prompt_ids], 40, 'after');
+    assert.deepEqual(tokens, ref.cases[0].greedy_tokens);
+    assert.equal(cluster.pipeline.isBroken, false);
+  });
+
+  test('a cancelled sequence frees its KV cache on every stage', async () => {
+    const scheduler = new Scheduler(fixedSource(cluster.pipeline), { maxBatchTokens: 256, maxBatchSequences: 16 });
+    let handle: { cancel(): void } | undefined;
+    await new Promise<void>((resolve, reject) => {
+      let count = 0;
+      handle = scheduler.submit({
+        id: sequenceId('cancel-me'),
+        promptIds: ref.cases[1].prompt_ids,
+        sampling: { kind: 'greedy' },
+        sink: {
+          onToken: () => {
+            if (++count === 5) resolve();
+            return false;
+          },
+          onError: reject,
+        },
+      });
+    });
+    const holding = cluster.hosts.map((h) => h.runner()!.engine.nextPosition(sequenceId('cancel-me')));
+    assert.ok(holding.every((p) => p !== undefined && p > 0), 'every stage held the sequence while it ran');
+    handle!.cancel();
+    await new Promise((r) => setTimeout(r, 300));
+    cluster.hosts.forEach((h, i) => assert.equal(h.runner()!.engine.nextPosition(sequenceId('cancel-me')), undefined, `stage ${i} freed it`));
+    assert.equal(scheduler.activeSequences, 0);
+  });
+});
