@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+/**
+ * The bora command line. Each subcommand lives in its own file; this one only dispatches and
+ * turns errors into a message and an exit status (2 for bad input, 1 otherwise).
+ */
+import { BoraError, asBoraError } from '../common/errors';
+import { generateCommand } from './generate';
+import { makeModelCommand } from './make-model';
+
+type Command = (argv: string[]) => Promise<void>;
+
+const COMMANDS: Record<string, { run: Command; help: string }> = {
+  generate: { run: generateCommand, help: 'generate text in this process (--model DIR) or on a cluster (--coordinator HOST:PORT)' },
+  'make-model': { run: makeModelCommand, help: 'write a random hub-format checkpoint of any size' },
+};
+
+function usage(): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(12)} ${c.help}`);
+  return `usage: bora <command> [flags]\n\ncommands:\n${lines.join('\n')}\n`;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage());
+    return;
+  }
+  const command = COMMANDS[name];
+  if (command === undefined) throw new BoraError('INVALID_ARGUMENT', `unknown command "${name}"\n\n${usage()}`);
+  await command.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  () => {
+    process.exitCode ??= 0;
+  },
+  (err: unknown) => {
+    const bora = asBoraError(err);
+    process.stderr.write(`bora: ${bora.message}\n`);
+    if (bora.code === 'INTERNAL' && process.env.BORA_DEBUG !== undefined) process.stderr.write(`${(err as Error).stack}\n`);
+    process.exitCode = bora.code === 'INVALID_ARGUMENT' || bora.code === 'CHECKPOINT_INVALID' ? 2 : 1;
+  },
+);

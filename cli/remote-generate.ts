@@ -1,0 +1,24 @@
+/** bora generate --coordinator: the request over the Inference gRPC API, events streamed back. */
+import * as grpc from '@grpc/grpc-js';
+import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
+import { eventFromWire, requestToWire } from '../common/wire/generate-codec';
+import { fromServiceError } from '../common/wire/grpc-status';
+import type { GenerateEvent, GenerateRequest } from '../common/wire/messages';
+import { boraProto, channelOptions } from '../common/wire/proto';
+
+type InferenceClient = grpc.Client & { generate(request: GenerateRequest, options: grpc.CallOptions): grpc.ClientReadableStream<GenerateEvent> };
+
+export function inferenceClient(address: string): InferenceClient {
+  const Inference = boraProto().Inference;
+  return new Inference(address, grpc.credentials.createInsecure(), channelOptions(10_000, 5_000)) as unknown as InferenceClient;
+}
+
+export function generateRemote(address: string, request: GenerationRequest, onEvent: (e: GenerationEvent) => void, deadlineMs: number): Promise<void> {
+  const client = inferenceClient(address);
+  return new Promise<void>((resolve, reject) => {
+    const call = client.generate(requestToWire(request), { deadline: Date.now() + deadlineMs });
+    call.on('data', (event: GenerateEvent) => onEvent(eventFromWire(event)));
+    call.on('error', (err: grpc.ServiceError) => reject(fromServiceError(err)));
+    call.on('end', () => resolve());
+  }).finally(() => client.close());
+}

@@ -1,0 +1,71 @@
+/**
+ * Turns one sequence's tokens into the events a client sees: streamed text that never splits a
+ * character, stop strings and EOS honoured, and a final event with timings. It is the
+ * scheduler's SequenceSink for a text request.
+ */
+import type { BoraError } from '../errors';
+import { StopCondition } from '../sampling/stop';
+import { StreamDecoder } from '../tokenizer/stream-decoder';
+import type { Tokenizer } from '../tokenizer/tokenizer';
+import type { SequenceSink } from './scheduler';
+import type { GenerationEvent, GenerationRequest } from './request';
+
+export interface TextSinkCallbacks {
+  onEvent(event: GenerationEvent): void;
+  onError(err: BoraError): void;
+}
+
+export class TextSink implements SequenceSink {
+  private readonly decoder: StreamDecoder;
+  private readonly stop: StopCondition;
+  private readonly startedMs = performance.now();
+  private firstTokenMs: number | undefined;
+  private resumes = 0;
+  private ended = false;
+
+  constructor(
+    tokenizer: Tokenizer,
+    private readonly request: GenerationRequest,
+    private readonly promptTokens: number,
+    private readonly callbacks: TextSinkCallbacks,
+  ) {
+    this.decoder = new StreamDecoder(tokenizer);
+    // With ignore_eos no generated id can equal the EOS id given here (it is past the vocabulary).
+    const eosId = request.ignoreEos ? tokenizer.vocabSize + 1 : tokenizer.eosId;
+    this.stop = new StopCondition({ eosId, maxTokens: request.maxTokens, stopStrings: request.stop });
+  }
+
+  onToken(token: number, index: number, logits: Float32Array): boolean {
+    if (this.ended) return true;
+    this.firstTokenMs ??= performance.now();
+    const step = this.stop.push(token, this.decoder.push(token));
+    const firstLogits = index === 0 && this.request.returnFirstLogits ? logits.slice() : undefined;
+    this.callbacks.onEvent({ type: 'token', index, tokenId: token, text: step.emit, firstLogits });
+    if (step.finish === undefined) return false;
+    this.ended = true;
+    // At a stop string or EOS, text still inside the decoder is past the cut: it is not shown.
+    const tail = step.finish === 'length' ? this.decoder.flush() : '';
+    const now = performance.now();
+    this.callbacks.onEvent({
+      type: 'finish',
+      reason: step.finish,
+      text: tail,
+      promptTokens: this.promptTokens,
+      generatedTokens: this.stop.tokenCount,
+      timeToFirstTokenMs: (this.firstTokenMs ?? now) - this.startedMs,
+      totalMs: now - this.startedMs,
+      resumes: this.resumes,
+    });
+    return true;
+  }
+
+  onError(err: BoraError): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.callbacks.onError(err);
+  }
+
+  onResume(): void {
+    this.resumes++;
+  }
+}
