@@ -1,0 +1,209 @@
+/**
+ * The coordinator's Prometheus metrics. Each instance owns its own Registry (never prom-client's
+ * global one), so every process and every test gets an independent set; serve it with
+ * startMetricsServer(metrics.registry, ...).
+ *
+ * Durations are taken in seconds, the Prometheus base unit; counts are plain numbers. Bucket
+ * choices are explained in buckets.ts.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import {
+  EXPERT_DISPATCH_BUCKETS_SECONDS,
+  INTER_TOKEN_BUCKETS_SECONDS,
+  RECOVERY_BUCKETS_SECONDS,
+  TIME_TO_FIRST_TOKEN_BUCKETS_SECONDS,
+} from './buckets';
+import { DEFAULT_RATE_WINDOW_MS, type MonotonicClockMs, RateWindow } from './rate-window';
+
+/** How a generation request ended. */
+export const REQUEST_OUTCOMES = ['ok', 'cancelled', 'invalid', 'unavailable', 'deadline', 'error'] as const;
+export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number];
+
+/**
+ * What made the coordinator publish a new plan: a member joined, left (lease expired or revoked)
+ * or changed its record, or an operator asked.
+ */
+export const RESHARD_REASONS = ['join', 'leave', 'update', 'operator'] as const;
+export type ReshardReason = (typeof RESHARD_REASONS)[number];
+
+/** Which copy of an expert served a dispatch: its first holder, or another copy (failover, balance). */
+export const EXPERT_REPLICA_ROLES = ['primary', 'replica'] as const;
+export type ExpertReplicaRole = (typeof EXPERT_REPLICA_ROLES)[number];
+
+export interface CoordinatorMetricsOptions {
+  /** Monotonic clock for the tokens/s window; performance.now() by default. */
+  readonly now?: MonotonicClockMs;
+  /** Window of bora_tokens_per_second; 10 s by default. */
+  readonly tokensPerSecondWindowMs?: number;
+}
+
+export class CoordinatorMetrics {
+  readonly registry = new Registry();
+
+  private readonly requests: Counter<'outcome'>;
+  private readonly timeToFirstToken: Histogram;
+  private readonly interToken: Histogram;
+  private readonly generatedTokens: Counter;
+  private readonly tokenRate: RateWindow;
+  private readonly activeSequences: Gauge;
+  private readonly waitingRequests: Gauge;
+  private readonly members: Gauge;
+  private readonly planEpoch: Gauge;
+  private readonly reshards: Counter<'reason'>;
+  private readonly resumedSequences: Counter;
+  private readonly recovery: Histogram;
+  private readonly expertDispatch: Histogram;
+  private readonly expertTokens: Counter<'layer' | 'expert'>;
+  private readonly expertCalls: Counter<'role'>;
+
+  constructor(options: CoordinatorMetricsOptions = {}) {
+    const registers = [this.registry];
+    this.tokenRate = new RateWindow({ windowMs: options.tokensPerSecondWindowMs, now: options.now });
+    const windowSeconds = (options.tokensPerSecondWindowMs ?? DEFAULT_RATE_WINDOW_MS) / 1000;
+
+    this.requests = new Counter({
+      name: 'bora_requests_total',
+      help: 'Generation requests finished, by outcome.',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.timeToFirstToken = new Histogram({
+      name: 'bora_time_to_first_token_seconds',
+      help: 'From request accepted to its first generated token (queueing + prefill).',
+      buckets: [...TIME_TO_FIRST_TOKEN_BUCKETS_SECONDS],
+      registers,
+    });
+    this.interToken = new Histogram({
+      name: 'bora_inter_token_seconds',
+      help: 'Between consecutive generated tokens of one sequence.',
+      buckets: [...INTER_TOKEN_BUCKETS_SECONDS],
+      registers,
+    });
+    this.generatedTokens = new Counter({
+      name: 'bora_generated_tokens_total',
+      help: 'Tokens generated (sampled), all sequences; its rate() is the throughput.',
+      registers,
+    });
+    const tokenRate = this.tokenRate;
+    new Gauge({
+      name: 'bora_tokens_per_second',
+      help: `Tokens generated per second over the last ${windowSeconds} s, computed at scrape time.`,
+      registers,
+      collect(this: Gauge) {
+        this.set(tokenRate.perSecond());
+      },
+    });
+    this.activeSequences = new Gauge({
+      name: 'bora_active_sequences',
+      help: 'Sequences currently generating.',
+      registers,
+    });
+    this.waitingRequests = new Gauge({
+      name: 'bora_waiting_requests',
+      help: 'Requests accepted but not yet admitted to a batch.',
+      registers,
+    });
+    this.members = new Gauge({ name: 'bora_members', help: 'Live workers in the cluster.', registers });
+    this.planEpoch = new Gauge({ name: 'bora_plan_epoch', help: 'Epoch of the plan being served.', registers });
+    this.reshards = new Counter({
+      name: 'bora_reshards_total',
+      help: 'New plans published after the first, by what caused them.',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.resumedSequences = new Counter({
+      name: 'bora_resumed_sequences_total',
+      help: 'Sequences replayed onto a new plan after a failure and resumed.',
+      registers,
+    });
+    this.recovery = new Histogram({
+      name: 'bora_recovery_seconds',
+      help: 'From a failure detected to generation running again on the new plan.',
+      buckets: [...RECOVERY_BUCKETS_SECONDS],
+      registers,
+    });
+    this.expertDispatch = new Histogram({
+      name: 'bora_expert_dispatch_seconds',
+      help: 'One round trip to a remote expert holder (send, compute, receive).',
+      buckets: [...EXPERT_DISPATCH_BUCKETS_SECONDS],
+      registers,
+    });
+    this.expertTokens = new Counter({
+      name: 'bora_expert_tokens_total',
+      help: 'Tokens routed to each expert (one count per token per chosen expert).',
+      labelNames: ['layer', 'expert'],
+      registers,
+    });
+    this.expertCalls = new Counter({
+      name: 'bora_expert_replica_calls_total',
+      help: 'Expert dispatches, by which copy of the expert served them.',
+      labelNames: ['role'],
+      registers,
+    });
+
+    // Every known label value starts at 0, so that rate() and absent() see a series from the
+    // first scrape rather than from the first event.
+    for (const outcome of REQUEST_OUTCOMES) this.requests.inc({ outcome }, 0);
+    for (const reason of RESHARD_REASONS) this.reshards.inc({ reason }, 0);
+    for (const role of EXPERT_REPLICA_ROLES) this.expertCalls.inc({ role }, 0);
+  }
+
+  countRequest(outcome: RequestOutcome): void {
+    this.requests.inc({ outcome });
+  }
+
+  observeTimeToFirstToken(seconds: number): void {
+    this.timeToFirstToken.observe(seconds);
+  }
+
+  observeInterToken(seconds: number): void {
+    this.interToken.observe(seconds);
+  }
+
+  /** Feeds both bora_generated_tokens_total and the bora_tokens_per_second window. */
+  countGeneratedTokens(tokens: number): void {
+    this.generatedTokens.inc(tokens);
+    this.tokenRate.add(tokens);
+  }
+
+  setActiveSequences(count: number): void {
+    this.activeSequences.set(count);
+  }
+
+  setWaitingRequests(count: number): void {
+    this.waitingRequests.set(count);
+  }
+
+  setMembers(count: number): void {
+    this.members.set(count);
+  }
+
+  setPlanEpoch(epoch: number): void {
+    this.planEpoch.set(epoch);
+  }
+
+  countReshard(reason: ReshardReason): void {
+    this.reshards.inc({ reason });
+  }
+
+  countResumedSequences(count: number): void {
+    this.resumedSequences.inc(count);
+  }
+
+  observeRecovery(seconds: number): void {
+    this.recovery.observe(seconds);
+  }
+
+  observeExpertDispatch(seconds: number): void {
+    this.expertDispatch.observe(seconds);
+  }
+
+  /** `tokens` routed to expert `expert` of decoder layer `layer` (both 0-based). */
+  countExpertTokens(layer: number, expert: number, tokens: number): void {
+    this.expertTokens.inc({ layer: String(layer), expert: String(expert) }, tokens);
+  }
+
+  countExpertCall(role: ExpertReplicaRole): void {
+    this.expertCalls.inc({ role });
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * A worker's Prometheus metrics. Each instance owns its own Registry (never prom-client's global
+ * one); serve it with startMetricsServer(metrics.registry, ...).
+ *
+ * Per-stage series carry a `stage` label (the stage index in the plan): a worker can hold more
+ * than one stage (a primary and a standby), and drops a stage's series with removeStage() when a
+ * new plan takes the stage away.
+ *
+ * Event-loop lag and process health come from prom-client's collectDefaultMetrics on this
+ * registry with the prefix `bora_worker_` (e.g. bora_worker_nodejs_eventloop_lag_max_seconds,
+ * the worst delay since the previous scrape, from perf_hooks.monitorEventLoopDelay at 10 ms
+ * resolution; plus resident memory, heap and GC). A loop blocked for seconds costs the worker its
+ * etcd lease, so the max is the series to alert on. Those samples describe the whole process, so
+ * a process makes one WorkerMetrics.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { FORWARD_BATCH_BUCKETS_TOKENS, MODEL_LOAD_BUCKETS_SECONDS, STAGE_FORWARD_BUCKETS_SECONDS } from './buckets';
+
+export const WORKER_DEFAULT_METRICS_PREFIX = 'bora_worker_';
+
+/** Why a worker refused a frame: an old plan epoch, a frame that does not decode, or no lease. */
+export const FRAME_REJECT_REASONS = ['stale_epoch', 'malformed', 'not_serving'] as const;
+export type FrameRejectReason = (typeof FRAME_REJECT_REASONS)[number];
+
+export class WorkerMetrics {
+  readonly registry = new Registry();
+
+  private readonly forward: Histogram<'stage'>;
+  private readonly forwardBatch: Histogram<'stage'>;
+  private readonly queueDepth: Gauge<'stage'>;
+  private readonly kvCacheBytes: Gauge<'stage'>;
+  private readonly kvSequences: Gauge<'stage'>;
+  private readonly planEpoch: Gauge;
+  private readonly modelLoad: Histogram;
+  private readonly framesRejected: Counter<'reason'>;
+  private readonly serving: Gauge;
+
+  constructor() {
+    const registers = [this.registry];
+    this.forward = new Histogram({
+      name: 'bora_stage_forward_seconds',
+      help: "One engine call of a stage: its layers' forward pass over one batch.",
+      labelNames: ['stage'],
+      buckets: [...STAGE_FORWARD_BUCKETS_SECONDS],
+      registers,
+    });
+    this.forwardBatch = new Histogram({
+      name: 'bora_stage_forward_batch_tokens',
+      help: 'Tokens in one engine call of a stage (all sequences of the merged batch).',
+      labelNames: ['stage'],
+      buckets: [...FORWARD_BATCH_BUCKETS_TOKENS],
+      registers,
+    });
+    this.queueDepth = new Gauge({
+      name: 'bora_stage_queue_depth',
+      help: 'Frames waiting for the stage engine.',
+      labelNames: ['stage'],
+      registers,
+    });
+    this.kvCacheBytes = new Gauge({
+      name: 'bora_kv_cache_bytes',
+      help: "Bytes held by the stage's key/value cache.",
+      labelNames: ['stage'],
+      registers,
+    });
+    this.kvSequences = new Gauge({
+      name: 'bora_kv_sequences',
+      help: "Sequences with entries in the stage's key/value cache.",
+      labelNames: ['stage'],
+      registers,
+    });
+    this.planEpoch = new Gauge({ name: 'bora_plan_epoch', help: 'Epoch of the plan this worker serves.', registers });
+    this.modelLoad = new Histogram({
+      name: 'bora_model_load_seconds',
+      help: "Loading a stage's weights and building its sessions, per load.",
+      buckets: [...MODEL_LOAD_BUCKETS_SECONDS],
+      registers,
+    });
+    this.framesRejected = new Counter({
+      name: 'bora_frames_rejected_total',
+      help: 'Frames refused, by reason.',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.serving = new Gauge({
+      name: 'bora_lease_serving',
+      help: '1 while this worker holds its etcd lease and serves its plan assignment, else 0.',
+      registers,
+    });
+    this.serving.set(0);
+    for (const reason of FRAME_REJECT_REASONS) this.framesRejected.inc({ reason }, 0);
+    collectDefaultMetrics({ register: this.registry, prefix: WORKER_DEFAULT_METRICS_PREFIX });
+  }
+
+  /** One engine call of `stage`: its duration and the tokens in its batch (the StageRunner hook). */
+  observeForward(stage: number, seconds: number, tokens: number): void {
+    const labels = { stage: String(stage) };
+    this.forward.observe(labels, seconds);
+    this.forwardBatch.observe(labels, tokens);
+  }
+
+  setQueueDepth(stage: number, frames: number): void {
+    this.queueDepth.set({ stage: String(stage) }, frames);
+  }
+
+  setKvCache(stage: number, bytes: number, sequences: number): void {
+    const labels = { stage: String(stage) };
+    this.kvCacheBytes.set(labels, bytes);
+    this.kvSequences.set(labels, sequences);
+  }
+
+  /** Drops every series of a stage this worker no longer holds. */
+  removeStage(stage: number): void {
+    const labels = { stage: String(stage) };
+    for (const metric of [this.forward, this.forwardBatch, this.queueDepth, this.kvCacheBytes, this.kvSequences]) {
+      metric.remove(labels);
+    }
+  }
+
+  setPlanEpoch(epoch: number): void {
+    this.planEpoch.set(epoch);
+  }
+
+  observeModelLoad(seconds: number): void {
+    this.modelLoad.observe(seconds);
+  }
+
+  countRejectedFrame(reason: FrameRejectReason): void {
+    this.framesRejected.inc({ reason });
+  }
+
+  setServing(serving: boolean): void {
+    this.serving.set(serving ? 1 : 0);
+  }
+}

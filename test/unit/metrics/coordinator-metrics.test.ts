@@ -1,0 +1,149 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { INTER_TOKEN_BUCKETS_SECONDS } from '../../../common/metrics/buckets';
+import { CoordinatorMetrics, REQUEST_OUTCOMES } from '../../../common/metrics/coordinator-metrics';
+import { findSample, type MetricSample, parseExposition, sampleValue } from '../../../common/metrics/exposition';
+
+async function scrape(metrics: CoordinatorMetrics): Promise<MetricSample[]> {
+  return parseExposition(await metrics.registry.metrics());
+}
+
+/** Cumulative count of histogram `name` at bucket bound `le`. */
+function bucket(samples: MetricSample[], name: string, le: string, labels: Record<string, string> = {}): number {
+  return sampleValue(samples, `${name}_bucket`, { ...labels, le });
+}
+
+describe('CoordinatorMetrics', () => {
+  test('counts requests by outcome, every outcome present from the start', async () => {
+    const metrics = new CoordinatorMetrics();
+    let samples = await scrape(metrics);
+    for (const outcome of REQUEST_OUTCOMES) assert.equal(sampleValue(samples, 'bora_requests_total', { outcome }), 0);
+    metrics.countRequest('ok');
+    metrics.countRequest('ok');
+    metrics.countRequest('deadline');
+    metrics.countRequest('invalid');
+    samples = await scrape(metrics);
+    assert.equal(sampleValue(samples, 'bora_requests_total', { outcome: 'ok' }), 2);
+    assert.equal(sampleValue(samples, 'bora_requests_total', { outcome: 'deadline' }), 1);
+    assert.equal(sampleValue(samples, 'bora_requests_total', { outcome: 'invalid' }), 1);
+    assert.equal(sampleValue(samples, 'bora_requests_total', { outcome: 'cancelled' }), 0);
+  });
+
+  test('latency histograms put observations in the right buckets', async () => {
+    const metrics = new CoordinatorMetrics();
+    metrics.observeTimeToFirstToken(0.04);
+    metrics.observeTimeToFirstToken(0.3);
+    metrics.observeTimeToFirstToken(120);
+    for (const seconds of [0.004, 0.018, 0.02, 0.6]) metrics.observeInterToken(seconds);
+    metrics.observeRecovery(2.5);
+    metrics.observeExpertDispatch(0.0003);
+    metrics.observeExpertDispatch(0.003);
+    const s = await scrape(metrics);
+
+    const ttft = 'bora_time_to_first_token_seconds';
+    assert.equal(bucket(s, ttft, '0.025'), 0);
+    assert.equal(bucket(s, ttft, '0.05'), 1);
+    assert.equal(bucket(s, ttft, '0.35'), 2);
+    assert.equal(bucket(s, ttft, '60'), 2);
+    assert.equal(bucket(s, ttft, '+Inf'), 3);
+    assert.equal(sampleValue(s, `${ttft}_count`), 3);
+    assert.ok(Math.abs(sampleValue(s, `${ttft}_sum`) - 120.34) < 1e-9);
+
+    const itl = 'bora_inter_token_seconds';
+    assert.equal(bucket(s, itl, '0.005'), 1);
+    assert.equal(bucket(s, itl, '0.01'), 1);
+    assert.equal(bucket(s, itl, '0.02'), 3, 'le is inclusive: 0.02 lands in the 0.02 bucket');
+    assert.equal(bucket(s, itl, '0.5'), 3);
+    assert.equal(bucket(s, itl, '1'), 4);
+    // Every declared bound is exposed, plus +Inf.
+    const bounds = s.filter((x) => x.name === `${itl}_bucket`).map((x) => x.labels.le);
+    assert.deepEqual(bounds, [...INTER_TOKEN_BUCKETS_SECONDS.map(String), '+Inf']);
+
+    assert.equal(bucket(s, 'bora_recovery_seconds', '2'), 0);
+    assert.equal(bucket(s, 'bora_recovery_seconds', '3'), 1);
+    assert.equal(bucket(s, 'bora_expert_dispatch_seconds', '0.00025'), 0);
+    assert.equal(bucket(s, 'bora_expert_dispatch_seconds', '0.0005'), 1);
+    assert.equal(bucket(s, 'bora_expert_dispatch_seconds', '0.004'), 2);
+  });
+
+  test('generated tokens: a counter and a 10 s tokens/s gauge computed at scrape time', async () => {
+    const clock = { ms: 1_000 };
+    const metrics = new CoordinatorMetrics({ now: () => clock.ms });
+    metrics.countGeneratedTokens(40);
+    clock.ms = 6_000;
+    metrics.countGeneratedTokens(60);
+    let s = await scrape(metrics);
+    assert.equal(sampleValue(s, 'bora_generated_tokens_total'), 100);
+    assert.equal(sampleValue(s, 'bora_tokens_per_second'), 10); // 100 tokens / 10 s
+
+    clock.ms = 11_500; // the 40 at t = 1 s have left the window
+    s = await scrape(metrics);
+    assert.equal(sampleValue(s, 'bora_tokens_per_second'), 6);
+    assert.equal(sampleValue(s, 'bora_generated_tokens_total'), 100, 'the counter never forgets');
+
+    clock.ms = 30_000;
+    s = await scrape(metrics);
+    assert.equal(sampleValue(s, 'bora_tokens_per_second'), 0);
+  });
+
+  test('gauges hold the last value set', async () => {
+    const metrics = new CoordinatorMetrics();
+    metrics.setActiveSequences(7);
+    metrics.setWaitingRequests(3);
+    metrics.setMembers(4);
+    metrics.setPlanEpoch(12);
+    metrics.setActiveSequences(5);
+    metrics.setMembers(3);
+    const s = await scrape(metrics);
+    assert.equal(sampleValue(s, 'bora_active_sequences'), 5);
+    assert.equal(sampleValue(s, 'bora_waiting_requests'), 3);
+    assert.equal(sampleValue(s, 'bora_members'), 3);
+    assert.equal(sampleValue(s, 'bora_plan_epoch'), 12);
+  });
+
+  test('reshards by reason, resumed sequences, experts by layer/expert and replica role', async () => {
+    const metrics = new CoordinatorMetrics();
+    metrics.countReshard('leave');
+    metrics.countReshard('leave');
+    metrics.countReshard('join');
+    metrics.countResumedSequences(5);
+    metrics.countResumedSequences(2);
+    metrics.countExpertTokens(0, 3, 10);
+    metrics.countExpertTokens(0, 3, 6);
+    metrics.countExpertTokens(31, 7, 1);
+    metrics.countExpertCall('primary');
+    metrics.countExpertCall('primary');
+    metrics.countExpertCall('replica');
+    const s = await scrape(metrics);
+    assert.equal(sampleValue(s, 'bora_reshards_total', { reason: 'leave' }), 2);
+    assert.equal(sampleValue(s, 'bora_reshards_total', { reason: 'join' }), 1);
+    assert.equal(sampleValue(s, 'bora_reshards_total', { reason: 'operator' }), 0);
+    assert.equal(sampleValue(s, 'bora_resumed_sequences_total'), 7);
+    assert.equal(sampleValue(s, 'bora_expert_tokens_total', { layer: '0', expert: '3' }), 16);
+    assert.equal(sampleValue(s, 'bora_expert_tokens_total', { layer: '31', expert: '7' }), 1);
+    assert.equal(findSample(s, 'bora_expert_tokens_total', { layer: '0', expert: '0' }), undefined);
+    assert.equal(sampleValue(s, 'bora_expert_replica_calls_total', { role: 'primary' }), 2);
+    assert.equal(sampleValue(s, 'bora_expert_replica_calls_total', { role: 'replica' }), 1);
+  });
+
+  test('instances own separate registries', async () => {
+    const a = new CoordinatorMetrics();
+    const b = new CoordinatorMetrics();
+    a.countRequest('error');
+    assert.equal(sampleValue(await scrape(a), 'bora_requests_total', { outcome: 'error' }), 1);
+    assert.equal(sampleValue(await scrape(b), 'bora_requests_total', { outcome: 'error' }), 0);
+  });
+
+  test('the exposition carries HELP and TYPE for every metric', async () => {
+    const text = await new CoordinatorMetrics().registry.metrics();
+    for (const [name, type] of [
+      ['bora_requests_total', 'counter'],
+      ['bora_time_to_first_token_seconds', 'histogram'],
+      ['bora_tokens_per_second', 'gauge'],
+      ['bora_expert_replica_calls_total', 'counter'],
+    ]) {
+      assert.match(text, new RegExp(`^# TYPE ${name} ${type}$`, 'm'));
+      assert.match(text, new RegExp(`^# HELP ${name} \\S`, 'm'));
+    }
+  });
+});

@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { findSample, type MetricSample, parseExposition, sampleValue } from '../../../common/metrics/exposition';
+import { FRAME_REJECT_REASONS, WorkerMetrics } from '../../../common/metrics/worker-metrics';
+
+async function scrape(metrics: WorkerMetrics): Promise<MetricSample[]> {
+  return parseExposition(await metrics.registry.metrics());
+}
+
+describe('WorkerMetrics', () => {
+  test('forward time and batch size per stage', async () => {
+    const metrics = new WorkerMetrics();
+    metrics.observeForward(0, 0.004, 1);
+    metrics.observeForward(0, 0.03, 1);
+    metrics.observeForward(0, 0.8, 300);
+    metrics.observeForward(1, 0.002, 16);
+    const s = await scrape(metrics);
+    const fwd = 'bora_stage_forward_seconds';
+    assert.equal(sampleValue(s, `${fwd}_bucket`, { stage: '0', le: '0.0025' }), 0);
+    assert.equal(sampleValue(s, `${fwd}_bucket`, { stage: '0', le: '0.005' }), 1);
+    assert.equal(sampleValue(s, `${fwd}_bucket`, { stage: '0', le: '0.035' }), 2);
+    assert.equal(sampleValue(s, `${fwd}_bucket`, { stage: '0', le: '1' }), 3);
+    assert.equal(sampleValue(s, `${fwd}_count`, { stage: '0' }), 3);
+    assert.ok(Math.abs(sampleValue(s, `${fwd}_sum`, { stage: '0' }) - 0.834) < 1e-9);
+    assert.equal(sampleValue(s, `${fwd}_count`, { stage: '1' }), 1);
+    const batch = 'bora_stage_forward_batch_tokens';
+    assert.equal(sampleValue(s, `${batch}_bucket`, { stage: '0', le: '1' }), 2);
+    assert.equal(sampleValue(s, `${batch}_bucket`, { stage: '0', le: '256' }), 2);
+    assert.equal(sampleValue(s, `${batch}_bucket`, { stage: '0', le: '512' }), 3);
+    assert.equal(sampleValue(s, `${batch}_sum`, { stage: '0' }), 302);
+    assert.equal(sampleValue(s, `${batch}_bucket`, { stage: '1', le: '8' }), 0);
+    assert.equal(sampleValue(s, `${batch}_bucket`, { stage: '1', le: '16' }), 1);
+  });
+
+  test('queue depth and KV cache gauges per stage, removed with the stage', async () => {
+    const metrics = new WorkerMetrics();
+    metrics.setQueueDepth(0, 4);
+    metrics.setQueueDepth(0, 2);
+    metrics.setQueueDepth(1, 9);
+    metrics.setKvCache(0, 1_048_576, 3);
+    metrics.setKvCache(1, 2048, 1);
+    metrics.observeForward(1, 0.01, 1);
+    let s = await scrape(metrics);
+    assert.equal(sampleValue(s, 'bora_stage_queue_depth', { stage: '0' }), 2);
+    assert.equal(sampleValue(s, 'bora_stage_queue_depth', { stage: '1' }), 9);
+    assert.equal(sampleValue(s, 'bora_kv_cache_bytes', { stage: '0' }), 1_048_576);
+    assert.equal(sampleValue(s, 'bora_kv_sequences', { stage: '0' }), 3);
+    assert.equal(sampleValue(s, 'bora_kv_sequences', { stage: '1' }), 1);
+
+    metrics.removeStage(1);
+    s = await scrape(metrics);
+    const stage1 = s.filter((x) => x.labels.stage === '1');
+    assert.deepEqual(stage1, [], 'no series of the removed stage remain');
+    assert.equal(sampleValue(s, 'bora_kv_cache_bytes', { stage: '0' }), 1_048_576);
+  });
+
+  test('plan epoch, model load time, rejected frames by reason, lease state', async () => {
+    const metrics = new WorkerMetrics();
+    let s = await scrape(metrics);
+    assert.equal(sampleValue(s, 'bora_lease_serving'), 0, 'not serving until told');
+    for (const reason of FRAME_REJECT_REASONS) assert.equal(sampleValue(s, 'bora_frames_rejected_total', { reason }), 0);
+
+    metrics.setPlanEpoch(3);
+    metrics.observeModelLoad(4.2);
+    metrics.observeModelLoad(0.07);
+    metrics.countRejectedFrame('stale_epoch');
+    metrics.countRejectedFrame('stale_epoch');
+    metrics.countRejectedFrame('not_serving');
+    metrics.setServing(true);
+    s = await scrape(metrics);
+    assert.equal(sampleValue(s, 'bora_plan_epoch'), 3);
+    assert.equal(sampleValue(s, 'bora_model_load_seconds_bucket', { le: '0.05' }), 0);
+    assert.equal(sampleValue(s, 'bora_model_load_seconds_bucket', { le: '0.1' }), 1);
+    assert.equal(sampleValue(s, 'bora_model_load_seconds_bucket', { le: '5' }), 2);
+    assert.equal(sampleValue(s, 'bora_model_load_seconds_count'), 2);
+    assert.equal(sampleValue(s, 'bora_frames_rejected_total', { reason: 'stale_epoch' }), 2);
+    assert.equal(sampleValue(s, 'bora_frames_rejected_total', { reason: 'not_serving' }), 1);
+    assert.equal(sampleValue(s, 'bora_frames_rejected_total', { reason: 'malformed' }), 0);
+    assert.equal(sampleValue(s, 'bora_lease_serving'), 1);
+    metrics.setServing(false);
+    assert.equal(sampleValue(await scrape(metrics), 'bora_lease_serving'), 0);
+  });
+
+  test('event-loop lag and process metrics carry the bora_worker_ prefix, and see a blocked loop', async () => {
+    const metrics = new WorkerMetrics();
+    await scrape(metrics); // resets the delay histogram
+    // Let the 10 ms monitor sample a healthy loop, then block the loop for ~60 ms.
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const until = performance.now() + 60;
+    while (performance.now() < until) {
+      // busy: the event loop cannot run
+    }
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const s = await scrape(metrics);
+    const maxLag = sampleValue(s, 'bora_worker_nodejs_eventloop_lag_max_seconds');
+    assert.ok(maxLag >= 0.04 && maxLag < 5, `max lag ${maxLag} s should reflect the ~60 ms block`);
+    assert.ok(sampleValue(s, 'bora_worker_process_resident_memory_bytes') > 0);
+    assert.equal(findSample(s, 'nodejs_eventloop_lag_max_seconds'), undefined, 'nothing unprefixed');
+  });
+
+  test('instances own separate registries', async () => {
+    const a = new WorkerMetrics();
+    const b = new WorkerMetrics();
+    a.setPlanEpoch(9);
+    assert.equal(sampleValue(await scrape(a), 'bora_plan_epoch'), 9);
+    assert.equal(sampleValue(await scrape(b), 'bora_plan_epoch'), 0);
+  });
+});
