@@ -1,0 +1,57 @@
+/**
+ * Serves the checkpoint to workers that cannot see it: config.json, and any tensor streamed in
+ * chunks with a SHA-256 of the whole on the last chunk, so a fresh machine can join with no copy
+ * of the model.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type * as grpc from '@grpc/grpc-js';
+import { NotFoundError } from '../common/errors';
+import { CONFIG_FILE, type Checkpoint } from '../common/model/checkpoint';
+import type { ConfigReply, ConfigRequest, TensorChunk, TensorRequest, WireDType } from '../common/wire/messages';
+import { toServiceError } from '../common/wire/grpc-status';
+
+export const TENSOR_CHUNK_BYTES = 1024 * 1024;
+
+const WIRE_DTYPE: Record<string, WireDType> = { F32: 'DTYPE_F32', F16: 'DTYPE_F16', BF16: 'DTYPE_BF16' };
+
+export function weightServiceHandlers(ckpt: Checkpoint, modelId: string): grpc.UntypedServiceImplementation {
+  const checkModel = (model: string): void => {
+    if (model !== '' && model !== modelId) throw new NotFoundError(`model "${model}" is not served here (this coordinator serves "${modelId}")`);
+  };
+  return {
+    fetchConfig: (call: grpc.ServerUnaryCall<ConfigRequest, ConfigReply>, callback: grpc.sendUnaryData<ConfigReply>) => {
+      (async () => {
+        checkModel(call.request.model);
+        return { configJson: await readFile(join(ckpt.dir, CONFIG_FILE), 'utf8'), model: modelId };
+      })().then(
+        (reply) => callback(null, reply),
+        (err: unknown) => callback(toServiceError(err) as grpc.ServiceError),
+      );
+    },
+
+    fetchTensor: (call: grpc.ServerWritableStream<TensorRequest, TensorChunk>) => {
+      (async () => {
+        checkModel(call.request.model);
+        const raw = await ckpt.readRaw(call.request.name);
+        const hash = createHash('sha256').update(raw.bytes).digest();
+        const total = raw.bytes.byteLength;
+        for (let offset = 0; offset < total || offset === 0; offset += TENSOR_CHUNK_BYTES) {
+          const last = offset + TENSOR_CHUNK_BYTES >= total;
+          const chunk: TensorChunk = {
+            dtype: offset === 0 ? WIRE_DTYPE[raw.dtype] : 'DTYPE_UNSPECIFIED',
+            shape: offset === 0 ? [...raw.shape] : [],
+            totalBytes: total,
+            offset,
+            data: Buffer.from(raw.bytes.buffer, raw.bytes.byteOffset + offset, Math.min(TENSOR_CHUNK_BYTES, total - offset)),
+            sha256: last ? hash : Buffer.alloc(0),
+          };
+          if (!call.write(chunk)) await new Promise((resolve) => call.once('drain', resolve));
+          if (last) break;
+        }
+        call.end();
+      })().catch((err: unknown) => call.destroy(toServiceError(err) as grpc.ServiceError));
+    },
+  };
+}

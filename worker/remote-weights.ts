@@ -1,0 +1,89 @@
+/**
+ * A WeightSource that fetches tensors from the coordinator over gRPC, for a worker that cannot
+ * see the checkpoint directory. Each tensor is reassembled from its chunks and checked: byte
+ * count, SHA-256, dtype, and the shape the model config implies.
+ */
+import { createHash } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { CheckpointError } from '../common/errors';
+import type { RawTensor } from '../common/model/checkpoint';
+import { parseModelConfig, type ModelConfig } from '../common/model/config';
+import { toFloat32, type StorageDtype } from '../common/model/dtype';
+import type { WeightSource } from '../common/model/weight-source';
+import { fromServiceError } from '../common/wire/grpc-status';
+import type { ConfigReply, ConfigRequest, TensorChunk, TensorRequest, WireDType } from '../common/wire/messages';
+import { boraProto, channelOptions } from '../common/wire/proto';
+
+type WeightClient = grpc.Client & {
+  fetchConfig(request: ConfigRequest, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: ConfigReply) => void): void;
+  fetchTensor(request: TensorRequest, options: grpc.CallOptions): grpc.ClientReadableStream<TensorChunk>;
+};
+
+const STORAGE: Partial<Record<WireDType, StorageDtype>> = { DTYPE_F32: 'F32', DTYPE_F16: 'F16', DTYPE_BF16: 'BF16' };
+const FETCH_TIMEOUT_MS = 120_000;
+
+export class RemoteWeightSource implements WeightSource {
+  private constructor(
+    private readonly client: WeightClient,
+    readonly address: string,
+    readonly modelId: string,
+    readonly config: ModelConfig,
+  ) {}
+
+  static async connect(address: string, modelId: string): Promise<RemoteWeightSource> {
+    const WeightSourceClient = boraProto().WeightSource;
+    const client = new WeightSourceClient(address, grpc.credentials.createInsecure(), channelOptions(10_000, 5_000)) as unknown as WeightClient;
+    const reply = await new Promise<ConfigReply>((resolve, reject) =>
+      client.fetchConfig({ model: modelId }, { deadline: Date.now() + 10_000 }, (err, r) => (err ? reject(fromServiceError(err)) : resolve(r!))),
+    );
+    return new RemoteWeightSource(client, address, modelId, parseModelConfig(reply.configJson, `${address}/${modelId}/config.json`));
+  }
+
+  readRaw(name: string, expectedShape?: readonly number[]): Promise<RawTensor> {
+    const where = `${this.address}/${this.modelId}`;
+    return new Promise<RawTensor>((resolve, reject) => {
+      const call = this.client.fetchTensor({ model: this.modelId, name }, { deadline: Date.now() + FETCH_TIMEOUT_MS });
+      let bytes: Uint8Array | undefined;
+      let dtype: StorageDtype | undefined;
+      let shape: number[] = [];
+      let received = 0;
+      let digest: Buffer | undefined;
+      const hash = createHash('sha256');
+      call.on('data', (chunk: TensorChunk) => {
+        if (bytes === undefined) {
+          dtype = STORAGE[chunk.dtype];
+          shape = chunk.shape;
+          bytes = new Uint8Array(new ArrayBuffer(chunk.totalBytes));
+        }
+        if (chunk.offset !== received || received + chunk.data.byteLength > bytes.byteLength) {
+          call.cancel();
+          reject(new CheckpointError(where, `chunk at offset ${chunk.offset} does not follow byte ${received}`, { tensor: name }));
+          return;
+        }
+        bytes.set(chunk.data, received);
+        hash.update(chunk.data);
+        received += chunk.data.byteLength;
+        if (chunk.sha256.byteLength > 0) digest = chunk.sha256;
+      });
+      call.on('error', (err: grpc.ServiceError) => reject(fromServiceError(err)));
+      call.on('end', () => {
+        if (bytes === undefined || dtype === undefined) return reject(new CheckpointError(where, 'no data or unknown dtype received', { tensor: name }));
+        if (received !== bytes.byteLength) return reject(new CheckpointError(where, `received ${received} of ${bytes.byteLength} bytes`, { tensor: name }));
+        if (digest === undefined || !hash.digest().equals(digest)) return reject(new CheckpointError(where, 'SHA-256 mismatch: the tensor was corrupted in transit', { tensor: name }));
+        if (expectedShape !== undefined && (shape.length !== expectedShape.length || shape.some((d, i) => d !== expectedShape[i]))) {
+          return reject(new CheckpointError(where, `shape [${shape.join(', ')}] does not match the expected [${expectedShape.join(', ')}]`, { tensor: name }));
+        }
+        resolve({ dtype, shape, bytes });
+      });
+    });
+  }
+
+  async readF32(name: string, expectedShape?: readonly number[]): Promise<Float32Array> {
+    const raw = await this.readRaw(name, expectedShape);
+    return toFloat32(raw.bytes, raw.dtype);
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
