@@ -3,11 +3,11 @@
  * goes) and its experts. Installing a new assignment swaps all of it at once, so frames are
  * accepted for exactly one epoch at a time.
  */
-import type { LocalExperts } from '../common/engine/experts';
-import type { StageEngine } from '../common/engine/stage-engine';
+import type { ExpertBackend } from '../common/engine/experts';
 import { ForwardClient } from '../common/wire/forward-client';
 import type { StageFrame } from '../common/wire/frames';
 import { ResultsHub } from './results-hub';
+import type { StageBackend } from './stage-backend';
 import { StageRunner, type StageAssignment, type StageRunnerHooks } from './stage-runner';
 import type { RejectReason, WorkerState } from './worker-service';
 
@@ -19,7 +19,7 @@ export interface StreamSettings {
 
 export interface StageInstall {
   readonly assignment: StageAssignment;
-  readonly engine: StageEngine;
+  readonly stage: StageBackend;
   /** Address of the next stage's worker; undefined for the last stage. */
   readonly nextAddress: string | undefined;
 }
@@ -29,7 +29,7 @@ export class StageHost implements WorkerState {
   private epoch: number | undefined;
   private current: StageRunner | undefined;
   private downstream: ForwardClient | undefined;
-  private localExperts: LocalExperts | undefined;
+  private localExperts: ExpertBackend | undefined;
   private serving: () => boolean = () => true;
 
   constructor(
@@ -37,7 +37,7 @@ export class StageHost implements WorkerState {
     private readonly streams: StreamSettings,
     private readonly hooks: StageRunnerHooks & { onRejected?(reason: RejectReason): void; onDownstreamBroken?(err: Error): void } = {},
   ) {
-    this.results = new ResultsHub(() => this.current?.engine.config.vocabSize ?? 0);
+    this.results = new ResultsHub(() => this.current?.stage.config.vocabSize ?? 0);
   }
 
   /** The lease check that decides whether frames are accepted (self-fencing). */
@@ -57,7 +57,7 @@ export class StageHost implements WorkerState {
     return this.current;
   }
 
-  experts(): LocalExperts | undefined {
+  experts(): ExpertBackend | undefined {
     return this.localExperts;
   }
 
@@ -66,14 +66,14 @@ export class StageHost implements WorkerState {
   }
 
   /** Serves `epoch` from now on, with the given stage (or none) and experts (or none). */
-  install(epoch: number, stage: StageInstall | undefined, experts: LocalExperts | undefined): void {
+  install(epoch: number, stage: StageInstall | undefined, experts: ExpertBackend | undefined): void {
     this.current?.close();
     this.downstream?.close();
     this.results.closeAll();
     this.downstream = undefined;
     this.current = undefined;
     if (stage !== undefined) {
-      const config = stage.engine.config;
+      const config = stage.stage.config;
       const nextAddress = stage.nextAddress;
       if (nextAddress !== undefined) {
         // A broken stream to the next stage is reopened for the next frame; the frames lost
@@ -88,9 +88,9 @@ export class StageHost implements WorkerState {
           }
           return this.downstream.send(frame);
         };
-        this.current = new StageRunner(stage.assignment, stage.engine, { kind: 'next', send }, this.hooks);
+        this.current = new StageRunner(stage.assignment, stage.stage, { kind: 'next', send }, this.hooks);
       } else {
-        this.current = new StageRunner(stage.assignment, stage.engine, { kind: 'results', publish: (r) => this.results.publish(r) }, this.hooks);
+        this.current = new StageRunner(stage.assignment, stage.stage, { kind: 'results', publish: (r) => this.results.publish(r) }, this.hooks);
       }
     }
     this.localExperts = experts;

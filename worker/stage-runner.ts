@@ -6,11 +6,12 @@
  * next stage or, from the last stage, to the coordinator.
  */
 import { status as Status } from '@grpc/grpc-js';
-import type { StageEngine, StageOutput } from '../common/engine/stage-engine';
+import type { StageOutput } from '../common/engine/stage-engine';
 import { asBoraError } from '../common/errors';
 import type { LayerRange } from '../common/ids';
 import type { FrameError, ResultBatch, StageFrame } from '../common/wire/frames';
 import { STATUS_BY_CODE } from '../common/wire/grpc-status';
+import type { StageBackend } from './stage-backend';
 
 export interface StageAssignment {
   readonly epoch: number;
@@ -40,7 +41,7 @@ export class StageRunner {
 
   constructor(
     readonly assignment: StageAssignment,
-    readonly engine: StageEngine,
+    readonly stage: StageBackend,
     private readonly sink: StageSink,
     private readonly hooks: StageRunnerHooks = {},
   ) {}
@@ -104,11 +105,11 @@ export class StageRunner {
       return;
     }
     const slices = group.flatMap((f) => f.slices);
-    const hidden = this.engine.isFirst ? undefined : concat(group.map((f) => f.hidden!));
+    const hidden = this.stage.isFirst ? undefined : concat(group.map((f) => f.hidden!));
     let output: StageOutput;
     const started = process.hrtime.bigint();
     try {
-      output = await this.engine.forward({ slices, hidden });
+      output = await this.stage.forward({ slices, hidden });
     } catch (err) {
       const bora = asBoraError(err);
       const error = { message: `stage ${this.assignment.stageIndex} ${bora.message}`, code: STATUS_BY_CODE[bora.code] ?? Status.INTERNAL };
@@ -117,8 +118,8 @@ export class StageRunner {
     }
     this.hooks.onForward?.(Number(process.hrtime.bigint() - started) / 1e9, slices.reduce((n, s) => n + s.tokenCount, 0));
     // Split the merged output back into the frames it came from.
-    const H = this.engine.config.hiddenSize;
-    const V = this.engine.config.vocabSize;
+    const H = this.stage.config.hiddenSize;
+    const V = this.stage.config.vocabSize;
     let tokenOffset = 0;
     let sliceOffset = 0;
     for (const frame of group) {

@@ -6,7 +6,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { FailedPreconditionError, StaleEpochError, UnavailableError, asBoraError } from '../common/errors';
-import type { LocalExperts } from '../common/engine/experts';
+import type { ExpertBackend } from '../common/engine/experts';
 import { sequenceId } from '../common/ids';
 import { Reassembler, decodeStageFrame } from '../common/wire/frames';
 import type {
@@ -39,7 +39,7 @@ export interface WorkerState {
   /** False while the lease may have expired (self-fencing). */
   isServing(): boolean;
   runner(): StageRunner | undefined;
-  experts(): LocalExperts | undefined;
+  experts(): ExpertBackend | undefined;
   readonly results: ResultsHub;
   onRejected(reason: RejectReason): void;
 }
@@ -58,10 +58,12 @@ export function workerServiceHandlers(state: WorkerState): grpc.UntypedServiceIm
     },
 
     release: (call: grpc.ServerUnaryCall<ReleaseRequest, ReleaseReply>, callback: grpc.sendUnaryData<ReleaseReply>) => {
-      const engine = state.runner()?.engine;
-      let released = 0;
-      for (const id of call.request.sequenceIds) if (engine?.release(sequenceId(id))) released++;
-      callback(null, { released });
+      const stage = state.runner()?.stage;
+      if (stage === undefined) return callback(null, { released: 0 });
+      stage.release(call.request.sequenceIds.map(sequenceId)).then(
+        (released) => callback(null, { released }),
+        (err: unknown) => callback(toServiceError(err) as grpc.ServiceError),
+      );
     },
 
     status: (_call: grpc.ServerUnaryCall<unknown, WorkerStatusReply>, callback: grpc.sendUnaryData<WorkerStatusReply>) => {
@@ -72,8 +74,8 @@ export function workerServiceHandlers(state: WorkerState): grpc.UntypedServiceIm
         hasRange: runner !== undefined,
         layerStart: runner?.assignment.range.start ?? 0,
         layerEnd: runner?.assignment.range.end ?? 0,
-        sequences: runner?.engine.sequenceCount ?? 0,
-        kvCacheBytes: runner?.engine.kvCacheBytes ?? 0,
+        sequences: runner?.stage.stats.sequenceCount ?? 0,
+        kvCacheBytes: runner?.stage.stats.kvCacheBytes ?? 0,
         serving: state.isServing(),
       });
     },
@@ -144,7 +146,7 @@ function handleForward(state: WorkerState, call: grpc.ServerDuplexStream<Activat
     }
     let frame;
     try {
-      frame = decodeStageFrame(head, tensor, runner.engine.config.hiddenSize);
+      frame = decodeStageFrame(head, tensor, runner.stage.config.hiddenSize);
     } catch (err) {
       return reject(head.batchId, 'malformed', err);
     }

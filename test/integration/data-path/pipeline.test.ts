@@ -13,6 +13,7 @@ import { sequenceId } from '../../../common/ids';
 import { Checkpoint } from '../../../common/model/checkpoint';
 import { ForwardClient } from '../../../common/wire/forward-client';
 import { RemotePipeline } from '../../../coordinator/remote-pipeline';
+import { InThreadStage } from '../../../worker/stage-backend';
 import { StageHost } from '../../../worker/stage-host';
 import { startWorkerServer, type BoundServer } from '../../../worker/worker-server';
 import { fixtureDir, loadReference } from '../../support/checkpoints';
@@ -33,7 +34,7 @@ async function startCluster(ckpt: Checkpoint, splits: number[], epoch = 1): Prom
   const hosts = engines.map((_, i) => new StageHost(`w${i}`, STREAMS));
   const servers = await Promise.all(hosts.map((h) => startWorkerServer(h, '127.0.0.1', 0, { timeMs: 1000, timeoutMs: 1000 })));
   engines.forEach((engine, i) =>
-    hosts[i].install(epoch, { assignment: { epoch, stageIndex: i, stageCount: engines.length, range: engine.range }, engine, nextAddress: servers[i + 1]?.address }, undefined),
+    hosts[i].install(epoch, { assignment: { epoch, stageIndex: i, stageCount: engines.length, range: engine.range }, stage: new InThreadStage(engine), nextAddress: servers[i + 1]?.address }, undefined),
   );
   const pipeline = await RemotePipeline.open({
     epoch,
@@ -99,7 +100,7 @@ describe('gRPC data path', () => {
     const tokens = await generate(scheduler, ref.cases.map((c) => c.prompt_ids), 40, 'ref');
     ref.cases.forEach((c, i) => assert.deepEqual(tokens[i], c.greedy_tokens, `case ${i}`));
     await new Promise((r) => setTimeout(r, 200)); // releases are sent after the last token
-    cluster.hosts.forEach((h, i) => assert.equal(h.runner()!.engine.sequenceCount, 0, `stage ${i} holds no sequence`));
+    cluster.hosts.forEach((h, i) => assert.equal(h.runner()!.stage.stats.sequenceCount, 0, `stage ${i} holds no sequence`));
   });
 
   test('16 concurrent streams each produce exactly what they produce alone', async () => {
@@ -155,11 +156,11 @@ describe('gRPC data path', () => {
         },
       });
     });
-    const holding = cluster.hosts.map((h) => h.runner()!.engine.nextPosition(sequenceId('cancel-me')));
+    const holding = await Promise.all(cluster.hosts.map(async (h) => (await h.runner()!.stage.positions([sequenceId('cancel-me')]))[0]));
     assert.ok(holding.every((p) => p !== undefined && p > 0), 'every stage held the sequence while it ran');
     handle!.cancel();
     await new Promise((r) => setTimeout(r, 300));
-    cluster.hosts.forEach((h, i) => assert.equal(h.runner()!.engine.nextPosition(sequenceId('cancel-me')), undefined, `stage ${i} freed it`));
+    for (const [i, h] of cluster.hosts.entries()) assert.deepEqual(await h.runner()!.stage.positions([sequenceId('cancel-me')]), [undefined], `stage ${i} freed it`);
     assert.equal(scheduler.activeSequences, 0);
   });
 });

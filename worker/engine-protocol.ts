@@ -1,0 +1,36 @@
+/** Messages between a worker's main thread and its engine thread. */
+import type { ExpertCall } from '../common/engine/experts';
+import type { SessionSettings } from '../common/engine/ort-session';
+import type { StageInput, StageOutput } from '../common/engine/stage-engine';
+import type { LayerRange } from '../common/ids';
+import type { ModelConfig } from '../common/model/config';
+import type { ThreadError } from '../common/pool/thread-errors';
+import type { StageStats } from './stage-backend';
+
+/** Where the engine thread reads weights: a directory it can see, or the coordinator. */
+export type WeightSourceSpec = { readonly kind: 'local'; readonly dir: string } | { readonly kind: 'remote'; readonly address: string; readonly modelId: string };
+
+export interface ExpertHolding {
+  readonly layer: number;
+  readonly experts: readonly number[];
+}
+
+export type EngineRequest =
+  | { readonly op: 'loadStage'; readonly source: WeightSourceSpec; readonly range: LayerRange; readonly session: SessionSettings }
+  | { readonly op: 'loadExperts'; readonly source: WeightSourceSpec; readonly holdings: readonly ExpertHolding[]; readonly session: SessionSettings }
+  | { readonly op: 'forward'; readonly stage: number; readonly input: StageInput }
+  | { readonly op: 'release'; readonly stage: number; readonly ids: readonly string[] }
+  | { readonly op: 'positions'; readonly stage: number; readonly ids: readonly string[] }
+  | { readonly op: 'runExperts'; readonly experts: number; readonly layer: number; readonly calls: readonly ExpertCall[] }
+  | { readonly op: 'close'; readonly handle: number };
+
+export type EngineReplyValue =
+  | { readonly op: 'loadStage'; readonly stage: number; readonly config: ModelConfig; readonly loadSeconds: number }
+  | { readonly op: 'loadExperts'; readonly experts: number; readonly config: ModelConfig; readonly loadSeconds: number }
+  | { readonly op: 'forward'; readonly output: StageOutput; readonly stats: StageStats }
+  | { readonly op: 'release'; readonly released: number; readonly stats: StageStats }
+  | { readonly op: 'positions'; readonly positions: (number | undefined)[] }
+  | { readonly op: 'runExperts'; readonly outputs: Float32Array[] }
+  | { readonly op: 'close' };
+
+export type EngineReply = { readonly id: number; readonly ok: true; readonly value: EngineReplyValue } | { readonly id: number; readonly ok: false; readonly error: ThreadError };

@@ -1,0 +1,124 @@
+/**
+ * The main thread's side of the engine thread: one worker_thread per worker process running
+ * onnxruntime, and typed async proxies for the stages and expert sets it holds.
+ */
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { ExpertBackend, ExpertCall } from '../common/engine/experts';
+import type { SessionSettings } from '../common/engine/ort-session';
+import type { StageInput, StageOutput } from '../common/engine/stage-engine';
+import { UnavailableError } from '../common/errors';
+import type { LayerRange, SequenceId } from '../common/ids';
+import type { ModelConfig } from '../common/model/config';
+import { fromThreadError } from '../common/pool/thread-errors';
+import type { EngineReply, EngineReplyValue, EngineRequest, ExpertHolding, WeightSourceSpec } from './engine-protocol';
+import type { StageBackend, StageStats } from './stage-backend';
+
+type ValueOf<O extends EngineReplyValue['op']> = Extract<EngineReplyValue, { op: O }>;
+
+export class EngineThread {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, { resolve(v: EngineReplyValue): void; reject(e: Error): void }>();
+  private nextId = 1;
+  private dead: Error | undefined;
+
+  constructor() {
+    this.worker = new Worker(join(__dirname, 'engine-thread-main.js'));
+    this.worker.on('message', (reply: EngineReply) => {
+      const p = this.pending.get(reply.id);
+      if (p === undefined) return;
+      this.pending.delete(reply.id);
+      if (reply.ok) p.resolve(reply.value);
+      else p.reject(fromThreadError(reply.error));
+    });
+    const die = (err: Error): void => {
+      this.dead = err;
+      for (const p of this.pending.values()) p.reject(new UnavailableError(`engine thread stopped: ${err.message}`, { cause: err }));
+      this.pending.clear();
+    };
+    this.worker.on('error', die);
+    this.worker.on('exit', (code) => die(new Error(`exited with code ${code}`)));
+  }
+
+  call<O extends EngineRequest['op']>(request: Extract<EngineRequest, { op: O }>, transfer: ArrayBuffer[] = []): Promise<ValueOf<O>> {
+    if (this.dead !== undefined) return Promise.reject(new UnavailableError(`engine thread stopped: ${this.dead.message}`));
+    const id = this.nextId++;
+    return new Promise<EngineReplyValue>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, request }, transfer);
+    }) as Promise<ValueOf<O>>;
+  }
+
+  async loadStage(source: WeightSourceSpec, range: LayerRange, session: SessionSettings): Promise<{ stage: ThreadedStage; loadSeconds: number }> {
+    const reply = await this.call<'loadStage'>({ op: 'loadStage', source, range, session });
+    return { stage: new ThreadedStage(this, reply.stage, reply.config, range), loadSeconds: reply.loadSeconds };
+  }
+
+  async loadExperts(source: WeightSourceSpec, holdings: readonly ExpertHolding[], session: SessionSettings): Promise<{ experts: ThreadedExperts; loadSeconds: number }> {
+    const reply = await this.call<'loadExperts'>({ op: 'loadExperts', source, holdings, session });
+    return { experts: new ThreadedExperts(this, reply.experts, holdings), loadSeconds: reply.loadSeconds };
+  }
+
+  async terminate(): Promise<void> {
+    await this.worker.terminate();
+  }
+}
+
+export class ThreadedStage implements StageBackend {
+  private latest: StageStats = { sequenceCount: 0, kvCacheBytes: 0 };
+
+  constructor(
+    private readonly thread: EngineThread,
+    private readonly handle: number,
+    readonly config: ModelConfig,
+    readonly range: LayerRange,
+  ) {}
+
+  get isFirst(): boolean {
+    return this.range.start === 0;
+  }
+
+  get stats(): StageStats {
+    return this.latest;
+  }
+
+  async forward(input: StageInput): Promise<StageOutput> {
+    const reply = await this.thread.call<'forward'>({ op: 'forward', stage: this.handle, input });
+    this.latest = reply.stats;
+    return reply.output;
+  }
+
+  async release(ids: readonly SequenceId[]): Promise<number> {
+    const reply = await this.thread.call<'release'>({ op: 'release', stage: this.handle, ids });
+    this.latest = reply.stats;
+    return reply.released;
+  }
+
+  async positions(ids: readonly SequenceId[]): Promise<(number | undefined)[]> {
+    return (await this.thread.call<'positions'>({ op: 'positions', stage: this.handle, ids })).positions;
+  }
+
+  async close(): Promise<void> {
+    await this.thread.call<'close'>({ op: 'close', handle: this.handle }).catch(() => undefined);
+  }
+}
+
+export class ThreadedExperts implements ExpertBackend {
+  constructor(
+    private readonly thread: EngineThread,
+    private readonly handle: number,
+    readonly holdings: readonly ExpertHolding[],
+  ) {}
+
+  holds(layer: number, expert: number): boolean {
+    return this.holdings.some((h) => h.layer === layer && h.experts.includes(expert));
+  }
+
+  async run(layer: number, calls: readonly ExpertCall[]): Promise<Float32Array[]> {
+    return (await this.thread.call<'runExperts'>({ op: 'runExperts', experts: this.handle, layer, calls })).outputs;
+  }
+
+  async close(): Promise<void> {
+    await this.thread.call<'close'>({ op: 'close', handle: this.handle }).catch(() => undefined);
+  }
+}

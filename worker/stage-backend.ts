@@ -1,0 +1,56 @@
+/**
+ * What a StageRunner computes with: layers [start, end) of a model. In a worker this is an
+ * engine running on its own thread (ThreadedStage), so that onnxruntime, which computes on the
+ * calling thread, never blocks the event loop that renews the etcd lease and moves frames. In
+ * tests it can be a StageEngine in this thread (InThreadStage).
+ */
+import type { StageEngine, StageInput, StageOutput } from '../common/engine/stage-engine';
+import type { LayerRange, SequenceId } from '../common/ids';
+import type { ModelConfig } from '../common/model/config';
+
+export interface StageStats {
+  readonly sequenceCount: number;
+  readonly kvCacheBytes: number;
+}
+
+export interface StageBackend {
+  readonly config: ModelConfig;
+  readonly range: LayerRange;
+  readonly isFirst: boolean;
+  /** As of the last forward or release. */
+  readonly stats: StageStats;
+  forward(input: StageInput): Promise<StageOutput>;
+  /** Frees the sequences' caches; resolves to how many were held. */
+  release(ids: readonly SequenceId[]): Promise<number>;
+  /** Next position of each sequence, undefined where it holds none. */
+  positions(ids: readonly SequenceId[]): Promise<(number | undefined)[]>;
+  close(): Promise<void>;
+}
+
+export class InThreadStage implements StageBackend {
+  constructor(private readonly engine: StageEngine) {}
+  get config(): ModelConfig {
+    return this.engine.config;
+  }
+  get range(): LayerRange {
+    return this.engine.range;
+  }
+  get isFirst(): boolean {
+    return this.engine.isFirst;
+  }
+  get stats(): StageStats {
+    return { sequenceCount: this.engine.sequenceCount, kvCacheBytes: this.engine.kvCacheBytes };
+  }
+  forward(input: StageInput): Promise<StageOutput> {
+    return this.engine.forward(input);
+  }
+  async release(ids: readonly SequenceId[]): Promise<number> {
+    return ids.filter((id) => this.engine.release(id)).length;
+  }
+  async positions(ids: readonly SequenceId[]): Promise<(number | undefined)[]> {
+    return ids.map((id) => this.engine.nextPosition(id));
+  }
+  close(): Promise<void> {
+    return this.engine.close();
+  }
+}
