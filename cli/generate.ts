@@ -9,7 +9,7 @@ import { DEFAULT_MAX_TOKENS, type GenerationEvent, type GenerationRequest } from
 import { openLocalGenerator } from '../common/generation/local-generator';
 import { parseSamplingParams, type SamplingParams } from '../common/sampling/sampler';
 import { floatFlag, idListFlag, intFlag, parseFlags } from './args';
-import { generateRemote } from './remote-generate';
+import { generateRemote } from './inference-client';
 
 const FLAGS = {
   model: { type: 'string' },

@@ -184,6 +184,7 @@ export interface WorkerStatusMessage {
   sequences: number;
   kvCacheBytes: number;
   ready: boolean;
+  experts: { layer: number; experts: number[] }[];
 }
 
 export interface ClusterStatus {

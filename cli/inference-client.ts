@@ -1,12 +1,15 @@
-/** bora generate --coordinator: the request over the Inference gRPC API, events streamed back. */
+/** The Inference gRPC API from the command line: generation with events streamed back, and status. */
 import * as grpc from '@grpc/grpc-js';
 import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
 import { eventFromWire, requestToWire } from '../common/wire/generate-codec';
 import { fromServiceError } from '../common/wire/grpc-status';
-import type { GenerateEvent, GenerateRequest } from '../common/wire/messages';
+import type { ClusterStatus, GenerateEvent, GenerateRequest } from '../common/wire/messages';
 import { boraProto, channelOptions } from '../common/wire/proto';
 
-type InferenceClient = grpc.Client & { generate(request: GenerateRequest, options: grpc.CallOptions): grpc.ClientReadableStream<GenerateEvent> };
+type InferenceClient = grpc.Client & {
+  generate(request: GenerateRequest, options: grpc.CallOptions): grpc.ClientReadableStream<GenerateEvent>;
+  status(request: object, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: ClusterStatus) => void): void;
+};
 
 export function inferenceClient(address: string): InferenceClient {
   const Inference = boraProto().Inference;
@@ -20,5 +23,12 @@ export function generateRemote(address: string, request: GenerationRequest, onEv
     call.on('data', (event: GenerateEvent) => onEvent(eventFromWire(event)));
     call.on('error', (err: grpc.ServiceError) => reject(fromServiceError(err)));
     call.on('end', () => resolve());
+  }).finally(() => client.close());
+}
+
+export function fetchStatus(address: string, timeoutMs = 2000): Promise<ClusterStatus> {
+  const client = inferenceClient(address);
+  return new Promise<ClusterStatus>((resolve, reject) => {
+    client.status({}, { deadline: Date.now() + timeoutMs }, (err, reply) => (err ? reject(fromServiceError(err)) : resolve(reply!)));
   }).finally(() => client.close());
 }

@@ -1,0 +1,180 @@
+/**
+ * The client API (proto/bora/v1/inference.proto) on top of a Generator. Wire messages are turned
+ * into domain requests at this boundary; every failure leaves as a gRPC status with a clear
+ * message; a client that goes away cancels its request, which frees its caches on every stage.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { BoraError, InvalidArgumentError, asBoraError } from '../common/errors';
+import type { Generator, GenerationHandle } from '../common/generation/generator';
+import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
+import { DEFAULT_MAX_TOKENS } from '../common/generation/request';
+import type { Tokenizer } from '../common/tokenizer/tokenizer';
+import { eventToWire, requestFromWire } from '../common/wire/generate-codec';
+import { toServiceError } from '../common/wire/grpc-status';
+import type { ChatTurn, ClusterStatus, GenerateEvent, GenerateRequest, PromptHandle, PromptPiece } from '../common/wire/messages';
+import { boraProto } from '../common/wire/proto';
+import { PromptStore } from './prompt-store';
+
+export type RequestOutcome = 'ok' | 'cancelled' | 'invalid' | 'unavailable' | 'deadline' | 'error';
+
+export interface InferenceDeps {
+  readonly generator: () => Generator;
+  readonly tokenizer: Tokenizer;
+  /** Cluster status for the Status RPC. */
+  readonly status: () => Promise<ClusterStatus>;
+  /** The model id the coordinator serves ('' accepts any request's empty model field). */
+  readonly modelId: string;
+  readonly onOutcome?: (outcome: RequestOutcome) => void;
+  readonly onEvent?: (event: GenerationEvent) => void;
+  /** Throws UNAVAILABLE when this coordinator may not serve (a standby). */
+  readonly checkServing?: () => void;
+}
+
+function outcomeOf(err: BoraError): RequestOutcome {
+  switch (err.code) {
+    case 'CANCELLED':
+      return 'cancelled';
+    case 'INVALID_ARGUMENT':
+    case 'NOT_FOUND':
+      return 'invalid';
+    case 'UNAVAILABLE':
+      return 'unavailable';
+    case 'DEADLINE_EXCEEDED':
+      return 'deadline';
+    default:
+      return 'error';
+  }
+}
+
+/** Runs one request, writing its events to `write`; settles when it ends. */
+function runRequest(
+  deps: InferenceDeps,
+  request: GenerationRequest,
+  write: (event: GenerateEvent) => void,
+  onCancel: (cancel: () => void) => void,
+): Promise<void> {
+  let handle: GenerationHandle;
+  try {
+    deps.checkServing?.();
+    handle = deps.generator().start(request, (event) => {
+      deps.onEvent?.(event);
+      write(eventToWire(event));
+    });
+  } catch (err) {
+    return Promise.reject(asBoraError(err));
+  }
+  onCancel(() => handle.cancel());
+  return handle.done;
+}
+
+export function inferenceHandlers(deps: InferenceDeps): grpc.UntypedServiceImplementation {
+  const prompts = new PromptStore();
+  const finish = (err: unknown): BoraError => {
+    const bora = asBoraError(err);
+    deps.onOutcome?.(outcomeOf(bora));
+    return bora;
+  };
+
+  return {
+    generate: (call: grpc.ServerWritableStream<GenerateRequest, GenerateEvent>) => {
+      let request: GenerationRequest;
+      try {
+        if (call.request.model !== '' && deps.modelId !== '' && call.request.model !== deps.modelId) {
+          throw new BoraError('NOT_FOUND', `unknown model "${call.request.model}"; this cluster serves "${deps.modelId}"`);
+        }
+        request = requestFromWire(call.request, (h) => prompts.get(h));
+      } catch (err) {
+        call.destroy(toServiceError(finish(err)) as grpc.ServiceError);
+        return;
+      }
+      runRequest(
+        deps,
+        request,
+        (event) => call.write(event),
+        (cancel) => call.on('cancelled', cancel),
+      ).then(
+        () => {
+          deps.onOutcome?.('ok');
+          call.end();
+        },
+        (err: unknown) => call.destroy(toServiceError(finish(err)) as grpc.ServiceError),
+      );
+    },
+
+    submitPrompt: (call: grpc.ServerReadableStream<PromptPiece, PromptHandle>, callback: grpc.sendUnaryData<PromptHandle>) => {
+      const ids: number[] = [];
+      let failed = false;
+      call.on('data', (piece: PromptPiece) => {
+        if (failed) return;
+        try {
+          if (piece.piece === 'text') ids.push(...deps.tokenizer.encode(piece.text ?? '', { addBos: ids.length === 0 }));
+          else if (piece.piece === 'tokenIds') ids.push(...(piece.tokenIds?.ids ?? []));
+          else throw new InvalidArgumentError('a prompt piece must set text or token_ids');
+        } catch (err) {
+          failed = true;
+          callback(toServiceError(err) as grpc.ServiceError);
+        }
+      });
+      call.on('end', () => {
+        if (failed) return;
+        try {
+          if (ids.length === 0) throw new InvalidArgumentError('the uploaded prompt is empty');
+          callback(null, { handle: prompts.put(ids), promptTokens: ids.length });
+        } catch (err) {
+          callback(toServiceError(err) as grpc.ServiceError);
+        }
+      });
+    },
+
+    chat: (call: grpc.ServerDuplexStream<ChatTurn, GenerateEvent>) => {
+      // The conversation as token ids: <s>[INST] u1 [/INST] a1</s>[INST] u2 [/INST] ...
+      const context: number[] = [];
+      let turns: Promise<void> = Promise.resolve();
+      let cancelCurrent: () => void = () => undefined;
+      call.on('cancelled', () => cancelCurrent());
+      call.on('data', (turn: ChatTurn) => {
+        turns = turns.then(async () => {
+          const prefix = context.length === 0;
+          context.push(...deps.tokenizer.encode(`[INST] ${turn.user} [/INST]`, { addBos: prefix }));
+          const request: GenerationRequest = {
+            ...requestFromWire(
+              { model: '', tokenIds: { ids: context }, prompt: 'tokenIds', maxTokens: turn.maxTokens || DEFAULT_MAX_TOKENS, sampling: turn.sampling, stop: [], ignoreEos: false, returnFirstLogits: false },
+              () => undefined,
+            ),
+          };
+          const reply: number[] = [];
+          await runRequest(
+            deps,
+            request,
+            (event) => {
+              if (event.token) reply.push(event.token.tokenId);
+              call.write(event);
+            },
+            (cancel) => (cancelCurrent = cancel),
+          );
+          deps.onOutcome?.('ok');
+          context.push(...reply);
+          if (reply[reply.length - 1] !== deps.tokenizer.eosId) context.push(deps.tokenizer.eosId);
+        });
+        turns.catch((err: unknown) => call.destroy(toServiceError(finish(err)) as grpc.ServiceError));
+      });
+      call.on('end', () => {
+        turns.then(
+          () => call.end(),
+          () => undefined,
+        );
+      });
+    },
+
+    status: (_call: grpc.ServerUnaryCall<unknown, ClusterStatus>, callback: grpc.sendUnaryData<ClusterStatus>) => {
+      deps.status().then(
+        (s) => callback(null, s),
+        (err: unknown) => callback(toServiceError(err) as grpc.ServiceError),
+      );
+    },
+  };
+}
+
+export function addInferenceService(server: grpc.Server, deps: InferenceDeps): void {
+  server.addService(boraProto().Inference.service, inferenceHandlers(deps));
+}
