@@ -4,14 +4,22 @@
  * turns errors into a message and an exit status (2 for bad input, 1 otherwise).
  */
 import { BoraError, asBoraError } from '../common/errors';
+import { downCommand, statusCommand, upCommand } from './cluster';
+import { coordinatorCommand } from './coordinator';
 import { generateCommand } from './generate';
 import { makeModelCommand } from './make-model';
+import { workerCommand } from './worker';
 
 type Command = (argv: string[]) => Promise<void>;
 
 const COMMANDS: Record<string, { run: Command; help: string }> = {
   generate: { run: generateCommand, help: 'generate text in this process (--model DIR) or on a cluster (--coordinator HOST:PORT)' },
   'make-model': { run: makeModelCommand, help: 'write a random hub-format checkpoint of any size' },
+  worker: { run: workerCommand, help: 'run a worker node: registers in etcd, serves the layers the plan gives it' },
+  coordinator: { run: coordinatorCommand, help: 'run a coordinator: placement, plans, the client API' },
+  up: { run: upCommand, help: 'start etcd, a coordinator and N workers on 127.0.0.1 (--state-dir D)' },
+  down: { run: downCommand, help: 'stop the cluster of --state-dir D' },
+  status: { run: statusCommand, help: "print a cluster's status (--state-dir D or --coordinator HOST:PORT)" },
 };
 
 function usage(): string {

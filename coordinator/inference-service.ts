@@ -10,7 +10,7 @@ import type { GenerationEvent, GenerationRequest } from '../common/generation/re
 import { DEFAULT_MAX_TOKENS } from '../common/generation/request';
 import type { Tokenizer } from '../common/tokenizer/tokenizer';
 import { eventToWire, requestFromWire } from '../common/wire/generate-codec';
-import { toServiceError } from '../common/wire/grpc-status';
+import { failCall, toServiceError } from '../common/wire/grpc-status';
 import type { ChatTurn, ClusterStatus, GenerateEvent, GenerateRequest, PromptHandle, PromptPiece } from '../common/wire/messages';
 import { boraProto } from '../common/wire/proto';
 import { PromptStore } from './prompt-store';
@@ -84,7 +84,7 @@ export function inferenceHandlers(deps: InferenceDeps): grpc.UntypedServiceImple
         }
         request = requestFromWire(call.request, (h) => prompts.get(h));
       } catch (err) {
-        call.destroy(toServiceError(finish(err)) as grpc.ServiceError);
+        failCall(call, finish(err));
         return;
       }
       runRequest(
@@ -97,7 +97,7 @@ export function inferenceHandlers(deps: InferenceDeps): grpc.UntypedServiceImple
           deps.onOutcome?.('ok');
           call.end();
         },
-        (err: unknown) => call.destroy(toServiceError(finish(err)) as grpc.ServiceError),
+        (err: unknown) => failCall(call, finish(err)),
       );
     },
 
@@ -156,7 +156,7 @@ export function inferenceHandlers(deps: InferenceDeps): grpc.UntypedServiceImple
           context.push(...reply);
           if (reply[reply.length - 1] !== deps.tokenizer.eosId) context.push(deps.tokenizer.eosId);
         });
-        turns.catch((err: unknown) => call.destroy(toServiceError(finish(err)) as grpc.ServiceError));
+        turns.catch((err: unknown) => failCall(call, finish(err)));
       });
       call.on('end', () => {
         turns.then(

@@ -63,7 +63,7 @@ export class RemotePipeline implements Pipeline {
       drainTimeoutMs: options.stepTimeoutMs,
       keepaliveTimeMs: options.keepaliveTimeMs,
       keepaliveTimeoutMs: options.keepaliveTimeoutMs,
-      onRejected: (batchId, message, code) => this.settle(batchId, fromStatus(code, message)),
+      onRejected: (batchId, message, code) => this.onBatchError(batchId, code, message),
       onBroken: (err) => this.breakWith(new UnavailableError(`stage 0 (${options.stageAddresses[0]}): ${err.message}`, { cause: err })),
     });
   }
@@ -86,7 +86,7 @@ export class RemotePipeline implements Pipeline {
         const done = reassembler.push(frame);
         if (done === undefined) return;
         const result = decodeResult(done.frame, done.tensor, this.options.vocabSize);
-        if (result.error !== undefined) this.settle(result.batchId, fromStatus(result.error.code, result.error.message));
+        if (result.error !== undefined) this.onBatchError(result.batchId, result.error.code, result.error.message);
         else this.settle(result.batchId, result.logits!);
       } catch (err) {
         this.breakWith(new UnavailableError(`results from ${address} malformed: ${(err as Error).message}`, { cause: err }));
@@ -127,6 +127,16 @@ export class RemotePipeline implements Pipeline {
         this.breakWith(new UnavailableError(`sending micro-batch ${batchId}: ${err.message}`, { cause: err })),
       );
     });
+  }
+
+  /**
+   * A stage refused or failed a micro-batch. A bad request (INVALID_ARGUMENT) fails only that
+   * micro-batch; anything else (a stale epoch, a position out of step, a stage in trouble) means
+   * the pipeline no longer matches the plan, so it breaks and its sequences are replayed.
+   */
+  private onBatchError(batchId: number, code: number, message: string): void {
+    if (code === grpc.status.INVALID_ARGUMENT) this.settle(batchId, fromStatus(code, message));
+    else this.breakWith(new UnavailableError(`micro-batch ${batchId}: ${message}`));
   }
 
   private settle(batchId: number, outcome: Float32Array | BoraError): void {

@@ -10,7 +10,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { NotFoundError } from '../common/errors';
 import { CONFIG_FILE, type Checkpoint } from '../common/model/checkpoint';
 import type { ConfigReply, ConfigRequest, TensorChunk, TensorRequest, WireDType } from '../common/wire/messages';
-import { toServiceError } from '../common/wire/grpc-status';
+import { failCall, toServiceError } from '../common/wire/grpc-status';
 
 export const TENSOR_CHUNK_BYTES = 1024 * 1024;
 
@@ -51,7 +51,7 @@ export function weightServiceHandlers(ckpt: Checkpoint, modelId: string): grpc.U
           if (last) break;
         }
         call.end();
-      })().catch((err: unknown) => call.destroy(toServiceError(err) as grpc.ServiceError));
+      })().catch((err: unknown) => failCall(call, err));
     },
   };
 }

@@ -20,7 +20,7 @@ import type {
   ResultsRequest,
   WorkerStatusReply,
 } from '../common/wire/messages';
-import { STATUS_BY_CODE, toServiceError } from '../common/wire/grpc-status';
+import { STATUS_BY_CODE, failCall, toServiceError } from '../common/wire/grpc-status';
 import { boraProto } from '../common/wire/proto';
 import { decodeF32, encodeF32 } from '../common/wire/tensor-codec';
 import type { ResultsHub } from './results-hub';
@@ -51,7 +51,7 @@ export function workerServiceHandlers(state: WorkerState): grpc.UntypedServiceIm
     results: (call: grpc.ServerWritableStream<ResultsRequest, ResultFrame>) => {
       const epoch = state.servingEpoch();
       if (epoch !== call.request.planEpoch) {
-        call.destroy(toServiceError(new StaleEpochError(call.request.planEpoch, epoch ?? 0)) as grpc.ServiceError);
+        failCall(call, new StaleEpochError(call.request.planEpoch, epoch ?? 0));
         return;
       }
       state.results.subscribe(call);

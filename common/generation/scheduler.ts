@@ -197,6 +197,23 @@ export class Scheduler {
     if (pipeline !== this.pipeline) return; // already handled
     this.source.reportFailure?.(pipeline, err);
     this.pipeline = undefined;
+    this.resetForReplay();
+    this.awaitPipeline(pipeline.epoch);
+  }
+
+  /**
+   * A newer pipeline is ready (a planned change, e.g. a worker joined): move every sequence onto
+   * it by replay. Micro-batches still in flight on the old one are ignored when they return.
+   */
+  switchTo(pipeline: Pipeline): void {
+    if (pipeline === this.pipeline) return;
+    const hadPipeline = this.pipeline !== undefined;
+    this.pipeline = pipeline;
+    if (hadPipeline) this.resetForReplay();
+    this.pump();
+  }
+
+  private resetForReplay(): void {
     this.inFlight = 0;
     this.releaseQueue.length = 0;
     for (const seq of this.sequences.values()) {
@@ -204,7 +221,6 @@ export class Scheduler {
       seq.inFlight = false;
       seq.request.sink.onResume?.();
     }
-    this.awaitPipeline(pipeline.epoch);
   }
 
   private awaitPipeline(afterEpoch: number | undefined): void {
@@ -213,8 +229,11 @@ export class Scheduler {
     this.source.next(afterEpoch).then(
       (next) => {
         this.waitingForPipeline = false;
-        this.pipeline = next;
-        this.pump();
+        if (next !== this.pipeline && this.pipeline !== undefined) this.switchTo(next);
+        else {
+          this.pipeline = next;
+          this.pump();
+        }
       },
       (err: unknown) => {
         this.waitingForPipeline = false;

@@ -21,9 +21,9 @@ export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number];
 
 /**
  * What made the coordinator publish a new plan: a member joined, left (lease expired or revoked)
- * or changed its record, or an operator asked.
+ * or changed its record, an operator asked, or the data path of the current plan failed.
  */
-export const RESHARD_REASONS = ['join', 'leave', 'update', 'operator'] as const;
+export const RESHARD_REASONS = ['join', 'leave', 'update', 'operator', 'failure'] as const;
 export type ReshardReason = (typeof RESHARD_REASONS)[number];
 
 /** Which copy of an expert served a dispatch: its first holder, or another copy (failover, balance). */

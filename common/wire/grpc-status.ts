@@ -76,3 +76,11 @@ export function fromServiceError(err: ServiceError): BoraError {
   const boraCode = err.metadata?.get(CODE_KEY)[0];
   return fromStatus(err.code, err.details ?? err.message, typeof boraCode === 'string' ? boraCode : undefined);
 }
+
+/**
+ * Ends a server stream with the error's status. (grpc-js sends a stream's status when the stream
+ * emits 'error'; destroy() would drop the status and leave the client waiting.)
+ */
+export function failCall(call: { emit(event: 'error', err: unknown): boolean }, err: unknown): void {
+  call.emit('error', toServiceError(err));
+}

@@ -50,6 +50,8 @@ class FakeClock implements Clock {
   }
 }
 
+const children = new Set<ChildProcess>();
+
 /** A worker in its own process that prints its registration events, one per line. */
 function spawnWorker(url: string, prefix: string, id: string, ttlMs: number): ChildProcess {
   const script = `
@@ -63,7 +65,10 @@ function spawnWorker(url: string, prefix: string, id: string, ttlMs: number): Ch
     reg.start();
   `;
   const env = { ...process.env, URL: url, PREFIX: prefix, MEMBER: JSON.stringify(testMember(id)), TTL_MS: String(ttlMs) };
-  return spawn(process.execPath, ['-e', script], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['-e', script], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
 }
 
 function linesOf(child: ChildProcess): string[] {
@@ -79,8 +84,9 @@ function linesOf(child: ChildProcess): string[] {
 }
 
 describe('worker registration against a real etcd', () => {
-  let etcd: EtcdServer;
-  let client: Etcd3;
+  // Assigned in before(); when that fails (no etcd), node:test runs no test of this suite.
+  let etcd!: EtcdServer;
+  let client!: Etcd3;
   const logs: string[] = [];
   const log = (message: string): void => void logs.push(message);
 
@@ -89,41 +95,45 @@ describe('worker registration against a real etcd', () => {
     client = createEtcdClient({ hosts: etcd.url });
   });
   after(async () => {
-    client.close();
-    await etcd.stop();
+    for (const child of children) child.kill('SIGKILL');
+    (client as Etcd3 | undefined)?.close();
+    await (etcd as EtcdServer | undefined)?.stop();
   });
 
-  it('appears under members/, vanishes within TTL + 1 s of a SIGKILL, and a paused worker fences and rejoins', { timeout: 30_000 }, async () => {
+  it('appears under members/, vanishes within TTL + 1 s of a SIGKILL, and a paused worker fences and rejoins', { timeout: 30_000 }, async (t) => {
     const keys = new EtcdKeys('/kill');
     const watch = new MembershipWatch({ client, keys, log });
     const events: { atMs: number; event: MembershipEvent }[] = [];
     watch.onEvent((event) => events.push({ atMs: performance.now(), event }));
     await watch.start();
-    const ttlMs = 2_000;
+    try {
+      const ttlMs = 2_000;
 
-    const doomed = spawnWorker(etcd.url, '/kill', 'doomed', ttlMs);
-    await eventually(() => watch.members().has(workerId('doomed')), 10_000, 'the worker to join');
-    assert.equal((await client.get(keys.member(workerId('doomed'))).json() as MemberInfo).id, 'doomed');
-    const killedAtMs = performance.now();
-    doomed.kill('SIGKILL');
-    await eventually(() => events.some((e) => e.event.type === 'leave'), ttlMs + 2_000, 'the leave event');
-    const leftAfterMs = (events.find((e) => e.event.type === 'leave')?.atMs ?? Infinity) - killedAtMs;
-    assert.ok(leftAfterMs <= ttlMs + 1_000, `left ${leftAfterMs.toFixed(0)} ms after SIGKILL`);
-    assert.ok(leftAfterMs >= 1_000, `left ${leftAfterMs.toFixed(0)} ms after SIGKILL: too soon for a lease expiry`);
-    assert.equal(await client.get(keys.member(workerId('doomed'))).exists(), false);
+      const doomed = spawnWorker(etcd.url, '/kill', 'doomed', ttlMs);
+      await eventually(() => watch.members().has(workerId('doomed')), 10_000, 'the worker to join');
+      assert.equal((await client.get(keys.member(workerId('doomed'))).json() as MemberInfo).id, 'doomed');
+      const killedAtMs = performance.now();
+      doomed.kill('SIGKILL');
+      await eventually(() => events.some((e) => e.event.type === 'leave'), ttlMs + 2_000, 'the leave event');
+      const leftAfterMs = (events.find((e) => e.event.type === 'leave')?.atMs ?? Infinity) - killedAtMs;
+      t.diagnostic(`member key deleted ${leftAfterMs.toFixed(0)} ms after SIGKILL (TTL ${ttlMs} ms)`);
+      assert.ok(leftAfterMs <= ttlMs + 1_000, `left ${leftAfterMs.toFixed(0)} ms after SIGKILL`);
+      assert.ok(leftAfterMs >= 1_000, `left ${leftAfterMs.toFixed(0)} ms after SIGKILL: too soon for a lease expiry`);
+      assert.equal(await client.get(keys.member(workerId('doomed'))).exists(), false);
 
-    // Pause a worker past its TTL: it is removed, and on resuming it fences before rejoining.
-    const paused = spawnWorker(etcd.url, '/kill', 'paused', ttlMs);
-    const lines = linesOf(paused);
-    await eventually(() => lines.includes('serving') && watch.members().has(workerId('paused')), 10_000, 'the second worker to serve');
-    paused.kill('SIGSTOP');
-    await eventually(() => !watch.members().has(workerId('paused')), ttlMs + 2_000, 'the paused worker to leave');
-    paused.kill('SIGCONT');
-    await eventually(() => lines.filter((l) => l === 'registered').length === 2, 10_000, 'a re-registration');
-    assert.deepEqual(lines, ['registered', 'serving', 'fenced', 'registered', 'serving']);
-    await eventually(() => watch.members().has(workerId('paused')), 2_000, 'the worker to rejoin');
-    paused.kill('SIGKILL');
-    await watch.close();
+      // Pause a worker past its TTL: it is removed, and on resuming it fences before rejoining.
+      const paused = spawnWorker(etcd.url, '/kill', 'paused', ttlMs);
+      const lines = linesOf(paused);
+      await eventually(() => lines.includes('serving') && watch.members().has(workerId('paused')), 10_000, 'the second worker to serve');
+      paused.kill('SIGSTOP');
+      await eventually(() => !watch.members().has(workerId('paused')), ttlMs + 2_000, 'the paused worker to leave');
+      paused.kill('SIGCONT');
+      await eventually(() => lines.filter((l) => l === 'serving').length === 2, 10_000, 'a re-registration');
+      assert.deepEqual(lines, ['registered', 'serving', 'fenced', 'registered', 'serving']);
+      await eventually(() => watch.members().has(workerId('paused')), 2_000, 'the worker to rejoin');
+    } finally {
+      await watch.close();
+    }
   });
 
   it('fences exactly at last keepalive + TTL - margin (fake clock)', { timeout: 15_000 }, async () => {
@@ -149,10 +159,12 @@ describe('worker registration against a real etcd', () => {
     assert.equal(await client.get(new EtcdKeys('/fake').member(workerId('w1'))).exists(), false);
   });
 
-  it('self-fences before the TTL when etcd dies, and re-registers with a new lease when it returns', { timeout: 40_000 }, async () => {
+  it('self-fences before the TTL when etcd dies, and re-registers with a new lease when it returns', { timeout: 40_000 }, async (t) => {
     const keys = new EtcdKeys('/outage');
     const ttlMs = 2_000;
-    const reg = new Registration({ client: createEtcdClient({ hosts: etcd.url }), keys, member: testMember('w2'), ttlMs, marginMs: 500, log });
+    const ownClient = createEtcdClient({ hosts: etcd.url });
+    t.after(() => ownClient.close());
+    const reg = new Registration({ client: ownClient, keys, member: testMember('w2'), ttlMs, marginMs: 500, log });
     const events: { type: string; atMs: number; leaseId?: string }[] = [];
     reg.on('registered', (leaseId) => events.push({ type: 'registered', atMs: performance.now(), leaseId }));
     reg.on('fenced', () => events.push({ type: 'fenced', atMs: performance.now() }));
@@ -164,13 +176,16 @@ describe('worker registration against a real etcd', () => {
     etcd.kill('SIGKILL');
     await eventually(() => events.some((e) => e.type === 'fenced'), ttlMs, 'the fence');
     const fencedAfterMs = (events.find((e) => e.type === 'fenced')?.atMs ?? Infinity) - killedAtMs;
+    t.diagnostic(`fenced ${fencedAfterMs.toFixed(0)} ms after etcd was killed`);
     assert.ok(fencedAfterMs < ttlMs - 400, `fenced ${fencedAfterMs.toFixed(0)} ms after etcd died; etcd expires at ${ttlMs} ms`);
     assert.equal(reg.isServing(), false);
 
     // Stay down past 2 x TTL, so that etcd3 declares the lease lost and a new one is needed.
     await new Promise((resolve) => setTimeout(resolve, 2 * ttlMs + 1_000));
     await etcd.restart();
+    const restartedAtMs = performance.now();
     await eventually(() => events.filter((e) => e.type === 'registered').length === 2 && reg.isServing(), 10_000, 're-registration');
+    t.diagnostic(`re-registered ${(performance.now() - restartedAtMs).toFixed(0)} ms after etcd answered again`);
     const [first, second] = events.filter((e) => e.type === 'registered');
     assert.notEqual(second.leaseId, first.leaseId);
     const stored = await client.get(keys.member(workerId('w2'))).exec();

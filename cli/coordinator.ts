@@ -1,0 +1,55 @@
+/** bora coordinator: placement, plans and the client API, until SIGTERM / SIGINT. */
+import { basename, resolve } from 'node:path';
+import { InvalidArgumentError } from '../common/errors';
+import { CoordinatorNode } from '../coordinator/coordinator-node';
+import { intFlag, parseFlags, requireString } from './args';
+import { parseHostPort, untilSignal } from './serve';
+
+const FLAGS = {
+  etcd: { type: 'string' },
+  listen: { type: 'string' },
+  advertise: { type: 'string' },
+  model: { type: 'string' },
+  'model-id': { type: 'string' },
+  placement: { type: 'string' },
+  'lease-ttl-ms': { type: 'string' },
+  'metrics-port': { type: 'string' },
+  'step-timeout-ms': { type: 'string' },
+  'ready-timeout-ms': { type: 'string' },
+  'keepalive-ms': { type: 'string' },
+  prefix: { type: 'string' },
+  'max-batch-tokens': { type: 'string' },
+  'max-batch-sequences': { type: 'string' },
+} as const;
+
+export async function coordinatorCommand(argv: string[]): Promise<void> {
+  const { values: v } = parseFlags(argv, FLAGS);
+  const listen = parseHostPort(requireString(v.listen, '--listen'), '--listen');
+  const advertise = v.advertise === undefined ? undefined : parseHostPort(v.advertise, '--advertise');
+  const placement = v.placement ?? 'layers';
+  if (placement !== 'layers' && placement !== 'experts') throw new InvalidArgumentError(`--placement must be layers or experts, got "${placement}"`);
+  const modelDir = resolve(requireString(v.model, '--model'));
+  const keepaliveMs = intFlag(v['keepalive-ms'], '--keepalive-ms', 1000);
+  const node = new CoordinatorNode({
+    etcdUrl: requireString(v.etcd, '--etcd'),
+    listenHost: listen.host,
+    listenPort: listen.port,
+    advertiseHost: advertise?.host,
+    modelDir,
+    modelId: v['model-id'] ?? basename(modelDir),
+    expertsMode: placement === 'experts' ? 'spread' : 'local',
+    leaseTtlMs: intFlag(v['lease-ttl-ms'], '--lease-ttl-ms', 3000),
+    metricsPort: v['metrics-port'] === undefined ? undefined : intFlag(v['metrics-port'], '--metrics-port'),
+    keysPrefix: v.prefix,
+    stepTimeoutMs: intFlag(v['step-timeout-ms'], '--step-timeout-ms', 30_000),
+    readyTimeoutMs: intFlag(v['ready-timeout-ms'], '--ready-timeout-ms', 300_000),
+    replanDebounceMs: 200,
+    keepaliveTimeMs: keepaliveMs,
+    keepaliveTimeoutMs: keepaliveMs,
+    maxBatchTokens: intFlag(v['max-batch-tokens'], '--max-batch-tokens', 512),
+    maxBatchSequences: intFlag(v['max-batch-sequences'], '--max-batch-sequences', 32),
+  });
+  await node.start();
+  await untilSignal();
+  await node.stop();
+}

@@ -1,0 +1,48 @@
+/** bora worker: one worker node, until SIGTERM / SIGINT (then it deregisters and stops). */
+import { totalmem } from 'node:os';
+import { InvalidArgumentError } from '../common/errors';
+import { parseWorkerId } from '../common/cluster/member';
+import { WorkerNode } from '../worker/worker-node';
+import { intFlag, parseFlags, requireString } from './args';
+import { parseHostPort, untilSignal } from './serve';
+
+const FLAGS = {
+  etcd: { type: 'string' },
+  listen: { type: 'string' },
+  advertise: { type: 'string' },
+  id: { type: 'string' },
+  'models-dir': { type: 'string' },
+  'memory-bytes': { type: 'string' },
+  threads: { type: 'string' },
+  'lease-ttl-ms': { type: 'string' },
+  'metrics-port': { type: 'string' },
+  'keepalive-ms': { type: 'string' },
+  prefix: { type: 'string' },
+} as const;
+
+export async function workerCommand(argv: string[]): Promise<void> {
+  const { values: v } = parseFlags(argv, FLAGS);
+  const listen = parseHostPort(requireString(v.listen, '--listen'), '--listen');
+  const advertise = v.advertise === undefined ? undefined : parseHostPort(v.advertise, '--advertise');
+  if (advertise !== undefined && listen.port !== 0 && advertise.port !== listen.port) throw new InvalidArgumentError('--advertise must use the --listen port');
+  const threads = intFlag(v.threads, '--threads', 1);
+  const keepaliveMs = intFlag(v['keepalive-ms'], '--keepalive-ms', 1000);
+  const node = new WorkerNode({
+    id: parseWorkerId(v.id ?? `w-${process.pid}`),
+    etcdUrl: requireString(v.etcd, '--etcd'),
+    listenHost: listen.host,
+    listenPort: listen.port,
+    advertiseHost: advertise?.host,
+    modelsDir: v['models-dir'],
+    memoryBytes: intFlag(v['memory-bytes'], '--memory-bytes', Math.floor(totalmem() * 0.8)),
+    session: { intraOpThreads: threads, allowSpinning: false },
+    leaseTtlMs: intFlag(v['lease-ttl-ms'], '--lease-ttl-ms', 3000),
+    metricsPort: v['metrics-port'] === undefined ? undefined : intFlag(v['metrics-port'], '--metrics-port'),
+    keysPrefix: v.prefix,
+    keepaliveTimeMs: keepaliveMs,
+    keepaliveTimeoutMs: keepaliveMs,
+  });
+  await node.start();
+  await untilSignal();
+  await node.stop();
+}

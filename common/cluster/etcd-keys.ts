@@ -1,0 +1,167 @@
+/**
+ * How Bora uses etcd, in one place: the key layout under a prefix, and the client settings that
+ * every Bora process uses (deadlines, backoff, keepalive), each chosen deliberately because the
+ * etcd3 defaults are unsafe for failure detection (see docs/FAULTS.md, "Pitfalls").
+ *
+ * Key layout under `<prefix>` (default "/bora"):
+ *   members/<workerId>         MemberInfo JSON, on the worker's lease (presence = membership)
+ *   plan                       current Plan JSON
+ *   plan-epoch                 decimal epoch of `plan`; written with it in one transaction
+ *   ready/<epoch>/<workerId>   empty value: the worker loaded its assignment for that epoch (on its lease)
+ *   election/coordinator       prefix of the coordinator election
+ */
+import { Etcd3, type IOptions } from 'etcd3';
+import { InvalidArgumentError } from '../errors';
+import { type WorkerId, workerId } from '../ids';
+import { isValidWorkerId } from './member';
+
+export const DEFAULT_PREFIX = '/bora';
+
+export class EtcdKeys {
+  /** The prefix without a trailing slash, e.g. "/bora". */
+  readonly prefix: string;
+
+  constructor(prefix: string = DEFAULT_PREFIX) {
+    const trimmed = prefix.replace(/\/+$/, '');
+    if (trimmed.length === 0 || !trimmed.startsWith('/')) {
+      throw new InvalidArgumentError(`etcd prefix must start with "/" and name something, got ${JSON.stringify(prefix)}`);
+    }
+    this.prefix = trimmed;
+  }
+
+  /** Prefix of every member key; ends with '/'. */
+  membersPrefix(): string {
+    return `${this.prefix}/members/`;
+  }
+
+  member(id: WorkerId): string {
+    return `${this.membersPrefix()}${id}`;
+  }
+
+  /** The worker id in a member key, or undefined when the key is not one. */
+  memberIdOf(key: string): WorkerId | undefined {
+    return idAfter(key, this.membersPrefix());
+  }
+
+  plan(): string {
+    return `${this.prefix}/plan`;
+  }
+
+  planEpoch(): string {
+    return `${this.prefix}/plan-epoch`;
+  }
+
+  /** Prefix of the ready marks of one epoch; ends with '/'. */
+  readyPrefix(epoch: number): string {
+    if (!Number.isSafeInteger(epoch) || epoch <= 0) throw new InvalidArgumentError(`epoch must be a positive integer, got ${epoch}`);
+    return `${this.prefix}/ready/${epoch}/`;
+  }
+
+  ready(epoch: number, id: WorkerId): string {
+    return `${this.readyPrefix(epoch)}${id}`;
+  }
+
+  /** The worker id in a ready key of `epoch`, or undefined when the key is not one. */
+  readyIdOf(epoch: number, key: string): WorkerId | undefined {
+    return idAfter(key, this.readyPrefix(epoch));
+  }
+
+  electionCoordinator(): string {
+    return `${this.prefix}/election/coordinator`;
+  }
+}
+
+function idAfter(key: string, prefix: string): WorkerId | undefined {
+  if (!key.startsWith(prefix)) return undefined;
+  const rest = key.slice(prefix.length);
+  return isValidWorkerId(rest) ? workerId(rest) : undefined;
+}
+
+/** Deadline of every unary etcd call (get, put, txn, lease grant/revoke); streams have none. */
+export const DEFAULT_CALL_TIMEOUT_MS = 2_000;
+/** etcd3's watch reconnect backoff defaults to growing up to 30 s; we cap it low. */
+export const DEFAULT_WATCH_BACKOFF_INITIAL_MS = 100;
+export const DEFAULT_WATCH_BACKOFF_MAX_MS = 2_000;
+/**
+ * HTTP/2 pings on the etcd connection, so a blackholed etcd breaks the watch and keepalive streams
+ * instead of leaving them silent forever. etcd rejects pings more frequent than its
+ * --grpc-keepalive-min-time (5 s by default) with GOAWAY, so stay above it.
+ */
+export const DEFAULT_GRPC_KEEPALIVE_TIME_MS = 10_000;
+export const DEFAULT_GRPC_KEEPALIVE_TIMEOUT_MS = 5_000;
+/** grpc-js reconnect backoff grows to 120 s by default, which delays recovery after an etcd restart. */
+export const DEFAULT_GRPC_MAX_RECONNECT_BACKOFF_MS = 1_000;
+
+export interface EtcdClientSettings {
+  /** host:port or http://host:port, one or several. */
+  readonly hosts: string | readonly string[];
+  readonly callTimeoutMs?: number;
+  readonly watchBackoffInitialMs?: number;
+  readonly watchBackoffMaxMs?: number;
+  readonly grpcKeepaliveTimeMs?: number;
+  readonly grpcKeepaliveTimeoutMs?: number;
+  readonly grpcMaxReconnectBackoffMs?: number;
+}
+
+type FaultHandling = NonNullable<IOptions['faultHandling']>;
+type EtcdPolicy = NonNullable<FaultHandling['global']>;
+type EtcdBackoff = NonNullable<FaultHandling['watchBackoff']>;
+
+/**
+ * Runs each call once. etcd3's defaults wrap calls in a 3-attempt retry and, per host, a circuit
+ * breaker that after 3 failures rejects every call for 5 s: after an etcd restart that breaker
+ * would keep a worker from re-registering for seconds, and a blind retry of a compare-and-swap
+ * transaction whose first reply was lost reports failure for a write that succeeded. Callers
+ * here retry deliberately, with their own deadlines.
+ */
+const SINGLE_ATTEMPT: EtcdPolicy = {
+  _altReturn: undefined as never,
+  onSuccess: () => ({ dispose: () => undefined }),
+  onFailure: () => ({ dispose: () => undefined }),
+  execute: async (fn, signal) => fn({ signal: signal ?? new AbortController().signal }),
+};
+
+/** Doubling backoff without jitter, capped; `next()` of the initial value yields `initialMs`. */
+class CappedBackoff implements EtcdBackoff {
+  constructor(
+    readonly duration: number,
+    private readonly initialMs: number,
+    private readonly maxMs: number,
+  ) {}
+
+  next(): CappedBackoff {
+    const nextMs = this.duration === 0 ? this.initialMs : Math.min(this.duration * 2, this.maxMs);
+    return new CappedBackoff(nextMs, this.initialMs, this.maxMs);
+  }
+}
+
+/** etcd3 options with every timeout and backoff set on purpose (see the constants above). */
+export function etcdClientOptions(settings: EtcdClientSettings): IOptions {
+  const callTimeoutMs = settings.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
+  return {
+    hosts: typeof settings.hosts === 'string' ? settings.hosts : [...settings.hosts],
+    // A factory, so that each call gets a fresh deadline; streams (watch, lease keepalive) are
+    // long-lived and must not get one.
+    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
+    grpcOptions: {
+      'grpc.keepalive_time_ms': settings.grpcKeepaliveTimeMs ?? DEFAULT_GRPC_KEEPALIVE_TIME_MS,
+      'grpc.keepalive_timeout_ms': settings.grpcKeepaliveTimeoutMs ?? DEFAULT_GRPC_KEEPALIVE_TIMEOUT_MS,
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': settings.grpcMaxReconnectBackoffMs ?? DEFAULT_GRPC_MAX_RECONNECT_BACKOFF_MS,
+    },
+    faultHandling: {
+      host: () => SINGLE_ATTEMPT,
+      global: SINGLE_ATTEMPT,
+      watchBackoff: new CappedBackoff(
+        0,
+        settings.watchBackoffInitialMs ?? DEFAULT_WATCH_BACKOFF_INITIAL_MS,
+        settings.watchBackoffMaxMs ?? DEFAULT_WATCH_BACKOFF_MAX_MS,
+      ),
+    },
+  };
+}
+
+/** An etcd3 client configured by `etcdClientOptions`. Close it with `client.close()`. */
+export function createEtcdClient(settings: EtcdClientSettings): Etcd3 {
+  return new Etcd3(etcdClientOptions(settings));
+}

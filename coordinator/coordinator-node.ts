@@ -1,0 +1,321 @@
+/**
+ * The coordinator: follows membership in etcd, decides placements (a pure function), publishes
+ * each plan under the next epoch, waits for its workers to load it, opens the data path for it,
+ * and serves the client API on top of a continuous-batching scheduler.
+ *
+ * Plan lifecycle: members change -> (debounce) -> planPlacement -> publish epoch n+1 in a
+ * transaction -> waitReady(n+1) -> RemotePipeline.open -> the scheduler moves every sequence onto
+ * it (replaying their tokens). A data path that breaks triggers the same cycle.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Etcd3, Lease } from 'etcd3';
+import { EtcdKeys, createEtcdClient } from '../common/cluster/etcd-keys';
+import type { MemberInfo } from '../common/cluster/member';
+import { workersOf, type Plan } from '../common/cluster/plan';
+import { BoraError, FailedPreconditionError, UnavailableError, asBoraError } from '../common/errors';
+import { Generator } from '../common/generation/generator';
+import type { Pipeline } from '../common/generation/pipeline';
+import { Scheduler, type PipelineSource } from '../common/generation/scheduler';
+import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
+import { CoordinatorMetrics, type ReshardReason } from '../common/metrics/coordinator-metrics';
+import { Checkpoint } from '../common/model/checkpoint';
+import { CpuPool } from '../common/pool/cpu-pool';
+import { loadTokenizer, type Tokenizer } from '../common/tokenizer/tokenizer';
+import type { ClusterStatus, WorkerStatusReply } from '../common/wire/messages';
+import { boraProto, channelOptions } from '../common/wire/proto';
+import { bindServer, type BoundServer } from '../worker/worker-server';
+import { modelFootprint } from './footprint';
+import { addInferenceService } from './inference-service';
+import { MembershipWatch } from './membership-watch';
+import { planPlacement, type ExpertsMode } from './placement';
+import { PlanStore } from './plan-store';
+import { RemotePipeline } from './remote-pipeline';
+import { weightServiceHandlers } from './weight-service';
+
+export interface CoordinatorOptions {
+  readonly etcdUrl: string;
+  readonly listenHost: string;
+  readonly listenPort: number;
+  readonly advertiseHost?: string;
+  readonly modelDir: string;
+  readonly modelId: string;
+  readonly expertsMode: ExpertsMode;
+  readonly leaseTtlMs: number;
+  readonly metricsPort?: number;
+  readonly keysPrefix?: string;
+  /** A micro-batch not back within this long breaks the data path (a hung or paused stage). */
+  readonly stepTimeoutMs: number;
+  /** How long workers get to load a new plan. */
+  readonly readyTimeoutMs: number;
+  /** Membership changes closer together than this are planned once. */
+  readonly replanDebounceMs: number;
+  readonly keepaliveTimeMs: number;
+  readonly keepaliveTimeoutMs: number;
+  readonly maxBatchTokens: number;
+  readonly maxBatchSequences: number;
+  readonly log?: (message: string) => void;
+}
+
+type WorkerClient = grpc.Client & {
+  status(request: object, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: WorkerStatusReply) => void): void;
+};
+
+export class CoordinatorNode implements PipelineSource {
+  readonly metrics = new CoordinatorMetrics();
+  private readonly log: (message: string) => void;
+  private readonly keys: EtcdKeys;
+  private readonly etcd: Etcd3;
+  private readonly membership: MembershipWatch;
+  private readonly plans: PlanStore;
+  private ckpt!: Checkpoint;
+  private tokenizer!: Tokenizer;
+  private pool!: CpuPool;
+  private scheduler!: Scheduler;
+  private generator!: Generator;
+  private server: BoundServer | undefined;
+  private metricsServer: MetricsServer | undefined;
+  private lease: Lease | undefined;
+  private plan: Plan | undefined;
+  private readyEpoch = 0;
+  private pipeline: RemotePipeline | undefined;
+  private pipelineWaiters: { after: number | undefined; resolve(p: Pipeline): void }[] = [];
+  private replanTimer: NodeJS.Timeout | undefined;
+  private replanReason: ReshardReason = 'join';
+  private replanning: Promise<void> = Promise.resolve();
+  private replanRequested = false;
+  private stopped = false;
+
+  constructor(private readonly options: CoordinatorOptions) {
+    this.log = options.log ?? ((m) => console.error(`[coordinator] ${m}`));
+    this.keys = new EtcdKeys(options.keysPrefix);
+    this.etcd = createEtcdClient({ hosts: options.etcdUrl });
+    this.membership = new MembershipWatch({ client: this.etcd, keys: this.keys, log: this.log });
+    this.plans = new PlanStore({ client: this.etcd, keys: this.keys, log: this.log });
+  }
+
+  get address(): string {
+    return this.server!.address;
+  }
+
+  async start(): Promise<void> {
+    const o = this.options;
+    this.ckpt = await Checkpoint.open(o.modelDir);
+    this.tokenizer = await loadTokenizer(o.modelDir, this.ckpt.config);
+    this.pool = await CpuPool.create({ threads: 1 });
+    this.scheduler = new Scheduler(this, {
+      maxBatchTokens: o.maxBatchTokens,
+      maxBatchSequences: o.maxBatchSequences,
+      sample: (logits, params, step) => this.pool.sample(logits, params, step),
+    });
+    this.generator = new Generator(this.scheduler, this.tokenizer, this.ckpt.config, {
+      encode: (text) => this.pool.encode(o.modelDir, text, this.ckpt.config),
+    });
+
+    const server = new grpc.Server(channelOptions(o.keepaliveTimeMs, o.keepaliveTimeoutMs));
+    addInferenceService(server, {
+      generator: () => this.generator,
+      tokenizer: this.tokenizer,
+      modelId: o.modelId,
+      status: () => this.status(),
+      onOutcome: (outcome) => this.metrics.countRequest(outcome),
+      onEvent: this.eventMetrics(),
+    });
+    server.addService(boraProto().WeightSource.service, weightServiceHandlers(this.ckpt, o.modelId));
+    const bound = await bindServer(server, o.listenHost, o.listenPort);
+    this.server = { ...bound, address: `${o.advertiseHost ?? o.listenHost}:${bound.port}` };
+    if (o.metricsPort !== undefined) this.metricsServer = await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort);
+
+    // Workers that cannot see the checkpoint fetch it from the address published here.
+    this.lease = this.etcd.lease(Math.max(2, Math.round(o.leaseTtlMs / 1000)));
+    this.lease.on('lost', () => this.log('coordinator lease lost'));
+    await this.lease.put(`${this.keys.prefix}/coordinator`).value(this.address);
+
+    this.plan = await this.plans.current();
+    this.membership.onEvent((event) => this.scheduleReplan(event.type));
+    await this.membership.start();
+    this.metrics.setMembers(this.membership.members().size);
+    this.scheduleReplan('join', 0);
+    this.log(`serving ${o.modelId} on ${this.address}`);
+  }
+
+  // ---- PipelineSource ----
+
+  current(): Pipeline | undefined {
+    return this.pipeline !== undefined && !this.pipeline.isBroken ? this.pipeline : undefined;
+  }
+
+  next(afterEpoch: number | undefined): Promise<Pipeline> {
+    const ready = this.current();
+    if (ready !== undefined && (afterEpoch === undefined || ready.epoch > afterEpoch)) return Promise.resolve(ready);
+    return new Promise((resolve) => this.pipelineWaiters.push({ after: afterEpoch, resolve }));
+  }
+
+  reportFailure(pipeline: Pipeline, err: BoraError): void {
+    this.log(`data path of epoch ${pipeline.epoch} failed: ${err.message}`);
+    this.scheduleReplan('failure', 0);
+  }
+
+  // ---- planning ----
+
+  private scheduleReplan(reason: ReshardReason, delayMs = this.options.replanDebounceMs): void {
+    if (this.stopped) return;
+    this.metrics.setMembers(this.membership.members().size);
+    this.replanReason = reason;
+    clearTimeout(this.replanTimer);
+    this.replanTimer = setTimeout(() => {
+      this.replanRequested = true;
+      this.replanning = this.replanning.then(() => this.replanLoop());
+    }, delayMs);
+  }
+
+  private async replanLoop(): Promise<void> {
+    while (this.replanRequested && !this.stopped) {
+      this.replanRequested = false;
+      try {
+        await this.replan(this.replanReason);
+      } catch (err) {
+        this.log(`planning failed: ${asBoraError(err).message}; retrying`);
+        this.replanRequested = true;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  private async replan(reason: ReshardReason): Promise<void> {
+    const members = [...this.membership.members().values()];
+    const pipelineHealthy = this.current() !== undefined;
+    if (members.length === 0) {
+      this.log('no workers: waiting for one to register');
+      return;
+    }
+    const previous = this.plan;
+    const candidate = planPlacement({
+      members,
+      model: modelFootprint(this.ckpt.config),
+      previous,
+      epoch: (previous?.epoch ?? 0) + 1,
+      modelId: this.options.modelId,
+      expertsMode: this.options.expertsMode,
+    });
+    if (previous !== undefined && pipelineHealthy && samePlacement(previous, candidate) && this.addressesUnchanged(previous, members)) return;
+
+    try {
+      await this.plans.publish(candidate);
+    } catch (err) {
+      if (err instanceof FailedPreconditionError) {
+        this.plan = await this.plans.current(); // another coordinator published; decide again on top of it
+        this.replanRequested = true;
+        return;
+      }
+      throw err;
+    }
+    this.plan = candidate;
+    this.planAddresses = new Map(members.map((m) => [m.id as string, m.address]));
+    this.metrics.setPlanEpoch(candidate.epoch);
+    this.metrics.countReshard(reason);
+    this.log(`published plan ${candidate.epoch} (${reason}): ${candidate.stages.map((s) => `${s.workers[0]}[${s.range.start},${s.range.end})`).join(' ')}`);
+
+    await this.plans.waitReady(candidate.epoch, workersOf(candidate), this.options.readyTimeoutMs);
+    if (this.plan !== candidate) return; // superseded while loading
+    this.readyEpoch = candidate.epoch;
+    const addresses = candidate.stages.map((s) => this.addressOf(s.workers[0], members));
+    const pipeline = await RemotePipeline.open({
+      epoch: candidate.epoch,
+      stageAddresses: addresses,
+      hiddenSize: this.ckpt.config.hiddenSize,
+      vocabSize: this.ckpt.config.vocabSize,
+      stepTimeoutMs: this.options.stepTimeoutMs,
+      keepaliveTimeMs: this.options.keepaliveTimeMs,
+      keepaliveTimeoutMs: this.options.keepaliveTimeoutMs,
+    });
+    const old = this.pipeline;
+    this.pipeline = pipeline;
+    old?.close();
+    this.scheduler.switchTo(pipeline);
+    const waiters = this.pipelineWaiters;
+    this.pipelineWaiters = [];
+    for (const w of waiters) w.resolve(pipeline);
+    this.log(`plan ${candidate.epoch} is serving`);
+  }
+
+  private planAddresses = new Map<string, string>();
+
+  private addressesUnchanged(plan: Plan, members: readonly MemberInfo[]): boolean {
+    return workersOf(plan).every((w) => members.find((m) => m.id === w)?.address === this.planAddresses.get(w));
+  }
+
+  private addressOf(worker: string, members: readonly MemberInfo[]): string {
+    const member = members.find((m) => m.id === worker);
+    if (member === undefined) throw new UnavailableError(`worker ${worker} left while plan was loading`);
+    return member.address;
+  }
+
+  // ---- status and metrics ----
+
+  private eventMetrics(): (event: import('../common/generation/request').GenerationEvent) => void {
+    return (event) => {
+      if (event.type === 'token') this.metrics.countGeneratedTokens(1);
+      else {
+        this.metrics.observeTimeToFirstToken(event.timeToFirstTokenMs / 1000);
+        if (event.generatedTokens > 1) this.metrics.observeInterToken((event.totalMs - event.timeToFirstTokenMs) / 1000 / (event.generatedTokens - 1));
+        if (event.resumes > 0) this.metrics.countResumedSequences(1);
+      }
+      this.metrics.setActiveSequences(this.scheduler.activeSequences);
+    };
+  }
+
+  async status(): Promise<ClusterStatus> {
+    const plan = this.plan;
+    const members = this.membership.members();
+    const Worker = boraProto().Worker;
+    const workers = await Promise.all(
+      [...members.values()].map(async (m) => {
+        const client = new Worker(m.address, grpc.credentials.createInsecure()) as unknown as WorkerClient;
+        const reply = await new Promise<WorkerStatusReply | undefined>((resolve) =>
+          client.status({}, { deadline: Date.now() + 1000 }, (err, r) => resolve(err ? undefined : r)),
+        );
+        client.close();
+        const stage = plan?.stages.find((s) => s.workers[0] === m.id);
+        const experts = (plan?.experts ?? []).filter((e) => e.workers.includes(m.id));
+        const byLayer = new Map<number, number[]>();
+        for (const e of experts) byLayer.set(e.layer, [...(byLayer.get(e.layer) ?? []), e.expert]);
+        return {
+          id: m.id,
+          address: m.address,
+          layerStart: stage?.range.start ?? 0,
+          layerEnd: stage?.range.end ?? 0,
+          sequences: reply?.sequences ?? 0,
+          kvCacheBytes: reply?.kvCacheBytes ?? 0,
+          ready: reply !== undefined && plan !== undefined && reply.planEpoch === plan.epoch && this.readyEpoch === plan.epoch,
+          experts: [...byLayer.entries()].map(([layer, list]) => ({ layer, experts: list })),
+        };
+      }),
+    );
+    workers.sort((a, b) => a.layerStart - b.layerStart || a.id.localeCompare(b.id));
+    return {
+      planEpoch: plan?.epoch ?? 0,
+      model: this.options.modelId,
+      workers,
+      activeSequences: this.scheduler.activeSequences,
+      waitingRequests: 0,
+      serving: this.current() !== undefined,
+    };
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.replanTimer);
+    this.scheduler.abortAll(new UnavailableError('the coordinator is shutting down'));
+    this.pipeline?.close();
+    await this.server?.close();
+    await this.metricsServer?.close();
+    await this.membership.close();
+    await this.lease?.revoke().catch(() => undefined);
+    await this.pool.close();
+    this.etcd.close();
+  }
+}
+
+function samePlacement(a: Plan, b: Plan): boolean {
+  return JSON.stringify({ s: a.stages, e: a.experts ?? [] }) === JSON.stringify({ s: b.stages, e: b.experts ?? [] });
+}

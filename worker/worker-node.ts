@@ -1,0 +1,232 @@
+/**
+ * A worker process: registers in etcd under a lease, follows the plan, loads the layer range (and
+ * experts) the plan gives it on its engine thread, serves the Worker gRPC service, and reports
+ * ready for each epoch it has applied. It stops accepting frames as soon as its lease may have
+ * expired (self-fencing) and serves again once it has re-registered.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Etcd3 } from 'etcd3';
+import { EtcdKeys, createEtcdClient } from '../common/cluster/etcd-keys';
+import { decodeMember, type MemberInfo } from '../common/cluster/member';
+import { assignmentsOf, type Plan } from '../common/cluster/plan';
+import type { SessionSettings } from '../common/engine/ort-session';
+import { UnavailableError, asBoraError } from '../common/errors';
+import type { LayerRange, WorkerId } from '../common/ids';
+import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
+import { WorkerMetrics } from '../common/metrics/worker-metrics';
+import { PlanStore, type PlanWatch } from '../coordinator/plan-store';
+import type { WeightSourceSpec } from './engine-protocol';
+import { EngineThread, type ThreadedExperts, type ThreadedStage } from './engine-thread';
+import { Registration } from './registration';
+import { StageHost } from './stage-host';
+import { startWorkerServer, type BoundServer } from './worker-server';
+
+export interface WorkerNodeOptions {
+  readonly id: WorkerId;
+  readonly etcdUrl: string;
+  readonly listenHost: string;
+  readonly listenPort: number;
+  /** Host peers dial; defaults to the listen host. */
+  readonly advertiseHost?: string;
+  /** Directory holding model directories by model id; without it, weights come from the coordinator. */
+  readonly modelsDir?: string;
+  readonly memoryBytes: number;
+  readonly session: SessionSettings;
+  readonly leaseTtlMs: number;
+  readonly metricsPort?: number;
+  readonly keysPrefix?: string;
+  /** Keepalive on data streams: a silent peer is declared dead after about time + timeout. */
+  readonly keepaliveTimeMs: number;
+  readonly keepaliveTimeoutMs: number;
+  readonly log?: (message: string) => void;
+}
+
+const STATS_INTERVAL_MS = 1000;
+
+interface Loaded {
+  readonly modelId: string;
+  readonly range: LayerRange;
+  readonly stage: ThreadedStage;
+}
+
+export class WorkerNode {
+  private readonly log: (message: string) => void;
+  private readonly metrics = new WorkerMetrics();
+  private readonly thread = new EngineThread();
+  private readonly host: StageHost;
+  private readonly keys: EtcdKeys;
+  private readonly etcd: Etcd3;
+  private server: BoundServer | undefined;
+  private metricsServer: MetricsServer | undefined;
+  private registration: Registration | undefined;
+  private planWatch: PlanWatch | undefined;
+  private loaded: Loaded | undefined;
+  private experts: { key: string; experts: ThreadedExperts } | undefined;
+  private applying: Promise<void> = Promise.resolve();
+  private latestPlan: Plan | undefined;
+  private stopped = false;
+  private statsTimer: NodeJS.Timeout | undefined;
+  private advertisedLoad = { activeSequences: 0, queueDepth: 0 };
+
+  constructor(private readonly options: WorkerNodeOptions) {
+    this.log = options.log ?? ((m) => console.error(`[worker ${options.id}] ${m}`));
+    this.keys = new EtcdKeys(options.keysPrefix);
+    this.etcd = createEtcdClient({ hosts: options.etcdUrl });
+    this.host = new StageHost(
+      options.id,
+      { drainTimeoutMs: 10_000, keepaliveTimeMs: options.keepaliveTimeMs, keepaliveTimeoutMs: options.keepaliveTimeoutMs },
+      {
+        onForward: (seconds, tokens) => {
+          const runner = this.host.runner();
+          if (runner === undefined) return;
+          this.metrics.observeForward(runner.assignment.stageIndex, seconds, tokens);
+          this.metrics.setKvCache(runner.assignment.stageIndex, runner.stage.stats.kvCacheBytes, runner.stage.stats.sequenceCount);
+        },
+        onQueueDepth: (depth) => this.metrics.setQueueDepth(this.host.runner()?.assignment.stageIndex ?? 0, depth),
+        onRejected: (reason) => this.metrics.countRejectedFrame(reason),
+        onDownstreamBroken: (err) => this.log(`stream to the next stage broke: ${err.message}`),
+        onSendFailed: (err) => this.log(`could not pass a micro-batch on: ${err.message}`),
+      },
+    );
+  }
+
+  get address(): string {
+    return this.server!.address;
+  }
+
+  get metricsAddress(): string | undefined {
+    return this.metricsServer === undefined ? undefined : `${this.options.advertiseHost ?? this.options.listenHost}:${this.metricsServer.port}`;
+  }
+
+  async start(): Promise<void> {
+    const o = this.options;
+    const bound = await startWorkerServer(this.host, o.listenHost, o.listenPort, { timeMs: o.keepaliveTimeMs, timeoutMs: o.keepaliveTimeoutMs });
+    this.server = { ...bound, address: `${o.advertiseHost ?? o.listenHost}:${bound.port}` };
+    if (o.metricsPort !== undefined) this.metricsServer = await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort);
+
+    const member: MemberInfo = {
+      id: o.id,
+      address: this.address,
+      metricsAddress: this.metricsAddress,
+      memoryBytes: o.memoryBytes,
+      accelerators: ['cpu'],
+      load: { activeSequences: 0, queueDepth: 0 },
+      startedAtMs: Date.now(),
+    };
+    const registration = new Registration({ client: this.etcd, keys: this.keys, member, ttlMs: o.leaseTtlMs, log: this.log });
+    this.registration = registration;
+    this.host.setServingCheck(() => registration.isServing());
+    registration.on('fenced', (reason) => {
+      this.metrics.setServing(false);
+      this.log(`fenced: ${reason}; refusing frames until the lease is renewed`);
+    });
+    registration.on('serving', () => this.metrics.setServing(true));
+    registration.on('registered', () => {
+      // After a lost lease the ready key went with it: report the applied epoch again.
+      const epoch = this.host.servingEpoch();
+      if (epoch !== undefined) registration.markReady(epoch).catch((err: unknown) => this.log(`re-marking ready: ${asBoraError(err).message}`));
+    });
+    await registration.start();
+    this.metrics.setServing(true);
+
+    this.planWatch = new PlanStore({ client: this.etcd, keys: this.keys, log: this.log }).watchPlan((plan) => this.onPlan(plan));
+    await this.planWatch.ready;
+    this.statsTimer = setInterval(() => this.publishStats(), STATS_INTERVAL_MS);
+    this.statsTimer.unref();
+    this.log(`serving on ${this.address}`);
+  }
+
+  /** KV-cache gauges and the load this worker advertises in etcd. */
+  private publishStats(): void {
+    const runner = this.host.runner();
+    if (runner === undefined) return;
+    const { sequenceCount, kvCacheBytes } = runner.stage.stats;
+    this.metrics.setKvCache(runner.assignment.stageIndex, kvCacheBytes, sequenceCount);
+    const load = { activeSequences: sequenceCount, queueDepth: runner.queueDepth };
+    if (load.activeSequences !== this.advertisedLoad.activeSequences || load.queueDepth !== this.advertisedLoad.queueDepth) {
+      this.advertisedLoad = load;
+      this.registration?.updateLoad(load).catch(() => undefined); // informational; the next tick retries
+    }
+  }
+
+  /** Plans are applied one at a time, newest last; an older epoch is never applied. */
+  private onPlan(plan: Plan): void {
+    if (this.latestPlan !== undefined && plan.epoch <= this.latestPlan.epoch) return;
+    this.latestPlan = plan;
+    this.applying = this.applying.then(async () => {
+      if (this.stopped || this.latestPlan !== plan) return; // superseded while waiting
+      try {
+        await this.apply(plan);
+      } catch (err) {
+        this.log(`could not apply plan ${plan.epoch}: ${asBoraError(err).message}`);
+      }
+    });
+  }
+
+  private async apply(plan: Plan): Promise<void> {
+    const id = this.options.id;
+    const stageIndex = plan.stages.findIndex((s) => s.workers[0] === id);
+    const source = await this.sourceFor(plan.modelId);
+    const started = performance.now();
+
+    let stage: ThreadedStage | undefined;
+    if (stageIndex >= 0) {
+      const range = plan.stages[stageIndex].range;
+      const reuse = this.loaded !== undefined && this.loaded.modelId === plan.modelId && this.loaded.range.start === range.start && this.loaded.range.end === range.end;
+      if (reuse) stage = this.loaded!.stage;
+      else {
+        stage = (await this.thread.loadStage(source, range, this.options.session)).stage;
+        this.log(`loaded layers [${range.start}, ${range.end}) of ${plan.modelId} for epoch ${plan.epoch}`);
+      }
+    }
+
+    const holdings = assignmentsOf(plan, id).experts;
+    const expertKey = JSON.stringify([plan.modelId, holdings]);
+    let experts = this.experts;
+    if (holdings.length === 0) experts = undefined;
+    else if (experts?.key !== expertKey) experts = { key: expertKey, experts: (await this.thread.loadExperts(source, holdings, this.options.session)).experts };
+
+    if (stage !== undefined || experts !== undefined) this.metrics.observeModelLoad((performance.now() - started) / 1000);
+    const nextAddress = stageIndex >= 0 && stageIndex + 1 < plan.stages.length ? await this.addressOf(plan.stages[stageIndex + 1].workers[0]) : undefined;
+    const previous = this.loaded;
+    const previousExperts = this.experts;
+    this.host.install(
+      plan.epoch,
+      stage === undefined ? undefined : { assignment: { epoch: plan.epoch, stageIndex, stageCount: plan.stages.length, range: stage.range }, stage, nextAddress },
+      experts?.experts,
+    );
+    this.loaded = stage === undefined ? undefined : { modelId: plan.modelId, range: stage.range, stage };
+    this.experts = experts;
+    if (previous !== undefined && previous.stage !== stage) await previous.stage.close();
+    if (previousExperts !== undefined && previousExperts !== experts) await previousExperts.experts.close();
+    this.metrics.setPlanEpoch(plan.epoch);
+    await this.registration!.markReady(plan.epoch);
+  }
+
+  private async sourceFor(modelId: string): Promise<WeightSourceSpec> {
+    const dir = this.options.modelsDir === undefined ? undefined : join(this.options.modelsDir, modelId);
+    if (dir !== undefined && existsSync(join(dir, 'config.json'))) return { kind: 'local', dir };
+    const coordinator = await this.etcd.get(`${this.keys.prefix}/coordinator`).string();
+    if (coordinator === null) throw new UnavailableError(`model ${modelId} is not in ${this.options.modelsDir ?? '(no --models-dir)'} and no coordinator is registered to fetch it from`);
+    return { kind: 'remote', address: coordinator, modelId };
+  }
+
+  private async addressOf(worker: WorkerId): Promise<string> {
+    const text = await this.etcd.get(this.keys.member(worker)).string();
+    if (text === null) throw new UnavailableError(`worker ${worker} of the plan is not registered`);
+    return decodeMember(text).address;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.statsTimer);
+    await this.planWatch?.close();
+    this.host.uninstall();
+    await this.registration?.close().catch(() => undefined);
+    await this.server?.close();
+    await this.metricsServer?.close();
+    await this.thread.terminate();
+    this.etcd.close();
+  }
+}
