@@ -80,7 +80,7 @@ export class CoordinatorNode implements PipelineSource {
   private pipeline: RemotePipeline | undefined;
   private pipelineWaiters: { after: number | undefined; resolve(p: Pipeline): void }[] = [];
   private replanTimer: NodeJS.Timeout | undefined;
-  private replanReason: ReshardReason = 'join';
+  private readonly pendingReasons = new Set<ReshardReason>();
   private replanning: Promise<void> = Promise.resolve();
   private replanRequested = false;
   private stopped = false;
@@ -131,7 +131,11 @@ export class CoordinatorNode implements PipelineSource {
     await this.lease.put(`${this.keys.prefix}/coordinator`).value(this.address);
 
     this.plan = await this.plans.current();
-    this.membership.onEvent((event) => this.scheduleReplan(event.type));
+    this.membership.onEvent((event) => {
+      // Load figures change all the time; only what placement depends on is worth a new plan.
+      if (event.type === 'update' && event.member.memoryBytes === event.previous.memoryBytes && event.member.address === event.previous.address) return;
+      this.scheduleReplan(event.type);
+    });
     await this.membership.start();
     this.metrics.setMembers(this.membership.members().size);
     this.scheduleReplan('join', 0);
@@ -160,7 +164,7 @@ export class CoordinatorNode implements PipelineSource {
   private scheduleReplan(reason: ReshardReason, delayMs = this.options.replanDebounceMs): void {
     if (this.stopped) return;
     this.metrics.setMembers(this.membership.members().size);
-    this.replanReason = reason;
+    this.pendingReasons.add(reason);
     clearTimeout(this.replanTimer);
     this.replanTimer = setTimeout(() => {
       this.replanRequested = true;
@@ -168,13 +172,23 @@ export class CoordinatorNode implements PipelineSource {
     }, delayMs);
   }
 
+  /** The reason a plan is made for: a join (which rebalances) outranks the others. */
+  private takeReason(): ReshardReason {
+    const order: ReshardReason[] = ['join', 'leave', 'failure', 'update', 'operator'];
+    const reason = order.find((r) => this.pendingReasons.has(r)) ?? 'operator';
+    this.pendingReasons.clear();
+    return reason;
+  }
+
   private async replanLoop(): Promise<void> {
     while (this.replanRequested && !this.stopped) {
       this.replanRequested = false;
+      const reason = this.takeReason();
       try {
-        await this.replan(this.replanReason);
+        await this.replan(reason);
       } catch (err) {
         this.log(`planning failed: ${asBoraError(err).message}; retrying`);
+        this.pendingReasons.add(reason);
         this.replanRequested = true;
         await new Promise((r) => setTimeout(r, 1000));
       }
@@ -189,10 +203,12 @@ export class CoordinatorNode implements PipelineSource {
       return;
     }
     const previous = this.plan;
+    // A join rebalances over everyone (the newcomer gets layers); other changes keep the ranges
+    // of the workers still present, so a load update or a lost worker moves as little as possible.
     const candidate = planPlacement({
       members,
       model: modelFootprint(this.ckpt.config),
-      previous,
+      previous: reason === 'join' ? undefined : previous,
       epoch: (previous?.epoch ?? 0) + 1,
       modelId: this.options.modelId,
       expertsMode: this.options.expertsMode,
@@ -204,6 +220,7 @@ export class CoordinatorNode implements PipelineSource {
     } catch (err) {
       if (err instanceof FailedPreconditionError) {
         this.plan = await this.plans.current(); // another coordinator published; decide again on top of it
+        this.pendingReasons.add(reason);
         this.replanRequested = true;
         return;
       }

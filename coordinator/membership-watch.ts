@@ -12,7 +12,7 @@
  * stream breaks again can be skipped.
  */
 import { type Etcd3, type IKeyValue, type IWatchResponse, type Watcher } from 'etcd3';
-import { type EtcdKeys } from '../common/cluster/etcd-keys';
+import { DEFAULT_CALL_TIMEOUT_MS, type EtcdKeys, callDeadline } from '../common/cluster/etcd-keys';
 import { type MemberInfo, memberChanged, tryDecodeMember } from '../common/cluster/member';
 import { BoraError, UnavailableError } from '../common/errors';
 import { type WorkerId } from '../common/ids';
@@ -52,6 +52,8 @@ export interface SyncedWatchOptions {
   readonly resyncInitialMs?: number;
   readonly resyncMaxMs?: number;
   readonly watchCreateTimeoutMs?: number;
+  /** Deadline of each list call. */
+  readonly callTimeoutMs?: number;
   readonly log?: Log;
 }
 
@@ -100,7 +102,8 @@ export class SyncedWatch {
     const generation = ++this.generation;
     const { client, range } = this.options;
     try {
-      const listed = await ('prefix' in range ? client.getAll().prefix(range.prefix) : client.get(range.key)).exec();
+      const deadline = callDeadline(this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
+      const listed = await ('prefix' in range ? client.getAll().prefix(range.prefix) : client.get(range.key)).options(deadline).exec();
       if (generation !== this.generation) return;
       const revision = Number(listed.header.revision);
       this.options.onSnapshot(listed.kvs.map(toKeyState), revision);
@@ -179,6 +182,7 @@ export type MembershipEvent =
   | { readonly type: 'leave'; readonly member: MemberInfo };
 
 export interface MembershipWatchOptions {
+  /** Best made by createEtcdClient: the watch reconnect backoff is a client-wide setting. */
   readonly client: Etcd3;
   readonly keys: EtcdKeys;
   readonly log?: Log;

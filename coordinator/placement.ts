@@ -204,12 +204,13 @@ function finish(
 function primaryRanges(members: readonly MemberInfo[], s: Sizing): { worker: WorkerId; range: LayerRange }[] {
   const needed = s.numLayers * s.stageLayerBytes + s.embeddingBytes + s.headBytes;
   const total = members.reduce((sum, m) => sum + m.memoryBytes, 0);
-  let chosen = [...members]
+  // Candidates, largest memory first; a worker that cannot hold its stage is dropped and the
+  // next candidate takes its place.
+  let pool = [...members]
     .filter((m) => m.memoryBytes >= s.stageLayerBytes)
-    .sort((a, b) => b.memoryBytes - a.memoryBytes || byId(a, b))
-    .slice(0, s.numLayers)
-    .sort(byId);
+    .sort((a, b) => b.memoryBytes - a.memoryBytes || byId(a, b));
   for (;;) {
+    const chosen = pool.slice(0, s.numLayers).sort(byId);
     if (chosen.length === 0) {
       throw new ResourceExhaustedError(
         `the model needs ${needed} bytes with one layer of ${s.stageLayerBytes} bytes; no worker can hold a stage (${total} bytes in all)`,
@@ -219,7 +220,7 @@ function primaryRanges(members: readonly MemberInfo[], s: Sizing): { worker: Wor
     if (counts === 'full') {
       throw new ResourceExhaustedError(`the model needs ${needed} bytes of stage memory; the workers have ${total} bytes`);
     }
-    if (counts !== undefined) {
+    if (Array.isArray(counts)) {
       let start = 0;
       return chosen.map((m, i) => {
         const range = { start, end: start + counts[i] };
@@ -227,20 +228,22 @@ function primaryRanges(members: readonly MemberInfo[], s: Sizing): { worker: Wor
         return { worker: m.id, range };
       });
     }
-    // Some worker cannot hold even one layer plus its embedding/head share: drop the smallest.
-    const smallest = [...chosen].sort((a, b) => a.memoryBytes - b.memoryBytes || byId(b, a))[0];
-    chosen = chosen.filter((m) => m !== smallest);
+    // `counts` is a worker that cannot hold even one layer plus its embedding/head share.
+    pool = pool.filter((m) => m !== counts);
   }
 }
 
-/** Layers per chosen worker; undefined when a stage cannot take its first layer, 'full' when
- * the remaining layers do not fit anywhere. */
-function layerCounts(chosen: readonly MemberInfo[], s: Sizing): number[] | 'full' | undefined {
+/** Layers per chosen worker; 'full' when the layers do not fit; or, when some stage cannot take
+ * even its first layer, the smallest such worker (to be replaced). */
+function layerCounts(chosen: readonly MemberInfo[], s: Sizing): number[] | 'full' | MemberInfo {
   const last = chosen.length - 1;
   const extra = (i: number): number => (i === 0 ? s.embeddingBytes : 0) + (i === last ? s.headBytes : 0);
   const bytesWith = (i: number, layers: number): number => extra(i) + layers * s.stageLayerBytes;
   const counts = chosen.map(() => 1);
-  if (chosen.some((m, i) => bytesWith(i, 1) > m.memoryBytes)) return undefined;
+  const tooSmall = chosen
+    .filter((m, i) => bytesWith(i, 1) > m.memoryBytes)
+    .sort((a, b) => a.memoryBytes - b.memoryBytes || byId(b, a));
+  if (tooSmall.length > 0) return tooSmall[0];
   for (let placed = chosen.length; placed < s.numLayers; placed++) {
     let best = -1;
     let bestUtil = Infinity;

@@ -7,8 +7,8 @@
  * believe they lead can therefore never both publish epoch n: the loser gets a
  * FailedPreconditionError and must re-read the plan before deciding again.
  */
-import { type Etcd3, type IRangeResponse } from 'etcd3';
-import { type EtcdKeys } from '../common/cluster/etcd-keys';
+import { type Etcd3, type IRangeResponse, type ITxnResponse } from 'etcd3';
+import { type EtcdKeys, callDeadline } from '../common/cluster/etcd-keys';
 import { type Plan, decodePlan, encodePlan } from '../common/cluster/plan';
 import { BoraError, FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../common/errors';
 import { type WorkerId } from '../common/ids';
@@ -45,7 +45,7 @@ export class PlanStore {
   async current(): Promise<Plan | undefined> {
     let text: string | null;
     try {
-      text = await this.options.client.get(this.options.keys.plan()).string();
+      text = await this.options.client.get(this.options.keys.plan()).options(callDeadline()).string();
     } catch (err) {
       throw etcdFailure('reading the plan', err);
     }
@@ -71,9 +71,10 @@ export class PlanStore {
       plan.epoch === 1
         ? client.if(epochKey, 'Create', '==', 0) // the key does not exist yet
         : client.if(epochKey, 'Value', '==', String(plan.epoch - 1));
-    let result;
+    let result: ITxnResponse;
     try {
       result = await guard
+        .options(callDeadline())
         .then(client.put(keys.plan()).value(text), client.put(epochKey).value(String(plan.epoch)))
         .else(client.get(epochKey))
         .commit();

@@ -15,8 +15,8 @@
  * States: idle -> registering -> registered -> retrying -> registering ...; any -> closed.
  */
 import { EventEmitter } from 'node:events';
-import { type Etcd3, type Lease } from 'etcd3';
-import { type EtcdKeys } from '../common/cluster/etcd-keys';
+import { type Etcd3, EtcdLeaseInvalidError, type Lease } from 'etcd3';
+import { DEFAULT_CALL_TIMEOUT_MS, type EtcdKeys, callDeadline } from '../common/cluster/etcd-keys';
 import { type MemberInfo, type MemberLoad, encodeMember } from '../common/cluster/member';
 import { BoraError, FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../common/errors';
 
@@ -52,6 +52,8 @@ export interface RegistrationOptions {
   readonly marginMs?: number;
   readonly retryInitialMs?: number;
   readonly retryMaxMs?: number;
+  /** Deadline of each unary etcd call (grant, put, delete, revoke). */
+  readonly callTimeoutMs?: number;
   readonly clock?: Clock;
   readonly log?: (message: string) => void;
 }
@@ -78,6 +80,7 @@ export class Registration extends EventEmitter<RegistrationEvents> {
   private member: MemberInfo;
   private readyEpoch: number | undefined;
   private lease: Lease | undefined;
+  private leaseId: string | undefined;
   /** Leases lost or abandoned, revoked (best effort) after the next successful registration. */
   private readonly staleLeases: Lease[] = [];
   /** Clock times of keepalives sent on the current stream and not yet acknowledged, oldest first. */
@@ -135,10 +138,9 @@ export class Registration extends EventEmitter<RegistrationEvents> {
     const member = { ...this.member, load: { activeSequences: load.activeSequences, queueDepth: load.queueDepth } };
     const record = encodeMember(member); // throws InvalidArgumentError before anything changes
     this.member = member;
-    const lease = this.lease;
-    if (this.state !== 'registered' || lease === undefined) return;
-    const put = lease.put(this.options.keys.member(member.id)).value(record);
-    await this.call('updating the member record', put.exec());
+    const { lease, leaseId } = this;
+    if (this.state !== 'registered' || lease === undefined || leaseId === undefined) return;
+    await this.call('updating the member record', this.putOnLease(lease, leaseId, this.options.keys.member(member.id), record));
   }
 
   /** Reports that this worker loaded its assignment for `epoch`; re-put after a re-registration. */
@@ -147,11 +149,13 @@ export class Registration extends EventEmitter<RegistrationEvents> {
     const readyKey = keys.ready(epoch, this.member.id); // validates the epoch
     const previous = this.readyEpoch;
     this.readyEpoch = epoch;
-    const lease = this.lease;
-    if (this.state !== 'registered' || lease === undefined) return;
-    await this.call(`marking epoch ${epoch} ready`, lease.put(readyKey).value('').exec());
+    const { lease, leaseId } = this;
+    if (this.state !== 'registered' || lease === undefined || leaseId === undefined) return;
+    await this.call(`marking epoch ${epoch} ready`, this.putOnLease(lease, leaseId, readyKey, ''));
     if (previous !== undefined && previous !== epoch) {
-      await this.call('removing the old ready mark', this.options.client.delete().key(keys.ready(previous, this.member.id)).exec());
+      // Best effort: a leftover mark of an older epoch is harmless and goes with the lease.
+      const stale = keys.ready(previous, this.member.id);
+      await this.options.client.delete().key(stale).options(this.deadline()).exec().catch((err: Error) => this.log(`removing ${stale}: ${err.message}`));
     }
   }
 
@@ -168,13 +172,18 @@ export class Registration extends EventEmitter<RegistrationEvents> {
     this.firstRegistration = undefined;
     const lease = this.lease;
     this.lease = undefined;
-    await Promise.all(this.staleLeases.splice(0).map((stale) => stale.revoke().catch(() => undefined)));
+    this.leaseId = undefined;
+    await Promise.all(this.staleLeases.splice(0).map((stale) => stale.revoke(this.deadline()).catch(() => undefined)));
     if (lease === undefined) return;
     try {
-      await this.call('revoking the lease', lease.revoke());
+      await this.call('revoking the lease', lease.revoke(this.deadline()));
     } catch (err) {
       this.log(`${(err as Error).message}; it expires after its TTL instead`);
     }
+  }
+
+  private deadline(): { deadline: number } {
+    return callDeadline(this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
   }
 
   private transition(from: readonly RegistrationState[], to: RegistrationState): void {
@@ -197,7 +206,7 @@ export class Registration extends EventEmitter<RegistrationEvents> {
     this.transition(['idle', 'retrying'], 'registering');
     const { client, keys } = this.options;
     const sentAtMs = this.clock.nowMs();
-    const lease = client.lease(this.ttlMs / 1000, { autoKeepAlive: true });
+    const lease = client.lease(this.ttlMs / 1000, { autoKeepAlive: true, ...this.deadline() }); // deadline: of the grant only
     this.lease = lease;
     this.unackedSendsMs = [];
     lease.on('lost', (err: Error) => this.onLost(lease, err));
@@ -216,8 +225,8 @@ export class Registration extends EventEmitter<RegistrationEvents> {
     let leaseId: string | undefined;
     try {
       leaseId = await lease.grant();
-      await lease.put(keys.member(member.id)).value(encodeMember(member)).exec();
-      if (readyEpoch !== undefined) await lease.put(keys.ready(readyEpoch, member.id)).value('').exec();
+      await this.putOnLease(lease, leaseId, keys.member(member.id), encodeMember(member));
+      if (readyEpoch !== undefined) await this.putOnLease(lease, leaseId, keys.ready(readyEpoch, member.id), '');
     } catch (err) {
       lease.release(); // stop keepalives
       if (leaseId !== undefined) this.staleLeases.push(lease); // granted: revoke once etcd answers
@@ -229,10 +238,11 @@ export class Registration extends EventEmitter<RegistrationEvents> {
       return;
     }
     if (this.state !== 'registering') {
-      await lease.revoke().catch(() => undefined); // closed while registering
+      await lease.revoke(this.deadline()).catch(() => undefined); // closed while registering
       return;
     }
     this.transition(['registering'], 'registered');
+    this.leaseId = leaseId;
     this.retryDelayMs = this.options.retryInitialMs ?? DEFAULT_RETRY_INITIAL_MS;
     this.emit('registered', leaseId);
     this.renewed(sentAtMs);
@@ -244,7 +254,20 @@ export class Registration extends EventEmitter<RegistrationEvents> {
       void this.markReady(this.readyEpoch).catch((e: Error) => this.log(e.message));
     }
     // The records moved to the new lease: revoke the dead ones now rather than wait for their TTL.
-    for (const stale of this.staleLeases.splice(0)) void stale.revoke().catch(() => undefined);
+    for (const stale of this.staleLeases.splice(0)) void stale.revoke(this.deadline()).catch(() => undefined);
+  }
+
+  /**
+   * Puts `key` on the lease through the plain client: etcd3's `lease.put()` drops per-call
+   * options (its wrapper forwards no deadline). A "lease not found" reply means the lease is gone.
+   */
+  private async putOnLease(lease: Lease, leaseId: string, key: string, value: string): Promise<void> {
+    try {
+      await this.options.client.put(key).value(value).lease(leaseId).options(this.deadline()).exec();
+    } catch (err) {
+      if (err instanceof EtcdLeaseInvalidError) this.onLost(lease, err);
+      throw err;
+    }
   }
 
   private scheduleRetry(): void {
@@ -261,6 +284,7 @@ export class Registration extends EventEmitter<RegistrationEvents> {
     if (lease !== this.lease || this.state !== 'registered') return;
     this.transition(['registered'], 'retrying');
     this.lease = undefined;
+    this.leaseId = undefined;
     this.staleLeases.push(lease);
     this.fence(`lease lost: ${err.message}`);
     this.log(`worker ${this.member.id}: lease lost (${err.message}); registering with a new lease`);

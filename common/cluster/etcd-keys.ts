@@ -135,6 +135,14 @@ class CappedBackoff implements EtcdBackoff {
   }
 }
 
+/**
+ * Call options for one unary call: a deadline `timeoutMs` from now. Bora's modules pass it on
+ * every call, so they keep their deadlines even with a client not made by createEtcdClient.
+ */
+export function callDeadline(timeoutMs: number = DEFAULT_CALL_TIMEOUT_MS): { deadline: number } {
+  return { deadline: Date.now() + timeoutMs };
+}
+
 /** etcd3 options with every timeout and backoff set on purpose (see the constants above). */
 export function etcdClientOptions(settings: EtcdClientSettings): IOptions {
   const callTimeoutMs = settings.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;

@@ -132,6 +132,7 @@ export class Scheduler {
     for (const seq of ready) {
       if (picked.length >= count || budget <= 0) break;
       const tokenCount = Math.min(seq.tokens.length - seq.fed, budget);
+      if (tokenCount <= 0) continue; // nothing new to feed yet
       budget -= tokenCount;
       seq.inFlight = true;
       seq.lastScheduled = ++this.tick;
@@ -153,11 +154,14 @@ export class Scheduler {
     // replay when the pipeline was dropped, so its result must not touch them.
     if (pipeline !== this.pipeline) return;
     this.inFlight--;
-    for (const { seq } of batch) seq.inFlight = false;
-
+    // Sequences stay in flight until their next token is appended (sampling may be async), so
+    // that no other micro-batch picks them up in between.
     if (failure === undefined) await this.accept(batch, logits!);
-    else if (failure.retryable) this.onPipelineFailure(pipeline, failure);
-    else for (const { seq } of batch) this.fail(seq, failure);
+    for (const { seq } of batch) seq.inFlight = false;
+    if (failure !== undefined) {
+      if (failure.retryable) this.onPipelineFailure(pipeline, failure);
+      else for (const { seq } of batch) this.fail(seq, failure);
+    }
     this.flushReleases();
     if (!this.waitingForPipeline) this.pump();
   }

@@ -73,6 +73,13 @@ describe('planPlacement: layer ranges', () => {
       counts: [1, 1, 1, 1, 1, 1],
       primaries: ['w1', 'w2', 'w4', 'w5', 'w7', 'w8'],
     },
+    {
+      name: 'a worker too small for the first stage with its embedding is replaced',
+      members: [member('a', 12 * MiB), member('b', 100 * MiB), member('c', 100 * MiB)],
+      model: { ...dense, embeddingBytes: 8 * MiB },
+      counts: [3, 3],
+      primaries: ['b', 'c'],
+    },
     { name: 'a worker too small for one layer is left out', members: [member('a', 100 * MiB), member('b', 5 * MiB)], counts: [6], primaries: ['a'] },
   ];
   for (const c of cases) {

@@ -1,0 +1,80 @@
+/**
+ * Local clusters for tests, started and stopped through the real CLI (`bora up` / `bora down`),
+ * each process separate, with etcd from the machine (apt-get install -y etcd-server).
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import type { ClusterFile } from '../../cli/cluster';
+import { readClusterFile } from '../../cli/cluster';
+import { generateRemote } from '../../cli/inference-client';
+import type { GenerationEvent, GenerationRequest } from '../../common/generation/request';
+import { makeTempDir, repoRoot } from './checkpoints';
+
+const run = promisify(execFile);
+
+export function boraBin(): string {
+  return join(repoRoot(), 'dist', 'cli', 'bora.js');
+}
+
+/** Runs `bora ...args`; resolves with stdout, rejects with the exit code and stderr. */
+export async function bora(args: readonly string[], timeoutMs = 120_000): Promise<string> {
+  const { stdout } = await run(process.execPath, [boraBin(), ...args], { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
+  return stdout;
+}
+
+export interface TestCluster {
+  readonly stateDir: string;
+  readonly file: ClusterFile;
+  down(): Promise<void>;
+}
+
+export async function startCluster(t: TestContext | undefined, modelDir: string, workers: number, extra: readonly string[] = []): Promise<TestCluster> {
+  const dir = await makeTempDir('cluster');
+  const stateDir = dir.path;
+  let stopped = false;
+  const down = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await bora(['down', '--state-dir', stateDir]).catch(() => undefined);
+    await dir.remove();
+  };
+  t?.after(down);
+  try {
+    await bora(['up', '--model', modelDir, '--workers', String(workers), '--state-dir', stateDir, '--timeout-ms', '90000', ...extra]);
+  } catch (err) {
+    await down();
+    throw err;
+  }
+  return { stateDir, file: readClusterFile(stateDir), down };
+}
+
+export interface Collected {
+  readonly tokens: number[];
+  readonly text: string;
+  readonly finish: GenerationEvent & { type: 'finish' };
+}
+
+/** One request through the coordinator's gRPC API, collecting its events. */
+export async function generateOn(coordinator: string, request: GenerationRequest, deadlineMs = 120_000): Promise<Collected> {
+  const tokens: number[] = [];
+  let text = '';
+  let finish: (GenerationEvent & { type: 'finish' }) | undefined;
+  await generateRemote(
+    coordinator,
+    request,
+    (event) => {
+      if (event.type === 'token') tokens.push(event.tokenId);
+      else finish = event;
+      text += event.text;
+    },
+    deadlineMs,
+  );
+  if (finish === undefined) throw new Error('the stream ended without a finish event');
+  return { tokens, text, finish };
+}
+
+export function greedyIds(ids: readonly number[], maxTokens: number): GenerationRequest {
+  return { prompt: { kind: 'ids', ids }, maxTokens, sampling: { kind: 'greedy' }, stop: [], ignoreEos: true, returnFirstLogits: false };
+}
