@@ -28,7 +28,7 @@ import { modelFootprint } from './footprint';
 import { addInferenceService } from './inference-service';
 import { MembershipWatch } from './membership-watch';
 import { planPlacement, type ExpertsMode } from './placement';
-import { PlanStore } from './plan-store';
+import { PlanStore } from '../common/cluster/plan-store';
 import { RemotePipeline } from './remote-pipeline';
 import { weightServiceHandlers } from './weight-service';
 

@@ -15,7 +15,7 @@ import { UnavailableError, asBoraError } from '../common/errors';
 import type { LayerRange, WorkerId } from '../common/ids';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
 import { WorkerMetrics } from '../common/metrics/worker-metrics';
-import { PlanStore, type PlanWatch } from '../coordinator/plan-store';
+import { PlanStore, type PlanWatch } from '../common/cluster/plan-store';
 import type { WeightSourceSpec } from './engine-protocol';
 import { EngineThread, type ThreadedExperts, type ThreadedStage } from './engine-thread';
 import { Registration } from './registration';

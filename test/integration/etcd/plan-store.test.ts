@@ -6,7 +6,7 @@ import { type MemberInfo } from '../../../common/cluster/member';
 import { type Plan } from '../../../common/cluster/plan';
 import { BoraError, FailedPreconditionError, InvalidArgumentError } from '../../../common/errors';
 import { type WorkerId, workerId } from '../../../common/ids';
-import { PlanStore } from '../../../coordinator/plan-store';
+import { PlanStore } from '../../../common/cluster/plan-store';
 import { Registration } from '../../../worker/registration';
 import { type EtcdServer, eventually, startEtcd } from '../../support/etcd';
 

@@ -8,11 +8,11 @@
  * FailedPreconditionError and must re-read the plan before deciding again.
  */
 import { type Etcd3, type IRangeResponse, type ITxnResponse } from 'etcd3';
-import { type EtcdKeys, callDeadline } from '../common/cluster/etcd-keys';
-import { type Plan, decodePlan, encodePlan } from '../common/cluster/plan';
-import { BoraError, FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../common/errors';
-import { type WorkerId } from '../common/ids';
-import { type KeyState, type Log, SyncedWatch } from './membership-watch';
+import { type EtcdKeys, callDeadline } from './etcd-keys';
+import { type Plan, decodePlan, encodePlan } from './plan';
+import { BoraError, FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../errors';
+import { type WorkerId } from '../ids';
+import { type KeyState, type Log, SyncedWatch } from './synced-watch';
 
 export interface PlanStoreOptions {
   readonly client: Etcd3;
