@@ -99,7 +99,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
     return;
   }
   if (values.model === undefined) throw new InvalidArgumentError('--model DIR (in process) or --coordinator HOST:PORT is required');
-  const threads = values.threads === undefined ? undefined : { intraOpThreads: intFlag(values.threads, '--threads'), allowSpinning: true };
+  const threads = values.threads === undefined ? undefined : { intraOpThreads: intFlag(values.threads, '--threads'), allowSpinning: false };
   const local = await openLocalGenerator(values.model, threads);
   try {
     await local.generator.start(request, output.onEvent).done;
