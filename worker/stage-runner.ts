@@ -38,6 +38,7 @@ export class StageRunner {
   private readonly queue: StageFrame[] = [];
   private running = false;
   private closed = false;
+  private belowWaiters: { depth: number; resolve(): void }[] = [];
 
   constructor(
     readonly assignment: StageAssignment,
@@ -50,16 +51,30 @@ export class StageRunner {
     return this.queue.length;
   }
 
+  /** Resolves once fewer than `depth` frames are queued (or the runner closed). */
+  whenBelow(depth: number): Promise<void> {
+    if (this.queue.length < depth || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.belowWaiters.push({ depth, resolve }));
+  }
+
+  private notifyDepth(): void {
+    this.hooks.onQueueDepth?.(this.queue.length);
+    const ready = this.belowWaiters.filter((w) => this.queue.length < w.depth || this.closed);
+    this.belowWaiters = this.belowWaiters.filter((w) => !ready.includes(w));
+    for (const w of ready) w.resolve();
+  }
+
   /** Queues a frame the caller has already checked for epoch and stage index. */
   enqueue(frame: StageFrame): void {
     this.queue.push(frame);
-    this.hooks.onQueueDepth?.(this.queue.length);
+    this.notifyDepth();
     if (!this.running) void this.drain();
   }
 
   close(): void {
     this.closed = true;
     this.queue.length = 0;
+    this.notifyDepth();
   }
 
   private async drain(): Promise<void> {
@@ -67,7 +82,7 @@ export class StageRunner {
     try {
       while (this.queue.length > 0 && !this.closed) {
         const group = this.takeMergeable();
-        this.hooks.onQueueDepth?.(this.queue.length);
+        this.notifyDepth();
         try {
           await this.process(group);
         } catch (err) {

@@ -107,19 +107,7 @@ async function runExperts(state: WorkerState, request: ExpertRequest): Promise<E
 function handleForward(state: WorkerState, call: grpc.ServerDuplexStream<ActivationFrame, ForwardAck>): void {
   const reassembler = new Reassembler<ActivationFrame>((f) => f.hidden);
   let paused = false;
-  const resumeWhenDrained = setInterval(() => {
-    if (paused && (state.runner()?.queueDepth ?? 0) < MAX_QUEUED_FRAMES / 2) {
-      paused = false;
-      call.resume();
-    }
-  }, 5);
-  const stop = (): void => clearInterval(resumeWhenDrained);
-  call.on('end', () => {
-    stop();
-    call.end();
-  });
-  call.on('error', stop);
-  call.on('cancelled', stop);
+  call.on('end', () => call.end());
 
   const reject = (batchId: number, reason: RejectReason, err: unknown): void => {
     state.onRejected(reason);
@@ -153,8 +141,13 @@ function handleForward(state: WorkerState, call: grpc.ServerDuplexStream<Activat
     runner.enqueue(frame);
     call.write({ batchId: head.batchId, error: '', code: 0 });
     if (runner.queueDepth >= MAX_QUEUED_FRAMES && !paused) {
+      // Stop reading: HTTP/2 flow control then holds the sender back until the queue drains.
       paused = true;
       call.pause();
+      void runner.whenBelow(MAX_QUEUED_FRAMES / 2).then(() => {
+        paused = false;
+        call.resume();
+      });
     }
   });
 }
