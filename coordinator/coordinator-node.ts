@@ -8,7 +8,7 @@
  * it (replaying their tokens). A data path that breaks triggers the same cycle.
  */
 import * as grpc from '@grpc/grpc-js';
-import type { Etcd3, Lease } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { EtcdKeys, createEtcdClient } from '../common/cluster/etcd-keys';
 import type { MemberInfo } from '../common/cluster/member';
 import { workersOf, type Plan } from '../common/cluster/plan';
@@ -26,6 +26,7 @@ import { boraProto, channelOptions } from '../common/wire/proto';
 import { bindServer, type BoundServer } from '../worker/worker-server';
 import { modelFootprint } from './footprint';
 import { addInferenceService } from './inference-service';
+import { Leadership } from './leadership';
 import { MembershipWatch } from './membership-watch';
 import { planPlacement, type ExpertsMode } from './placement';
 import { PlanStore } from '../common/cluster/plan-store';
@@ -74,7 +75,9 @@ export class CoordinatorNode implements PipelineSource {
   private generator!: Generator;
   private server: BoundServer | undefined;
   private metricsServer: MetricsServer | undefined;
-  private lease: Lease | undefined;
+  private leadership: Leadership | undefined;
+  private membershipStarted = false;
+  private abortWait: ((err: Error) => void) | undefined;
   private plan: Plan | undefined;
   private readyEpoch = 0;
   private pipeline: RemotePipeline | undefined;
@@ -119,27 +122,59 @@ export class CoordinatorNode implements PipelineSource {
       status: () => this.status(),
       onOutcome: (outcome) => this.metrics.countRequest(outcome),
       onEvent: this.eventMetrics(),
+      checkServing: () => this.checkServing(),
+      hasPipeline: () => this.current() !== undefined,
     });
     server.addService(boraProto().WeightSource.service, weightServiceHandlers(this.ckpt, o.modelId));
     const bound = await bindServer(server, o.listenHost, o.listenPort);
     this.server = { ...bound, address: `${o.advertiseHost ?? o.listenHost}:${bound.port}` };
     if (o.metricsPort !== undefined) this.metricsServer = await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort);
 
-    // Workers that cannot see the checkpoint fetch it from the address published here.
-    this.lease = this.etcd.lease(Math.max(2, Math.round(o.leaseTtlMs / 1000)));
-    this.lease.on('lost', () => this.log('coordinator lease lost'));
-    await this.lease.put(`${this.keys.prefix}/coordinator`).value(this.address);
-
-    this.plan = await this.plans.current();
     this.membership.onEvent((event) => {
       // Load figures change all the time; only what placement depends on is worth a new plan.
       if (event.type === 'update' && event.member.memoryBytes === event.previous.memoryBytes && event.member.address === event.previous.address) return;
+      if (event.type === 'leave') this.onWorkerLeft(event.member.id);
       this.scheduleReplan(event.type);
     });
-    await this.membership.start();
+    this.leadership = new Leadership({ client: this.etcd, keys: this.keys, address: this.address, ttlMs: o.leaseTtlMs, log: this.log });
+    this.leadership.on('elected', () => {
+      this.becomeLeader().catch((err: unknown) => this.log(`taking over failed: ${asBoraError(err).message}`));
+    });
+    this.leadership.on('demoted', (reason) => this.stepDown(reason));
+    this.leadership.start();
+    this.log(`listening on ${this.address} for ${o.modelId}; campaigning for leadership`);
+  }
+
+  /**
+   * Elected: rebuild the view from etcd and publish the next epoch, so that workers accept only
+   * this coordinator's frames from now on (a previous leader's epoch is fenced off).
+   */
+  private async becomeLeader(): Promise<void> {
+    this.plan = await this.plans.current();
+    if (!this.membershipStarted) {
+      this.membershipStarted = true;
+      await this.membership.start();
+    }
     this.metrics.setMembers(this.membership.members().size);
-    this.scheduleReplan('join', 0);
-    this.log(`serving ${o.modelId} on ${this.address}`);
+    this.scheduleReplan(this.plan === undefined ? 'join' : 'failure', 0);
+    this.log(`leading: serving ${this.options.modelId} on ${this.address}`);
+  }
+
+  private stepDown(reason: string): void {
+    this.log(`no longer leader (${reason}): standing by`);
+    this.pipeline?.close();
+    this.pipeline = undefined;
+    this.scheduler.abortAll(new UnavailableError(`this coordinator stepped down: ${reason}; retry on the leader`));
+  }
+
+  /** Throws UNAVAILABLE on a standby, so clients move on to the leader. */
+  checkServing(): void {
+    if (!this.leadership?.isLeader()) throw new UnavailableError('this coordinator is a standby; retry on the leader');
+  }
+
+  /** A worker of the plan being loaded left: stop waiting for it (the new plan will not need it). */
+  private onWorkerLeft(worker: string): void {
+    if (this.plan !== undefined && workersOf(this.plan).includes(worker as never)) this.abortWait?.(new UnavailableError(`worker ${worker} left while its plan was loading`));
   }
 
   // ---- PipelineSource ----
@@ -196,6 +231,7 @@ export class CoordinatorNode implements PipelineSource {
   }
 
   private async replan(reason: ReshardReason): Promise<void> {
+    if (!this.leadership?.isLeader()) return; // standbys do not plan
     const members = [...this.membership.members().values()];
     const pipelineHealthy = this.current() !== undefined;
     if (members.length === 0) {
@@ -232,7 +268,15 @@ export class CoordinatorNode implements PipelineSource {
     this.metrics.countReshard(reason);
     this.log(`published plan ${candidate.epoch} (${reason}): ${candidate.stages.map((s) => `${s.workers[0]}[${s.range.start},${s.range.end})`).join(' ')}`);
 
-    await this.plans.waitReady(candidate.epoch, workersOf(candidate), this.options.readyTimeoutMs);
+    // Waiting ends early when a worker of this plan leaves: then the next plan is needed instead.
+    await Promise.race([
+      this.plans.waitReady(candidate.epoch, workersOf(candidate), this.options.readyTimeoutMs),
+      new Promise<never>((_, reject) => {
+        this.abortWait = reject;
+      }),
+    ]).finally(() => {
+      this.abortWait = undefined;
+    });
     if (this.plan !== candidate) return; // superseded while loading
     this.readyEpoch = candidate.epoch;
     const addresses = candidate.stages.map((s) => this.addressOf(s.workers[0], members));
@@ -244,6 +288,7 @@ export class CoordinatorNode implements PipelineSource {
       stepTimeoutMs: this.options.stepTimeoutMs,
       keepaliveTimeMs: this.options.keepaliveTimeMs,
       keepaliveTimeoutMs: this.options.keepaliveTimeoutMs,
+      etcdOutage: () => this.leadership?.etcdOutage() ?? false,
     });
     const old = this.pipeline;
     this.pipeline = pipeline;
@@ -315,7 +360,7 @@ export class CoordinatorNode implements PipelineSource {
       workers,
       activeSequences: this.scheduler.activeSequences,
       waitingRequests: 0,
-      serving: this.current() !== undefined,
+      serving: this.current() !== undefined && this.leadership?.isLeader() === true,
     };
   }
 
@@ -327,7 +372,7 @@ export class CoordinatorNode implements PipelineSource {
     await this.server?.close();
     await this.metricsServer?.close();
     await this.membership.close();
-    await this.lease?.revoke().catch(() => undefined);
+    await this.leadership?.stop();
     await this.pool.close();
     this.etcd.close();
   }

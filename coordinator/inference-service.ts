@@ -4,7 +4,7 @@
  * message; a client that goes away cancels its request, which frees its caches on every stage.
  */
 import * as grpc from '@grpc/grpc-js';
-import { BoraError, InvalidArgumentError, asBoraError } from '../common/errors';
+import { BoraError, InvalidArgumentError, UnavailableError, asBoraError } from '../common/errors';
 import type { Generator, GenerationHandle } from '../common/generation/generator';
 import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
 import { DEFAULT_MAX_TOKENS } from '../common/generation/request';
@@ -28,7 +28,12 @@ export interface InferenceDeps {
   readonly onEvent?: (event: GenerationEvent) => void;
   /** Throws UNAVAILABLE when this coordinator may not serve (a standby). */
   readonly checkServing?: () => void;
+  /** Whether a pipeline is ready to compute (false while no worker can serve). */
+  readonly hasPipeline?: () => boolean;
 }
+
+/** A request waiting for workers gives up this long before its deadline, with UNAVAILABLE. */
+const GIVE_UP_BEFORE_DEADLINE_MS = 100;
 
 function outcomeOf(err: BoraError): RequestOutcome {
   switch (err.code) {
@@ -87,17 +92,42 @@ export function inferenceHandlers(deps: InferenceDeps): grpc.UntypedServiceImple
         failCall(call, finish(err));
         return;
       }
+      let cancelRequest: () => void = () => undefined;
+      let answered = false;
+      // With no worker able to serve, the request waits, bounded by its deadline, and then fails
+      // with UNAVAILABLE (not DEADLINE_EXCEEDED): the cluster, not the request, is the problem.
+      const deadline = call.getDeadline();
+      const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+      const giveUp = Number.isFinite(deadlineMs)
+        ? setTimeout(() => {
+            if (deps.hasPipeline?.() !== false || answered) return;
+            answered = true;
+            cancelRequest();
+            failCall(call, finish(new UnavailableError('no worker can serve the model right now; retry later')));
+          }, Math.max(0, deadlineMs - Date.now() - GIVE_UP_BEFORE_DEADLINE_MS))
+        : undefined;
       runRequest(
         deps,
         request,
         (event) => call.write(event),
-        (cancel) => call.on('cancelled', cancel),
+        (cancel) => {
+          cancelRequest = cancel;
+          call.on('cancelled', cancel);
+        },
       ).then(
         () => {
+          clearTimeout(giveUp);
+          if (answered) return;
+          answered = true;
           deps.onOutcome?.('ok');
           call.end();
         },
-        (err: unknown) => failCall(call, finish(err)),
+        (err: unknown) => {
+          clearTimeout(giveUp);
+          if (answered) return;
+          answered = true;
+          failCall(call, finish(err));
+        },
       );
     },
 

@@ -30,6 +30,8 @@ export interface RemotePipelineOptions {
   readonly keepaliveTimeMs: number;
   readonly keepaliveTimeoutMs: number;
   readonly onBroken?: (err: BoraError) => void;
+  /** Whether etcd is unreachable for the coordinator right now (stamped on every frame). */
+  readonly etcdOutage?: () => boolean;
 }
 
 interface Pending {
@@ -123,7 +125,7 @@ export class RemotePipeline implements Pipeline {
         this.options.stepTimeoutMs,
       );
       this.pending.set(batchId, { resolve, reject, timer });
-      this.forward.send({ planEpoch: this.epoch, batchId, stageIndex: 0, slices }).catch((err: Error) =>
+      this.forward.send({ planEpoch: this.epoch, batchId, stageIndex: 0, slices, etcdOutage: this.options.etcdOutage?.() ?? false }).catch((err: Error) =>
         this.breakWith(new UnavailableError(`sending micro-batch ${batchId}: ${err.message}`, { cause: err })),
       );
     });

@@ -164,6 +164,7 @@ export class StageRunner {
       slices,
       hidden: output?.hidden.slice(),
       error,
+      etcdOutage: frame.etcdOutage,
     });
   }
 }

@@ -127,7 +127,9 @@ function handleForward(state: WorkerState, call: grpc.ServerDuplexStream<Activat
     const { frame: head, tensor } = assembled;
     const runner = state.runner();
     const epoch = state.servingEpoch();
-    if (!state.isServing()) return reject(head.batchId, 'not_serving', new UnavailableError(`worker ${state.workerId} is not serving`));
+    // Self-fenced (lease renewals failing): refuse, unless the coordinator reports that etcd is
+    // unreachable for it too; then no plan can change and this epoch stays the only one.
+    if (!state.isServing() && !head.etcdOutage) return reject(head.batchId, 'not_serving', new UnavailableError(`worker ${state.workerId} is not serving (lease not confirmed)`));
     if (epoch !== head.planEpoch) return reject(head.batchId, 'stale_epoch', new StaleEpochError(head.planEpoch, epoch ?? 0));
     if (runner === undefined || runner.assignment.stageIndex !== head.stageIndex) {
       return reject(head.batchId, 'malformed', new FailedPreconditionError(`frame for stage ${head.stageIndex}, this worker serves ${runner?.assignment.stageIndex ?? 'no stage'}`));

@@ -20,6 +20,8 @@ export interface StageFrame {
   readonly hidden?: Float32Array;
   /** Set when an earlier stage failed this micro-batch; it is passed on to the coordinator. */
   readonly error?: FrameError;
+  /** The coordinator could not reach etcd when it sent this (see worker.proto). */
+  readonly etcdOutage?: boolean;
 }
 
 export interface FrameError {
@@ -80,6 +82,7 @@ export function encodeStageFrame(f: StageFrame, hiddenSize: number): ActivationF
     hidden,
     error: f.error?.message ?? '',
     code: f.error?.code ?? 0,
+    etcdOutage: f.etcdOutage === true,
   }));
 }
 
@@ -148,7 +151,7 @@ export function decodeStageFrame(frame: ActivationFrame, tensor: WireTensor | nu
   const tokens = slices.reduce((n, s) => n + s.tokenCount, 0);
   const hidden = tensor === null ? undefined : decodeF32(tensor, `frame ${frame.batchId} hidden`, [tokens, hiddenSize]);
   const error = frame.error === '' ? undefined : { message: frame.error, code: frame.code };
-  return { planEpoch: frame.planEpoch, batchId: frame.batchId, stageIndex: frame.stageIndex, slices, hidden, error };
+  return { planEpoch: frame.planEpoch, batchId: frame.batchId, stageIndex: frame.stageIndex, slices, hidden, error, etcdOutage: frame.etcdOutage };
 }
 
 export function decodeResult(frame: ResultFrame, tensor: WireTensor | null, vocabSize: number): ResultBatch {

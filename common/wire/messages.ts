@@ -30,6 +30,7 @@ export interface ActivationFrame {
   stageIndex: number;
   error: string;
   code: number;
+  etcdOutage: boolean;
 }
 
 export interface ForwardAck {
