@@ -1,0 +1,157 @@
+/**
+ * Failures of real processes in a local cluster (no network faults; chaos/ covers those):
+ * a stage worker SIGKILLed mid-generation under 16 streams, a worker killed during a prefill,
+ * two workers killed one after the other, every worker gone (requests wait, then UNAVAILABLE;
+ * new workers bring service back), and the active coordinator killed (a standby takes over).
+ * Every completed output is compared with the same request run alone, fault-free.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { join } from 'node:path';
+import { fetchStatus } from '../../../cli/inference-client';
+import { freePort, spawnDetached, stopProcesses, waitFor } from '../../../cli/processes';
+import { BoraError } from '../../../common/errors';
+import type { GenerationEvent } from '../../../common/generation/request';
+import { Checkpoint } from '../../../common/model/checkpoint';
+import { generateRemote } from '../../../cli/inference-client';
+import { fixtureDir } from '../../support/checkpoints';
+import { boraBin, greedyIds, startCluster, type TestCluster } from '../../support/cluster';
+import { greedyBatch, loadPipeline } from '../../support/pipeline';
+
+const MODEL = fixtureDir('tiny-mistral');
+const TOKENS = 160;
+
+function prompts(count: number): number[][] {
+  return Array.from({ length: count }, (_, i) => [1, ...Array.from({ length: 4 + (i % 11) }, (_, j) => 60 + ((i * 7919 + j * 104729) % 31000))]);
+}
+
+async function reference(ps: readonly (readonly number[])[], steps: number): Promise<number[][]> {
+  const [engine] = await loadPipeline(await Checkpoint.open(MODEL), []);
+  const out = (await greedyBatch([engine], ps, steps, 'ref')).tokens;
+  await engine.close();
+  return out;
+}
+
+interface Stream {
+  readonly tokens: number[];
+  readonly arrivalsMs: number[];
+  resumes: number;
+  readonly done: Promise<void>;
+}
+
+function startStreams(coordinator: string, ps: readonly (readonly number[])[], steps: number): Stream[] {
+  return ps.map((p) => {
+    const tokens: number[] = [];
+    const arrivalsMs: number[] = [];
+    const stream: Stream = {
+      tokens,
+      arrivalsMs,
+      resumes: 0,
+      done: generateRemote(
+        coordinator,
+        greedyIds(p, steps),
+        (e: GenerationEvent) => {
+          if (e.type === 'token') {
+            assert.equal(e.index, tokens.length, 'no lost or repeated token');
+            tokens.push(e.tokenId);
+            arrivalsMs.push(performance.now());
+          } else stream.resumes = e.resumes;
+        },
+        120_000,
+      ),
+    };
+    return stream;
+  });
+}
+
+async function untilTokens(streams: readonly Stream[], count: number): Promise<void> {
+  await waitFor(`${count} tokens on every stream`, 60_000, async () => (streams.every((s) => s.tokens.length >= count) ? true : undefined), 5);
+}
+
+function pidOf(cluster: TestCluster, id: string): number {
+  const w = cluster.file.workers.find((x) => x.id === id);
+  assert.ok(w !== undefined, `worker ${id} exists`);
+  return w.pid;
+}
+
+describe('failover in a local cluster', () => {
+  test('SIGKILL of a stage worker under 16 streams: all complete identically; recovery within TTL + 2 s', async (t) => {
+    const cluster = await startCluster(t, MODEL, 3);
+    const ps = prompts(16);
+    const expected = await reference(ps, TOKENS);
+    const streams = startStreams(cluster.file.coordinator, ps, TOKENS);
+    await untilTokens(streams, 10);
+    const killedAtMs = performance.now();
+    process.kill(pidOf(cluster, 'w2'), 'SIGKILL');
+    await Promise.all(streams.map((s) => s.done));
+    streams.forEach((s, i) => assert.deepEqual(s.tokens, expected[i], `stream ${i}`));
+    const recoveryMs = Math.min(...streams.map((s) => s.arrivalsMs.find((a) => a > killedAtMs) ?? Infinity)) - killedAtMs;
+    assert.ok(streams.some((s) => s.resumes > 0), 'sequences were resumed on a new plan');
+    assert.ok(recoveryMs < 3000 + 2000, `recovery (fault to next token) took ${recoveryMs.toFixed(0)} ms`);
+    const status = await fetchStatus(cluster.file.coordinator);
+    assert.ok(status.planEpoch >= 2 && status.workers.every((w) => w.id !== 'w2'), 'a new plan over the survivors');
+  });
+
+  test('a worker killed during a prefill, then a second one: all requests complete identically', async (t) => {
+    const cluster = await startCluster(t, MODEL, 4);
+    // Long prompts (the scheduler feeds at most 512 tokens per micro-batch) keep the prefill going.
+    const ps = Array.from({ length: 6 }, (_, i) => [1, ...Array.from({ length: 900 + i * 40 }, (_, j) => 100 + ((i * 31 + j * 17) % 30000))]);
+    const expected = await reference(ps, 24);
+    const streams = startStreams(cluster.file.coordinator, ps, 24);
+    await new Promise((r) => setTimeout(r, 150)); // inside the prefill
+    assert.ok(streams.every((s) => s.tokens.length === 0), 'still prefilling when the first worker dies');
+    process.kill(pidOf(cluster, 'w3'), 'SIGKILL');
+    await untilTokens(streams, 1);
+    process.kill(pidOf(cluster, 'w1'), 'SIGKILL');
+    await Promise.all(streams.map((s) => s.done));
+    streams.forEach((s, i) => assert.deepEqual(s.tokens, expected[i], `stream ${i}`));
+  });
+
+  test('with every worker gone requests wait, then fail UNAVAILABLE; new workers bring service back', async (t) => {
+    const cluster = await startCluster(t, MODEL, 2);
+    await stopProcesses(cluster.file.workers.map((w) => w.pid), 100);
+    await waitFor('the coordinator to notice', 10_000, async () => ((await fetchStatus(cluster.file.coordinator)).workers.length === 0 ? true : undefined));
+    const started = Date.now();
+    const err = await generateRemote(cluster.file.coordinator, greedyIds([1, 415, 5565], 5), () => undefined, 2500).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof BoraError && err.code === 'UNAVAILABLE', `UNAVAILABLE, got ${String(err)}`);
+    assert.ok(Date.now() - started >= 2000, 'the request waited for its deadline');
+    const pids = [1, 2].map((i) =>
+      spawnDetached(process.execPath, [boraBin(), 'worker', '--etcd', cluster.file.etcd, '--id', `n${i}`, '--listen', '127.0.0.1:0', '--models-dir', join(MODEL, '..'), '--threads', '1'], join(cluster.stateDir, `n${i}.log`)),
+    );
+    t.after(() => stopProcesses(pids));
+    const [expected] = await reference([[1, 415, 5565]], 8);
+    const tokens: number[] = [];
+    await generateRemote(cluster.file.coordinator, greedyIds([1, 415, 5565], 8), (e) => e.type === 'token' && tokens.push(e.tokenId), 60_000);
+    assert.deepEqual(tokens, expected);
+  });
+
+  test('killing the active coordinator: a standby takes over and requests succeed on retry', async (t) => {
+    const cluster = await startCluster(t, MODEL, 2);
+    const standbyAddress = `127.0.0.1:${await freePort()}`;
+    const standby = spawnDetached(
+      process.execPath,
+      [boraBin(), 'coordinator', '--etcd', cluster.file.etcd, '--listen', standbyAddress, '--model', MODEL],
+      join(cluster.stateDir, 'standby.log'),
+    );
+    t.after(() => stopProcesses([standby]));
+    await waitFor('the standby to answer', 20_000, async () => ((await fetchStatus(standbyAddress)) ? true : undefined));
+    assert.equal((await fetchStatus(standbyAddress)).serving, false, 'the standby does not serve while the leader lives');
+    const refused = await generateRemote(standbyAddress, greedyIds([1, 2, 3], 3), () => undefined, 5000).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(refused instanceof BoraError && refused.code === 'UNAVAILABLE', 'a standby answers UNAVAILABLE');
+    process.kill(cluster.file.coordinatorPid, 'SIGKILL');
+    const killedAt = Date.now();
+    await waitFor('the standby to take over', 20_000, async () => ((await fetchStatus(standbyAddress)).serving ? true : undefined), 100);
+    const takeoverMs = Date.now() - killedAt;
+    const [expected] = await reference([[1, 415, 5565, 302]], 12);
+    const tokens: number[] = [];
+    await generateRemote(standbyAddress, greedyIds([1, 415, 5565, 302], 12), (e) => e.type === 'token' && tokens.push(e.tokenId), 60_000);
+    assert.deepEqual(tokens, expected);
+    assert.ok(takeoverMs < 3000 + 4000, `takeover took ${takeoverMs} ms`);
+  });
+});
