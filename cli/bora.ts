@@ -4,7 +4,7 @@
  * turns errors into a message and an exit status (2 for bad input, 1 otherwise).
  */
 import { BoraError, asBoraError } from '../common/errors';
-import { downCommand, statusCommand, upCommand } from './cluster';
+import { downCommand, drainCommand, statusCommand, upCommand } from './cluster';
 import { coordinatorCommand } from './coordinator';
 import { generateCommand } from './generate';
 import { makeModelCommand } from './make-model';
@@ -19,6 +19,7 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   coordinator: { run: coordinatorCommand, help: 'run a coordinator: placement, plans, the client API' },
   up: { run: upCommand, help: 'start etcd, a coordinator and N workers on 127.0.0.1 (--state-dir D)' },
   down: { run: downCommand, help: 'stop the cluster of --state-dir D' },
+  drain: { run: drainCommand, help: 'move a worker\'s layers to the others, then stop it (--state-dir D WORKER_ID)' },
   status: { run: statusCommand, help: "print a cluster's status (--state-dir D or --coordinator HOST:PORT)" },
 };
 

@@ -8,15 +8,26 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { InvalidArgumentError, NotFoundError } from '../common/errors';
 import type { ClusterStatus } from '../common/wire/messages';
 import { intFlag, parseFlags, requireString } from './args';
-import { fetchStatus } from './inference-client';
+import { drainWorker, fetchStatus } from './inference-client';
 import { findEtcd, freePort, spawnDetached, stopProcesses, waitFor } from './processes';
 
 /** The contract of STATE/cluster.json (tests and operators read it). */
 export interface ClusterFile {
   readonly coordinator: string;
   readonly etcd: string;
-  readonly workers: { id: string; pid: number; address: string; layers: [number, number] | null; experts?: { layer: number; experts: number[] }[] }[];
+  readonly workers: {
+    id: string;
+    pid: number;
+    address: string;
+    /** host:port of the worker's Prometheus /metrics. */
+    metrics?: string;
+    layers: [number, number] | null;
+    /** With --placement experts: the experts this worker holds, per layer. */
+    experts?: { layer: number; experts: number[] }[];
+  }[];
   readonly coordinatorPid: number;
+  /** host:port of the coordinator's Prometheus /metrics. */
+  readonly coordinatorMetrics?: string;
   readonly etcdPid: number | null;
   readonly modelDir: string;
 }
@@ -84,21 +95,34 @@ export async function upCommand(argv: string[]): Promise<void> {
   const coordinatorAddress = `127.0.0.1:${await freePort()}`;
   const common = ['--etcd', etcd.url];
   const ttl = v['lease-ttl-ms'] === undefined ? [] : ['--lease-ttl-ms', v['lease-ttl-ms']];
+  // Metrics ports are chosen here so that cluster.json can say where each /metrics is.
+  const coordinatorMetricsPort = await freePort();
   const coordinatorPid = spawnDetached(
     process.execPath,
-    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--model', modelDir, '--placement', placement, '--metrics-port', '0'],
+    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--model', modelDir, '--placement', placement, '--metrics-port', String(coordinatorMetricsPort)],
     join(stateDir, 'coordinator.log'),
   );
   // A small cluster shares this machine's cores: one onnxruntime thread per worker, no spinning.
   const threads = v.threads ?? '1';
   const workerPids = new Map<string, number>();
+  const workerMetrics = new Map<string, string>();
   for (let i = 1; i <= workerCount; i++) {
     const id = `w${i}`;
-    const args = [BORA_JS, 'worker', ...common, '--id', id, '--listen', '127.0.0.1:0', '--models-dir', dirname(modelDir), '--threads', threads, '--metrics-port', '0', ...ttl];
+    const metricsPort = await freePort();
+    workerMetrics.set(id, `127.0.0.1:${metricsPort}`);
+    const args = [BORA_JS, 'worker', ...common, '--id', id, '--listen', '127.0.0.1:0', '--models-dir', dirname(modelDir), '--threads', threads, '--metrics-port', String(metricsPort), ...ttl];
     if (v['memory-bytes'] !== undefined) args.push('--memory-bytes', v['memory-bytes']);
     workerPids.set(id, spawnDetached(process.execPath, args, join(stateDir, `${id}.log`)));
   }
-  const partial: ClusterFile = { coordinator: coordinatorAddress, etcd: etcd.url, workers: [], coordinatorPid, etcdPid: etcd.pid, modelDir };
+  const partial: ClusterFile = {
+    coordinator: coordinatorAddress,
+    etcd: etcd.url,
+    workers: [],
+    coordinatorPid,
+    coordinatorMetrics: `127.0.0.1:${coordinatorMetricsPort}`,
+    etcdPid: etcd.pid,
+    modelDir,
+  };
   writeFileSync(clusterFilePath(stateDir), JSON.stringify(partial, null, 2)); // so that `down` works even if `up` fails below
 
   const status = await waitFor(`the plan to be ready on ${workerCount} workers (see ${stateDir}/*.log)`, timeoutMs, async () => {
@@ -106,16 +130,17 @@ export async function upCommand(argv: string[]): Promise<void> {
     const ready = s.serving && s.planEpoch > 0 && s.workers.length >= workerCount && s.workers.every((w) => w.ready);
     return ready ? s : undefined;
   });
-  const file: ClusterFile = { ...partial, workers: workersOf(status, workerPids) };
+  const file: ClusterFile = { ...partial, workers: workersOf(status, workerPids, workerMetrics) };
   writeFileSync(clusterFilePath(stateDir), JSON.stringify(file, null, 2));
   process.stdout.write(`${JSON.stringify({ coordinator: file.coordinator, etcd: file.etcd, planEpoch: status.planEpoch, workers: file.workers.length, model: basename(modelDir) })}\n`);
 }
 
-function workersOf(status: ClusterStatus, pids: ReadonlyMap<string, number>): ClusterFile['workers'] {
+function workersOf(status: ClusterStatus, pids: ReadonlyMap<string, number>, metrics: ReadonlyMap<string, string>): ClusterFile['workers'] {
   return status.workers.map((w) => ({
     id: w.id,
     pid: pids.get(w.id) ?? -1,
     address: w.address,
+    ...(metrics.has(w.id) ? { metrics: metrics.get(w.id) } : {}),
     layers: w.layerEnd > w.layerStart ? [w.layerStart, w.layerEnd] : null,
     ...(w.experts.length > 0 ? { experts: w.experts.map((e) => ({ layer: e.layer, experts: [...e.experts] })) } : {}),
   }));
@@ -135,4 +160,20 @@ export async function statusCommand(argv: string[]): Promise<void> {
   const { values: v } = parseFlags(argv, { 'state-dir': { type: 'string' }, coordinator: { type: 'string' } } as const);
   const address = v.coordinator ?? readClusterFile(resolve(requireString(v['state-dir'], '--state-dir or --coordinator'))).coordinator;
   process.stdout.write(`${JSON.stringify(await fetchStatus(address), null, 2)}\n`);
+}
+
+/** bora drain --state-dir D WORKER_ID: move the worker's layers away, then stop it. */
+export async function drainCommand(argv: string[]): Promise<void> {
+  const { values: v, positionals } = parseFlags(argv, { 'state-dir': { type: 'string' }, 'keep-running': { type: 'boolean' } } as const, true);
+  const stateDir = resolve(requireString(v['state-dir'], '--state-dir'));
+  const workerId = positionals[0];
+  if (workerId === undefined || positionals.length > 1) throw new InvalidArgumentError('usage: bora drain --state-dir D WORKER_ID');
+  const file = readClusterFile(stateDir);
+  const worker = file.workers.find((w) => w.id === workerId);
+  if (worker === undefined) throw new NotFoundError(`no worker "${workerId}" in ${clusterFilePath(stateDir)}`);
+  const epoch = await drainWorker(file.coordinator, workerId);
+  if (v['keep-running'] !== true && worker.pid > 0) await stopProcesses([worker.pid]);
+  const remaining = file.workers.filter((w) => w.id !== workerId || v['keep-running'] === true);
+  writeFileSync(clusterFilePath(stateDir), JSON.stringify({ ...file, workers: remaining }, null, 2));
+  process.stdout.write(`${JSON.stringify({ drained: workerId, planEpoch: epoch, stopped: v['keep-running'] !== true })}\n`);
 }

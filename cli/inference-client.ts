@@ -3,12 +3,13 @@ import * as grpc from '@grpc/grpc-js';
 import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
 import { eventFromWire, requestToWire } from '../common/wire/generate-codec';
 import { fromServiceError } from '../common/wire/grpc-status';
-import type { ClusterStatus, GenerateEvent, GenerateRequest } from '../common/wire/messages';
+import type { ClusterStatus, DrainReply, DrainRequest, GenerateEvent, GenerateRequest } from '../common/wire/messages';
 import { boraProto, channelOptions } from '../common/wire/proto';
 
 type InferenceClient = grpc.Client & {
   generate(request: GenerateRequest, options: grpc.CallOptions): grpc.ClientReadableStream<GenerateEvent>;
   status(request: object, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: ClusterStatus) => void): void;
+  drain(request: DrainRequest, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: DrainReply) => void): void;
 };
 
 export function inferenceClient(address: string): InferenceClient {
@@ -30,5 +31,13 @@ export function fetchStatus(address: string, timeoutMs = 2000): Promise<ClusterS
   const client = inferenceClient(address);
   return new Promise<ClusterStatus>((resolve, reject) => {
     client.status({}, { deadline: Date.now() + timeoutMs }, (err, reply) => (err ? reject(fromServiceError(err)) : resolve(reply!)));
+  }).finally(() => client.close());
+}
+
+/** Asks the coordinator to move a worker's assignments away; resolves with the new plan epoch. */
+export function drainWorker(address: string, workerId: string, timeoutMs = 300_000): Promise<number> {
+  const client = inferenceClient(address);
+  return new Promise<number>((resolve, reject) => {
+    client.drain({ workerId }, { deadline: Date.now() + timeoutMs }, (err, reply) => (err ? reject(fromServiceError(err)) : resolve(reply!.planEpoch)));
   }).finally(() => client.close());
 }

@@ -84,6 +84,8 @@ export class CoordinatorNode implements PipelineSource {
   private pipelineWaiters: { after: number | undefined; resolve(p: Pipeline): void }[] = [];
   private replanTimer: NodeJS.Timeout | undefined;
   private readonly pendingReasons = new Set<ReshardReason>();
+  /** Workers being drained: placement leaves them out until they leave the cluster. */
+  private readonly draining = new Set<string>();
   private replanning: Promise<void> = Promise.resolve();
   private replanRequested = false;
   private stopped = false;
@@ -124,6 +126,7 @@ export class CoordinatorNode implements PipelineSource {
       onEvent: this.eventMetrics(),
       checkServing: () => this.checkServing(),
       hasPipeline: () => this.current() !== undefined,
+      drain: (workerId) => this.drain(workerId),
     });
     server.addService(boraProto().WeightSource.service, weightServiceHandlers(this.ckpt, o.modelId));
     const bound = await bindServer(server, o.listenHost, o.listenPort);
@@ -133,7 +136,10 @@ export class CoordinatorNode implements PipelineSource {
     this.membership.onEvent((event) => {
       // Load figures change all the time; only what placement depends on is worth a new plan.
       if (event.type === 'update' && event.member.memoryBytes === event.previous.memoryBytes && event.member.address === event.previous.address) return;
-      if (event.type === 'leave') this.onWorkerLeft(event.member.id);
+      if (event.type === 'leave') {
+        this.onWorkerLeft(event.member.id);
+        this.draining.delete(event.member.id);
+      }
       this.scheduleReplan(event.type);
     });
     this.leadership = new Leadership({ client: this.etcd, keys: this.keys, address: this.address, ttlMs: o.leaseTtlMs, log: this.log });
@@ -165,6 +171,19 @@ export class CoordinatorNode implements PipelineSource {
     this.pipeline?.close();
     this.pipeline = undefined;
     this.scheduler.abortAll(new UnavailableError(`this coordinator stepped down: ${reason}; retry on the leader`));
+  }
+
+  /** Plans the cluster without `workerId` and resolves once that plan serves. */
+  async drain(workerId: string): Promise<number> {
+    if (!this.membership.members().has(workerId as never)) throw new BoraError('NOT_FOUND', `no worker "${workerId}" is registered`);
+    this.draining.add(workerId);
+    const current = this.current();
+    if (current !== undefined && this.plan !== undefined && !workersOf(this.plan).includes(workerId as never)) return current.epoch;
+    this.scheduleReplan('operator', 0);
+    const pipeline = await this.next(this.plan?.epoch);
+    const plan = this.plan;
+    if (plan === undefined || workersOf(plan).includes(workerId as never)) throw new UnavailableError(`could not plan without ${workerId}`);
+    return pipeline.epoch;
   }
 
   /** Throws UNAVAILABLE on a standby, so clients move on to the leader. */
@@ -232,7 +251,7 @@ export class CoordinatorNode implements PipelineSource {
 
   private async replan(reason: ReshardReason): Promise<void> {
     if (!this.leadership?.isLeader()) return; // standbys do not plan
-    const members = [...this.membership.members().values()];
+    const members = [...this.membership.members().values()].filter((m) => !this.draining.has(m.id));
     const pipelineHealthy = this.current() !== undefined;
     if (members.length === 0) {
       this.log('no workers: waiting for one to register');

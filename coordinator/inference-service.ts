@@ -11,7 +11,7 @@ import { DEFAULT_MAX_TOKENS } from '../common/generation/request';
 import type { Tokenizer } from '../common/tokenizer/tokenizer';
 import { eventToWire, requestFromWire } from '../common/wire/generate-codec';
 import { failCall, toServiceError } from '../common/wire/grpc-status';
-import type { ChatTurn, ClusterStatus, GenerateEvent, GenerateRequest, PromptHandle, PromptPiece } from '../common/wire/messages';
+import type { ChatTurn, ClusterStatus, DrainReply, DrainRequest, GenerateEvent, GenerateRequest, PromptHandle, PromptPiece } from '../common/wire/messages';
 import { boraProto } from '../common/wire/proto';
 import { PromptStore } from './prompt-store';
 
@@ -30,6 +30,8 @@ export interface InferenceDeps {
   readonly checkServing?: () => void;
   /** Whether a pipeline is ready to compute (false while no worker can serve). */
   readonly hasPipeline?: () => boolean;
+  /** Moves a worker's assignments away; resolves with the first epoch without it. */
+  readonly drain?: (workerId: string) => Promise<number>;
 }
 
 /** A request waiting for workers gives up this long before its deadline, with UNAVAILABLE. */
@@ -194,6 +196,17 @@ export function inferenceHandlers(deps: InferenceDeps): grpc.UntypedServiceImple
           () => undefined,
         );
       });
+    },
+
+    drain: (call: grpc.ServerUnaryCall<DrainRequest, DrainReply>, callback: grpc.sendUnaryData<DrainReply>) => {
+      (async () => {
+        deps.checkServing?.();
+        if (deps.drain === undefined) throw new BoraError('FAILED_PRECONDITION', 'this coordinator cannot drain workers');
+        return { planEpoch: await deps.drain(call.request.workerId) };
+      })().then(
+        (reply) => callback(null, reply),
+        (err: unknown) => callback(toServiceError(err) as grpc.ServiceError),
+      );
     },
 
     status: (_call: grpc.ServerUnaryCall<unknown, ClusterStatus>, callback: grpc.sendUnaryData<ClusterStatus>) => {

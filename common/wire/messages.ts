@@ -196,3 +196,11 @@ export interface ClusterStatus {
   waitingRequests: number;
   serving: boolean;
 }
+
+export interface DrainRequest {
+  workerId: string;
+}
+
+export interface DrainReply {
+  planEpoch: number;
+}

@@ -15,7 +15,7 @@ import type { GenerationEvent } from '../../../common/generation/request';
 import { Checkpoint } from '../../../common/model/checkpoint';
 import { generateRemote } from '../../../cli/inference-client';
 import { fixtureDir } from '../../support/checkpoints';
-import { boraBin, greedyIds, startCluster, type TestCluster } from '../../support/cluster';
+import { bora, boraBin, greedyIds, startCluster, type TestCluster } from '../../support/cluster';
 import { greedyBatch, loadPipeline } from '../../support/pipeline';
 
 const MODEL = fixtureDir('tiny-mistral');
@@ -126,6 +126,29 @@ describe('failover in a local cluster', () => {
     const tokens: number[] = [];
     await generateRemote(cluster.file.coordinator, greedyIds([1, 415, 5565], 8), (e) => e.type === 'token' && tokens.push(e.tokenId), 60_000);
     assert.deepEqual(tokens, expected);
+  });
+
+  test('bora drain moves a worker away under load, then stops it: outputs identical', async (t) => {
+    const cluster = await startCluster(t, MODEL, 3);
+    const ps = prompts(8);
+    const expected = await reference(ps, TOKENS);
+    const streams = startStreams(cluster.file.coordinator, ps, TOKENS);
+    await untilTokens(streams, 10);
+    const out = JSON.parse(await bora(['drain', '--state-dir', cluster.stateDir, 'w2'])) as { planEpoch: number; stopped: boolean };
+    await Promise.all(streams.map((s) => s.done));
+    streams.forEach((s, i) => assert.deepEqual(s.tokens, expected[i], `stream ${i}`));
+    const status = await fetchStatus(cluster.file.coordinator);
+    assert.ok(out.planEpoch >= 2 && status.planEpoch >= out.planEpoch);
+    assert.ok(!status.workers.some((w) => w.id === 'w2' && w.layerEnd > w.layerStart), 'w2 holds no layers');
+    assert.equal(out.stopped, true);
+    await waitFor('w2 to exit', 10_000, async () => {
+      try {
+        process.kill(pidOf(cluster, 'w2'), 0);
+        return undefined;
+      } catch {
+        return true;
+      }
+    });
   });
 
   test('killing the active coordinator: a standby takes over and requests succeed on retry', async (t) => {
