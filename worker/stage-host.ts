@@ -24,11 +24,17 @@ export interface StageInstall {
   readonly nextAddress: string | undefined;
 }
 
+/** One served stage: its runner and, unless it is the last stage, its stream to the next. */
+interface HostedStage {
+  readonly runner: StageRunner;
+  readonly link: { downstream: ForwardClient | undefined };
+}
+
 export class StageHost implements WorkerState {
   readonly results: ResultsHub;
   private epoch: number | undefined;
-  private current: StageRunner | undefined;
-  private downstream: ForwardClient | undefined;
+  /** By stage index. Usually one; more when a standby took over a neighbouring range. */
+  private hosted = new Map<number, HostedStage>();
   private localExperts: ExpertBackend | undefined;
   private serving: () => boolean = () => true;
 
@@ -37,7 +43,7 @@ export class StageHost implements WorkerState {
     private readonly streams: StreamSettings,
     private readonly hooks: StageRunnerHooks & { onRejected?(reason: RejectReason): void; onDownstreamBroken?(err: Error): void } = {},
   ) {
-    this.results = new ResultsHub(() => this.current?.stage.config.vocabSize ?? 0);
+    this.results = new ResultsHub(() => this.runner()?.stage.config.vocabSize ?? 0);
   }
 
   /** The lease check that decides whether frames are accepted (self-fencing). */
@@ -53,8 +59,18 @@ export class StageHost implements WorkerState {
     return this.serving();
   }
 
+  /** The first stage served here (in stage order), if any. */
   runner(): StageRunner | undefined {
-    return this.current;
+    return this.runners()[0];
+  }
+
+  runnerFor(stageIndex: number): StageRunner | undefined {
+    return this.hosted.get(stageIndex)?.runner;
+  }
+
+  /** Every stage served here, in stage order. */
+  runners(): StageRunner[] {
+    return [...this.hosted.entries()].sort((a, b) => a[0] - b[0]).map(([, h]) => h.runner);
   }
 
   experts(): ExpertBackend | undefined {
@@ -67,43 +83,50 @@ export class StageHost implements WorkerState {
 
   /** Serves `epoch` from now on, with the given stage (or none) and experts (or none). */
   install(epoch: number, stage: StageInstall | undefined, experts: ExpertBackend | undefined): void {
-    this.current?.close();
-    this.downstream?.close();
-    this.results.closeAll();
-    this.downstream = undefined;
-    this.current = undefined;
-    if (stage !== undefined) {
-      const config = stage.stage.config;
-      const nextAddress = stage.nextAddress;
-      if (nextAddress !== undefined) {
-        // A broken stream to the next stage is reopened for the next frame; the frames lost
-        // with it are the coordinator's to time out and replay.
-        const connect = (): ForwardClient =>
-          new ForwardClient(nextAddress, { hiddenSize: config.hiddenSize, ...this.streams, onBroken: (err) => this.hooks.onDownstreamBroken?.(err) });
-        this.downstream = connect();
-        const send = (frame: StageFrame): Promise<void> => {
-          if (this.downstream === undefined || this.downstream.isBroken) {
-            this.downstream?.close();
-            this.downstream = connect();
-          }
-          return this.downstream.send(frame);
-        };
-        this.current = new StageRunner(stage.assignment, stage.stage, { kind: 'next', send }, this.hooks);
-      } else {
-        this.current = new StageRunner(stage.assignment, stage.stage, { kind: 'results', publish: (r) => this.results.publish(r) }, this.hooks);
-      }
-    }
+    this.installStages(epoch, stage === undefined ? [] : [stage], experts);
+  }
+
+  /** Serves `epoch` from now on, with the given stages and experts; the old ones stop at once. */
+  installStages(epoch: number, stages: readonly StageInstall[], experts: ExpertBackend | undefined): void {
+    this.stopStages();
+    for (const stage of stages) this.hosted.set(stage.assignment.stageIndex, this.host(stage));
     this.localExperts = experts;
     this.epoch = epoch;
   }
 
+  private host(stage: StageInstall): HostedStage {
+    const nextAddress = stage.nextAddress;
+    const link: HostedStage['link'] = { downstream: undefined };
+    if (nextAddress === undefined) {
+      return { runner: new StageRunner(stage.assignment, stage.stage, { kind: 'results', publish: (r) => this.results.publish(r) }, this.hooks), link };
+    }
+    // A broken stream to the next stage is reopened for the next frame; the frames lost with it
+    // are the coordinator's to time out and replay.
+    const hiddenSize = stage.stage.config.hiddenSize;
+    const connect = (): ForwardClient => new ForwardClient(nextAddress, { hiddenSize, ...this.streams, onBroken: (err) => this.hooks.onDownstreamBroken?.(err) });
+    link.downstream = connect();
+    const send = (frame: StageFrame): Promise<void> => {
+      if (link.downstream === undefined || link.downstream.isBroken) {
+        link.downstream?.close();
+        link.downstream = connect();
+      }
+      return link.downstream.send(frame);
+    };
+    return { runner: new StageRunner(stage.assignment, stage.stage, { kind: 'next', send }, this.hooks), link };
+  }
+
+  private stopStages(): void {
+    for (const h of this.hosted.values()) {
+      h.runner.close();
+      h.link.downstream?.close();
+    }
+    this.hosted = new Map();
+    this.results.closeAll();
+  }
+
   /** Stops serving any epoch (fenced, or shutting down). */
   uninstall(): void {
-    this.current?.close();
-    this.downstream?.close();
-    this.results.closeAll();
-    this.current = undefined;
-    this.downstream = undefined;
+    this.stopStages();
     this.epoch = undefined;
   }
 }

@@ -38,7 +38,10 @@ export interface WorkerState {
   servingEpoch(): number | undefined;
   /** False while the lease may have expired (self-fencing). */
   isServing(): boolean;
-  runner(): StageRunner | undefined;
+  /** The stage served here under this index, if any. */
+  runnerFor(stageIndex: number): StageRunner | undefined;
+  /** Every stage served here, in stage order. */
+  runners(): StageRunner[];
   experts(): ExpertBackend | undefined;
   readonly results: ResultsHub;
   onRejected(reason: RejectReason): void;
@@ -58,24 +61,24 @@ export function workerServiceHandlers(state: WorkerState): grpc.UntypedServiceIm
     },
 
     release: (call: grpc.ServerUnaryCall<ReleaseRequest, ReleaseReply>, callback: grpc.sendUnaryData<ReleaseReply>) => {
-      const stage = state.runner()?.stage;
-      if (stage === undefined) return callback(null, { released: 0 });
-      stage.release(call.request.sequenceIds.map(sequenceId)).then(
-        (released) => callback(null, { released }),
+      const ids = call.request.sequenceIds.map(sequenceId);
+      Promise.all(state.runners().map((r) => r.stage.release(ids))).then(
+        (counts) => callback(null, { released: counts.reduce((a, b) => Math.max(a, b), 0) }),
         (err: unknown) => callback(toServiceError(err) as grpc.ServiceError),
       );
     },
 
     status: (_call: grpc.ServerUnaryCall<unknown, WorkerStatusReply>, callback: grpc.sendUnaryData<WorkerStatusReply>) => {
-      const runner = state.runner();
+      const runners = state.runners();
       callback(null, {
         workerId: state.workerId,
         planEpoch: state.servingEpoch() ?? 0,
-        hasRange: runner !== undefined,
-        layerStart: runner?.assignment.range.start ?? 0,
-        layerEnd: runner?.assignment.range.end ?? 0,
-        sequences: runner?.stage.stats.sequenceCount ?? 0,
-        kvCacheBytes: runner?.stage.stats.kvCacheBytes ?? 0,
+        hasRange: runners.length > 0,
+        // Stages served here are adjacent in practice (a standby takes over its neighbour's range).
+        layerStart: runners[0]?.assignment.range.start ?? 0,
+        layerEnd: runners[runners.length - 1]?.assignment.range.end ?? 0,
+        sequences: Math.max(0, ...runners.map((r) => r.stage.stats.sequenceCount)),
+        kvCacheBytes: runners.reduce((n, r) => n + r.stage.stats.kvCacheBytes, 0),
         serving: state.isServing(),
       });
     },
@@ -125,14 +128,15 @@ function handleForward(state: WorkerState, call: grpc.ServerDuplexStream<Activat
     }
     if (assembled === undefined) return;
     const { frame: head, tensor } = assembled;
-    const runner = state.runner();
+    const runner = state.runnerFor(head.stageIndex);
     const epoch = state.servingEpoch();
     // Self-fenced (lease renewals failing): refuse, unless the coordinator reports that etcd is
     // unreachable for it too; then no plan can change and this epoch stays the only one.
     if (!state.isServing() && !head.etcdOutage) return reject(head.batchId, 'not_serving', new UnavailableError(`worker ${state.workerId} is not serving (lease not confirmed)`));
     if (epoch !== head.planEpoch) return reject(head.batchId, 'stale_epoch', new StaleEpochError(head.planEpoch, epoch ?? 0));
-    if (runner === undefined || runner.assignment.stageIndex !== head.stageIndex) {
-      return reject(head.batchId, 'malformed', new FailedPreconditionError(`frame for stage ${head.stageIndex}, this worker serves ${runner?.assignment.stageIndex ?? 'no stage'}`));
+    if (runner === undefined) {
+      const served = state.runners().map((r) => r.assignment.stageIndex);
+      return reject(head.batchId, 'malformed', new FailedPreconditionError(`frame for stage ${head.stageIndex}, this worker serves ${served.length === 0 ? 'no stage' : `stage ${served.join(', ')}`}`));
     }
     let frame;
     try {
