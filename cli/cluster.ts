@@ -73,6 +73,7 @@ const UP_FLAGS = {
   'state-dir': { type: 'string' },
   etcd: { type: 'string' },
   placement: { type: 'string' },
+  replicas: { type: 'string' },
   threads: { type: 'string' },
   'lease-ttl-ms': { type: 'string' },
   'memory-bytes': { type: 'string' },
@@ -99,7 +100,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   const coordinatorMetricsPort = await freePort();
   const coordinatorPid = spawnDetached(
     process.execPath,
-    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--model', modelDir, '--placement', placement, '--metrics-port', String(coordinatorMetricsPort)],
+    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--model', modelDir, '--placement', placement, '--replicas', v.replicas ?? '1', '--metrics-port', String(coordinatorMetricsPort), ...ttl],
     join(stateDir, 'coordinator.log'),
   );
   // A small cluster shares this machine's cores: one onnxruntime thread per worker, no spinning.

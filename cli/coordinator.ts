@@ -12,6 +12,7 @@ const FLAGS = {
   model: { type: 'string' },
   'model-id': { type: 'string' },
   placement: { type: 'string' },
+  replicas: { type: 'string' },
   'lease-ttl-ms': { type: 'string' },
   'metrics-port': { type: 'string' },
   'step-timeout-ms': { type: 'string' },
@@ -30,6 +31,8 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
   if (placement !== 'layers' && placement !== 'experts') throw new InvalidArgumentError(`--placement must be layers or experts, got "${placement}"`);
   const modelDir = resolve(requireString(v.model, '--model'));
   const keepaliveMs = intFlag(v['keepalive-ms'], '--keepalive-ms', 1000);
+  const replicas = intFlag(v.replicas, '--replicas', 1);
+  if (replicas !== 1 && replicas !== 2) throw new InvalidArgumentError(`--replicas must be 1 or 2, got ${replicas}`);
   const node = new CoordinatorNode({
     etcdUrl: requireString(v.etcd, '--etcd'),
     listenHost: listen.host,
@@ -38,6 +41,7 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
     modelDir,
     modelId: v['model-id'] ?? basename(modelDir),
     expertsMode: placement === 'experts' ? 'spread' : 'local',
+    replicas,
     leaseTtlMs: intFlag(v['lease-ttl-ms'], '--lease-ttl-ms', 3000),
     metricsPort: v['metrics-port'] === undefined ? undefined : intFlag(v['metrics-port'], '--metrics-port'),
     keysPrefix: v.prefix,

@@ -41,6 +41,8 @@ export interface CoordinatorOptions {
   readonly modelDir: string;
   readonly modelId: string;
   readonly expertsMode: ExpertsMode;
+  /** 2: each layer range also on a standby worker when memory allows (failover without a load). */
+  readonly replicas: 1 | 2;
   readonly leaseTtlMs: number;
   readonly metricsPort?: number;
   readonly keysPrefix?: string;
@@ -267,6 +269,7 @@ export class CoordinatorNode implements PipelineSource {
       epoch: (previous?.epoch ?? 0) + 1,
       modelId: this.options.modelId,
       expertsMode: this.options.expertsMode,
+      replicas: this.options.replicas,
     });
     if (previous !== undefined && pipelineHealthy && samePlacement(previous, candidate) && this.addressesUnchanged(previous, members)) return;
 
