@@ -22,6 +22,24 @@ export const MISTRAL_1B: Omit<MakeModelOptions, 'outDir'> = Object.freeze({
   seed: 1,
 });
 
+/**
+ * A ~1B Mixtral shape for the expert-parallel benchmark: 8 experts of 3 x 1024 x 4608 per layer,
+ * top-2; 0.99 B parameters in all, of which about 0.3 B are active per token.
+ */
+export const MIXTRAL_1B: Omit<MakeModelOptions, 'outDir'> = Object.freeze({
+  arch: 'mixtral',
+  hiddenSize: 1024,
+  numLayers: 8,
+  numHeads: 16,
+  numKvHeads: 4,
+  intermediateSize: 4608,
+  numExperts: 8,
+  expertsPerToken: 2,
+  vocabSize: 32000,
+  dtype: 'bf16',
+  seed: 2,
+});
+
 /** Writes the checkpoint under BENCH_DIR/name unless an identical one is already there. */
 export async function ensureBenchModel(name: string, options: Omit<MakeModelOptions, 'outDir'>): Promise<string> {
   const outDir = join(BENCH_DIR, name);

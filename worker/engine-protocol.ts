@@ -5,6 +5,8 @@ import type { StageInput, StageOutput } from '../common/engine/stage-engine';
 import type { LayerRange } from '../common/ids';
 import type { ModelConfig } from '../common/model/config';
 import type { ThreadError } from '../common/pool/thread-errors';
+import type { ExpertDispatchStats } from './expert-stats';
+import type { ExpertTable } from './remote-experts';
 import type { StageStats } from './stage-backend';
 
 /** Where the engine thread reads weights: a directory it can see, or the coordinator. */
@@ -15,8 +17,21 @@ export interface ExpertHolding {
   readonly experts: readonly number[];
 }
 
+/**
+ * Experts spread over workers: the stage runs its layers' experts through RemoteExperts instead of
+ * loading them. `self` is this worker's address in the table and the handle of its expert set on
+ * the engine thread: experts held here run in-thread, without gRPC.
+ */
+export interface RemoteExpertsSpec extends ExpertTable {
+  readonly self?: { readonly address: string; readonly experts: number };
+  /** Deadline of one RunExperts call. */
+  readonly deadlineMs?: number;
+}
+
 export type EngineRequest =
-  | { readonly op: 'loadStage'; readonly source: WeightSourceSpec; readonly range: LayerRange; readonly session: SessionSettings }
+  | { readonly op: 'loadStage'; readonly source: WeightSourceSpec; readonly range: LayerRange; readonly session: SessionSettings; readonly experts?: RemoteExpertsSpec }
+  /** A new plan for a stage loaded with `experts`: its epoch and placement from the next forward on. */
+  | { readonly op: 'setExperts'; readonly stage: number; readonly experts: RemoteExpertsSpec }
   | { readonly op: 'loadExperts'; readonly source: WeightSourceSpec; readonly holdings: readonly ExpertHolding[]; readonly session: SessionSettings }
   | { readonly op: 'forward'; readonly stage: number; readonly input: StageInput }
   | { readonly op: 'release'; readonly stage: number; readonly ids: readonly string[] }
@@ -27,7 +42,8 @@ export type EngineRequest =
 export type EngineReplyValue =
   | { readonly op: 'loadStage'; readonly stage: number; readonly config: ModelConfig; readonly loadSeconds: number }
   | { readonly op: 'loadExperts'; readonly experts: number; readonly config: ModelConfig; readonly loadSeconds: number }
-  | { readonly op: 'forward'; readonly output: StageOutput; readonly stats: StageStats }
+  | { readonly op: 'setExperts' }
+  | { readonly op: 'forward'; readonly output: StageOutput; readonly stats: StageStats; readonly experts?: ExpertDispatchStats }
   | { readonly op: 'release'; readonly released: number; readonly stats: StageStats }
   | { readonly op: 'positions'; readonly positions: (number | undefined)[] }
   | { readonly op: 'runExperts'; readonly outputs: Float32Array[] }

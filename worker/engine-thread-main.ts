@@ -1,6 +1,10 @@
 /**
  * The engine thread's entry point: holds the worker's StageEngines and LocalExperts by handle and
- * serves EngineRequests one at a time, in order. Float32 outputs go back as transfers.
+ * serves EngineRequests in order, on two lanes: expert runs (RunExperts served for other stages)
+ * on one, everything else on the other, each lane one request at a time. A stage whose experts
+ * are spread waits on other workers' RunExperts in mid-forward; were expert runs queued behind
+ * it, two workers each waiting on the other's experts would deadlock. Float32 outputs go back as
+ * transfers.
  */
 import { parentPort } from 'node:worker_threads';
 import { LocalExperts } from '../common/engine/experts';
@@ -10,11 +14,16 @@ import { sequenceId } from '../common/ids';
 import { Checkpoint } from '../common/model/checkpoint';
 import type { WeightSource } from '../common/model/weight-source';
 import { toThreadError } from '../common/pool/thread-errors';
-import type { EngineReply, EngineReplyValue, EngineRequest, WeightSourceSpec } from './engine-protocol';
+import type { EngineReply, EngineReplyValue, EngineRequest, RemoteExpertsSpec, WeightSourceSpec } from './engine-protocol';
+import { GrpcExpertTransport } from './expert-client';
+import { ExpertStatsCollector } from './expert-stats';
+import { RemoteExperts, type LocalHolder } from './remote-experts';
 import { RemoteWeightSource } from './remote-weights';
 
 const stages = new Map<number, StageEngine>();
 const expertSets = new Map<number, LocalExperts>();
+/** Stages loaded with their experts spread: their dispatcher and its figures, by stage handle. */
+const remotes = new Map<number, { backend: RemoteExperts; stats: ExpertStatsCollector }>();
 let nextHandle = 1;
 
 async function openSource(spec: WeightSourceSpec): Promise<{ source: WeightSource; close(): void }> {
@@ -33,15 +42,36 @@ function statsOf(stage: StageEngine) {
   return { sequenceCount: stage.sequenceCount, kvCacheBytes: stage.kvCacheBytes };
 }
 
+function localHolder(spec: RemoteExpertsSpec): LocalHolder | undefined {
+  if (spec.self === undefined) return undefined;
+  const experts = expertSets.get(spec.self.experts);
+  if (experts === undefined) throw new InternalError(`engine thread: no expert set ${spec.self.experts}`);
+  return { address: spec.self.address, experts };
+}
+
+function remoteExperts(spec: RemoteExpertsSpec): { backend: RemoteExperts; stats: ExpertStatsCollector } {
+  const stats = new ExpertStatsCollector();
+  const backend = new RemoteExperts(spec, { transport: new GrpcExpertTransport(), local: localHolder(spec), deadlineMs: spec.deadlineMs, hooks: stats.hooks });
+  return { backend, stats };
+}
+
 async function handle(request: EngineRequest): Promise<EngineReplyValue> {
   switch (request.op) {
     case 'loadStage': {
       const started = performance.now();
       const { source, close } = await openSource(request.source);
       try {
-        const stage = await StageEngine.load(source, request.range, { session: request.session });
+        const remote = request.experts === undefined ? undefined : remoteExperts(request.experts);
+        let stage: StageEngine;
+        try {
+          stage = await StageEngine.load(source, request.range, { session: request.session, experts: remote?.backend });
+        } catch (err) {
+          remote?.backend.close();
+          throw err;
+        }
         const handleId = nextHandle++;
         stages.set(handleId, stage);
+        if (remote !== undefined) remotes.set(handleId, remote);
         return { op: 'loadStage', stage: handleId, config: source.config, loadSeconds: (performance.now() - started) / 1000 };
       } finally {
         close();
@@ -60,10 +90,19 @@ async function handle(request: EngineRequest): Promise<EngineReplyValue> {
         close();
       }
     }
+    case 'setExperts': {
+      stageOf(request.stage);
+      const remote = remotes.get(request.stage);
+      if (remote === undefined) throw new InternalError(`engine thread: stage ${request.stage} was loaded with its experts, not spread`);
+      remote.backend.update(request.experts, localHolder(request.experts));
+      return { op: 'setExperts' };
+    }
     case 'forward': {
       const stage = stageOf(request.stage);
+      // A failed step keeps its figures (holder failures above all) for the next reply.
       const output = await stage.forward(request.input);
-      return { op: 'forward', output, stats: statsOf(stage) };
+      const experts = remotes.get(request.stage)?.stats.take();
+      return { op: 'forward', output, stats: statsOf(stage), ...(experts === undefined ? {} : { experts }) };
     }
     case 'release': {
       const stage = stageOf(request.stage);
@@ -81,8 +120,11 @@ async function handle(request: EngineRequest): Promise<EngineReplyValue> {
     }
     case 'close': {
       await stages.get(request.handle)?.close();
+      remotes.get(request.handle)?.backend.close();
+      if (expertSets.has(request.handle)) await expertLane; // no run of this set is left in flight
       await expertSets.get(request.handle)?.close();
       stages.delete(request.handle);
+      remotes.delete(request.handle);
       expertSets.delete(request.handle);
       return { op: 'close' };
     }
@@ -95,10 +137,11 @@ function transfers(value: EngineReplyValue): ArrayBuffer[] {
   return [];
 }
 
-// Requests are served strictly one after another: the engine is not re-entrant.
-let chain: Promise<void> = Promise.resolve();
+// Each lane serves its requests strictly one after another: a stage is not re-entrant.
+let stageLane: Promise<void> = Promise.resolve();
+let expertLane: Promise<void> = Promise.resolve();
 parentPort!.on('message', (message: { id: number; request: EngineRequest }) => {
-  chain = chain.then(async () => {
+  const serve = async (): Promise<void> => {
     let reply: EngineReply;
     try {
       const value = await handle(message.request);
@@ -113,5 +156,7 @@ parentPort!.on('message', (message: { id: number; request: EngineRequest }) => {
       reply = { id: message.id, ok: false, error: toThreadError(err) };
       parentPort!.postMessage(reply);
     }
-  });
+  };
+  if (message.request.op === 'runExperts') expertLane = expertLane.then(serve);
+  else stageLane = stageLane.then(serve);
 });

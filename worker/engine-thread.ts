@@ -11,10 +11,16 @@ import { UnavailableError } from '../common/errors';
 import type { LayerRange, SequenceId } from '../common/ids';
 import type { ModelConfig } from '../common/model/config';
 import { fromThreadError } from '../common/pool/thread-errors';
-import type { EngineReply, EngineReplyValue, EngineRequest, ExpertHolding, WeightSourceSpec } from './engine-protocol';
+import type { EngineReply, EngineReplyValue, EngineRequest, ExpertHolding, RemoteExpertsSpec, WeightSourceSpec } from './engine-protocol';
+import type { ExpertDispatchStats } from './expert-stats';
 import type { StageBackend, StageStats } from './stage-backend';
 
 type ValueOf<O extends EngineReplyValue['op']> = Extract<EngineReplyValue, { op: O }>;
+
+export interface EngineThreadHooks {
+  /** Expert dispatch figures of a stage with its experts spread, with each forward reply. */
+  onExpertStats?(stats: ExpertDispatchStats): void;
+}
 
 export class EngineThread {
   private readonly worker: Worker;
@@ -22,7 +28,7 @@ export class EngineThread {
   private nextId = 1;
   private dead: Error | undefined;
 
-  constructor() {
+  constructor(readonly hooks: EngineThreadHooks = {}) {
     this.worker = new Worker(join(__dirname, 'engine-thread-main.js'));
     this.worker.on('message', (reply: EngineReply) => {
       const p = this.pending.get(reply.id);
@@ -49,8 +55,9 @@ export class EngineThread {
     }) as Promise<ValueOf<O>>;
   }
 
-  async loadStage(source: WeightSourceSpec, range: LayerRange, session: SessionSettings): Promise<{ stage: ThreadedStage; loadSeconds: number }> {
-    const reply = await this.call<'loadStage'>({ op: 'loadStage', source, range, session });
+  /** Loads layers [start, end); with `experts`, the stage runs its experts on the workers the table names. */
+  async loadStage(source: WeightSourceSpec, range: LayerRange, session: SessionSettings, experts?: RemoteExpertsSpec): Promise<{ stage: ThreadedStage; loadSeconds: number }> {
+    const reply = await this.call<'loadStage'>({ op: 'loadStage', source, range, session, ...(experts === undefined ? {} : { experts }) });
     return { stage: new ThreadedStage(this, reply.stage, reply.config, range), loadSeconds: reply.loadSeconds };
   }
 
@@ -85,7 +92,13 @@ export class ThreadedStage implements StageBackend {
   async forward(input: StageInput): Promise<StageOutput> {
     const reply = await this.thread.call<'forward'>({ op: 'forward', stage: this.handle, input });
     this.latest = reply.stats;
+    if (reply.experts !== undefined) this.thread.hooks.onExpertStats?.(reply.experts);
     return reply.output;
+  }
+
+  /** A new plan's expert placement for a stage loaded with its experts spread. */
+  async setExperts(experts: RemoteExpertsSpec): Promise<void> {
+    await this.thread.call<'setExperts'>({ op: 'setExperts', stage: this.handle, experts });
   }
 
   async release(ids: readonly SequenceId[]): Promise<number> {
@@ -106,7 +119,8 @@ export class ThreadedStage implements StageBackend {
 export class ThreadedExperts implements ExpertBackend {
   constructor(
     private readonly thread: EngineThread,
-    private readonly handle: number,
+    /** The set's handle on the engine thread (a RemoteExpertsSpec's `self.experts`). */
+    readonly handle: number,
     readonly holdings: readonly ExpertHolding[],
   ) {}
 

@@ -10,14 +10,16 @@ import type { Etcd3 } from 'etcd3';
 import { EtcdKeys, createEtcdClient } from '../common/cluster/etcd-keys';
 import { decodeMember, type MemberInfo } from '../common/cluster/member';
 import { assignmentsOf, type Plan } from '../common/cluster/plan';
+import type { ExpertBackend } from '../common/engine/experts';
 import type { SessionSettings } from '../common/engine/ort-session';
 import { UnavailableError, asBoraError } from '../common/errors';
 import type { LayerRange, WorkerId } from '../common/ids';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
 import { WorkerMetrics } from '../common/metrics/worker-metrics';
 import { PlanStore, type PlanWatch } from '../common/cluster/plan-store';
-import type { WeightSourceSpec } from './engine-protocol';
+import type { RemoteExpertsSpec, WeightSourceSpec } from './engine-protocol';
 import { EngineThread, type ThreadedExperts, type ThreadedStage } from './engine-thread';
+import type { ExpertDispatchStats } from './expert-stats';
 import { Registration } from './registration';
 import { StageHost } from './stage-host';
 import { startWorkerServer, type BoundServer } from './worker-server';
@@ -48,12 +50,14 @@ interface Loaded {
   readonly modelId: string;
   readonly range: LayerRange;
   readonly stage: ThreadedStage;
+  /** Loaded without its experts: they run on the workers the plan's expert placement names. */
+  readonly expertsSpread: boolean;
 }
 
 export class WorkerNode {
   private readonly log: (message: string) => void;
   private readonly metrics = new WorkerMetrics();
-  private readonly thread = new EngineThread();
+  private readonly thread = new EngineThread({ onExpertStats: (stats) => this.recordExpertStats(stats) });
   private readonly host: StageHost;
   private readonly keys: EtcdKeys;
   private readonly etcd: Etcd3;
@@ -170,22 +174,31 @@ export class WorkerNode {
     const source = await this.sourceFor(plan.modelId);
     const started = performance.now();
 
-    let stage: ThreadedStage | undefined;
-    if (stageIndex >= 0) {
-      const range = plan.stages[stageIndex].range;
-      const reuse = this.loaded !== undefined && this.loaded.modelId === plan.modelId && this.loaded.range.start === range.start && this.loaded.range.end === range.end;
-      if (reuse) stage = this.loaded!.stage;
-      else {
-        stage = (await this.thread.loadStage(source, range, this.options.session)).stage;
-        this.log(`loaded layers [${range.start}, ${range.end}) of ${plan.modelId} for epoch ${plan.epoch}`);
-      }
-    }
-
+    // The experts this worker holds come first: a stage with its experts spread runs the ones
+    // held here in its own thread, and needs their handle.
     const holdings = assignmentsOf(plan, id).experts;
     const expertKey = JSON.stringify([plan.modelId, holdings]);
     let experts = this.experts;
     if (holdings.length === 0) experts = undefined;
     else if (experts?.key !== expertKey) experts = { key: expertKey, experts: (await this.thread.loadExperts(source, holdings, this.options.session)).experts };
+
+    let stage: ThreadedStage | undefined;
+    if (stageIndex >= 0) {
+      const range = plan.stages[stageIndex].range;
+      const spread = plan.experts === undefined ? undefined : await this.remoteExpertsSpec(plan, range, experts?.experts);
+      const loaded = this.loaded;
+      const reuse =
+        loaded !== undefined && loaded.modelId === plan.modelId && loaded.range.start === range.start && loaded.range.end === range.end && loaded.expertsSpread === (spread !== undefined);
+      if (reuse) {
+        stage = loaded.stage;
+        // Same layers: only the expert placement and epoch change (the stage lane runs this after
+        // any forward still in flight, so no step mixes two placements).
+        if (spread !== undefined) await stage.setExperts(spread);
+      } else {
+        stage = (await this.thread.loadStage(source, range, this.options.session, spread)).stage;
+        this.log(`loaded layers [${range.start}, ${range.end}) of ${plan.modelId}${spread === undefined ? '' : ' (experts spread)'} for epoch ${plan.epoch}`);
+      }
+    }
 
     if (stage !== undefined || experts !== undefined) this.metrics.observeModelLoad((performance.now() - started) / 1000);
     const nextAddress = stageIndex >= 0 && stageIndex + 1 < plan.stages.length ? await this.addressOf(plan.stages[stageIndex + 1].workers[0]) : undefined;
@@ -194,14 +207,54 @@ export class WorkerNode {
     this.host.install(
       plan.epoch,
       stage === undefined ? undefined : { assignment: { epoch: plan.epoch, stageIndex, stageCount: plan.stages.length, range: stage.range }, stage, nextAddress },
-      experts?.experts,
+      experts === undefined ? undefined : this.metered(experts.experts),
     );
-    this.loaded = stage === undefined ? undefined : { modelId: plan.modelId, range: stage.range, stage };
+    this.loaded = stage === undefined ? undefined : { modelId: plan.modelId, range: stage.range, stage, expertsSpread: plan.experts !== undefined };
     this.experts = experts;
     if (previous !== undefined && previous.stage !== stage) await previous.stage.close();
     if (previousExperts !== undefined && previousExperts !== experts) await previousExperts.experts.close();
     this.metrics.setPlanEpoch(plan.epoch);
     await this.registration!.markReady(plan.epoch);
+  }
+
+  /**
+   * The expert placement of the stage's layers with each holder's address. A holder with no
+   * member record (gone since the plan was made) is left out: its experts' other copies serve.
+   */
+  private async remoteExpertsSpec(plan: Plan, range: LayerRange, own: ThreadedExperts | undefined): Promise<RemoteExpertsSpec> {
+    const placements = (plan.experts ?? []).filter((p) => p.layer >= range.start && p.layer < range.end);
+    const ids = [...new Set(placements.flatMap((p) => p.workers))];
+    const addresses = new Map<WorkerId, string>();
+    for (const [i, address] of (await Promise.all(ids.map((w) => this.addressOf(w).catch(() => undefined)))).entries()) {
+      if (address === undefined) this.log(`expert holder ${ids[i]} of plan ${plan.epoch} is not registered; its replicas serve its experts`);
+      else addresses.set(ids[i], address);
+    }
+    const table = placements.map((p) => ({ layer: p.layer, expert: p.expert, addresses: p.workers.flatMap((w) => addresses.get(w) ?? []) }));
+    return { epoch: plan.epoch, table, ...(own === undefined ? {} : { self: { address: this.address, experts: own.handle } }) };
+  }
+
+  /** The experts served to other stages over RunExperts, timed for bora_expert_run_seconds. */
+  private metered(experts: ThreadedExperts): ExpertBackend {
+    return {
+      run: async (layer, calls) => {
+        const started = performance.now();
+        try {
+          return await experts.run(layer, calls);
+        } finally {
+          this.metrics.observeExpertRun((performance.now() - started) / 1000);
+        }
+      },
+    };
+  }
+
+  private recordExpertStats(stats: ExpertDispatchStats): void {
+    for (const t of stats.tokens) this.metrics.countExpertTokens(t.layer, t.expert, t.tokens);
+    for (const seconds of stats.dispatchSeconds) this.metrics.observeExpertDispatch(seconds);
+    for (const [role, calls] of Object.entries(stats.served) as [keyof typeof stats.served, number][]) if (calls > 0) this.metrics.countExpertCall(role, calls);
+    if (stats.holderFailures > 0) {
+      this.metrics.countExpertHolderFailures(stats.holderFailures);
+      this.log(`${stats.holderFailures} expert call(s) moved to a replica; latest: ${stats.lastFailure ?? 'unknown'}`);
+    }
   }
 
   private async sourceFor(modelId: string): Promise<WeightSourceSpec> {

@@ -111,3 +111,10 @@ export function sampleValue(
   if (sample === undefined) throw new InvalidArgumentError(`no sample ${name}${JSON.stringify(labels)}`);
   return sample.value;
 }
+
+/** GETs http://ADDRESS/metrics (ADDRESS is host:port) and parses it. */
+export async function scrapeMetrics(address: string): Promise<MetricSample[]> {
+  const response = await fetch(`http://${address}/metrics`);
+  if (!response.ok) throw new Error(`GET http://${address}/metrics: ${response.status}`);
+  return parseExposition(await response.text());
+}

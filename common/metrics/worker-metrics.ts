@@ -14,13 +14,20 @@
  * a process makes one WorkerMetrics.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { FORWARD_BATCH_BUCKETS_TOKENS, MODEL_LOAD_BUCKETS_SECONDS, STAGE_FORWARD_BUCKETS_SECONDS } from './buckets';
+import { EXPERT_DISPATCH_BUCKETS_SECONDS, FORWARD_BATCH_BUCKETS_TOKENS, MODEL_LOAD_BUCKETS_SECONDS, STAGE_FORWARD_BUCKETS_SECONDS } from './buckets';
 
 export const WORKER_DEFAULT_METRICS_PREFIX = 'bora_worker_';
 
 /** Why a worker refused a frame: an old plan epoch, a frame that does not decode, or no lease. */
 export const FRAME_REJECT_REASONS = ['stale_epoch', 'malformed', 'not_serving'] as const;
 export type FrameRejectReason = (typeof FRAME_REJECT_REASONS)[number];
+
+/**
+ * Which copy of an expert served a call a stage dispatched: this worker's own (no network), the
+ * plan's first holder, or another holder (after a failure of the preferred one).
+ */
+export const EXPERT_CALL_ROLES = ['local', 'primary', 'replica'] as const;
+export type ExpertCallRole = (typeof EXPERT_CALL_ROLES)[number];
 
 export class WorkerMetrics {
   readonly registry = new Registry();
@@ -34,6 +41,11 @@ export class WorkerMetrics {
   private readonly modelLoad: Histogram;
   private readonly framesRejected: Counter<'reason'>;
   private readonly serving: Gauge;
+  private readonly expertDispatch: Histogram;
+  private readonly expertRun: Histogram;
+  private readonly expertTokens: Counter<'layer' | 'expert'>;
+  private readonly expertCalls: Counter<'role'>;
+  private readonly expertHolderFailures: Counter;
 
   constructor() {
     const registers = [this.registry];
@@ -87,8 +99,38 @@ export class WorkerMetrics {
       help: '1 while this worker holds its etcd lease and serves its plan assignment, else 0.',
       registers,
     });
+    this.expertDispatch = new Histogram({
+      name: 'bora_expert_dispatch_seconds',
+      help: "One RunExperts round trip from this worker's stage to a remote expert holder (send, compute, receive).",
+      buckets: [...EXPERT_DISPATCH_BUCKETS_SECONDS],
+      registers,
+    });
+    this.expertRun = new Histogram({
+      name: 'bora_expert_run_seconds',
+      help: 'One RunExperts call served by this worker for some stage: engine queueing and expert compute.',
+      buckets: [...EXPERT_DISPATCH_BUCKETS_SECONDS],
+      registers,
+    });
+    this.expertTokens = new Counter({
+      name: 'bora_expert_tokens_total',
+      help: "Tokens this worker's stage routed to each expert (one count per token per chosen expert).",
+      labelNames: ['layer', 'expert'],
+      registers,
+    });
+    this.expertCalls = new Counter({
+      name: 'bora_expert_replica_calls_total',
+      help: "Expert calls of this worker's stage, by which copy of the expert served them.",
+      labelNames: ['role'],
+      registers,
+    });
+    this.expertHolderFailures = new Counter({
+      name: 'bora_expert_holder_failures_total',
+      help: 'RunExperts calls that failed on a holder and were moved to another copy.',
+      registers,
+    });
     this.serving.set(0);
     for (const reason of FRAME_REJECT_REASONS) this.framesRejected.inc({ reason }, 0);
+    for (const role of EXPERT_CALL_ROLES) this.expertCalls.inc({ role }, 0);
     collectDefaultMetrics({ register: this.registry, prefix: WORKER_DEFAULT_METRICS_PREFIX });
   }
 
@@ -131,5 +173,26 @@ export class WorkerMetrics {
 
   setServing(serving: boolean): void {
     this.serving.set(serving ? 1 : 0);
+  }
+
+  observeExpertDispatch(seconds: number): void {
+    this.expertDispatch.observe(seconds);
+  }
+
+  observeExpertRun(seconds: number): void {
+    this.expertRun.observe(seconds);
+  }
+
+  /** `tokens` routed to expert `expert` of decoder layer `layer` (both 0-based). */
+  countExpertTokens(layer: number, expert: number, tokens: number): void {
+    this.expertTokens.inc({ layer: String(layer), expert: String(expert) }, tokens);
+  }
+
+  countExpertCall(role: ExpertCallRole, calls = 1): void {
+    this.expertCalls.inc({ role }, calls);
+  }
+
+  countExpertHolderFailures(failures: number): void {
+    this.expertHolderFailures.inc(failures);
   }
 }

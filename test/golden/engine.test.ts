@@ -12,7 +12,7 @@ import { sequenceId } from '../../common/ids';
 import { Checkpoint } from '../../common/model/checkpoint';
 import type { TokenRoute } from '../../common/engine/moe-routing';
 import { rewriteCheckpoint } from '../../common/model/rewrite';
-import { fixtureDir, loadReference, makeTempDir, shardedCopy, type FixtureName, type TempDir } from '../support/checkpoints';
+import { assertReferenceRoutes, fixtureDir, loadReference, makeTempDir, shardedCopy, type FixtureName, type TempDir } from '../support/checkpoints';
 import { greedyBatch, loadPipeline, maxAbsDiff } from '../support/pipeline';
 
 const STEPS = 40;
@@ -99,16 +99,7 @@ for (const name of ['tiny-mistral', 'tiny-mixtral'] as FixtureName[]) {
         const engine = await StageEngine.load(ckpt, { start: 0, end: ckpt.config.numLayers }, { onRoute: (layer, routes) => routed.set(layer, routes) });
         const ids = ref.cases[0].prompt_ids;
         await engine.forward({ slices: [{ id: sequenceId('r'), startPosition: 0, tokenCount: ids.length, tokenIds: ids }] });
-        const layers = ref.cases[0].router!.layers;
-        assert.equal(routed.size, layers.length);
-        layers.forEach((expected, layer) => {
-          const routes = routed.get(layer)!;
-          assert.equal(routes.length, ids.length);
-          routes.forEach((r, pos) => {
-            assert.deepEqual([...r.experts], expected.topk_experts[pos], `layer ${layer} position ${pos} experts`);
-            assert.ok(maxAbsDiff(r.weights, expected.topk_weights_normalized[pos]) < 1e-5, `layer ${layer} position ${pos} weights`);
-          });
-        });
+        assertReferenceRoutes(routed, ref.cases[0]);
         await engine.close();
       });
     }

@@ -12,8 +12,10 @@ import { copyFile, mkdtemp, open, readFile, rm, stat, truncate, unlink, writeFil
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { TestContext } from 'node:test';
+import type { TokenRoute } from '../../common/engine/moe-routing';
 import { CONFIG_FILE, INDEX_FILE, SINGLE_FILE } from '../../common/model/checkpoint';
 import { rewriteCheckpoint } from '../../common/model/rewrite';
+import { maxAbsDiff } from './pipeline';
 
 /**
  * Awaits `p`, asserts (with assert.rejects) that it rejects with an instance of `type`, and
@@ -105,6 +107,23 @@ export function loadReference(name: FixtureName): Reference {
   }
   references.set(name, parsed);
   return parsed;
+}
+
+/**
+ * Asserts that the routes a stage reported through onRoute (by layer) for a case's prompt are the
+ * reference router's: the same top-k experts at every layer and position, weights within 1e-5.
+ */
+export function assertReferenceRoutes(routed: ReadonlyMap<number, readonly TokenRoute[]>, c: ReferenceCase): void {
+  const layers = c.router!.layers;
+  assert.equal(routed.size, layers.length);
+  layers.forEach((expected, layer) => {
+    const routes = routed.get(layer)!;
+    assert.equal(routes.length, c.prompt_ids.length);
+    routes.forEach((r, pos) => {
+      assert.deepEqual([...r.experts], expected.topk_experts[pos], `layer ${layer} position ${pos} experts`);
+      assert.ok(maxAbsDiff(r.weights, expected.topk_weights_normalized[pos]) < 1e-5, `layer ${layer} position ${pos} weights`);
+    });
+  });
 }
 
 export interface TempDir {

@@ -63,3 +63,20 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
   return max;
 }
+
+/** `count` distinct prompts of 4-12 token ids (BOS first), the same on every call. */
+export function syntheticPrompts(count: number, vocab = 32000): number[][] {
+  return Array.from({ length: count }, (_, i) => [1, ...Array.from({ length: 3 + (i % 9) }, (_, j) => 50 + ((i * 7919 + j * 104729) % (vocab - 50)))]);
+}
+
+/** Each prompt decoded greedily on its own through the whole model in this process. */
+export async function greedyAlone(ckpt: Checkpoint, prompts: readonly (readonly number[])[], steps: number): Promise<number[][]> {
+  const [engine] = await loadPipeline(ckpt, []);
+  try {
+    const out: number[][] = [];
+    for (const [i, p] of prompts.entries()) out.push((await greedyBatch([engine], [p], steps, `alone${i}`)).tokens[0]);
+    return out;
+  } finally {
+    await engine.close();
+  }
+}

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { findSample, type MetricSample, parseExposition, sampleValue } from '../../../common/metrics/exposition';
-import { FRAME_REJECT_REASONS, WorkerMetrics } from '../../../common/metrics/worker-metrics';
+import { EXPERT_CALL_ROLES, FRAME_REJECT_REASONS, WorkerMetrics } from '../../../common/metrics/worker-metrics';
 
 async function scrape(metrics: WorkerMetrics): Promise<MetricSample[]> {
   return parseExposition(await metrics.registry.metrics());
@@ -96,6 +96,32 @@ describe('WorkerMetrics', () => {
     assert.ok(maxLag >= 0.04 && maxLag < 5, `max lag ${maxLag} s should reflect the ~60 ms block`);
     assert.ok(sampleValue(s, 'bora_worker_process_resident_memory_bytes') > 0);
     assert.equal(findSample(s, 'nodejs_eventloop_lag_max_seconds'), undefined, 'nothing unprefixed');
+  });
+
+  test('expert dispatch: tokens per expert, round trips, calls served by copy, holder failures, served runs', async () => {
+    const metrics = new WorkerMetrics();
+    let s = await scrape(metrics);
+    for (const role of EXPERT_CALL_ROLES) assert.equal(sampleValue(s, 'bora_expert_replica_calls_total', { role }), 0, `${role} starts at 0`);
+    metrics.countExpertTokens(2, 5, 3);
+    metrics.countExpertTokens(2, 5, 4);
+    metrics.countExpertTokens(0, 1, 1);
+    metrics.observeExpertDispatch(0.0004);
+    metrics.observeExpertDispatch(0.003);
+    metrics.observeExpertRun(0.002);
+    metrics.countExpertCall('local', 6);
+    metrics.countExpertCall('primary');
+    metrics.countExpertCall('replica', 2);
+    metrics.countExpertHolderFailures(1);
+    s = await scrape(metrics);
+    assert.equal(sampleValue(s, 'bora_expert_tokens_total', { layer: '2', expert: '5' }), 7);
+    assert.equal(sampleValue(s, 'bora_expert_tokens_total', { layer: '0', expert: '1' }), 1);
+    assert.equal(sampleValue(s, 'bora_expert_dispatch_seconds_bucket', { le: '0.0005' }), 1);
+    assert.equal(sampleValue(s, 'bora_expert_dispatch_seconds_bucket', { le: '0.004' }), 2);
+    assert.equal(sampleValue(s, 'bora_expert_run_seconds_count'), 1);
+    assert.equal(sampleValue(s, 'bora_expert_replica_calls_total', { role: 'local' }), 6);
+    assert.equal(sampleValue(s, 'bora_expert_replica_calls_total', { role: 'primary' }), 1);
+    assert.equal(sampleValue(s, 'bora_expert_replica_calls_total', { role: 'replica' }), 2);
+    assert.equal(sampleValue(s, 'bora_expert_holder_failures_total'), 1);
   });
 
   test('instances own separate registries', async () => {

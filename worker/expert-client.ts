@@ -1,0 +1,62 @@
+/**
+ * The gRPC side of RemoteExperts: RunExperts calls to expert holders, one channel per address,
+ * reused across layer steps. A reply that does not match its request (output count or shapes) is
+ * the holder's fault and is reported as UnavailableError, so that the step moves to a replica.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { UnavailableError, asBoraError } from '../common/errors';
+import type { ExpertReply, ExpertRequest } from '../common/wire/messages';
+import { fromServiceError } from '../common/wire/grpc-status';
+import { boraProto, channelOptions } from '../common/wire/proto';
+import { decodeF32, encodeF32 } from '../common/wire/tensor-codec';
+import type { ExpertRequestSpec, ExpertTransport } from './remote-experts';
+
+type ExpertClient = grpc.Client & {
+  runExperts(request: ExpertRequest, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: ExpertReply) => void): void;
+};
+
+export class GrpcExpertTransport implements ExpertTransport {
+  private readonly clients = new Map<string, ExpertClient>();
+
+  constructor(private readonly keepaliveMs = 1000) {}
+
+  run(address: string, request: ExpertRequestSpec, deadlineMs: number): Promise<Float32Array[]> {
+    const client = this.clientFor(address);
+    const message: ExpertRequest = {
+      planEpoch: request.epoch,
+      layer: request.layer,
+      calls: request.calls.map((c) => ({ expert: c.expert, x: encodeF32(c.x, [c.tokens, c.x.length / c.tokens]) })), // x: (tokens, H)
+    };
+    return new Promise((resolve, reject) => {
+      client.runExperts(message, { deadline: Date.now() + deadlineMs }, (err, reply) => {
+        if (err !== null) return reject(fromServiceError(err));
+        try {
+          resolve(decodeReply(reply, request));
+        } catch (cause) {
+          reject(new UnavailableError(`RunExperts reply from ${address} does not match its request: ${asBoraError(cause).message}`, { cause }));
+        }
+      });
+    });
+  }
+
+  close(): void {
+    for (const client of this.clients.values()) client.close();
+    this.clients.clear();
+  }
+
+  private clientFor(address: string): ExpertClient {
+    let client = this.clients.get(address);
+    if (client === undefined) {
+      const Worker = boraProto().Worker;
+      client = new Worker(address, grpc.credentials.createInsecure(), channelOptions(this.keepaliveMs, this.keepaliveMs)) as unknown as ExpertClient;
+      this.clients.set(address, client);
+    }
+    return client;
+  }
+}
+
+function decodeReply(reply: ExpertReply | undefined, request: ExpertRequestSpec): Float32Array[] {
+  const outputs = reply?.outputs ?? [];
+  if (outputs.length !== request.calls.length) throw new Error(`${outputs.length} outputs for ${request.calls.length} calls`);
+  return request.calls.map((c, i) => decodeF32(outputs[i], `expert ${c.expert} output`, [c.tokens, c.x.length / c.tokens]));
+}
