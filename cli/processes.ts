@@ -8,15 +8,28 @@ import { createServer } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { UnavailableError } from '../common/errors';
 
-export function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * Ports are chosen below Linux's ephemeral range (32768-60999), where the kernel hands out
+ * ports for `bind(0)` and outgoing connections: a port picked here cannot be taken by a worker
+ * binding port 0 between this check and its owner binding it.
+ */
+const PORT_RANGE_START = 20000;
+const PORT_RANGE_END = 32000;
+
+function tryPort(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, host, () => server.close(() => resolve(true)));
   });
+}
+
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = PORT_RANGE_START + Math.floor(Math.random() * (PORT_RANGE_END - PORT_RANGE_START));
+    if (await tryPort(port, host)) return port;
+  }
+  throw new UnavailableError(`no free port in [${PORT_RANGE_START}, ${PORT_RANGE_END}) on ${host}`);
 }
 
 /** The etcd server binary: $BORA_ETCD_BIN, then PATH, then Debian's location. */

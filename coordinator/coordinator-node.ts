@@ -59,6 +59,13 @@ export interface CoordinatorOptions {
   readonly log?: (message: string) => void;
 }
 
+/** A worker that does not answer a status probe within this long is a suspect. */
+const PROBE_TIMEOUT_MS = 700;
+/** A micro-batch out longer than this many typical steps (and at least STALL_MIN_MS) is a stall. */
+const STALL_STEPS = 4;
+const STALL_MIN_MS = 1000;
+const WATCHDOG_INTERVAL_MS = 250;
+
 type WorkerClient = grpc.Client & {
   status(request: object, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: WorkerStatusReply) => void): void;
 };
@@ -86,6 +93,10 @@ export class CoordinatorNode implements PipelineSource {
   private pipelineWaiters: { after: number | undefined; resolve(p: Pipeline): void }[] = [];
   private replanTimer: NodeJS.Timeout | undefined;
   private readonly pendingReasons = new Set<ReshardReason>();
+  /** Workers that did not answer a probe after a failure, left out of plans for a while. */
+  private readonly suspects = new Set<string>();
+  private watchdog: NodeJS.Timeout | undefined;
+  private watchdogBusy = false;
   /** Workers being drained: placement leaves them out until they leave the cluster. */
   private readonly draining = new Set<string>();
   private replanning: Promise<void> = Promise.resolve();
@@ -141,6 +152,7 @@ export class CoordinatorNode implements PipelineSource {
       if (event.type === 'leave') {
         this.onWorkerLeft(event.member.id);
         this.draining.delete(event.member.id);
+        this.suspects.delete(event.member.id);
       }
       this.scheduleReplan(event.type);
     });
@@ -150,6 +162,8 @@ export class CoordinatorNode implements PipelineSource {
     });
     this.leadership.on('demoted', (reason) => this.stepDown(reason));
     this.leadership.start();
+    this.watchdog = setInterval(() => void this.watchStalls(), WATCHDOG_INTERVAL_MS);
+    this.watchdog.unref();
     this.log(`listening on ${this.address} for ${o.modelId}; campaigning for leadership`);
   }
 
@@ -212,7 +226,62 @@ export class CoordinatorNode implements PipelineSource {
 
   reportFailure(pipeline: Pipeline, err: BoraError): void {
     this.log(`data path of epoch ${pipeline.epoch} failed: ${err.message}`);
-    this.scheduleReplan('failure', 0);
+    void this.probeSuspects().finally(() => this.scheduleReplan('failure', 0));
+  }
+
+  /**
+   * Stall watchdog: a micro-batch that has been out far longer than a step takes (a stage
+   * killed or paused mid-pipeline breaks no stream the coordinator holds) triggers a probe of
+   * the plan's workers; one that does not answer breaks the pipeline, which re-plans without it.
+   * A merely slow pipeline answers the probe and is left alone.
+   */
+  private async watchStalls(): Promise<void> {
+    const pipeline = this.pipeline;
+    if (pipeline === undefined || pipeline.isBroken || this.watchdogBusy) return;
+    const thresholdMs = Math.max(STALL_MIN_MS, STALL_STEPS * (pipeline.typicalStepMs() ?? STALL_MIN_MS));
+    if (pipeline.stalledMs() < thresholdMs) return;
+    this.watchdogBusy = true;
+    try {
+      const before = this.suspects.size;
+      await this.probeSuspects();
+      if (this.suspects.size > before && this.pipeline === pipeline) {
+        pipeline.fail(new UnavailableError(`a stage stopped answering (micro-batch out for ${pipeline.stalledMs().toFixed(0)} ms)`));
+      }
+    } finally {
+      this.watchdogBusy = false;
+    }
+  }
+
+  /**
+   * After a data-path failure, asks every worker of the plan for its status with a short
+   * deadline. One that does not answer (killed, paused, cut off) is left out of the next plan at
+   * once instead of after its lease expires; with a standby holding its range the new plan then
+   * needs no weight load. A suspect that is in fact alive is reconsidered after two lease TTLs.
+   */
+  private async probeSuspects(): Promise<void> {
+    const plan = this.plan;
+    if (plan === undefined) return;
+    const members = this.membership.members();
+    await Promise.all(
+      workersOf(plan).map(async (id) => {
+        const member = members.get(id);
+        if (member === undefined || (await this.probe(member.address))) return;
+        if (this.suspects.has(id)) return;
+        this.log(`worker ${id} does not answer: leaving it out of the next plan`);
+        this.suspects.add(id);
+        setTimeout(() => {
+          this.suspects.delete(id);
+          if (this.membership.members().has(id)) this.scheduleReplan('join');
+        }, 2 * this.options.leaseTtlMs).unref();
+      }),
+    );
+  }
+
+  private probe(address: string): Promise<boolean> {
+    const client = new (boraProto().Worker)(address, grpc.credentials.createInsecure()) as unknown as WorkerClient;
+    return new Promise<boolean>((resolve) => {
+      client.status({}, { deadline: Date.now() + PROBE_TIMEOUT_MS }, (err) => resolve(err === null));
+    }).finally(() => client.close());
   }
 
   // ---- planning ----
@@ -253,7 +322,7 @@ export class CoordinatorNode implements PipelineSource {
 
   private async replan(reason: ReshardReason): Promise<void> {
     if (!this.leadership?.isLeader()) return; // standbys do not plan
-    const members = [...this.membership.members().values()].filter((m) => !this.draining.has(m.id));
+    const members = [...this.membership.members().values()].filter((m) => !this.draining.has(m.id) && !this.suspects.has(m.id));
     const pipelineHealthy = this.current() !== undefined;
     if (members.length === 0) {
       this.log('no workers: waiting for one to register');
@@ -389,6 +458,7 @@ export class CoordinatorNode implements PipelineSource {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.replanTimer);
+    clearInterval(this.watchdog);
     this.scheduler.abortAll(new UnavailableError('the coordinator is shutting down'));
     this.pipeline?.close();
     await this.server?.close();

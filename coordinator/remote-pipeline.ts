@@ -38,7 +38,11 @@ interface Pending {
   resolve(logits: Float32Array): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout;
+  sentAtMs: number;
 }
+
+/** Round trips remembered for the typical step time. */
+const STEP_HISTORY = 32;
 
 type WorkerClient = grpc.Client & {
   results(request: ResultsRequest): grpc.ClientReadableStream<ResultFrame>;
@@ -53,6 +57,7 @@ export class RemotePipeline implements Pipeline {
   private results: grpc.ClientReadableStream<ResultFrame> | undefined;
   private readonly pending = new Map<number, Pending>();
   private broken: BoraError | undefined;
+  private readonly stepMs: number[] = [];
 
   private constructor(private readonly options: RemotePipelineOptions) {
     this.epoch = options.epoch;
@@ -124,7 +129,7 @@ export class RemotePipeline implements Pipeline {
         () => this.breakWith(new UnavailableError(`micro-batch ${batchId} did not come back within ${this.options.stepTimeoutMs} ms`)),
         this.options.stepTimeoutMs,
       );
-      this.pending.set(batchId, { resolve, reject, timer });
+      this.pending.set(batchId, { resolve, reject, timer, sentAtMs: performance.now() });
       this.forward.send({ planEpoch: this.epoch, batchId, stageIndex: 0, slices, etcdOutage: this.options.etcdOutage?.() ?? false }).catch((err: Error) =>
         this.breakWith(new UnavailableError(`sending micro-batch ${batchId}: ${err.message}`, { cause: err })),
       );
@@ -146,8 +151,30 @@ export class RemotePipeline implements Pipeline {
     if (p === undefined) return;
     this.pending.delete(batchId);
     clearTimeout(p.timer);
-    if (outcome instanceof Float32Array) p.resolve(outcome);
-    else p.reject(outcome);
+    if (outcome instanceof Float32Array) {
+      this.stepMs.push(performance.now() - p.sentAtMs);
+      if (this.stepMs.length > STEP_HISTORY) this.stepMs.shift();
+      p.resolve(outcome);
+    } else p.reject(outcome);
+  }
+
+  /** How long the oldest micro-batch in flight has been waiting (0 when none is). */
+  stalledMs(): number {
+    let oldest = Infinity;
+    for (const p of this.pending.values()) oldest = Math.min(oldest, p.sentAtMs);
+    return oldest === Infinity ? 0 : performance.now() - oldest;
+  }
+
+  /** Median round trip of recent micro-batches (undefined before the first). */
+  typicalStepMs(): number | undefined {
+    if (this.stepMs.length === 0) return undefined;
+    const sorted = [...this.stepMs].sort((a, b) => a - b);
+    return sorted[Math.floor(sorted.length / 2)];
+  }
+
+  /** Breaks the pipeline from outside (a watchdog found a stage dead). */
+  fail(err: BoraError): void {
+    this.breakWith(err);
   }
 
   private breakWith(err: BoraError): void {

@@ -21,7 +21,7 @@ import type { RemoteExpertsSpec, WeightSourceSpec } from './engine-protocol';
 import { EngineThread, type ThreadedExperts, type ThreadedStage } from './engine-thread';
 import type { ExpertDispatchStats } from './expert-stats';
 import { Registration } from './registration';
-import { StageHost } from './stage-host';
+import { StageHost, type StageInstall } from './stage-host';
 import { startWorkerServer, type BoundServer } from './worker-server';
 
 export interface WorkerNodeOptions {
@@ -46,6 +46,10 @@ export interface WorkerNodeOptions {
 
 const STATS_INTERVAL_MS = 1000;
 
+function rangeKey(modelId: string, range: LayerRange, expertsSpread: boolean): string {
+  return `${modelId}:${range.start}-${range.end}${expertsSpread ? ':spread' : ''}`;
+}
+
 interface Loaded {
   readonly modelId: string;
   readonly range: LayerRange;
@@ -65,7 +69,8 @@ export class WorkerNode {
   private metricsServer: MetricsServer | undefined;
   private registration: Registration | undefined;
   private planWatch: PlanWatch | undefined;
-  private loaded: Loaded | undefined;
+  /** Every stage engine loaded here, served or standby, by rangeKey. */
+  private loadedStages = new Map<string, Loaded>();
   private experts: { key: string; experts: ThreadedExperts } | undefined;
   private applying: Promise<void> = Promise.resolve();
   private latestPlan: Plan | undefined;
@@ -170,7 +175,6 @@ export class WorkerNode {
 
   private async apply(plan: Plan): Promise<void> {
     const id = this.options.id;
-    const stageIndex = plan.stages.findIndex((s) => s.workers[0] === id);
     const source = await this.sourceFor(plan.modelId);
     const started = performance.now();
 
@@ -182,36 +186,42 @@ export class WorkerNode {
     if (holdings.length === 0) experts = undefined;
     else if (experts?.key !== expertKey) experts = { key: expertKey, experts: (await this.thread.loadExperts(source, holdings, this.options.session)).experts };
 
-    let stage: ThreadedStage | undefined;
-    if (stageIndex >= 0) {
-      const range = plan.stages[stageIndex].range;
-      const spread = plan.experts === undefined ? undefined : await this.remoteExpertsSpec(plan, range, experts?.experts);
-      const loaded = this.loaded;
-      const reuse =
-        loaded !== undefined && loaded.modelId === plan.modelId && loaded.range.start === range.start && loaded.range.end === range.end && loaded.expertsSpread === (spread !== undefined);
-      if (reuse) {
-        stage = loaded.stage;
+    // Every range this worker holds is loaded: as primary it serves it, as standby it keeps it
+    // warm, so that a failover that promotes it needs no weight load.
+    const held = plan.stages.map((s, index) => ({ index, range: s.range, primary: s.workers[0] === id })).filter((h) => plan.stages[h.index].workers.includes(id));
+    const stages = new Map<string, Loaded>();
+    let loadedAny = false;
+    for (const h of held) {
+      const spread = plan.experts === undefined ? undefined : await this.remoteExpertsSpec(plan, h.range, experts?.experts);
+      const key = rangeKey(plan.modelId, h.range, spread !== undefined);
+      const kept = this.loadedStages.get(key) ?? stages.get(key);
+      if (kept !== undefined) {
         // Same layers: only the expert placement and epoch change (the stage lane runs this after
         // any forward still in flight, so no step mixes two placements).
-        if (spread !== undefined) await stage.setExperts(spread);
-      } else {
-        stage = (await this.thread.loadStage(source, range, this.options.session, spread)).stage;
-        this.log(`loaded layers [${range.start}, ${range.end}) of ${plan.modelId}${spread === undefined ? '' : ' (experts spread)'} for epoch ${plan.epoch}`);
+        if (spread !== undefined) await kept.stage.setExperts(spread);
+        stages.set(key, kept);
+        continue;
       }
+      const stage = (await this.thread.loadStage(source, h.range, this.options.session, spread)).stage;
+      loadedAny = true;
+      stages.set(key, { modelId: plan.modelId, range: h.range, stage, expertsSpread: spread !== undefined });
+      this.log(`loaded layers [${h.range.start}, ${h.range.end}) of ${plan.modelId}${spread === undefined ? '' : ' (experts spread)'}${h.primary ? '' : ' as standby'} for epoch ${plan.epoch}`);
     }
+    if (loadedAny || experts !== this.experts) this.metrics.observeModelLoad((performance.now() - started) / 1000);
 
-    if (stage !== undefined || experts !== undefined) this.metrics.observeModelLoad((performance.now() - started) / 1000);
-    const nextAddress = stageIndex >= 0 && stageIndex + 1 < plan.stages.length ? await this.addressOf(plan.stages[stageIndex + 1].workers[0]) : undefined;
-    const previous = this.loaded;
+    const installs: StageInstall[] = [];
+    for (const h of held.filter((x) => x.primary)) {
+      const stage = stages.get(rangeKey(plan.modelId, h.range, plan.experts !== undefined))!.stage;
+      const next = plan.stages[h.index + 1];
+      const nextAddress = next === undefined ? undefined : next.workers[0] === id ? this.address : await this.addressOf(next.workers[0]);
+      installs.push({ assignment: { epoch: plan.epoch, stageIndex: h.index, stageCount: plan.stages.length, range: h.range }, stage, nextAddress });
+    }
+    const previousStages = this.loadedStages;
     const previousExperts = this.experts;
-    this.host.install(
-      plan.epoch,
-      stage === undefined ? undefined : { assignment: { epoch: plan.epoch, stageIndex, stageCount: plan.stages.length, range: stage.range }, stage, nextAddress },
-      experts === undefined ? undefined : this.metered(experts.experts),
-    );
-    this.loaded = stage === undefined ? undefined : { modelId: plan.modelId, range: stage.range, stage, expertsSpread: plan.experts !== undefined };
+    this.host.installStages(plan.epoch, installs, experts === undefined ? undefined : this.metered(experts.experts));
+    this.loadedStages = stages;
     this.experts = experts;
-    if (previous !== undefined && previous.stage !== stage) await previous.stage.close();
+    for (const [key, old] of previousStages) if (!stages.has(key)) await old.stage.close();
     if (previousExperts !== undefined && previousExperts !== experts) await previousExperts.experts.close();
     this.metrics.setPlanEpoch(plan.epoch);
     await this.registration!.markReady(plan.epoch);
