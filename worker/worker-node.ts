@@ -187,44 +187,60 @@ export class WorkerNode {
     else if (experts?.key !== expertKey) experts = { key: expertKey, experts: (await this.thread.loadExperts(source, holdings, this.options.session)).experts };
 
     // Every range this worker holds is loaded: as primary it serves it, as standby it keeps it
-    // warm, so that a failover that promotes it needs no weight load.
+    // warm, so that a failover that promotes it needs no weight load. Primaries first: the
+    // worker reports ready as soon as it can serve; standbys load afterwards, in the background.
     const held = plan.stages.map((s, index) => ({ index, range: s.range, primary: s.workers[0] === id })).filter((h) => plan.stages[h.index].workers.includes(id));
     const stages = new Map<string, Loaded>();
     let loadedAny = false;
-    for (const h of held) {
+    const ensure = async (h: (typeof held)[number]): Promise<Loaded> => {
       const spread = plan.experts === undefined ? undefined : await this.remoteExpertsSpec(plan, h.range, experts?.experts);
       const key = rangeKey(plan.modelId, h.range, spread !== undefined);
-      const kept = this.loadedStages.get(key) ?? stages.get(key);
+      const kept = stages.get(key) ?? this.loadedStages.get(key);
       if (kept !== undefined) {
         // Same layers: only the expert placement and epoch change (the stage lane runs this after
         // any forward still in flight, so no step mixes two placements).
         if (spread !== undefined) await kept.stage.setExperts(spread);
         stages.set(key, kept);
-        continue;
+        return kept;
       }
       const stage = (await this.thread.loadStage(source, h.range, this.options.session, spread)).stage;
       loadedAny = true;
-      stages.set(key, { modelId: plan.modelId, range: h.range, stage, expertsSpread: spread !== undefined });
+      const loaded = { modelId: plan.modelId, range: h.range, stage, expertsSpread: spread !== undefined };
+      stages.set(key, loaded);
       this.log(`loaded layers [${h.range.start}, ${h.range.end}) of ${plan.modelId}${spread === undefined ? '' : ' (experts spread)'}${h.primary ? '' : ' as standby'} for epoch ${plan.epoch}`);
-    }
-    if (loadedAny || experts !== this.experts) this.metrics.observeModelLoad((performance.now() - started) / 1000);
+      return loaded;
+    };
 
     const installs: StageInstall[] = [];
     for (const h of held.filter((x) => x.primary)) {
-      const stage = stages.get(rangeKey(plan.modelId, h.range, plan.experts !== undefined))!.stage;
+      const { stage } = await ensure(h);
       const next = plan.stages[h.index + 1];
       const nextAddress = next === undefined ? undefined : next.workers[0] === id ? this.address : await this.addressOf(next.workers[0]);
       installs.push({ assignment: { epoch: plan.epoch, stageIndex: h.index, stageCount: plan.stages.length, range: h.range }, stage, nextAddress });
     }
-    const previousStages = this.loadedStages;
+    if (loadedAny || experts !== this.experts) this.metrics.observeModelLoad((performance.now() - started) / 1000);
     const previousExperts = this.experts;
     this.host.installStages(plan.epoch, installs, experts === undefined ? undefined : this.metered(experts.experts));
-    this.loadedStages = stages;
     this.experts = experts;
-    for (const [key, old] of previousStages) if (!stages.has(key)) await old.stage.close();
     if (previousExperts !== undefined && previousExperts !== experts) await previousExperts.experts.close();
     this.metrics.setPlanEpoch(plan.epoch);
+    // Keep standby engines already loaded until the standbys of this plan are in place.
+    for (const h of held.filter((x) => !x.primary)) {
+      const key = rangeKey(plan.modelId, h.range, plan.experts !== undefined);
+      const kept = this.loadedStages.get(key);
+      if (kept !== undefined) stages.set(key, kept);
+    }
+    const previousStages = this.loadedStages;
+    this.loadedStages = new Map([...previousStages, ...stages]);
     await this.registration!.markReady(plan.epoch);
+
+    for (const h of held.filter((x) => !x.primary)) {
+      if (this.latestPlan !== plan) break; // a newer plan decides what to keep warm
+      await ensure(h);
+    }
+    if (this.latestPlan !== plan) return;
+    for (const [key, old] of this.loadedStages) if (!stages.has(key)) await old.stage.close();
+    this.loadedStages = stages;
   }
 
   /**
