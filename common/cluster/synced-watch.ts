@@ -11,10 +11,8 @@
  * stream breaks again can be skipped.
  */
 import { type Etcd3, type IKeyValue, type IWatchResponse, type Watcher } from 'etcd3';
-import { DEFAULT_CALL_TIMEOUT_MS, type EtcdKeys, callDeadline } from './etcd-keys';
-import { type MemberInfo, memberChanged, tryDecodeMember } from './member';
+import { DEFAULT_CALL_TIMEOUT_MS, callDeadline } from './etcd-keys';
 import { BoraError, UnavailableError } from '../errors';
-import { type WorkerId } from '../ids';
 
 /** First and last delay before re-listing after a broken watch or a failed list. */
 export const DEFAULT_RESYNC_INITIAL_MS = 100;

@@ -13,6 +13,11 @@ import { request } from 'node:http';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { after, before } from 'node:test';
+import type { Etcd3 } from 'etcd3';
+import { createEtcdClient } from '../../common/cluster/etcd-keys';
+import type { MemberInfo } from '../../common/cluster/member';
+import { workerId } from '../../common/ids';
 
 export const ETCD_INSTALL_HINT = 'etcd is not installed: run `apt-get update && apt-get install -y etcd-server` (or set ETCD_BIN)';
 
@@ -181,4 +186,50 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
     if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/** A member record for tests: only the id matters unless overridden. */
+export function testMember(id: string, overrides: Partial<MemberInfo> = {}): MemberInfo {
+  return {
+    id: workerId(id),
+    address: '127.0.0.1:7001',
+    memoryBytes: 1 << 30,
+    accelerators: ['cpu'],
+    load: { activeSequences: 0, queueDepth: 0 },
+    startedAtMs: Date.now(),
+    ...overrides,
+  };
+}
+
+/** A real etcd and a client for one describe() block, started before its tests, stopped after. */
+export interface EtcdSuite {
+  readonly etcd: EtcdServer;
+  readonly client: Etcd3;
+  /** Messages logged through `log`, for assertions on what components reported. */
+  readonly logs: string[];
+  readonly log: (message: string) => void;
+}
+
+/** Call inside describe(): registers the before/after hooks; read the fields inside tests. */
+export function etcdSuite(): EtcdSuite {
+  const logs: string[] = [];
+  const state: { etcd?: EtcdServer; client?: Etcd3 } = {};
+  before(async () => {
+    state.etcd = await startEtcd();
+    state.client = createEtcdClient({ hosts: state.etcd.url });
+  });
+  after(async () => {
+    state.client?.close();
+    await state.etcd?.stop();
+  });
+  return {
+    get etcd(): EtcdServer {
+      return state.etcd!;
+    },
+    get client(): Etcd3 {
+      return state.client!;
+    },
+    logs,
+    log: (message) => void logs.push(message),
+  };
 }

@@ -1,43 +1,19 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { type Etcd3 } from 'etcd3';
-import { EtcdKeys, createEtcdClient } from '../../../common/cluster/etcd-keys';
-import { type MemberInfo } from '../../../common/cluster/member';
+import { describe, it } from 'node:test';
+import { EtcdKeys } from '../../../common/cluster/etcd-keys';
 import { workerId } from '../../../common/ids';
 import { type MembershipEvent, MembershipWatch } from '../../../coordinator/membership-watch';
 import { Registration } from '../../../worker/registration';
-import { type EtcdServer, eventually, startEtcd } from '../../support/etcd';
-
-function testMember(id: string): MemberInfo {
-  return {
-    id: workerId(id),
-    address: '127.0.0.1:7002',
-    memoryBytes: 2 * 2 ** 30,
-    accelerators: ['cpu'],
-    load: { activeSequences: 0, queueDepth: 0 },
-    startedAtMs: 1_700_000_000_000,
-  };
-}
+import { etcdSuite, eventually, testMember } from '../../support/etcd';
 
 const describeEvent = (e: MembershipEvent): string => `${e.type} ${e.member.id}`;
 
 describe('membership watch against a real etcd', () => {
-  // Assigned in before(); when that fails (no etcd), node:test runs no test of this suite.
-  let etcd!: EtcdServer;
-  let client!: Etcd3;
-  const logs: string[] = [];
-  const log = (message: string): void => void logs.push(message);
-
-  before(async () => {
-    etcd = await startEtcd();
-    client = createEtcdClient({ hosts: etcd.url });
-  });
-  after(async () => {
-    (client as Etcd3 | undefined)?.close();
-    await (etcd as EtcdServer | undefined)?.stop();
-  });
+  const suite = etcdSuite();
+  const { logs, log } = suite;
 
   it('lists existing members, then reports join, update and leave', { timeout: 20_000 }, async () => {
+    const { client } = suite;
     const keys = new EtcdKeys('/members-basic');
     const a = new Registration({ client, keys, member: testMember('a'), ttlMs: 3_000, log });
     await a.start();
@@ -80,6 +56,7 @@ describe('membership watch against a real etcd', () => {
   });
 
   it('keeps its members across an etcd crash and sees changes made after the restart', { timeout: 30_000 }, async (t) => {
+    const { client, etcd } = suite;
     const keys = new EtcdKeys('/members-restart');
     const a = new Registration({ client, keys, member: testMember('a'), ttlMs: 3_000, log });
     await a.start();

@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { type Etcd3 } from 'etcd3';
+import { describe, it } from 'node:test';
 import { EtcdKeys, createEtcdClient } from '../../../common/cluster/etcd-keys';
-import { type MemberInfo } from '../../../common/cluster/member';
 import { type Plan } from '../../../common/cluster/plan';
 import { BoraError, FailedPreconditionError, InvalidArgumentError } from '../../../common/errors';
 import { type WorkerId, workerId } from '../../../common/ids';
 import { PlanStore } from '../../../common/cluster/plan-store';
 import { Registration } from '../../../worker/registration';
-import { type EtcdServer, eventually, startEtcd } from '../../support/etcd';
+import { etcdSuite, eventually, testMember } from '../../support/etcd';
 
 function plan(epoch: number, owner: string): Plan {
   return {
@@ -22,34 +20,12 @@ function plan(epoch: number, owner: string): Plan {
   };
 }
 
-function testMember(id: string): MemberInfo {
-  return {
-    id: workerId(id),
-    address: '127.0.0.1:7003',
-    memoryBytes: 1 << 30,
-    accelerators: [],
-    load: { activeSequences: 0, queueDepth: 0 },
-    startedAtMs: 0,
-  };
-}
-
 describe('plan store against a real etcd', () => {
-  // Assigned in before(); when that fails (no etcd), node:test runs no test of this suite.
-  let etcd!: EtcdServer;
-  let client!: Etcd3;
-  const logs: string[] = [];
-  const log = (message: string): void => void logs.push(message);
-
-  before(async () => {
-    etcd = await startEtcd();
-    client = createEtcdClient({ hosts: etcd.url });
-  });
-  after(async () => {
-    (client as Etcd3 | undefined)?.close();
-    await (etcd as EtcdServer | undefined)?.stop();
-  });
+  const suite = etcdSuite();
+  const { logs, log } = suite;
 
   it('publishes epochs strictly in sequence', { timeout: 10_000 }, async () => {
+    const { client } = suite;
     const keys = new EtcdKeys('/seq');
     const store = new PlanStore({ client, keys, log });
     assert.equal(await store.current(), undefined);
@@ -65,6 +41,7 @@ describe('plan store against a real etcd', () => {
   });
 
   it('lets exactly one of two racing coordinators publish each epoch', { timeout: 20_000 }, async () => {
+    const { etcd } = suite;
     const keys = new EtcdKeys('/race');
     const clientA = createEtcdClient({ hosts: etcd.url });
     const clientB = createEtcdClient({ hosts: etcd.url });
@@ -89,6 +66,7 @@ describe('plan store against a real etcd', () => {
   });
 
   it('delivers each newer plan to a watcher, across an etcd crash, and skips older or broken ones', { timeout: 30_000 }, async (t) => {
+    const { client, etcd } = suite;
     const keys = new EtcdKeys('/watch');
     const store = new PlanStore({ client, keys, log });
     await store.publish(plan(1, 'w1'));
@@ -120,6 +98,7 @@ describe('plan store against a real etcd', () => {
   });
 
   it('waits until every listed worker marked the epoch ready', { timeout: 20_000 }, async () => {
+    const { client } = suite;
     const keys = new EtcdKeys('/ready');
     const store = new PlanStore({ client, keys, log });
     const ids: WorkerId[] = [workerId('r1'), workerId('r2')];

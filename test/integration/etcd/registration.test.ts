@@ -1,27 +1,15 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { type Etcd3 } from 'etcd3';
+import { after, describe, it } from 'node:test';
 import { EtcdKeys, createEtcdClient } from '../../../common/cluster/etcd-keys';
 import { type MemberInfo } from '../../../common/cluster/member';
 import { workerId } from '../../../common/ids';
 import { type MembershipEvent, MembershipWatch } from '../../../coordinator/membership-watch';
 import { type Clock, Registration } from '../../../worker/registration';
-import { type EtcdServer, eventually, startEtcd } from '../../support/etcd';
+import { etcdSuite, eventually, testMember } from '../../support/etcd';
 
 const DIST_ROOT = join(__dirname, '..', '..', '..');
-
-function testMember(id: string): MemberInfo {
-  return {
-    id: workerId(id),
-    address: '127.0.0.1:7001',
-    memoryBytes: 1 << 30,
-    accelerators: ['cpu'],
-    load: { activeSequences: 0, queueDepth: 0 },
-    startedAtMs: Date.now(),
-  };
-}
 
 /** Timers that only move when the test calls tick(). */
 class FakeClock implements Clock {
@@ -84,23 +72,14 @@ function linesOf(child: ChildProcess): string[] {
 }
 
 describe('worker registration against a real etcd', () => {
-  // Assigned in before(); when that fails (no etcd), node:test runs no test of this suite.
-  let etcd!: EtcdServer;
-  let client!: Etcd3;
-  const logs: string[] = [];
-  const log = (message: string): void => void logs.push(message);
-
-  before(async () => {
-    etcd = await startEtcd();
-    client = createEtcdClient({ hosts: etcd.url });
-  });
-  after(async () => {
+  const suite = etcdSuite();
+  const { log } = suite;
+  after(() => {
     for (const child of children) child.kill('SIGKILL');
-    (client as Etcd3 | undefined)?.close();
-    await (etcd as EtcdServer | undefined)?.stop();
   });
 
   it('appears under members/, vanishes within TTL + 1 s of a SIGKILL, and a paused worker fences and rejoins', { timeout: 30_000 }, async (t) => {
+    const { client, etcd } = suite;
     const keys = new EtcdKeys('/kill');
     const watch = new MembershipWatch({ client, keys, log });
     const events: { atMs: number; event: MembershipEvent }[] = [];
@@ -137,6 +116,7 @@ describe('worker registration against a real etcd', () => {
   });
 
   it('fences exactly at last keepalive + TTL - margin (fake clock)', { timeout: 15_000 }, async () => {
+    const { client } = suite;
     const clock = new FakeClock();
     const reg = new Registration({ client, keys: new EtcdKeys('/fake'), member: testMember('w1'), ttlMs: 3_000, marginMs: 500, clock, log });
     const fenced: string[] = [];
@@ -160,6 +140,7 @@ describe('worker registration against a real etcd', () => {
   });
 
   it('self-fences before the TTL when etcd dies, and re-registers with a new lease when it returns', { timeout: 40_000 }, async (t) => {
+    const { client, etcd } = suite;
     const keys = new EtcdKeys('/outage');
     const ttlMs = 2_000;
     const ownClient = createEtcdClient({ hosts: etcd.url });

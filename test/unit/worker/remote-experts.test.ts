@@ -13,7 +13,6 @@ import { ExpertStatsCollector } from '../../../worker/expert-stats';
 import { RemoteExperts, type ExpertRequestSpec, type ExpertRole, type ExpertTransport } from '../../../worker/remote-experts';
 import { rejection } from '../../support/checkpoints';
 
-const H = 2;
 
 /** Expert e's output for a row x is x * (e + 1) + 1000 * layer: easy to check per call. */
 function compute(layer: number, call: ExpertCall): Float32Array {
