@@ -3,7 +3,7 @@ import { basename, resolve } from 'node:path';
 import { InvalidArgumentError } from '../common/errors';
 import { CoordinatorNode } from '../coordinator/coordinator-node';
 import { intFlag, parseFlags, requireString } from './args';
-import { parseHostPort, untilSignal } from './serve';
+import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
 
 const FLAGS = {
   etcd: { type: 'string' },
@@ -30,7 +30,7 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
   const placement = v.placement ?? 'layers';
   if (placement !== 'layers' && placement !== 'experts') throw new InvalidArgumentError(`--placement must be layers or experts, got "${placement}"`);
   const modelDir = resolve(requireString(v.model, '--model'));
-  const keepaliveMs = intFlag(v['keepalive-ms'], '--keepalive-ms', 1000);
+  const keepaliveMs = intFlag(v['keepalive-ms'], '--keepalive-ms', DEFAULT_KEEPALIVE_MS);
   const replicas = intFlag(v.replicas, '--replicas', 1);
   if (replicas !== 1 && replicas !== 2) throw new InvalidArgumentError(`--replicas must be 1 or 2, got ${replicas}`);
   const node = new CoordinatorNode({

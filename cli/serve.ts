@@ -20,3 +20,10 @@ export function untilSignal(): Promise<NodeJS.Signals> {
     process.on('SIGINT', stop);
   });
 }
+
+/**
+ * Keepalive on data streams, both interval and timeout: a blackholed or paused peer is noticed
+ * within about twice this (FAULTS.md S3 asks for detection within 2 s). Event loops stay free
+ * (onnxruntime runs on its own thread), so pings are answered even under full load.
+ */
+export const DEFAULT_KEEPALIVE_MS = 500;

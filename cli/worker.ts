@@ -4,7 +4,7 @@ import { InvalidArgumentError } from '../common/errors';
 import { parseWorkerId } from '../common/cluster/member';
 import { WorkerNode } from '../worker/worker-node';
 import { intFlag, parseFlags, requireString } from './args';
-import { parseHostPort, untilSignal } from './serve';
+import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
 
 const FLAGS = {
   etcd: { type: 'string' },
@@ -26,7 +26,7 @@ export async function workerCommand(argv: string[]): Promise<void> {
   const advertise = v.advertise === undefined ? undefined : parseHostPort(v.advertise, '--advertise');
   if (advertise !== undefined && listen.port !== 0 && advertise.port !== listen.port) throw new InvalidArgumentError('--advertise must use the --listen port');
   const threads = intFlag(v.threads, '--threads', 1);
-  const keepaliveMs = intFlag(v['keepalive-ms'], '--keepalive-ms', 1000);
+  const keepaliveMs = intFlag(v['keepalive-ms'], '--keepalive-ms', DEFAULT_KEEPALIVE_MS);
   const node = new WorkerNode({
     id: parseWorkerId(v.id ?? `w-${process.pid}`),
     etcdUrl: requireString(v.etcd, '--etcd'),

@@ -60,10 +60,10 @@ export interface CoordinatorOptions {
 }
 
 /** A worker that does not answer a status probe within this long is a suspect. */
-const PROBE_TIMEOUT_MS = 700;
+const PROBE_TIMEOUT_MS = 500;
 /** A micro-batch out longer than this many typical steps (and at least STALL_MIN_MS) is a stall. */
 const STALL_STEPS = 4;
-const STALL_MIN_MS = 1000;
+const STALL_MIN_MS = 800;
 const WATCHDOG_INTERVAL_MS = 250;
 
 type WorkerClient = grpc.Client & {
