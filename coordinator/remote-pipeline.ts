@@ -185,12 +185,15 @@ export class RemotePipeline implements Pipeline {
     this.close();
   }
 
+  /** Frees the sequences on every stage; rejects if any stage did not confirm (the caller retries later). */
   async release(ids: readonly SequenceId[]): Promise<void> {
     await Promise.all(
       this.clients.map(
-        (client) =>
-          new Promise<void>((resolve) => {
-            client.release({ planEpoch: this.epoch, sequenceIds: [...ids] }, { deadline: Date.now() + 2000 }, () => resolve());
+        (client, i) =>
+          new Promise<void>((resolve, reject) => {
+            client.release({ planEpoch: this.epoch, sequenceIds: [...ids] }, { deadline: Date.now() + 2000 }, (err) =>
+              err ? reject(new UnavailableError(`release on ${this.options.stageAddresses[i]}: ${err.message}`)) : resolve(),
+            );
           }),
       ),
     );

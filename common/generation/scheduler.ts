@@ -16,6 +16,9 @@ import type { SliceInput } from '../engine/stage-engine';
 import { sampleToken, type SamplingParams } from '../sampling/sampler';
 import type { Pipeline } from './pipeline';
 
+/** Releases kept for a later pipeline at most (beyond this, the caches are lost with their stages). */
+const MAX_PENDING_RELEASES = 65_536;
+
 export interface SequenceSink {
   /** A new token (index = how many came before it) and the logits that chose it. Return true to stop. */
   onToken(token: number, index: number, logits: Float32Array): boolean;
@@ -100,11 +103,18 @@ export class Scheduler {
     if (!seq.inFlight) this.flushReleases();
   }
 
+  /**
+   * Frees finished sequences' caches on every stage. A release that fails (the pipeline broke)
+   * is kept for the next pipeline: stages that survive a re-plan keep their engines, and with
+   * them the caches of sequences that ended just before it.
+   */
   private flushReleases(): void {
     const pipeline = this.pipeline;
     if (pipeline === undefined || this.releaseQueue.length === 0) return;
     const ids = this.releaseQueue.splice(0);
-    pipeline.release(ids).catch(() => undefined); // best effort: caches of a dead pipeline are gone anyway
+    pipeline.release(ids).catch(() => {
+      if (this.releaseQueue.length < MAX_PENDING_RELEASES) this.releaseQueue.push(...ids);
+    });
   }
 
   /** Starts as many micro-batches as there are free pipeline slots and ready sequences. */
@@ -219,7 +229,6 @@ export class Scheduler {
 
   private resetForReplay(): void {
     this.inFlight = 0;
-    this.releaseQueue.length = 0;
     for (const seq of this.sequences.values()) {
       seq.fed = 0;
       seq.inFlight = false;
