@@ -118,7 +118,8 @@ export async function upCommand(argv: string[]): Promise<void> {
   const partial: ClusterFile = {
     coordinator: coordinatorAddress,
     etcd: etcd.url,
-    workers: [],
+    // Until the plan is ready only the pids are known; `down` needs nothing more.
+    workers: [...workerPids].map(([id, pid]) => ({ id, pid, address: '', layers: null })),
     coordinatorPid,
     coordinatorMetrics: `127.0.0.1:${coordinatorMetricsPort}`,
     etcdPid: etcd.pid,
