@@ -1,0 +1,263 @@
+/**
+ * The cluster under test: etcd, coordinators and workers, each a separate process started inside
+ * its node's network namespace with `ip netns exec NETNS node dist/cli/bora.js ...` (ip execs the
+ * command, so the pid the harness holds is the node process itself and signals reach it).
+ * Each process's output goes, line by line and stamped with the run's clock, to
+ * RUN_DIR/logs/<node>.log; an exit the harness did not cause is recorded on the timeline.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fetchStatus } from '../cli/inference-client';
+import { findEtcd } from '../cli/processes';
+import type { ClusterStatus } from '../common/wire/messages';
+import type { NetNode, Topology } from './netns';
+import { sleep, type Timeline } from './timeline';
+
+export const ETCD_CLIENT_PORT = 2379;
+const ETCD_PEER_PORT = 2380;
+export const COORDINATOR_PORT = 7000;
+export const WORKER_PORT = 7100;
+export const METRICS_PORT = 9100;
+const STOP_GRACE_MS = 5000;
+/** A coordinator's Status asks every worker with a 1 s deadline: allow for one that does not answer. */
+const LEADER_STATUS_TIMEOUT_MS = 2500;
+
+export interface ClusterSpec {
+  readonly workers: number;
+  readonly coordinators: number;
+  /** A model directory; workers get its parent as --models-dir, its basename is the model id. */
+  readonly modelDir: string;
+  readonly modelsDir: string;
+  /** The bora.js the nodes run (a snapshot of the build, see build-snapshot.ts). */
+  readonly boraJs: string;
+  readonly leaseTtlMs: number;
+  /** How long `start()` waits for the first plan to be ready. */
+  readonly readyTimeoutMs: number;
+  /** Copies of each layer range the coordinator places (2 = a standby replica per range). */
+  readonly replicas: number;
+}
+
+interface Running {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly exited: Promise<void>;
+  /** Set when the harness stopped or killed it on purpose. */
+  expectedExit: boolean;
+}
+
+export class ChaosCluster {
+  private readonly running = new Map<string, Running>();
+  private readonly logs = new Map<string, WriteStream>();
+  private readonly logDir: string;
+
+  constructor(
+    private readonly topology: Topology,
+    private readonly spec: ClusterSpec,
+    private readonly timeline: Timeline,
+    runDir: string,
+  ) {
+    this.logDir = join(runDir, 'logs');
+    mkdirSync(this.logDir, { recursive: true });
+    topology.addNode('etcd', 'etcd');
+    for (let i = 1; i <= spec.coordinators; i++) topology.addNode(`c${i}`, 'coordinator');
+    for (let i = 1; i <= spec.workers; i++) topology.addNode(`w${i}`, 'worker');
+  }
+
+  get etcdUrl(): string {
+    return `http://${this.topology.node('etcd').address}:${ETCD_CLIENT_PORT}`;
+  }
+
+  get etcdDataDir(): string {
+    return join(this.logDir, '..', 'etcd-data');
+  }
+
+  coordinatorNames(): string[] {
+    return this.topology.all().filter((n) => n.role === 'coordinator').map((n) => n.name);
+  }
+
+  workerNames(): string[] {
+    return this.topology.all().filter((n) => n.role === 'worker').map((n) => n.name);
+  }
+
+  /** host:port of a coordinator's client API or a worker's data plane. */
+  apiAddress(name: string): string {
+    const node = this.topology.node(name);
+    return `${node.address}:${node.role === 'worker' ? WORKER_PORT : COORDINATOR_PORT}`;
+  }
+
+  coordinatorAddresses(): string[] {
+    return this.coordinatorNames().map((n) => this.apiAddress(n));
+  }
+
+  metricsUrl(name: string): string {
+    return `http://${this.topology.node(name).address}:${METRICS_PORT}/metrics`;
+  }
+
+  node(name: string): NetNode {
+    return this.topology.node(name);
+  }
+
+  logFile(name: string): string {
+    return join(this.logDir, `${name}.log`);
+  }
+
+  pid(name: string): number | undefined {
+    return this.running.get(name)?.pid;
+  }
+
+  isRunning(name: string): boolean {
+    return this.running.has(name);
+  }
+
+  /** Names of every process running now, with their pids. */
+  pids(): Map<string, number> {
+    return new Map([...this.running.entries()].map(([name, r]) => [name, r.pid]));
+  }
+
+  async start(): Promise<ClusterStatus> {
+    await this.startNode('etcd');
+    for (const name of this.coordinatorNames()) await this.startNode(name);
+    for (const name of this.workerNames()) await this.startNode(name);
+    return this.waitServing(this.spec.workers, this.spec.readyTimeoutMs);
+  }
+
+  /** Starts (or restarts, with the same arguments and data) one node's process. */
+  async startNode(name: string): Promise<void> {
+    if (this.running.has(name)) throw new Error(`${name} is already running`);
+    const node = this.topology.node(name);
+    const argv = this.commandFor(node);
+    const child = spawn('ip', ['netns', 'exec', node.netns, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    if (child.pid === undefined) throw new Error(`could not start ${name}`);
+    const log = this.logOf(name);
+    log.write(`${this.timeline.stamp()} [harness] started: ${argv.join(' ')} (pid ${child.pid})\n`);
+    for (const stream of [child.stdout!, child.stderr!]) {
+      createInterface({ input: stream }).on('line', (line) => log.write(`${this.timeline.stamp()} ${line}\n`));
+    }
+    const exited = new Promise<void>((resolve) => {
+      child.once('exit', (code, signal) => {
+        const entry = this.running.get(name);
+        if (entry?.child === child) this.running.delete(name);
+        const how = signal !== null ? `signal ${signal}` : `status ${code}`;
+        log.write(`${this.timeline.stamp()} [harness] exited with ${how}\n`);
+        if (entry !== undefined && !entry.expectedExit) this.timeline.record('process', `${name} (pid ${child.pid}) exited on its own with ${how}`);
+        resolve();
+      });
+    });
+    this.running.set(name, { child, pid: child.pid, exited, expectedExit: false });
+    this.timeline.record('process', `started ${name} (pid ${child.pid})`);
+    if (node.role === 'etcd') await this.waitEtcdHealthy(20_000);
+  }
+
+  private commandFor(node: NetNode): string[] {
+    const s = this.spec;
+    const ttl = ['--lease-ttl-ms', String(s.leaseTtlMs)];
+    switch (node.role) {
+      case 'etcd': {
+        const client = `http://${node.address}:${ETCD_CLIENT_PORT}`;
+        const peer = `http://${node.address}:${ETCD_PEER_PORT}`;
+        return [
+          findEtcd(), '--name', 'chaos', '--data-dir', this.etcdDataDir,
+          '--listen-client-urls', client, '--advertise-client-urls', client,
+          '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `chaos=${peer}`,
+        ];
+      }
+      case 'coordinator': {
+        const address = `${node.address}:${COORDINATOR_PORT}`;
+        return [process.execPath, s.boraJs, 'coordinator', '--etcd', this.etcdUrl, '--listen', address, '--advertise', address, '--model', s.modelDir, '--metrics-port', String(METRICS_PORT), ...ttl, ...(s.replicas === 1 ? [] : ['--replicas', String(s.replicas)])];
+      }
+      case 'worker': {
+        const address = `${node.address}:${WORKER_PORT}`;
+        return [
+          process.execPath, s.boraJs, 'worker', '--etcd', this.etcdUrl, '--listen', address, '--advertise', address, '--id', node.name,
+          '--models-dir', s.modelsDir, '--threads', '1', '--metrics-port', String(METRICS_PORT), ...ttl,
+        ];
+      }
+    }
+  }
+
+  private logOf(name: string): WriteStream {
+    let log = this.logs.get(name);
+    if (log === undefined) {
+      log = createWriteStream(this.logFile(name), { flags: 'a' });
+      this.logs.set(name, log);
+    }
+    return log;
+  }
+
+  /** Sends `signal` to a node's process; records nothing (the caller's fault does). */
+  signal(name: string, signal: NodeJS.Signals): number {
+    const entry = this.running.get(name);
+    if (entry === undefined) throw new Error(`${name} is not running`);
+    if (signal === 'SIGKILL' || signal === 'SIGTERM') entry.expectedExit = true;
+    process.kill(entry.pid, signal);
+    return entry.pid;
+  }
+
+  /** Resolves when the node's process has exited (at once if it is not running). */
+  async exited(name: string, timeoutMs = 10_000): Promise<boolean> {
+    const entry = this.running.get(name);
+    if (entry === undefined) return true;
+    return Promise.race([entry.exited.then(() => true), sleep(timeoutMs).then(() => false)]);
+  }
+
+  async waitEtcdHealthy(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const response = await fetch(`${this.etcdUrl}/health`, { signal: AbortSignal.timeout(1000) }).catch(() => undefined);
+      if (response?.ok === true) return;
+      if (Date.now() > deadline) throw new Error(`etcd did not answer ${this.etcdUrl}/health within ${timeoutMs} ms (see ${this.logFile('etcd')})`);
+      await sleep(100);
+    }
+  }
+
+  /** The status of whichever coordinator serves, or undefined when none does. */
+  async leaderStatus(): Promise<{ name: string; status: ClusterStatus } | undefined> {
+    const replies = await Promise.all(
+      this.coordinatorNames().map(async (name) => ({ name, status: await fetchStatus(this.apiAddress(name), LEADER_STATUS_TIMEOUT_MS).catch(() => undefined) })),
+    );
+    const serving = replies.filter((r): r is { name: string; status: ClusterStatus } => r.status?.serving === true);
+    return serving.sort((a, b) => b.status.planEpoch - a.status.planEpoch)[0];
+  }
+
+  /** Waits until a coordinator serves a ready plan over `workers` workers, each holding layers. */
+  async waitServing(workers: number, timeoutMs: number): Promise<ClusterStatus> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const leader = await this.leaderStatus();
+      const s = leader?.status;
+      if (s !== undefined && s.planEpoch > 0 && s.workers.length >= workers && s.workers.every((w) => w.ready && w.layerEnd > w.layerStart)) return s;
+      if (Date.now() > deadline) throw new Error(`no coordinator served a ready plan over ${workers} workers within ${timeoutMs} ms (last: ${JSON.stringify(s ?? null)}; see ${this.logDir})`);
+      await sleep(200);
+    }
+  }
+
+  /** SIGCONTs everything (a stopped process cannot act on SIGTERM), SIGTERMs, then SIGKILLs stragglers. */
+  async stop(): Promise<void> {
+    for (const [, entry] of this.running) {
+      try {
+        process.kill(entry.pid, 'SIGCONT');
+      } catch {
+        // gone
+      }
+    }
+    const order = [...this.workerNames(), ...this.coordinatorNames(), 'etcd'];
+    for (const group of [order.filter((n) => n !== 'etcd'), ['etcd']]) {
+      const names = group.filter((n) => this.running.has(n));
+      for (const name of names) this.signalQuietly(name, 'SIGTERM');
+      await Promise.all(names.map(async (name) => (await this.exited(name, STOP_GRACE_MS)) || this.signalQuietly(name, 'SIGKILL')));
+      await Promise.all(names.map((name) => this.exited(name, 2000)));
+    }
+    await Promise.all([...this.logs.values()].map((log) => new Promise<void>((resolve) => log.end(resolve))));
+    this.logs.clear();
+  }
+
+  private signalQuietly(name: string, signal: NodeJS.Signals): void {
+    try {
+      this.signal(name, signal);
+    } catch {
+      // gone already
+    }
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * Fencing probe: the harness sends a worker one well-formed activation frame of a given (stale)
+ * epoch and stage over the data plane, exactly as a stale coordinator or upstream stage would,
+ * and reads the worker's ack. An ack without an error means the worker accepted the frame into
+ * its stage: a fencing failure. The frame is valid in every other respect (one token of one
+ * sequence, hidden state of the right width), so a refusal can only be the epoch or the lease.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { sequenceId } from '../common/ids';
+import { encodeStageFrame } from '../common/wire/frames';
+import type { ActivationFrame, ForwardAck } from '../common/wire/messages';
+import { boraProto } from '../common/wire/proto';
+
+export type ProbeOutcome =
+  | { readonly kind: 'refused'; readonly message: string; readonly code: number }
+  | { readonly kind: 'accepted' }
+  | { readonly kind: 'no-answer'; readonly message: string };
+
+const PROBE_TIMEOUT_MS = 3000;
+let probeCount = 0;
+
+export function probeStaleFrame(address: string, epoch: number, stageIndex: number, hiddenSize: number): Promise<ProbeOutcome> {
+  const id = sequenceId(`chaos-probe-${process.pid}-${++probeCount}`);
+  const batchId = 9_000_000 + probeCount;
+  const frames = encodeStageFrame(
+    {
+      planEpoch: epoch,
+      batchId,
+      stageIndex,
+      slices: [{ id, startPosition: 0, tokenCount: 1, tokenIds: stageIndex === 0 ? [1] : undefined }],
+      hidden: stageIndex === 0 ? undefined : new Float32Array(hiddenSize), // (1, H)
+    },
+    hiddenSize,
+  );
+  const client = new (boraProto().Worker)(address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+    forward(options: grpc.CallOptions): grpc.ClientDuplexStream<ActivationFrame, ForwardAck>;
+    release(request: object, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null) => void): void;
+  };
+  return new Promise<ProbeOutcome>((resolve) => {
+    const call = client.forward({ deadline: Date.now() + PROBE_TIMEOUT_MS });
+    let settled = false;
+    const settle = (outcome: ProbeOutcome): void => {
+      if (settled) return;
+      settled = true;
+      call.cancel();
+      if (outcome.kind === 'accepted') {
+        // Free what the worker took in, so the probe leaves no cache behind.
+        client.release({ planEpoch: epoch, sequenceIds: [id] }, { deadline: Date.now() + 1000 }, () => client.close());
+      } else {
+        client.close();
+      }
+      resolve(outcome);
+    };
+    call.on('data', (ack: ForwardAck) => {
+      if (Number(ack.batchId) !== batchId) return;
+      settle(ack.error === '' ? { kind: 'accepted' } : { kind: 'refused', message: ack.error, code: ack.code });
+    });
+    call.on('error', (err: grpc.ServiceError) => settle({ kind: 'no-answer', message: err.details ?? err.message }));
+    call.on('end', () => settle({ kind: 'no-answer', message: 'stream ended without an ack' }));
+    for (const f of frames) call.write(f);
+  });
+}

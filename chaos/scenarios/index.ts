@@ -1,0 +1,13 @@
+/** Every scenario of ../shared/docs/FAULTS.md, in order. */
+import type { Scenario, ScenarioId } from '../scenario';
+import { S3, S4, S5, S6, S7 } from './network-faults';
+import { S1, S2, S9 } from './process-faults';
+import { S0, S8, S10 } from './soak';
+
+export const SCENARIOS: readonly Scenario[] = [S0, S1, S2, S3, S4, S5, S6, S7, S8, S9, S10];
+
+export function scenarioById(id: ScenarioId): Scenario {
+  const found = SCENARIOS.find((s) => s.id === id);
+  if (found === undefined) throw new Error(`no scenario ${id}`);
+  return found;
+}
