@@ -97,6 +97,7 @@ export class CoordinatorNode implements PipelineSource {
   private readonly suspects = new Set<string>();
   private watchdog: NodeJS.Timeout | undefined;
   private watchdogBusy = false;
+  private lastProbeAtMs = -Infinity;
   /** Workers being drained: placement leaves them out until they leave the cluster. */
   private readonly draining = new Set<string>();
   private replanning: Promise<void> = Promise.resolve();
@@ -226,7 +227,9 @@ export class CoordinatorNode implements PipelineSource {
 
   reportFailure(pipeline: Pipeline, err: BoraError): void {
     this.log(`data path of epoch ${pipeline.epoch} failed: ${err.message}`);
-    void this.probeSuspects().finally(() => this.scheduleReplan('failure', 0));
+    // The stall watchdog has just probed when it broke the pipeline itself: plan right away.
+    if (performance.now() - this.lastProbeAtMs < PROBE_TIMEOUT_MS * 2) this.scheduleReplan('failure', 0);
+    else void this.probeSuspects().finally(() => this.scheduleReplan('failure', 0));
   }
 
   /**
@@ -261,6 +264,7 @@ export class CoordinatorNode implements PipelineSource {
   private async probeSuspects(): Promise<void> {
     const plan = this.plan;
     if (plan === undefined) return;
+    this.lastProbeAtMs = performance.now();
     const members = this.membership.members();
     await Promise.all(
       workersOf(plan).map(async (id) => {

@@ -34,7 +34,7 @@ export type EngineRequest =
   | { readonly op: 'setExperts'; readonly stage: number; readonly experts: RemoteExpertsSpec }
   | { readonly op: 'loadExperts'; readonly source: WeightSourceSpec; readonly holdings: readonly ExpertHolding[]; readonly session: SessionSettings }
   | { readonly op: 'forward'; readonly stage: number; readonly input: StageInput }
-  | { readonly op: 'release'; readonly stage: number; readonly ids: readonly string[] }
+  | { readonly op: 'release'; readonly stage: number; readonly ids: readonly string[] | 'all' }
   | { readonly op: 'positions'; readonly stage: number; readonly ids: readonly string[] }
   | { readonly op: 'runExperts'; readonly experts: number; readonly layer: number; readonly calls: readonly ExpertCall[] }
   | { readonly op: 'close'; readonly handle: number };

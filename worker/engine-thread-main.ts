@@ -106,7 +106,7 @@ async function handle(request: EngineRequest): Promise<EngineReplyValue> {
     }
     case 'release': {
       const stage = stageOf(request.stage);
-      const released = request.ids.filter((id) => stage.release(sequenceId(id))).length;
+      const released = request.ids === 'all' ? stage.releaseAll() : request.ids.filter((id) => stage.release(sequenceId(id))).length;
       return { op: 'release', released, stats: statsOf(stage) };
     }
     case 'positions': {

@@ -107,6 +107,13 @@ export class ThreadedStage implements StageBackend {
     return reply.released;
   }
 
+  /** Frees every cache (a new plan replays every sequence from position 0). */
+  async releaseAll(): Promise<number> {
+    const reply = await this.thread.call<'release'>({ op: 'release', stage: this.handle, ids: 'all' });
+    this.latest = reply.stats;
+    return reply.released;
+  }
+
   async positions(ids: readonly SequenceId[]): Promise<(number | undefined)[]> {
     return (await this.thread.call<'positions'>({ op: 'positions', stage: this.handle, ids })).positions;
   }

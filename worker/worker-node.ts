@@ -198,8 +198,11 @@ export class WorkerNode {
       const kept = stages.get(key) ?? this.loadedStages.get(key);
       if (kept !== undefined) {
         // Same layers: only the expert placement and epoch change (the stage lane runs this after
-        // any forward still in flight, so no step mixes two placements).
+        // any forward still in flight, so no step mixes two placements). The coordinator replays
+        // every sequence on a new plan, so caches of the old one are dropped, including those of
+        // sequences that ended while their release could not reach this worker.
         if (spread !== undefined) await kept.stage.setExperts(spread);
+        if (!stages.has(key)) await kept.stage.releaseAll();
         stages.set(key, kept);
         return kept;
       }

@@ -133,6 +133,13 @@ export class StageEngine {
   }
 
   /** Frees a sequence's KV cache; false if it was not here. */
+  /** Frees every sequence's KV cache; returns how many there were. */
+  releaseAll(): number {
+    const count = this.caches.size;
+    this.caches.clear();
+    return count;
+  }
+
   release(id: SequenceId): boolean {
     return this.caches.delete(id);
   }
