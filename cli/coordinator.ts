@@ -1,7 +1,7 @@
 /** bora coordinator: placement, plans and the client API, until SIGTERM / SIGINT. */
 import { basename, resolve } from 'node:path';
 import { InvalidArgumentError } from '../common/errors';
-import { CoordinatorNode } from '../coordinator/coordinator-node';
+import { CoordinatorNode, type CoordinatorOptions } from '../coordinator/coordinator-node';
 import { intFlag, parseFlags, requireString } from './args';
 import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
 
@@ -33,7 +33,7 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
   const keepaliveMs = intFlag(v['keepalive-ms'], '--keepalive-ms', DEFAULT_KEEPALIVE_MS);
   const replicas = intFlag(v.replicas, '--replicas', 1);
   if (replicas !== 1 && replicas !== 2) throw new InvalidArgumentError(`--replicas must be 1 or 2, got ${replicas}`);
-  const node = new CoordinatorNode({
+  const options: CoordinatorOptions = {
     etcdUrl: requireString(v.etcd, '--etcd'),
     listenHost: listen.host,
     listenPort: listen.port,
@@ -52,7 +52,10 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
     keepaliveTimeoutMs: keepaliveMs,
     maxBatchTokens: intFlag(v['max-batch-tokens'], '--max-batch-tokens', 512),
     maxBatchSequences: intFlag(v['max-batch-sequences'], '--max-batch-sequences', 32),
-  });
+  };
+  // BORA_CHECK_ARGS=1: validate the command line and stop (deployment files are tested this way).
+  if (process.env.BORA_CHECK_ARGS === '1') return;
+  const node = new CoordinatorNode(options);
   await node.start();
   await untilSignal();
   await node.stop();

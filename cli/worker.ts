@@ -2,7 +2,7 @@
 import { totalmem } from 'node:os';
 import { InvalidArgumentError } from '../common/errors';
 import { parseWorkerId } from '../common/cluster/member';
-import { WorkerNode } from '../worker/worker-node';
+import { WorkerNode, type WorkerNodeOptions } from '../worker/worker-node';
 import { intFlag, parseFlags, requireString } from './args';
 import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
 
@@ -27,7 +27,7 @@ export async function workerCommand(argv: string[]): Promise<void> {
   if (advertise !== undefined && listen.port !== 0 && advertise.port !== listen.port) throw new InvalidArgumentError('--advertise must use the --listen port');
   const threads = intFlag(v.threads, '--threads', 1);
   const keepaliveMs = intFlag(v['keepalive-ms'], '--keepalive-ms', DEFAULT_KEEPALIVE_MS);
-  const node = new WorkerNode({
+  const options: WorkerNodeOptions = {
     id: parseWorkerId(v.id ?? `w-${process.pid}`),
     etcdUrl: requireString(v.etcd, '--etcd'),
     listenHost: listen.host,
@@ -41,7 +41,10 @@ export async function workerCommand(argv: string[]): Promise<void> {
     keysPrefix: v.prefix,
     keepaliveTimeMs: keepaliveMs,
     keepaliveTimeoutMs: keepaliveMs,
-  });
+  };
+  // BORA_CHECK_ARGS=1: validate the command line and stop (deployment files are tested this way).
+  if (process.env.BORA_CHECK_ARGS === '1') return;
+  const node = new WorkerNode(options);
   await node.start();
   await untilSignal();
   await node.stop();
