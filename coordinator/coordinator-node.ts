@@ -14,6 +14,7 @@ import type { MemberInfo } from '../common/cluster/member';
 import { workersOf, type Plan } from '../common/cluster/plan';
 import { BoraError, FailedPreconditionError, UnavailableError, asBoraError } from '../common/errors';
 import { Generator } from '../common/generation/generator';
+import type { GenerationEvent } from '../common/generation/request';
 import type { Pipeline } from '../common/generation/pipeline';
 import { Scheduler, type PipelineSource } from '../common/generation/scheduler';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
@@ -61,6 +62,8 @@ export interface CoordinatorOptions {
 
 /** A worker that does not answer a status probe within this long is a suspect. */
 const PROBE_TIMEOUT_MS = 500;
+/** How long the Status RPC waits for each worker's own status. */
+const STATUS_TIMEOUT_MS = 1000;
 /** A micro-batch out longer than this many typical steps (and at least STALL_MIN_MS) is a stall. */
 const STALL_STEPS = 4;
 const STALL_MIN_MS = 800;
@@ -69,6 +72,14 @@ const WATCHDOG_INTERVAL_MS = 250;
 type WorkerClient = grpc.Client & {
   status(request: object, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: WorkerStatusReply) => void): void;
 };
+
+/** A worker's status, or undefined when it does not answer within `timeoutMs`. */
+function workerStatus(address: string, timeoutMs: number): Promise<WorkerStatusReply | undefined> {
+  const client = new (boraProto().Worker)(address, grpc.credentials.createInsecure()) as unknown as WorkerClient;
+  return new Promise<WorkerStatusReply | undefined>((resolve) => {
+    client.status({}, { deadline: Date.now() + timeoutMs }, (err, reply) => resolve(err === null ? reply : undefined));
+  }).finally(() => client.close());
+}
 
 export class CoordinatorNode implements PipelineSource {
   readonly metrics = new CoordinatorMetrics();
@@ -281,11 +292,8 @@ export class CoordinatorNode implements PipelineSource {
     );
   }
 
-  private probe(address: string): Promise<boolean> {
-    const client = new (boraProto().Worker)(address, grpc.credentials.createInsecure()) as unknown as WorkerClient;
-    return new Promise<boolean>((resolve) => {
-      client.status({}, { deadline: Date.now() + PROBE_TIMEOUT_MS }, (err) => resolve(err === null));
-    }).finally(() => client.close());
+  private async probe(address: string): Promise<boolean> {
+    return (await workerStatus(address, PROBE_TIMEOUT_MS)) !== undefined;
   }
 
   // ---- planning ----
@@ -409,7 +417,7 @@ export class CoordinatorNode implements PipelineSource {
 
   // ---- status and metrics ----
 
-  private eventMetrics(): (event: import('../common/generation/request').GenerationEvent) => void {
+  private eventMetrics(): (event: GenerationEvent) => void {
     return (event) => {
       if (event.type === 'token') this.metrics.countGeneratedTokens(1);
       else {
@@ -424,14 +432,9 @@ export class CoordinatorNode implements PipelineSource {
   async status(): Promise<ClusterStatus> {
     const plan = this.plan;
     const members = this.membership.members();
-    const Worker = boraProto().Worker;
     const workers = await Promise.all(
       [...members.values()].map(async (m) => {
-        const client = new Worker(m.address, grpc.credentials.createInsecure()) as unknown as WorkerClient;
-        const reply = await new Promise<WorkerStatusReply | undefined>((resolve) =>
-          client.status({}, { deadline: Date.now() + 1000 }, (err, r) => resolve(err ? undefined : r)),
-        );
-        client.close();
+        const reply = await workerStatus(m.address, STATUS_TIMEOUT_MS);
         const stage = plan?.stages.find((s) => s.workers[0] === m.id);
         const experts = (plan?.experts ?? []).filter((e) => e.workers.includes(m.id));
         const byLayer = new Map<number, number[]>();

@@ -79,7 +79,8 @@ export class StageEngine {
       throw new InvalidArgumentError(`layer range [${range.start}, ${range.end}) is not inside [0, ${c.numLayers})`);
     }
     const settings = options.session ?? defaultSessionSettings();
-    const embedding = range.start === 0 ? new EmbeddingTable(await readSpec(ckpt, embeddingSpec(c)), c.vocabSize, c.hiddenSize) : undefined;
+    const embeddingTensor = embeddingSpec(c);
+    const embedding = range.start === 0 ? new EmbeddingTable(await ckpt.readRaw(embeddingTensor.name, embeddingTensor.shape), c.vocabSize, c.hiddenSize) : undefined;
 
     const layerIds = Array.from({ length: range.end - range.start }, (_, i) => range.start + i);
     const layers: LayerRunner[] = [];
@@ -269,10 +270,6 @@ export class StageEngine {
     await this.ownedExperts?.close();
     this.caches.clear();
   }
-}
-
-async function readSpec(ckpt: WeightSource, spec: { name: string; shape: readonly number[] }) {
-  return ckpt.readRaw(spec.name, spec.shape);
 }
 
 /** Packed (sum T_b, W) -> padded (B, T, W) with zero rows after each sequence's tokens. */
