@@ -227,7 +227,7 @@ export class ChaosCluster {
     for (;;) {
       const leader = await this.leaderStatus();
       const s = leader?.status;
-      if (s !== undefined && s.planEpoch > 0 && s.workers.length >= workers && s.workers.every((w) => w.ready && w.layerEnd > w.layerStart)) return s;
+      if (s !== undefined && s.settled && s.planEpoch > 0 && s.workers.length >= workers && s.workers.every((w) => w.ready && w.layerEnd > w.layerStart)) return s;
       if (Date.now() > deadline) throw new Error(`no coordinator served a ready plan over ${workers} workers within ${timeoutMs} ms (last: ${JSON.stringify(s ?? null)}; see ${this.logDir})`);
       await sleep(200);
     }

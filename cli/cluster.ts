@@ -129,7 +129,7 @@ export async function upCommand(argv: string[]): Promise<void> {
 
   const status = await waitFor(`the plan to be ready on ${workerCount} workers (see ${stateDir}/*.log)`, timeoutMs, async () => {
     const s = await fetchStatus(coordinatorAddress);
-    const ready = s.serving && s.planEpoch > 0 && s.workers.length >= workerCount && s.workers.every((w) => w.ready);
+    const ready = s.serving && s.settled && s.planEpoch > 0 && s.workers.length >= workerCount && s.workers.every((w) => w.ready);
     return ready ? s : undefined;
   });
   const file: ClusterFile = { ...partial, workers: workersOf(status, workerPids, workerMetrics) };

@@ -113,6 +113,8 @@ export class CoordinatorNode implements PipelineSource {
   private readonly draining = new Set<string>();
   private replanning: Promise<void> = Promise.resolve();
   private replanRequested = false;
+  /** Re-plans scheduled (debouncing) or running; 0 once the plan covers the current membership. */
+  private replansPending = 0;
   private stopped = false;
 
   constructor(private readonly options: CoordinatorOptions) {
@@ -137,6 +139,7 @@ export class CoordinatorNode implements PipelineSource {
       maxBatchSequences: o.maxBatchSequences,
       sample: (logits, params, step) => this.pool.sample(logits, params, step),
     });
+    this.metrics.readQueueFrom(() => ({ active: this.scheduler.activeSequences, waiting: this.scheduler.waitingSequences }));
     this.generator = new Generator(this.scheduler, this.tokenizer, this.ckpt.config, {
       encode: (text) => this.pool.encode(o.modelDir, text, this.ckpt.config),
     });
@@ -302,10 +305,16 @@ export class CoordinatorNode implements PipelineSource {
     if (this.stopped) return;
     this.metrics.setMembers(this.membership.members().size);
     this.pendingReasons.add(reason);
+    if (this.replanTimer === undefined) this.replansPending += 1;
     clearTimeout(this.replanTimer);
     this.replanTimer = setTimeout(() => {
+      this.replanTimer = undefined;
       this.replanRequested = true;
-      this.replanning = this.replanning.then(() => this.replanLoop());
+      this.replanning = this.replanning
+        .then(() => this.replanLoop())
+        .finally(() => {
+          this.replansPending -= 1;
+        });
     }, delayMs);
   }
 
@@ -425,7 +434,6 @@ export class CoordinatorNode implements PipelineSource {
         if (event.generatedTokens > 1) this.metrics.observeInterToken((event.totalMs - event.timeToFirstTokenMs) / 1000 / (event.generatedTokens - 1));
         if (event.resumes > 0) this.metrics.countResumedSequences(1);
       }
-      this.metrics.setActiveSequences(this.scheduler.activeSequences);
     };
   }
 
@@ -457,8 +465,9 @@ export class CoordinatorNode implements PipelineSource {
       model: this.options.modelId,
       workers,
       activeSequences: this.scheduler.activeSequences,
-      waitingRequests: 0,
+      waitingRequests: this.scheduler.waitingSequences,
       serving: this.current() !== undefined && this.leadership?.isLeader() === true,
+      settled: this.replansPending === 0 && plan !== undefined && this.readyEpoch === plan.epoch,
     };
   }
 

@@ -87,6 +87,13 @@ export class Scheduler {
     return this.sequences.size;
   }
 
+  /** Sequences accepted but not yet (or, after a re-plan, not again) part of any micro-batch. */
+  get waitingSequences(): number {
+    let waiting = 0;
+    for (const s of this.sequences.values()) if (s.fed === 0 && !s.inFlight && !s.done) waiting++;
+    return waiting;
+  }
+
   submit(request: SequenceRequest): SequenceHandle {
     if (this.sequences.has(request.id)) throw new UnavailableError(`sequence ${request.id} already running`);
     const seq: Sequence = { request, tokens: [...request.promptIds], promptLength: request.promptIds.length, fed: 0, inFlight: false, done: false, lastScheduled: 0 };

@@ -37,8 +37,15 @@ export interface CoordinatorMetricsOptions {
   readonly tokensPerSecondWindowMs?: number;
 }
 
+/** The scheduler's sequences: all of them, and those not yet part of any micro-batch. */
+export interface QueueDepth {
+  readonly active: number;
+  readonly waiting: number;
+}
+
 export class CoordinatorMetrics {
   readonly registry = new Registry();
+  private queueSource: (() => QueueDepth) | undefined;
 
   private readonly requests: Counter<'outcome'>;
   private readonly timeToFirstToken: Histogram;
@@ -93,15 +100,22 @@ export class CoordinatorMetrics {
         this.set(tokenRate.perSecond());
       },
     });
+    const queue = (): QueueDepth | undefined => this.queueSource?.();
     this.activeSequences = new Gauge({
       name: 'bora_active_sequences',
       help: 'Sequences currently generating.',
       registers,
+      collect(this: Gauge) {
+        this.set(queue()?.active ?? 0);
+      },
     });
     this.waitingRequests = new Gauge({
       name: 'bora_waiting_requests',
-      help: 'Requests accepted but not yet admitted to a batch.',
+      help: 'Requests accepted but not yet admitted to a batch (queue depth).',
       registers,
+      collect(this: Gauge) {
+        this.set(queue()?.waiting ?? 0);
+      },
     });
     this.members = new Gauge({ name: 'bora_members', help: 'Live workers in the cluster.', registers });
     this.planEpoch = new Gauge({ name: 'bora_plan_epoch', help: 'Epoch of the plan being served.', registers });
@@ -166,12 +180,9 @@ export class CoordinatorMetrics {
     this.tokenRate.add(tokens);
   }
 
-  setActiveSequences(count: number): void {
-    this.activeSequences.set(count);
-  }
-
-  setWaitingRequests(count: number): void {
-    this.waitingRequests.set(count);
+  /** Reads bora_active_sequences and bora_waiting_requests from `source` at every scrape. */
+  readQueueFrom(source: () => QueueDepth): void {
+    this.queueSource = source;
   }
 
   setMembers(count: number): void {

@@ -195,6 +195,7 @@ export interface ClusterStatus {
   activeSequences: number;
   waitingRequests: number;
   serving: boolean;
+  settled: boolean;
 }
 
 export interface DrainRequest {

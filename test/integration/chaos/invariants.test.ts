@@ -107,7 +107,7 @@ describe('one serving owner per layer', () => {
 });
 
 function status(coordinator: string, sentAtMs: number, atMs: number, serving: boolean, planEpoch: number): StatusSample {
-  const s: ClusterStatus = { planEpoch, model: 'm', workers: [], activeSequences: 0, waitingRequests: 0, serving };
+  const s: ClusterStatus = { planEpoch, model: 'm', workers: [], activeSequences: 0, waitingRequests: 0, serving, settled: serving };
   return { coordinator, sentAtMs, atMs, status: s };
 }
 

@@ -103,11 +103,16 @@ describe('Scheduler', () => {
     assert.equal(scheduler.activeSequences, 0);
   });
 
-  test('prefill in small chunks gives the same tokens', async () => {
+  test('prefill in small chunks gives the same tokens; sequences not yet batched count as waiting', async () => {
     const pipeline = new TestPipeline(1, 1, new LocalPipeline(await loadPipeline(ckpt, [])));
     const scheduler = new Scheduler(new ListSource([pipeline]), { maxBatchTokens: 5, maxBatchSequences: 2 });
-    const { tokens } = await generateAll(scheduler, ref.cases.map((c) => c.prompt_ids));
+    const running = generateAll(scheduler, ref.cases.map((c) => c.prompt_ids));
+    // One micro-batch of at most 5 prompt tokens is in flight; the other sequences wait for theirs.
+    assert.equal(scheduler.activeSequences, ref.cases.length);
+    assert.ok(scheduler.waitingSequences >= ref.cases.length - 2, `waiting ${scheduler.waitingSequences}`);
+    const { tokens } = await running;
     ref.cases.forEach((c, i) => assert.deepEqual(tokens[i], c.greedy_tokens, `case ${i}`));
+    assert.equal(scheduler.waitingSequences, 0);
   });
 
   test('a pipeline that breaks mid-generation is replaced and every sequence resumes token-exactly', async () => {

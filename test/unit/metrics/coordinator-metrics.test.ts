@@ -86,13 +86,13 @@ describe('CoordinatorMetrics', () => {
     assert.equal(sampleValue(s, 'bora_tokens_per_second'), 0);
   });
 
-  test('gauges hold the last value set', async () => {
+  test('gauges hold the last value set; queue depth is read from its source at each scrape', async () => {
     const metrics = new CoordinatorMetrics();
-    metrics.setActiveSequences(7);
-    metrics.setWaitingRequests(3);
+    const queue = { active: 7, waiting: 3 };
+    metrics.readQueueFrom(() => queue);
     metrics.setMembers(4);
     metrics.setPlanEpoch(12);
-    metrics.setActiveSequences(5);
+    queue.active = 5;
     metrics.setMembers(3);
     const s = await scrape(metrics);
     assert.equal(sampleValue(s, 'bora_active_sequences'), 5);
