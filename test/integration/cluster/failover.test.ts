@@ -1,7 +1,7 @@
 /**
  * Failures of real processes in a local cluster (no network faults; chaos/ covers those):
  * a stage worker SIGKILLed mid-generation under 16 streams, a worker killed during a prefill,
- * two workers killed one after the other, every worker gone (requests wait, then UNAVAILABLE;
+ * two workers killed one after the other, a worker killed while a plan is being applied, every worker gone (requests wait, then UNAVAILABLE;
  * new workers bring service back), and the active coordinator killed (a standby takes over).
  * Every completed output is compared with the same request run alone, fault-free.
  */
@@ -10,7 +10,10 @@ import { describe, test } from 'node:test';
 import { join } from 'node:path';
 import { fetchStatus } from '../../../cli/inference-client';
 import { freePort, spawnDetached, stopProcesses, waitFor } from '../../../cli/processes';
+import { Etcd3 } from 'etcd3';
+import { EtcdKeys } from '../../../common/cluster/etcd-keys';
 import { BoraError } from '../../../common/errors';
+import { workerId } from '../../../common/ids';
 import type { GenerationEvent } from '../../../common/generation/request';
 import { Checkpoint } from '../../../common/model/checkpoint';
 import { generateOnce, generateRemote } from '../../../cli/inference-client';
@@ -119,6 +122,46 @@ describe('failover in a local cluster', () => {
     process.kill(pidOf(cluster, 'w1'), 'SIGKILL');
     await Promise.all(streams.map((s) => s.done));
     streams.forEach((s, i) => assert.deepEqual(s.tokens, expected[i], `stream ${i}`));
+  });
+
+  test('a worker killed while a plan is being applied: all requests complete identically', async (t) => {
+    const cluster = await startCluster(t, MODEL, 3);
+    const ps = prompts(8);
+    const expected = await reference(ps, TOKENS);
+    const streams = startStreams(cluster.file.coordinator, ps, TOKENS);
+    await untilTokens(streams, 10);
+    const before = await fetchStatus(cluster.file.coordinator);
+
+    // w4 joins and is frozen the moment its registration appears in etcd, inside the coordinator's
+    // re-plan debounce: the join plan gives it layers it can never load, so that plan stays
+    // "being applied" (the other workers have moved to it; the coordinator waits for w4).
+    const etcd = new Etcd3({ hosts: cluster.file.etcd });
+    t.after(() => etcd.close());
+    const watcher = await etcd.watch().key(new EtcdKeys().member(workerId('w4'))).create();
+    const registered = new Promise<void>((resolve) => watcher.once('put', () => resolve()));
+    const pid = spawnDetached(
+      process.execPath,
+      [boraBin(), 'worker', '--etcd', cluster.file.etcd, '--id', 'w4', '--listen', '127.0.0.1:0', '--models-dir', join(MODEL, '..'), '--threads', '1'],
+      join(cluster.stateDir, 'w4.log'),
+    );
+    t.after(() => stopProcesses([pid]));
+    await registered;
+    process.kill(pid, 'SIGSTOP');
+    await watcher.cancel();
+    const applying = await waitFor('the join plan to give w4 layers', 20_000, async () => {
+      const s = await fetchStatus(cluster.file.coordinator);
+      const w4 = s.workers.find((w) => w.id === 'w4');
+      return s.planEpoch > before.planEpoch && w4 !== undefined && w4.layerEnd > w4.layerStart ? s : undefined;
+    });
+    assert.equal(applying.settled, false, 'the plan is still being applied');
+    assert.equal(applying.workers.find((w) => w.id === 'w4')?.ready, false, 'w4 has not loaded its layers');
+
+    process.kill(pid, 'SIGKILL');
+    await Promise.all(streams.map((s) => s.done));
+    streams.forEach((s, i) => assert.deepEqual(s.tokens, expected[i], `stream ${i}`));
+    const after = await fetchStatus(cluster.file.coordinator);
+    assert.ok(after.planEpoch > applying.planEpoch, 'a plan over the survivors replaced the one being applied');
+    assert.ok(!after.workers.some((w) => w.id === 'w4'), 'w4 is gone');
   });
 
   test('with every worker gone requests wait, then fail UNAVAILABLE; new workers bring service back', async (t) => {
