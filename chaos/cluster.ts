@@ -37,6 +37,8 @@ export interface ClusterSpec {
   readonly readyTimeoutMs: number;
   /** Copies of each layer range the coordinator places (2 = a standby replica per range). */
   readonly replicas: number;
+  /** The coordinators' --placement (layers by default). */
+  readonly placement?: 'layers' | 'experts';
 }
 
 interface Running {
@@ -165,7 +167,7 @@ export class ChaosCluster {
       }
       case 'coordinator': {
         const address = `${node.address}:${COORDINATOR_PORT}`;
-        return [process.execPath, s.boraJs, 'coordinator', '--etcd', this.etcdUrl, '--listen', address, '--advertise', address, '--model', s.modelDir, '--metrics-port', String(METRICS_PORT), ...ttl, ...(s.replicas === 1 ? [] : ['--replicas', String(s.replicas)])];
+        return [process.execPath, s.boraJs, 'coordinator', '--etcd', this.etcdUrl, '--listen', address, '--advertise', address, '--model', s.modelDir, '--metrics-port', String(METRICS_PORT), ...ttl, ...(s.replicas === 1 ? [] : ['--replicas', String(s.replicas)]), ...(s.placement === 'experts' ? ['--placement', 'experts'] : [])];
       }
       case 'worker': {
         const address = `${node.address}:${WORKER_PORT}`;
@@ -221,13 +223,13 @@ export class ChaosCluster {
     return serving.sort((a, b) => b.status.planEpoch - a.status.planEpoch)[0];
   }
 
-  /** Waits until a coordinator serves a ready plan over `workers` workers, each holding layers. */
+  /** Waits until a coordinator serves a settled plan over `workers` workers, each holding layers or experts. */
   async waitServing(workers: number, timeoutMs: number): Promise<ClusterStatus> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const leader = await this.leaderStatus();
       const s = leader?.status;
-      if (s !== undefined && s.settled && s.planEpoch > 0 && s.workers.length >= workers && s.workers.every((w) => w.ready && w.layerEnd > w.layerStart)) return s;
+      if (s !== undefined && s.settled && s.planEpoch > 0 && s.workers.length >= workers && s.workers.every((w) => w.ready && (w.layerEnd > w.layerStart || w.experts.length > 0))) return s;
       if (Date.now() > deadline) throw new Error(`no coordinator served a ready plan over ${workers} workers within ${timeoutMs} ms (last: ${JSON.stringify(s ?? null)}; see ${this.logDir})`);
       await sleep(200);
     }

@@ -37,6 +37,9 @@ const FLAGS = {
 /** The model every scenario serves: small enough for two cores, three pipeline stages of two layers. */
 const MODEL_ARGS = ['--arch', 'mistral', '--hidden', '128', '--layers', '6', '--heads', '4', '--kv-heads', '2', '--intermediate', '384', '--vocab', '32000', '--dtype', 'bf16', '--seed', '3'];
 const MODEL_ID = 'chaos-mistral';
+/** E1's model: three layers of 8 experts (top 2), so a fourth worker holds experts and no stage. */
+const EXPERTS_MODEL_ARGS = ['--arch', 'mixtral', '--hidden', '128', '--layers', '3', '--heads', '4', '--kv-heads', '2', '--intermediate', '256', '--experts', '8', '--top-k', '2', '--vocab', '32000', '--dtype', 'bf16', '--seed', '5'];
+const EXPERTS_MODEL_ID = 'chaos-mixtral';
 const DEFAULT_SOAK_MS = 300_000;
 
 function log(line: string): void {
@@ -50,10 +53,10 @@ function parseScenarioIds(value: string | undefined): ScenarioId[] {
   return ids as ScenarioId[];
 }
 
-function makeModel(bora: string, modelsDir: string): { modelDir: string; hiddenSize: number; vocabSize: number } {
-  const modelDir = join(modelsDir, MODEL_ID);
+function makeModel(bora: string, modelsDir: string, id: string, args: readonly string[]): { modelDir: string; hiddenSize: number; vocabSize: number } {
+  const modelDir = join(modelsDir, id);
   rmSync(modelDir, { recursive: true, force: true });
-  const made = spawnSync(process.execPath, [bora, 'make-model', ...MODEL_ARGS, '--out', modelDir], { encoding: 'utf8' });
+  const made = spawnSync(process.execPath, [bora, 'make-model', ...args, '--out', modelDir], { encoding: 'utf8' });
   if (made.status !== 0) throw new Error(`bora make-model failed: ${made.stderr}`);
   const config = parseModelConfig(readFileSync(join(modelDir, 'config.json'), 'utf8'), join(modelDir, 'config.json'));
   return { modelDir, hiddenSize: config.hiddenSize, vocabSize: config.vocabSize };
@@ -95,12 +98,15 @@ async function main(argv: string[]): Promise<number> {
     installCleanup();
   }
   const boraJs = snapshotBuild(outDir);
-  const model = makeModel(boraJs, join(outDir, 'models'));
+  const model = makeModel(boraJs, join(outDir, 'models'), MODEL_ID, MODEL_ARGS);
+  const expertsModel = makeModel(boraJs, join(outDir, 'models'), EXPERTS_MODEL_ID, EXPERTS_MODEL_ARGS);
+  if (expertsModel.vocabSize !== model.vocabSize) throw new Error('both chaos models must share a vocabulary (requests are made once)');
   const env: ChaosEnv = Object.freeze({
     caps,
     short,
     outDir,
     modelDir: model.modelDir,
+    expertsModelDir: expertsModel.modelDir,
     modelsDir: join(outDir, 'models'),
     boraJs,
     hiddenSize: model.hiddenSize,
@@ -127,7 +133,7 @@ async function main(argv: string[]): Promise<number> {
     short,
     machine: `${cpus().length} cores, Linux ${release()}, Node ${process.version}`,
     capabilities: describeCapabilities(caps),
-    model: `${MODEL_ID} (make-model ${MODEL_ARGS.join(' ')})`,
+    model: `${MODEL_ID} (make-model ${MODEL_ARGS.join(' ')}); E1: ${EXPERTS_MODEL_ID} (make-model ${EXPERTS_MODEL_ARGS.join(' ')})`,
     leaseTtlMs: env.leaseTtlMs,
     replicas: env.replicas,
     results,

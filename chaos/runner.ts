@@ -82,7 +82,16 @@ export async function runScenario(scenario: Scenario, env: ChaosEnv, log: (line:
     topology.create();
     cluster = new ChaosCluster(
       topology,
-      { ...scenario.topology, modelDir: env.modelDir, modelsDir: env.modelsDir, boraJs: env.boraJs, leaseTtlMs: env.leaseTtlMs, replicas: env.replicas, readyTimeoutMs: CLUSTER_READY_TIMEOUT_MS },
+      {
+        ...scenario.topology,
+        placement: scenario.placement ?? 'layers',
+        modelDir: scenario.placement === 'experts' ? env.expertsModelDir : env.modelDir,
+        modelsDir: env.modelsDir,
+        boraJs: env.boraJs,
+        leaseTtlMs: env.leaseTtlMs,
+        replicas: env.replicas,
+        readyTimeoutMs: CLUSTER_READY_TIMEOUT_MS,
+      },
       timeline,
       runDir,
     );

@@ -12,7 +12,8 @@ import type { Observer } from './observer';
 import type { Timeline } from './timeline';
 import type { ClientPolicy, RequestRecord, RequestSpec, Workload } from './workload';
 
-export const SCENARIO_IDS = ['S0', 'S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'S8', 'S9', 'S10'] as const;
+/** FAULTS.md's S0-S10, then Bora's own: E1 (an expert holder dies, issue 5). */
+export const SCENARIO_IDS = ['S0', 'S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'S8', 'S9', 'S10', 'E1'] as const;
 export type ScenarioId = (typeof SCENARIO_IDS)[number];
 
 /** Settings of one harness run, parsed once. */
@@ -22,6 +23,8 @@ export interface ChaosEnv {
   readonly short: boolean;
   readonly outDir: string;
   readonly modelDir: string;
+  /** A Mixtral-shaped model (same vocabulary) for the scenarios that spread experts. */
+  readonly expertsModelDir: string;
   readonly modelsDir: string;
   /** The bora.js every node runs. */
   readonly boraJs: string;
@@ -92,6 +95,8 @@ export interface Scenario {
   /** FAULTS.md's "passes when". */
   readonly passWhen: string;
   readonly topology: { readonly workers: number; readonly coordinators: number };
+  /** 'experts': the Mixtral model with its experts spread over the workers (--placement experts). */
+  readonly placement?: 'layers' | 'experts';
   readonly client: Omit<ClientPolicy, 'deadlineMs'> & { readonly deadlineMs?: number };
   /** false when requests may legitimately fail (only completed ones are compared). */
   readonly allMustComplete: boolean;

@@ -66,8 +66,8 @@ const PROBE_TIMEOUT_MS = 500;
 const STATUS_TIMEOUT_MS = 1000;
 /** A micro-batch out longer than this many typical steps (and at least STALL_MIN_MS) is a stall. */
 const STALL_STEPS = 4;
-const STALL_MIN_MS = 800;
-const WATCHDOG_INTERVAL_MS = 250;
+const STALL_MIN_MS = 600;
+const WATCHDOG_INTERVAL_MS = 100;
 
 type WorkerClient = grpc.Client & {
   status(request: object, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: WorkerStatusReply) => void): void;

@@ -1,10 +1,11 @@
-/** Every scenario of ../shared/docs/FAULTS.md, in order. */
+/** Every scenario of ../shared/docs/FAULTS.md, in order, then Bora's own (E1). */
 import type { Scenario, ScenarioId } from '../scenario';
+import { E1 } from './expert-faults';
 import { S3, S4, S5, S6, S7 } from './network-faults';
 import { S1, S2, S9 } from './process-faults';
 import { S0, S8, S10 } from './soak';
 
-export const SCENARIOS: readonly Scenario[] = [S0, S1, S2, S3, S4, S5, S6, S7, S8, S9, S10];
+export const SCENARIOS: readonly Scenario[] = [S0, S1, S2, S3, S4, S5, S6, S7, S8, S9, S10, E1];
 
 export function scenarioById(id: ScenarioId): Scenario {
   const found = SCENARIOS.find((s) => s.id === id);

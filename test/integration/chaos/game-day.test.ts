@@ -1,6 +1,6 @@
 /**
  * The game day CI runs: S1 (SIGKILL a stage worker), S2 (SIGSTOP / SIGCONT), S3 (blackhole),
- * S8 (etcd crash) and S9 (coordinator crash), through the chaos harness in short mode, each on
+ * S8 (etcd crash), S9 (coordinator crash) and E1 (SIGKILL a worker holding experts only), through the chaos harness in short mode, each on
  * its own cluster in network namespaces. The harness is run as its own process (it needs root,
  * owns the bchaos-* namespaces and cleans them up on any exit) and its report.json is checked:
  * every scenario passed, or, where the machine lacks a capability (not root, no tc), was
@@ -15,7 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Report } from '../../../chaos/report';
 import type { ScenarioResult } from '../../../chaos/runner';
 
-const SCENARIOS = ['S1', 'S2', 'S3', 'S8', 'S9'] as const;
+const SCENARIOS = ['S1', 'S2', 'S3', 'S8', 'S9', 'E1'] as const;
 const HARNESS_TIMEOUT_MS = 9 * 60_000;
 const MAIN_JS = join(__dirname, '..', '..', '..', 'chaos', 'main.js');
 
@@ -24,7 +24,7 @@ function explain(r: ScenarioResult): string {
   return [`${r.id} ${r.status}: ${r.reason ?? ''}`, ...failed, 'evidence:', ...r.evidence.slice(-20)].join('\n');
 }
 
-describe('chaos game day (short): S1, S2, S3, S8, S9', { timeout: HARNESS_TIMEOUT_MS + 60_000 }, () => {
+describe('chaos game day (short): S1, S2, S3, S8, S9, E1', { timeout: HARNESS_TIMEOUT_MS + 60_000 }, () => {
   const out = mkdtempSync(join(tmpdir(), 'bora-chaos-'));
   let report: Report;
   let exitCode: number | null = null;
