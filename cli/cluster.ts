@@ -78,6 +78,7 @@ const UP_FLAGS = {
   'lease-ttl-ms': { type: 'string' },
   'memory-bytes': { type: 'string' },
   'timeout-ms': { type: 'string' },
+  'expert-rebalance-ms': { type: 'string' },
 } as const;
 
 export async function upCommand(argv: string[]): Promise<void> {
@@ -96,11 +97,12 @@ export async function upCommand(argv: string[]): Promise<void> {
   const coordinatorAddress = `127.0.0.1:${await freePort()}`;
   const common = ['--etcd', etcd.url];
   const ttl = v['lease-ttl-ms'] === undefined ? [] : ['--lease-ttl-ms', v['lease-ttl-ms']];
+  const rebalance = v['expert-rebalance-ms'] === undefined ? [] : ['--expert-rebalance-ms', v['expert-rebalance-ms']];
   // Metrics ports are chosen here so that cluster.json can say where each /metrics is.
   const coordinatorMetricsPort = await freePort();
   const coordinatorPid = spawnDetached(
     process.execPath,
-    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--model', modelDir, '--placement', placement, '--replicas', v.replicas ?? '1', '--metrics-port', String(coordinatorMetricsPort), ...ttl],
+    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--model', modelDir, '--placement', placement, '--replicas', v.replicas ?? '1', '--metrics-port', String(coordinatorMetricsPort), ...ttl, ...rebalance],
     join(stateDir, 'coordinator.log'),
   );
   // A small cluster shares this machine's cores: one onnxruntime thread per worker, no spinning.

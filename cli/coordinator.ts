@@ -1,7 +1,7 @@
 /** bora coordinator: placement, plans and the client API, until SIGTERM / SIGINT. */
 import { basename, resolve } from 'node:path';
 import { InvalidArgumentError } from '../common/errors';
-import { CoordinatorNode, type CoordinatorOptions } from '../coordinator/coordinator-node';
+import { CoordinatorNode, DEFAULT_EXPERT_REBALANCE_MS, type CoordinatorOptions } from '../coordinator/coordinator-node';
 import { intFlag, parseFlags, requireString } from './args';
 import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
 
@@ -21,6 +21,7 @@ const FLAGS = {
   prefix: { type: 'string' },
   'max-batch-tokens': { type: 'string' },
   'max-batch-sequences': { type: 'string' },
+  'expert-rebalance-ms': { type: 'string' },
 } as const;
 
 export async function coordinatorCommand(argv: string[]): Promise<void> {
@@ -33,6 +34,9 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
   const keepaliveMs = intFlag(v['keepalive-ms'], '--keepalive-ms', DEFAULT_KEEPALIVE_MS);
   const replicas = intFlag(v.replicas, '--replicas', 1);
   if (replicas !== 1 && replicas !== 2) throw new InvalidArgumentError(`--replicas must be 1 or 2, got ${replicas}`);
+  // With --placement experts: how often routing counts are collected to place hot experts; 0: never.
+  const expertRebalanceIntervalMs = intFlag(v['expert-rebalance-ms'], '--expert-rebalance-ms', DEFAULT_EXPERT_REBALANCE_MS);
+  if (expertRebalanceIntervalMs < 0) throw new InvalidArgumentError(`--expert-rebalance-ms must be 0 or more, got ${expertRebalanceIntervalMs}`);
   const options: CoordinatorOptions = {
     etcdUrl: requireString(v.etcd, '--etcd'),
     listenHost: listen.host,
@@ -52,6 +56,7 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
     keepaliveTimeoutMs: keepaliveMs,
     maxBatchTokens: intFlag(v['max-batch-tokens'], '--max-batch-tokens', 512),
     maxBatchSequences: intFlag(v['max-batch-sequences'], '--max-batch-sequences', 32),
+    expertRebalanceIntervalMs,
   };
   // BORA_CHECK_ARGS=1: validate the command line and stop (deployment files are tested this way).
   if (process.env.BORA_CHECK_ARGS === '1') return;

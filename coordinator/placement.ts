@@ -6,18 +6,46 @@
  * 1. Repair before re-plan. With a compatible `previous` plan, departed workers are dropped from
  *    it; if every stage still has a holder (a standby is promoted to primary) and every kept
  *    share still fits its worker's memory, the ranges are kept and only missing standbys and
- *    expert copies are added. Nothing that is already loaded moves (minimal movement).
+ *    expert copies (and hot experts' further copies, rule 5) are added. Nothing that is already loaded moves (minimal movement).
  * 2. Otherwise a fresh plan: at most numLayers primaries (largest memory first, ties by id),
  *    ordered by id. Each gets one layer, then every further layer goes to the stage whose memory
  *    utilisation after taking it is lowest (ties: the earlier stage). That greedy minimises the
  *    peak utilisation, so a worker with twice the memory gets about twice the layers. The first
  *    stage also holds the embedding, the last the LM head.
- * 3. Experts ("spread"): every (layer, expert) goes to min(2, members) distinct workers, each copy
- *    to the worker with the lowest utilisation after taking it. In "local" mode a stage holds
- *    all experts of its layers and the plan lists none.
+ * 3. Experts ("spread"): every (layer, expert) goes to min(2, members) distinct workers, so that
+ *    losing one worker loses no expert (an error when they do not fit), each copy to the worker
+ *    with the lowest memory utilisation after taking it. In "local" mode a stage holds all
+ *    experts of its layers and the plan lists none.
  * 4. Standbys (replicas 2): each stage's range is copied to the least-utilised other worker that
  *    has room; a stage keeps a single holder when no worker has room (not an error).
- * Every tie is broken by worker id, and members are sorted first, so input order never matters.
+ * 5. Hot experts (spread, with an observed `expertLoad`, below): a hot expert gets further copies
+ *    on workers that do not hold it yet, hottest first, while some worker has room; a copy that
+ *    fits nowhere is simply not made (best effort, like standbys).
+ * Every tie is broken by worker id, and members and load are sorted first, so input order never
+ * matters.
+ *
+ * Routing load (`expertLoad`: tokens routed to each expert over a recent window):
+ * - share(e) = tokens(e) / the sum of tokens over e's layer's experts; an even spread gives every
+ *   expert 1 / numExperts. An expert is *hot* when share(e) > 2 / numExperts (more than twice an
+ *   even share). It then wants ceil(share(e) x numExperts) copies, at most one per member, so
+ *   that no copy serves much more than an even share; every other expert wants min(2, members).
+ * - A copy is expected to serve tokens(e) / (the copies e wants, or holds if more): dispatch
+ *   spreads an expert's calls over its copies (worker/remote-experts.ts rotates among them).
+ *   That estimate ignores that a stage's own copy serves all its stage's calls in place.
+ * - Balanced choice: a copy goes to the worker with the lowest expected load in the expert's
+ *   layer after taking it (an MoE layer step waits for its slowest holder), then over all layers,
+ *   then the lowest memory utilisation after it, then the lower id; experts hottest first (ties:
+ *   layer, expert). That greedy keeps each worker's expected load in a layer within about one
+ *   copy's share of the others' (tested).
+ * - Orders: placing by memory (rules 3, 4, 5 in that order, the load deciding only rule 5's
+ *   copies) is the baseline. Two balanced orders are tried first: hot copies right after their
+ *   expert's required ones, then hot copies after the standbys. The first of them that fits and
+ *   places as many standbys as the baseline is taken, else the baseline: a load never costs a
+ *   required copy or a standby, and under tight memory hot copies take only the room left.
+ * - No load, or a load of zeros, gives exactly the placement without one.
+ * - Repair (rule 1) keeps every copy of the previous plan, so a load that has cooled down drops
+ *   no copy and no copy ever moves; it may add copies (rules 3 and 5), placed as above with the
+ *   kept copies' expected load counted. Only a fresh plan (a join) places every copy anew.
  */
 import { type MemberInfo } from '../common/cluster/member';
 import { type ExpertPlacement, type Plan, type StagePlan, validatePlan } from '../common/cluster/plan';
@@ -40,6 +68,13 @@ export interface ModelFootprint {
 
 export type ExpertsMode = 'local' | 'spread';
 
+/** Tokens routed to one expert of one layer over a recent window, as workers observed them. */
+export interface ExpertLoad {
+  readonly layer: number;
+  readonly expert: number;
+  readonly tokens: number;
+}
+
 export interface PlacementInput {
   readonly members: readonly MemberInfo[];
   readonly model: ModelFootprint;
@@ -49,14 +84,37 @@ export interface PlacementInput {
   /** Holders per stage range: 1 = primary only, 2 = primary + one standby when memory allows. */
   readonly replicas?: 1 | 2;
   readonly expertsMode?: ExpertsMode;
+  /** Observed routing ("spread" only): hot experts get more copies, copies spread their load.
+   * Entries of the same (layer, expert) add up; experts not listed saw no tokens. */
+  readonly expertLoad?: readonly ExpertLoad[];
 }
 
 const byId = (a: MemberInfo, b: MemberInfo): number => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
-/** Bytes committed per worker while a plan is being built. */
+/** An expert is hot above this many times an even share of its layer's tokens. */
+const HOT_SHARE_FACTOR = 2;
+
+/** The key under which a worker's expected tokens over every layer are kept. */
+const ALL_LAYERS = -1;
+
+function lexLess(a: readonly number[], b: readonly number[]): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] < b[i];
+  return false;
+}
+
+/** Bytes (and expected expert dispatch tokens) committed per worker while a plan is being built. */
 class Ledger {
   private readonly usedBytes = new Map<WorkerId, number>();
+  private readonly tokensByWorker = new Map<WorkerId, Map<number, number>>();
   constructor(readonly members: readonly MemberInfo[]) {}
+
+  /** An independent copy, to try one order of placement without committing to it. */
+  clone(): Ledger {
+    const copy = new Ledger(this.members);
+    for (const [w, bytes] of this.usedBytes) copy.usedBytes.set(w, bytes);
+    for (const [w, byLayer] of this.tokensByWorker) copy.tokensByWorker.set(w, new Map(byLayer));
+    return copy;
+  }
 
   used(w: WorkerId): number {
     return this.usedBytes.get(w) ?? 0;
@@ -71,6 +129,36 @@ class Ledger {
   }
   add(w: WorkerId, bytes: number): void {
     this.usedBytes.set(w, this.used(w) + bytes);
+  }
+  /** Expected dispatch tokens of the expert copies a worker holds, in one layer or in all. */
+  tokens(w: WorkerId, layer?: number): number {
+    return this.tokensByWorker.get(w)?.get(layer ?? ALL_LAYERS) ?? 0;
+  }
+  addTokens(w: WorkerId, layer: number, tokens: number): void {
+    const byLayer = this.tokensByWorker.get(w) ?? new Map<number, number>();
+    byLayer.set(layer, (byLayer.get(layer) ?? 0) + tokens);
+    byLayer.set(ALL_LAYERS, (byLayer.get(ALL_LAYERS) ?? 0) + tokens);
+    this.tokensByWorker.set(w, byLayer);
+  }
+  /**
+   * The balanced choice (header): the member (not in `exclude`) with room for an expert copy of
+   * `bytes` that is expected to serve `tokens` of `layer`, with the lowest expected load in that
+   * layer after taking it, then over all layers, then the lowest utilisation after it. Members
+   * are in id order and only a strictly better one replaces the best so far: ties go to the
+   * lower id.
+   */
+  expertHolder(bytes: number, exclude: ReadonlySet<WorkerId>, layer: number, tokens: number): WorkerId | undefined {
+    let best: WorkerId | undefined;
+    let bestKey: readonly number[] = [];
+    for (const m of this.members) {
+      if (exclude.has(m.id) || !this.fits(m.id, bytes)) continue;
+      const key = [this.tokens(m.id, layer) + tokens, this.tokens(m.id) + tokens, (this.used(m.id) + bytes) / m.memoryBytes];
+      if (best === undefined || lexLess(key, bestKey)) {
+        best = m.id;
+        bestKey = key;
+      }
+    }
+    return best;
   }
   /** The member (not in `exclude`) with room for `bytes` and the lowest utilisation after it. */
   leastUtilised(bytes: number, exclude: ReadonlySet<WorkerId>): WorkerId | undefined {
@@ -98,6 +186,10 @@ interface Sizing {
   readonly expertBytes: number;
   readonly spread: boolean;
   readonly replicas: 1 | 2;
+  /** Observed tokens by layer * numExperts + expert; undefined without a load (or all zeros). */
+  readonly tokens: readonly number[] | undefined;
+  /** Sum of `tokens` over each layer's experts. */
+  readonly layerTokens: readonly number[];
 }
 
 function stageBytes(s: Sizing, range: LayerRange): number {
@@ -118,6 +210,7 @@ function checkInput(input: PlacementInput): Sizing {
   if (spread && m.numExperts === 0) throw new InvalidArgumentError('expertsMode "spread" needs a model with experts');
   const ids = new Set(input.members.map((x) => x.id));
   if (ids.size !== input.members.length) throw new InvalidArgumentError('members must have distinct ids');
+  const { tokens, layerTokens } = checkLoad(input.expertLoad ?? [], m);
   return {
     numLayers: m.numLayers,
     stageLayerBytes: m.layerBytes + (spread ? 0 : m.numExperts * m.expertBytes),
@@ -127,7 +220,26 @@ function checkInput(input: PlacementInput): Sizing {
     expertBytes: m.expertBytes,
     spread,
     replicas: input.replicas ?? 1,
+    // In "local" mode experts are not placed, so their load has nothing to decide.
+    tokens: spread && layerTokens.some((t) => t > 0) ? tokens : undefined,
+    layerTokens,
   };
+}
+
+/** Sums the load per (layer, expert), rejecting entries outside the model. */
+function checkLoad(load: readonly ExpertLoad[], m: ModelFootprint): { tokens: number[]; layerTokens: number[] } {
+  const tokens: number[] = new Array<number>(m.numLayers * m.numExperts).fill(0);
+  const layerTokens: number[] = new Array<number>(m.numLayers).fill(0);
+  for (const l of load) {
+    const where = `expertLoad entry ${JSON.stringify(l)}`;
+    if (!Number.isSafeInteger(l.layer) || l.layer < 0 || l.layer >= m.numLayers) throw new InvalidArgumentError(`${where}: layer must be in [0, ${m.numLayers})`);
+    if (!Number.isSafeInteger(l.expert) || l.expert < 0 || l.expert >= m.numExperts) throw new InvalidArgumentError(`${where}: expert must be in [0, ${m.numExperts})`);
+    if (!Number.isSafeInteger(l.tokens) || l.tokens < 0) throw new InvalidArgumentError(`${where}: tokens must be a non-negative integer`);
+    tokens[l.layer * m.numExperts + l.expert] += l.tokens;
+    layerTokens[l.layer] += l.tokens;
+    if (!Number.isSafeInteger(layerTokens[l.layer])) throw new InvalidArgumentError(`expertLoad of layer ${l.layer} sums past 2^53 tokens`);
+  }
+  return { tokens, layerTokens };
 }
 
 /** Decides the plan for `input.epoch`. Throws UnavailableError with no members and
@@ -157,37 +269,67 @@ function fresh(members: readonly MemberInfo[], s: Sizing): PlanBody {
   return finish(stages, s.spread ? [] : undefined, ledger, s, members);
 }
 
-/** Adds expert copies and standbys to `stages`/`experts`, whose bytes `ledger` already holds. */
+/**
+ * Adds expert copies and standbys to `stages`/`experts`, whose bytes `ledger` already holds.
+ *
+ * With a load, up to three orders are tried (header, "Orders"); a load-balanced one is kept only
+ * when it fits and places as many standbys as placing by memory does.
+ */
 function finish(
-  stages: { range: LayerRange; workers: WorkerId[] }[],
-  experts: { layer: number; expert: number; workers: WorkerId[] }[] | undefined,
+  stages: readonly { range: LayerRange; workers: WorkerId[] }[],
+  experts: readonly { layer: number; expert: number; workers: WorkerId[] }[] | undefined,
   ledger: Ledger,
   s: Sizing,
   members: readonly MemberInfo[],
 ): PlanBody {
-  let placed: ExpertPlacement[] | undefined;
-  if (experts !== undefined) {
-    const copies = Math.min(2, members.length);
-    const byKey = new Map(experts.map((p) => [p.layer * s.numExperts + p.expert, p]));
-    for (let layer = 0; layer < s.numLayers; layer++) {
-      for (let expert = 0; expert < s.numExperts; expert++) {
-        const holders = byKey.get(layer * s.numExperts + expert)?.workers ?? [];
-        while (holders.length < copies) {
-          const w = ledger.leastUtilised(s.expertBytes, new Set(holders));
-          if (w === undefined) {
-            throw new ResourceExhaustedError(
-              `no worker has room for copy ${holders.length + 1} of expert ${expert} of layer ${layer} (${s.expertBytes} bytes)`,
-            );
-          }
-          ledger.add(w, s.expertBytes);
-          holders.push(w);
-        }
-        byKey.set(layer * s.numExperts + expert, { layer, expert, workers: holders });
-      }
+  const attempt = (order: Order): Attempt => place(stages, experts, ledger.clone(), s, members.length, order);
+  const byMemory = attempt({ balance: false, hotTogether: false }); // throws when the required copies do not fit
+  if (s.tokens === undefined || experts === undefined) return byMemory.body;
+  for (const order of [{ balance: true, hotTogether: true }, { balance: true, hotTogether: false }]) {
+    let balanced: Attempt;
+    try {
+      balanced = attempt(order);
+    } catch (err) {
+      if (err instanceof ResourceExhaustedError) continue;
+      throw err;
     }
-    placed = [...byKey.values()]
-      .sort((a, b) => a.layer - b.layer || a.expert - b.expert)
-      .map((p) => ({ ...p, workers: [...p.workers].sort() }));
+    if (balanced.standbys >= byMemory.standbys) return balanced.body;
+  }
+  return byMemory.body;
+}
+
+interface Order {
+  /** Required copies by the balanced choice, hottest first; else by memory alone (rule 3), in
+   * layer order. Hot experts' further copies always use the balanced choice. */
+  readonly balance: boolean;
+  /** Hot experts' further copies right after their required ones; else after the standbys. */
+  readonly hotTogether: boolean;
+}
+
+interface Attempt {
+  readonly body: PlanBody;
+  /** Stage holders beyond the primaries. */
+  readonly standbys: number;
+}
+
+/** Rules 3-5 in one order, on copies of `stages`/`experts`; `ledger` is this attempt's own. */
+function place(
+  stagesIn: readonly { range: LayerRange; workers: WorkerId[] }[],
+  experts: readonly { layer: number; expert: number; workers: WorkerId[] }[] | undefined,
+  ledger: Ledger,
+  s: Sizing,
+  memberCount: number,
+  order: Order,
+): Attempt {
+  const stages = stagesIn.map((st) => ({ range: st.range, workers: [...st.workers] }));
+  const hottestFirst = experts === undefined ? [] : expertCopies(experts, ledger, s, memberCount);
+  const byLayer = [...hottestFirst].sort((a, b) => a.layer - b.layer || a.expert - b.expert);
+  const required = Math.min(2, memberCount);
+  for (const c of order.balance ? hottestFirst : byLayer) {
+    if (!fill(c, required, ledger, s, order.balance)) {
+      throw new ResourceExhaustedError(`no worker has room for copy ${c.workers.length + 1} of expert ${c.expert} of layer ${c.layer} (${s.expertBytes} bytes)`);
+    }
+    if (order.hotTogether) fill(c, c.wanted, ledger, s, true);
   }
   for (const stage of stages) {
     if (stage.workers.length >= s.replicas) continue;
@@ -197,7 +339,80 @@ function finish(
     ledger.add(w, bytes);
     stage.workers.push(w);
   }
-  return { stages, ...(placed === undefined ? {} : { experts: placed }) };
+  // Hottest first, so that the hottest get what room there is.
+  if (!order.hotTogether) for (const c of hottestFirst) fill(c, c.wanted, ledger, s, true);
+  const placed = byLayer.map((c): ExpertPlacement => ({ layer: c.layer, expert: c.expert, workers: [...c.workers].sort() }));
+  return {
+    body: { stages, ...(experts === undefined ? {} : { experts: placed }) },
+    standbys: stages.reduce((n, st) => n + st.workers.length - 1, 0),
+  };
+}
+
+/** One expert's copies while a plan is being built. */
+interface Copies {
+  readonly layer: number;
+  readonly expert: number;
+  readonly workers: WorkerId[];
+  /** Observed tokens (0 without a load). */
+  readonly tokens: number;
+  /** Copies rule 3 requires plus those rule 5 wants for a hot expert. */
+  readonly wanted: number;
+  /** Expected tokens each copy serves (the routing load section of the header). */
+  readonly copyTokens: number;
+}
+
+/**
+ * Every expert with the copies it already has (kept from a previous plan), hottest first (ties:
+ * layer, expert; without a load that is plain layer order). Kept copies count towards their
+ * workers' expected load before any new copy is placed.
+ */
+function expertCopies(
+  previous: readonly { layer: number; expert: number; workers: WorkerId[] }[],
+  ledger: Ledger,
+  s: Sizing,
+  memberCount: number,
+): Copies[] {
+  const required = Math.min(2, memberCount);
+  const kept = new Map(previous.map((p) => [p.layer * s.numExperts + p.expert, p.workers]));
+  const copies: Copies[] = [];
+  for (let layer = 0; layer < s.numLayers; layer++) {
+    for (let expert = 0; expert < s.numExperts; expert++) {
+      const key = layer * s.numExperts + expert;
+      const workers = [...(kept.get(key) ?? [])];
+      const tokens = s.tokens?.[key] ?? 0;
+      const wanted = wantedCopies(tokens, s.layerTokens[layer], s.numExperts, required, memberCount);
+      copies.push({ layer, expert, workers, tokens, wanted, copyTokens: tokens / Math.max(wanted, workers.length) });
+    }
+  }
+  copies.sort((a, b) => b.tokens - a.tokens || a.layer - b.layer || a.expert - b.expert);
+  for (const c of copies) for (const w of c.workers) ledger.addTokens(w, c.layer, c.copyTokens);
+  return copies;
+}
+
+/** Adds copies of `c` until it has `count`, each by the balanced choice, or by memory alone
+ * (rule 3) unless `balance`; false when one fits nowhere. */
+function fill(c: Copies, count: number, ledger: Ledger, s: Sizing, balance: boolean): boolean {
+  while (c.workers.length < count) {
+    const w = balance ? ledger.expertHolder(s.expertBytes, new Set(c.workers), c.layer, c.copyTokens) : ledger.leastUtilised(s.expertBytes, new Set(c.workers));
+    if (w === undefined) return false;
+    ledger.add(w, s.expertBytes);
+    ledger.addTokens(w, c.layer, c.copyTokens);
+    c.workers.push(w);
+  }
+  return true;
+}
+
+/** Hot: share = tokens / layerTokens > 2 / numExperts. Then ceil(share x numExperts) copies, at
+ * most one per member; otherwise the `required` copies (see the header). Integer comparisons,
+ * so a share of exactly twice an even one is not hot. */
+function wantedCopies(tokens: number, layerTokens: number, numExperts: number, required: number, memberCount: number): number {
+  const scaled = tokens * numExperts; // share x numExperts x layerTokens
+  if (layerTokens === 0 || scaled <= HOT_SHARE_FACTOR * layerTokens) return required;
+  // The smallest n with n x layerTokens >= scaled; the loops only correct the division's rounding.
+  let wanted = Math.ceil(scaled / layerTokens);
+  while (wanted * layerTokens < scaled) wanted++;
+  while ((wanted - 1) * layerTokens >= scaled) wanted--;
+  return Math.min(memberCount, Math.max(required, wanted));
 }
 
 /** Fresh contiguous ranges for the primaries, weighted by memory (rule 2). */

@@ -1,7 +1,8 @@
 /**
  * Expert dispatch figures gathered where dispatch happens (the engine thread) and handed to the
  * worker's metrics on the main thread with each forward reply: RemoteExperts' hooks add to a
- * collector, take() empties it.
+ * collector, take() empties it. On the main thread RoutedTokens keeps the running token counts
+ * that the worker's Status reply gives the coordinator for expert placement.
  */
 import type { BoraError } from '../common/errors';
 import type { ExpertRole, RemoteExpertsHooks } from './remote-experts';
@@ -57,6 +58,25 @@ export class ExpertStatsCollector {
     this.holderFailures = 0;
     this.lastFailure = undefined;
     return stats;
+  }
+}
+
+/** Tokens routed per (layer, expert) since the worker started: the sum of every take()'s tokens. */
+export class RoutedTokens {
+  private readonly totals = new Map<string, { layer: number; expert: number; tokens: number }>();
+
+  add(tokens: ExpertDispatchStats['tokens']): void {
+    for (const t of tokens) {
+      const k = `${t.layer}:${t.expert}`;
+      const entry = this.totals.get(k) ?? { layer: t.layer, expert: t.expert, tokens: 0 };
+      entry.tokens += t.tokens;
+      this.totals.set(k, entry);
+    }
+  }
+
+  /** Every (layer, expert) that got tokens, in layer then expert order (copies, not live entries). */
+  list(): { layer: number; expert: number; tokens: number }[] {
+    return [...this.totals.values()].map((t) => ({ ...t })).sort((a, b) => a.layer - b.layer || a.expert - b.expert);
   }
 }
 

@@ -6,15 +6,18 @@
  * to the experts that destination serves; the calls go out in parallel and the outputs come back
  * in call order. Every copy of an expert computes the same function of the same weights, so any
  * holder may serve it: when a holder fails (unreachable, deadline, an error of its own), its
- * calls go to the next holder in the same step, and the result is token for token the same.
+ * calls go to another holder in the same step, and the result is token for token the same.
  * Only when every holder of an expert has failed does the step fail, with a retryable
  * UnavailableError: the micro-batch then fails and the coordinator replays it on the next plan.
  *
- * Which holder serves an expert: this worker when it holds it (no network), else the first holder
- * in plan order (the primary) that has not failed within the last `failedHolderPenaltyMs`, else
- * one that has. A holder on another plan epoch (FAILED_PRECONDITION: it has not installed ours
- * yet, or has moved on) is skipped for the step; when no holder is left, the step waits
- * `staleRetryDelayMs` and asks again, at most `staleRetries` times.
+ * Which holder serves an expert: this worker when it holds it (no network); else its holders
+ * that have not failed within the last `failedHolderPenaltyMs` take turns, one step each in plan
+ * order (so the first step asks the primary, and a hot expert's calls spread over its copies, as
+ * placement expects); else, when every holder left has failed lately, those take turns. Turns
+ * are counted per (layer, expert) and step, so the choice is deterministic. A holder on another
+ * plan epoch (FAILED_PRECONDITION: it has not installed ours yet, or has moved on) is skipped for
+ * the step; when no holder is left, the step waits `staleRetryDelayMs` and asks again, at most
+ * `staleRetries` times.
  */
 import { BoraError, InternalError, UnavailableError, asBoraError } from '../common/errors';
 import { expertKey, type ExpertBackend, type ExpertCall } from '../common/engine/experts';
@@ -99,6 +102,8 @@ export class RemoteExperts implements ExpertBackend {
   private holders = new Map<string, readonly string[]>();
   private local: LocalHolder | undefined;
   private readonly failedAtMs = new Map<string, number>();
+  /** Steps that have dispatched each expert, by expertKey: whose turn it is among its holders. */
+  private readonly turns = new Map<string, number>();
   private readonly now: () => number;
 
   constructor(
@@ -128,6 +133,13 @@ export class RemoteExperts implements ExpertBackend {
     const holders = this.holders;
     const local = this.local;
     for (const call of calls) hooks?.onTokens?.(layer, call.expert, call.tokens);
+    // One turn per expert per step, kept for the whole step (a retry after a failure included).
+    const turns = calls.map((call) => {
+      const key = expertKey(layer, call.expert);
+      const turn = this.turns.get(key) ?? 0;
+      this.turns.set(key, turn + 1);
+      return turn;
+    });
 
     const outputs: (Float32Array | undefined)[] = calls.map(() => undefined);
     const failed = new Set<string>(); // holders that failed in this step
@@ -140,7 +152,7 @@ export class RemoteExperts implements ExpertBackend {
       const byDestination = new Map<string, number[]>();
       let orphan: number | undefined;
       for (const i of pending) {
-        const address = this.pick(holders.get(expertKey(layer, calls[i].expert)) ?? [], local, skip);
+        const address = this.pick(holders.get(expertKey(layer, calls[i].expert)) ?? [], local, skip, turns[i]);
         if (address === undefined) {
           orphan = i;
           break;
@@ -204,17 +216,19 @@ export class RemoteExperts implements ExpertBackend {
     this.options.transport.close();
   }
 
-  /** The holder to ask: this worker, else the first that has not failed lately, else any left. */
-  private pick(addresses: readonly string[], local: LocalHolder | undefined, skip: (address: string) => boolean): string | undefined {
+  /** The holder to ask: this worker, else the `turn`th of those that have not failed lately
+   * (counting round), else of any left. */
+  private pick(addresses: readonly string[], local: LocalHolder | undefined, skip: (address: string) => boolean, turn: number): string | undefined {
     const usable = addresses.filter((a) => !skip(a));
     if (local !== undefined && usable.includes(local.address)) return local.address;
     const penaltyMs = this.options.failedHolderPenaltyMs ?? DEFAULT_FAILED_HOLDER_PENALTY_MS;
     const now = this.now();
-    const healthy = usable.find((a) => {
+    const healthy = usable.filter((a) => {
       const at = this.failedAtMs.get(a);
       return at === undefined || now - at >= penaltyMs;
     });
-    return healthy ?? usable[0];
+    const candidates = healthy.length > 0 ? healthy : usable;
+    return candidates.length === 0 ? undefined : candidates[turn % candidates.length];
   }
 
   private roleOf(address: string, addresses: readonly string[], local: LocalHolder | undefined): ExpertRole {

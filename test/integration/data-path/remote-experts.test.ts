@@ -131,7 +131,8 @@ describe('experts spread over in-process workers', () => {
       for (const [i, step] of d.steps.entries()) assert.equal(new Set(step).size, step.length, `step ${i} sent one call per destination: ${step.join(' ')}`);
       assert.ok(d.steps.every((step) => !step.includes(holders.servers[0].address)), 'the co-located holder is never called over gRPC');
       assert.ok(d.served.local > 0 && d.served.primary > 0, `local and remote copies both served: ${JSON.stringify(d.served)}`);
-      assert.equal(d.served.replica, 0);
+      // Remote copies take turns step by step (remote-experts.ts), so replicas serve too.
+      assert.ok(d.served.replica > 0, `replicas share the remote calls: ${JSON.stringify(d.served)}`);
       assert.deepEqual(d.failures, []);
     } finally {
       await engine.close();

@@ -4,7 +4,7 @@ import { type MemberInfo } from '../../../common/cluster/member';
 import { type Plan, assignmentsOf, decodePlan, encodePlan, stageOf } from '../../../common/cluster/plan';
 import { InvalidArgumentError, ResourceExhaustedError, UnavailableError } from '../../../common/errors';
 import { type WorkerId, workerId } from '../../../common/ids';
-import { type ModelFootprint, type PlacementInput, planPlacement } from '../../../coordinator/placement';
+import { type ExpertLoad, type ModelFootprint, type PlacementInput, planPlacement } from '../../../coordinator/placement';
 
 const MiB = 1 << 20;
 
@@ -208,6 +208,173 @@ describe('planPlacement: experts spread', () => {
   it('fails when a second copy does not fit', () => {
     // 4 x 8 x 2 copies x 4 MiB = 256 MiB of experts; two 100 MiB workers cannot hold them.
     assert.throws(() => place([member('a', 100 * MiB), member('b', 100 * MiB)], { model: moe, expertsMode: 'spread' }), ResourceExhaustedError);
+  });
+});
+
+describe('planPlacement: experts by routing load', () => {
+  const spread = (members: MemberInfo[], extra: Partial<PlacementInput> = {}): Plan => place(members, { model: moe, expertsMode: 'spread', ...extra });
+  const workers = (n: number, memoryBytes = GiB()): MemberInfo[] => Array.from({ length: n }, (_, i) => member(`w${i + 1}`, memoryBytes));
+  const holders = (plan: Plan, layer: number, expert: number): readonly WorkerId[] =>
+    plan.experts?.find((p) => p.layer === layer && p.expert === expert)?.workers ?? [];
+  /** Every expert of `model` with `tokens`, except those `hot` names. */
+  function load(tokens: number, hot: Record<string, number> = {}, model: ModelFootprint = moe): ExpertLoad[] {
+    return Array.from({ length: model.numLayers * model.numExperts }, (_, i) => {
+      const [layer, expert] = [Math.floor(i / model.numExperts), i % model.numExperts];
+      return { layer, expert, tokens: hot[`${layer}:${expert}`] ?? tokens };
+    });
+  }
+  /** Expected tokens per worker in `layer` (or all layers): each copy serves tokens / copies. */
+  function expectedTokens(plan: Plan, entries: readonly ExpertLoad[], layer?: number): number[] {
+    const byWorker = new Map<string, number>();
+    for (const p of plan.experts ?? []) {
+      if (layer !== undefined && p.layer !== layer) continue;
+      const tokens = entries.find((l) => l.layer === p.layer && l.expert === p.expert)?.tokens ?? 0;
+      for (const w of p.workers) byWorker.set(w, (byWorker.get(w) ?? 0) + tokens / p.workers.length);
+    }
+    return [...byWorker.values()];
+  }
+  const standbys = (plan: Plan): number => plan.stages.reduce((n, st) => n + st.workers.length - 1, 0);
+  const assertRequiredCopies = (plan: Plan, members: number): void => {
+    for (const p of plan.experts ?? []) {
+      assert.ok(p.workers.length >= Math.min(2, members), `expert ${p.expert} of layer ${p.layer} on ${p.workers.join(', ')}`);
+      assert.equal(new Set(p.workers).size, p.workers.length);
+    }
+  };
+
+  it('without a load, with an empty one or one of zeros: exactly the placement without one', () => {
+    const plan = spread(workers(3));
+    // The placement before routing load existed, layer 0 (three equal workers).
+    assert.deepEqual((plan.experts ?? []).filter((p) => p.layer === 0).map((p) => p.workers.join('')), ['w1w3', 'w1w2', 'w2w3', 'w1w3', 'w1w2', 'w2w3', 'w1w3', 'w1w2']);
+    for (const [n, replicas] of [[1, 1], [2, 2], [3, 1], [3, 2], [4, 2]] as const) {
+      const members = [...workers(n - 1), member(`w${n}`, 300 * MiB)];
+      const without = spread(members, { replicas });
+      assert.deepEqual(spread(members, { replicas, expertLoad: [] }), without);
+      assert.deepEqual(spread(members, { replicas, expertLoad: load(0) }), without, `${n} workers, replicas ${replicas}`);
+      if (n === 1) continue;
+      const repaired = spread(members.slice(1), { replicas, previous: without, epoch: 2 });
+      assert.deepEqual(spread(members.slice(1), { replicas, previous: without, epoch: 2, expertLoad: load(0) }), repaired);
+    }
+  });
+
+  it('a hot expert (share > 2 / numExperts) gets ceil(share x numExperts) copies, at most one per member', () => {
+    // Layer 2 has 1000 tokens; expert 5 takes `hot` of them and the other 7 share the rest.
+    const cases: { members: number; hot: number; copies: number }[] = [
+      { members: 4, hot: 250, copies: 2 }, // exactly twice an even share (1/8): not hot
+      { members: 4, hot: 251, copies: 3 },
+      { members: 4, hot: 375, copies: 3 }, // share x 8 = 3
+      { members: 4, hot: 376, copies: 4 },
+      { members: 4, hot: 900, copies: 4 }, // capped at the members
+      { members: 3, hot: 500, copies: 3 },
+      { members: 2, hot: 900, copies: 2 },
+      { members: 1, hot: 900, copies: 1 },
+    ];
+    for (const c of cases) {
+      const rest = (1000 - c.hot) / 7;
+      const entries = [0, 1, 2, 3, 4, 5, 6, 7].map((expert) => ({ layer: 2, expert, tokens: expert === 5 ? c.hot : rest }));
+      // The rest must be whole tokens: spread the remainder over the first experts.
+      const whole = entries.map((e, i) => ({ ...e, tokens: e.expert === 5 ? e.tokens : Math.floor(rest) + (i < (1000 - c.hot) % 7 ? 1 : 0) }));
+      const plan = spread(workers(c.members), { expertLoad: whole });
+      assert.equal(holders(plan, 2, 5).length, c.copies, `${c.hot} of 1000 tokens over ${c.members} workers`);
+      for (const p of plan.experts ?? []) if (p.layer !== 2 || p.expert !== 5) assert.equal(p.workers.length, Math.min(2, c.members));
+      assertRequiredCopies(plan, c.members);
+    }
+  });
+
+  it('repair keeps every copy in place and adds the hot expert a copy on a worker that had none', () => {
+    const members = workers(4);
+    const previous = spread(members);
+    const next = spread(members, { previous, epoch: 2, expertLoad: load(100, { '1:6': 400 }) });
+    assert.deepEqual(next.stages, previous.stages);
+    const before = holders(previous, 1, 6);
+    const after = holders(next, 1, 6);
+    assert.equal(after.length, 3);
+    assert.ok(before.every((w) => after.includes(w)), `kept ${before.join(', ')} in ${after.join(', ')}`);
+    for (const p of next.experts ?? []) if (p.layer !== 1 || p.expert !== 6) assert.deepEqual(p.workers, holders(previous, p.layer, p.expert));
+    // Once the load has cooled down the copy stays: nothing is dropped or moved by a repair.
+    assert.deepEqual(spread(members, { previous: next, epoch: 3, expertLoad: load(100) }).experts, next.experts);
+    // Losing a worker under load: every expert still on two workers, the hot one on three.
+    const survivors = members.filter((m) => m.id !== after[0]);
+    const lost = spread(survivors, { previous: next, epoch: 3, expertLoad: load(100, { '1:6': 400 }) });
+    assert.equal(holders(lost, 1, 6).length, 3);
+    assertRequiredCopies(lost, 3);
+    assertFits(lost, survivors, moe, true);
+  });
+
+  it('spreads expected dispatch load: within one copy\'s share per layer, far better than by memory', () => {
+    // Each layer: one expert with 300 tokens (3 copies of 100), six with 100 (2 of 50), one with 20.
+    const entries = load(100, { '0:0': 300, '0:7': 20, '1:1': 300, '1:7': 20, '2:2': 300, '2:7': 20, '3:3': 300, '3:7': 20 });
+    const members = workers(4);
+    const plan = spread(members, { expertLoad: entries });
+    const byMemory = spread(members);
+    for (let layer = 0; layer < moe.numLayers; layer++) {
+      const tokens = expectedTokens(plan, entries, layer);
+      assert.equal(tokens.length, 4);
+      // The bound: max - min <= the largest copy's share in the layer (300 / 3 = 100).
+      assert.ok(Math.max(...tokens) - Math.min(...tokens) <= 100, `layer ${layer}: ${tokens.join(', ')}`);
+      const memoryOnly = expectedTokens(byMemory, entries, layer);
+      assert.ok(Math.max(...tokens) < Math.max(...memoryOnly), `layer ${layer}: ${tokens.join(', ')} vs ${memoryOnly.join(', ')} by memory`);
+    }
+    const total = expectedTokens(plan, entries);
+    assert.ok(Math.max(...total) - Math.min(...total) <= 100, `over all layers: ${total.join(', ')}`);
+    assertRequiredCopies(plan, 4);
+    assertFits(plan, members, moe, true);
+  });
+
+  it('no room for a further copy: the hot expert keeps two, no error', () => {
+    // These three workers are exactly full with the required copies (91, 88 and 87 MiB).
+    const members = [member('w1', 91 * MiB), member('w2', 88 * MiB), member('w3', 87 * MiB)];
+    const plan = spread(members, { expertLoad: load(10, { '1:2': 500 }) });
+    assert.equal(holders(plan, 1, 2).length, 2);
+    assertRequiredCopies(plan, 3);
+    assertFits(plan, members, moe, true);
+    assert.equal(holders(spread(workers(3), { expertLoad: load(10, { '1:2': 500 }) }), 1, 2).length, 3, 'with room it gets a third');
+  });
+
+  it('a load never costs a required copy or a standby, whatever the memory', () => {
+    // Tight, uneven memory: placing by load alone fails or drops standbys in some of these.
+    let seed = 1;
+    const random = (): number => (seed = (seed * 48271) % 2147483647) / 2147483647;
+    const small: ModelFootprint = { numLayers: 2, layerBytes: MiB, embeddingBytes: 0, headBytes: 0, numExperts: 4, expertBytes: MiB };
+    let compared = 0;
+    for (let i = 0; i < 300; i++) {
+      const members = workers(3).map((m) => member(m.id, (2 + Math.floor(random() * 10)) * MiB));
+      const entries = load(0, { '0:0': 100, '0:1': Math.floor(random() * 20), '1:2': Math.floor(random() * 100), '1:3': 10 }, small);
+      const replicas = random() < 0.5 ? 1 : 2;
+      let without: Plan;
+      try {
+        without = spread(members, { model: small, replicas });
+      } catch (err) {
+        assert.ok(err instanceof ResourceExhaustedError);
+        assert.throws(() => spread(members, { model: small, replicas, expertLoad: entries }), ResourceExhaustedError);
+        continue;
+      }
+      const plan = spread(members, { model: small, replicas, expertLoad: entries });
+      assertRequiredCopies(plan, 3);
+      assertFits(plan, members, small, true);
+      assert.ok(standbys(plan) >= standbys(without), `standbys ${standbys(plan)} < ${standbys(without)} for ${members.map((m) => m.memoryBytes / MiB)}`);
+      compared++;
+    }
+    assert.ok(compared > 100, `${compared} tables fit`);
+  });
+
+  it('is deterministic: the order of members and load entries does not matter, entries add up', () => {
+    const members = [member('a', 300 * MiB), member('b', GiB()), member('c', 200 * MiB), member('d', GiB())];
+    const entries = load(30, { '0:3': 200, '2:1': 90, '3:7': 400 });
+    const expected = spread(members, { replicas: 2, expertLoad: entries });
+    assert.ok((expected.experts ?? []).some((p) => p.workers.length > 2), 'the table has hot experts');
+    const split = entries.flatMap((e) => (e.tokens > 1 ? [{ ...e, tokens: 1 }, { ...e, tokens: e.tokens - 1 }] : [e]));
+    for (const order of [[3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]]) {
+      const shuffled = [...split].sort((x, y) => ((x.layer * 7 + x.expert * order[0]) % 5) - ((y.layer * 7 + y.expert * order[0]) % 5) || y.tokens - x.tokens);
+      assert.deepEqual(spread(order.map((i) => members[i]), { replicas: 2, expertLoad: shuffled }), expected);
+    }
+  });
+
+  it('rejects a load outside the model', () => {
+    const members = workers(3);
+    assert.throws(() => spread(members, { expertLoad: [{ layer: 4, expert: 0, tokens: 1 }] }), InvalidArgumentError);
+    assert.throws(() => spread(members, { expertLoad: [{ layer: 0, expert: 8, tokens: 1 }] }), InvalidArgumentError);
+    assert.throws(() => spread(members, { expertLoad: [{ layer: 0, expert: 0, tokens: -1 }] }), InvalidArgumentError);
+    assert.throws(() => spread(members, { expertLoad: [{ layer: 0, expert: 0, tokens: 1.5 }] }), InvalidArgumentError);
   });
 });
 

@@ -2,14 +2,15 @@
  * RemoteExperts over a fake transport: one call per destination per layer step with outputs in
  * call order, this worker's own experts run without the network, a failed holder's calls move to
  * a replica (and the holder goes to the back of the line for a while), a holder on another epoch
- * is asked again after a short wait, and a step with no holder left fails as retryable. And the
- * collector that carries those hooks' figures from the engine thread to the worker's metrics.
+ * is asked again after a short wait, a step with no holder left fails as retryable, and an
+ * expert's calls take turns among its copies. And the collector that carries those hooks' figures
+ * from the engine thread to the worker's metrics, and the running counts for its Status reply.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ExpertCall } from '../../../common/engine/experts';
 import { BoraError, FailedPreconditionError, InternalError, InvalidArgumentError, UnavailableError } from '../../../common/errors';
-import { ExpertStatsCollector } from '../../../worker/expert-stats';
+import { ExpertStatsCollector, RoutedTokens } from '../../../worker/expert-stats';
 import { RemoteExperts, type ExpertRequestSpec, type ExpertRole, type ExpertTransport } from '../../../worker/remote-experts';
 import { rejection } from '../../support/checkpoints';
 
@@ -173,6 +174,44 @@ describe('RemoteExperts', () => {
     assert.deepEqual(transport.sent.map((s) => s.address), ['A']);
   });
 
+  test("an expert's calls take turns among its copies that have not failed; a local copy still comes first", async () => {
+    let nowMs = 0;
+    const transport = new FakeTransport();
+    const served = roles();
+    // Expert 0 is hot: three copies. Expert 1 has two.
+    const hot = { epoch: 7, table: [{ layer: 0, expert: 0, addresses: ['A', 'B', 'C'] }, { layer: 0, expert: 1, addresses: ['A', 'B'] }] };
+    const experts = new RemoteExperts(hot, { transport, failedHolderPenaltyMs: 1000, now: () => nowMs, hooks: { onServed: served.onServed } });
+    const step = async (): Promise<string[]> => {
+      transport.sent.length = 0;
+      const calls = [call(0, [[1, 2]]), call(1, [[3, 4]])];
+      const out = await experts.run(0, calls);
+      calls.forEach((c, i) => assert.deepEqual([...out[i]], [...compute(0, c)], 'the same output whichever copy serves'));
+      return transport.sent.map((s) => `${s.address}:${s.experts.join(',')}`).sort();
+    };
+    assert.deepEqual(await step(), ['A:0,1'], 'the first step asks the primaries');
+    assert.deepEqual(await step(), ['B:0,1']);
+    assert.deepEqual(await step(), ['A:1', 'C:0']);
+    assert.deepEqual(await step(), ['A:0', 'B:1']);
+    assert.deepEqual(served.counts, { local: 0, primary: 4, replica: 4 }, "the role still says plan's first holder or another");
+
+    // B fails in step 4, its turn for expert 0: that call goes on to A in the same step.
+    transport.behaviour.set('B', new UnavailableError('B is gone'));
+    assert.deepEqual(await step(), ['A:0', 'A:1', 'B:0']);
+    // While B is penalised, expert 0 alternates over A and C, expert 1 stays on A.
+    assert.deepEqual(await step(), ['A:1', 'C:0']);
+    assert.deepEqual(await step(), ['A:0,1']);
+    assert.deepEqual(await step(), ['A:1', 'C:0']);
+    nowMs = 1000;
+    transport.behaviour.delete('B');
+    assert.deepEqual(await step(), ['A:1', 'C:0'], 'turn 8 of three copies is the third');
+    assert.deepEqual(await step(), ['A:0', 'B:1'], 'after its penalty B takes turns again');
+
+    // A local copy is used every step, whoever's turn it is.
+    const local = { address: 'C', experts: { run: async (layer: number, calls: readonly ExpertCall[]) => calls.map((c) => compute(layer, c)) } };
+    experts.update(hot, local);
+    for (let i = 0; i < 3; i++) assert.deepEqual(await step(), i % 2 === 0 ? ['A:1'] : ['B:1'], 'expert 0 runs here; expert 1 still takes turns');
+  });
+
   test('update() switches epoch, placement and local holder from the next step', async () => {
     const transport = new FakeTransport();
     const experts = new RemoteExperts(table(7), { transport });
@@ -208,5 +247,21 @@ describe('ExpertStatsCollector', () => {
       lastFailure: 'B: gone',
     });
     assert.equal(collector.take(), undefined);
+  });
+});
+
+describe('RoutedTokens', () => {
+  test('sums every window per (layer, expert), listed in layer then expert order', () => {
+    const totals = new RoutedTokens();
+    assert.deepEqual(totals.list(), []);
+    totals.add([{ layer: 1, expert: 0, tokens: 4 }, { layer: 0, expert: 3, tokens: 2 }]);
+    const first = totals.list();
+    totals.add([{ layer: 0, expert: 3, tokens: 5 }, { layer: 0, expert: 1, tokens: 1 }]);
+    assert.deepEqual(totals.list(), [
+      { layer: 0, expert: 1, tokens: 1 },
+      { layer: 0, expert: 3, tokens: 7 },
+      { layer: 1, expert: 0, tokens: 4 },
+    ]);
+    assert.deepEqual(first, [{ layer: 0, expert: 3, tokens: 2 }, { layer: 1, expert: 0, tokens: 4 }], 'a list taken earlier does not change');
   });
 });
