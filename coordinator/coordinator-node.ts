@@ -28,8 +28,10 @@ import { bindServer, type BoundServer } from '../worker/worker-server';
 import { modelFootprint } from './footprint';
 import { addInferenceService } from './inference-service';
 import { Leadership } from './leadership';
+import { commitHandover, handoverFrom } from './handover';
 import { MembershipWatch } from './membership-watch';
-import { planPlacement, type ExpertsMode } from './placement';
+import { loadDelta, nextBaseline, shouldRebalance, significant, type RoutingCounts } from './expert-load';
+import { planPlacement, type ExpertLoad, type ExpertsMode } from './placement';
 import { PlanStore } from '../common/cluster/plan-store';
 import { RemotePipeline } from './remote-pipeline';
 import { weightServiceHandlers } from './weight-service';
@@ -57,8 +59,15 @@ export interface CoordinatorOptions {
   readonly keepaliveTimeoutMs: number;
   readonly maxBatchTokens: number;
   readonly maxBatchSequences: number;
+  /** Planned changes (join, drain, rebalance) move KV caches instead of replaying; default true. */
+  readonly handover?: boolean;
   readonly log?: (message: string) => void;
+  /** "spread" only: how often the workers' routing counts are collected to place experts by
+   * (hot experts get more copies); 0 disables. Default DEFAULT_EXPERT_REBALANCE_MS. */
+  readonly expertRebalanceIntervalMs?: number;
 }
+
+export const DEFAULT_EXPERT_REBALANCE_MS = 60_000;
 
 /** A worker that does not answer a status probe within this long is a suspect. */
 const PROBE_TIMEOUT_MS = 500;
@@ -179,6 +188,7 @@ export class CoordinatorNode implements PipelineSource {
     this.leadership.start();
     this.watchdog = setInterval(() => void this.watchStalls(), WATCHDOG_INTERVAL_MS);
     this.watchdog.unref();
+    this.startExpertRebalance();
     this.log(`listening on ${this.address} for ${o.modelId}; campaigning for leadership`);
   }
 
@@ -352,7 +362,7 @@ export class CoordinatorNode implements PipelineSource {
     const previous = this.plan;
     // A join rebalances over everyone (the newcomer gets layers); other changes keep the ranges
     // of the workers still present, so a load update or a lost worker moves as little as possible.
-    const candidate = planPlacement({
+    const placed = planPlacement({
       members,
       model: modelFootprint(this.ckpt.config),
       previous: reason === 'join' ? undefined : previous,
@@ -360,8 +370,13 @@ export class CoordinatorNode implements PipelineSource {
       modelId: this.options.modelId,
       expertsMode: this.options.expertsMode,
       replicas: this.options.replicas,
+      expertLoad: this.expertLoad,
     });
-    if (previous !== undefined && pipelineHealthy && samePlacement(previous, candidate) && this.addressesUnchanged(previous, members)) return;
+    if (previous !== undefined && pipelineHealthy && samePlacement(previous, placed) && this.addressesUnchanged(previous, members)) return;
+    // A planned change while the pipeline of `previous` serves: move the caches (handover.ts).
+    const planned = reason === 'join' || reason === 'operator' || reason === 'update';
+    const handover = planned && previous !== undefined && this.options.handover !== false && this.current()?.epoch === previous.epoch;
+    const candidate = handover ? { ...placed, handover: handoverFrom(previous) } : placed;
 
     try {
       await this.plans.publish(candidate);
@@ -391,21 +406,34 @@ export class CoordinatorNode implements PipelineSource {
     });
     if (this.plan !== candidate) return; // superseded while loading
     this.readyEpoch = candidate.epoch;
-    const addresses = candidate.stages.map((s) => this.addressOf(s.workers[0], members));
-    const pipeline = await RemotePipeline.open({
-      epoch: candidate.epoch,
-      stageAddresses: addresses,
-      hiddenSize: this.ckpt.config.hiddenSize,
-      vocabSize: this.ckpt.config.vocabSize,
-      stepTimeoutMs: this.options.stepTimeoutMs,
-      keepaliveTimeMs: this.options.keepaliveTimeMs,
-      keepaliveTimeoutMs: this.options.keepaliveTimeoutMs,
-      etcdOutage: () => this.leadership?.etcdOutage() ?? false,
-    });
+    let keepPositions = false;
+    const holding = candidate.handover !== undefined && previous !== undefined;
+    let pipeline: RemotePipeline;
+    try {
+      if (holding) {
+        const outcome = await commitHandover(previous, candidate, await this.scheduler.quiesce(), (w) => this.membership.members().get(w)?.address);
+        keepPositions = outcome.migrated;
+        this.log(`hand-over to plan ${candidate.epoch}: ${outcome.migrated ? '' : 'replaying instead: '}${outcome.detail}`);
+      }
+      const addresses = candidate.stages.map((s) => this.addressOf(s.workers[0], members));
+      pipeline = await RemotePipeline.open({
+        epoch: candidate.epoch,
+        stageAddresses: addresses,
+        hiddenSize: this.ckpt.config.hiddenSize,
+        vocabSize: this.ckpt.config.vocabSize,
+        stepTimeoutMs: this.options.stepTimeoutMs,
+        keepaliveTimeMs: this.options.keepaliveTimeMs,
+        keepaliveTimeoutMs: this.options.keepaliveTimeoutMs,
+        etcdOutage: () => this.leadership?.etcdOutage() ?? false,
+      });
+    } catch (err) {
+      if (holding) this.scheduler.resume(); // the old pipeline fails on its own and is replaced
+      throw err;
+    }
     const old = this.pipeline;
     this.pipeline = pipeline;
     old?.close();
-    this.scheduler.switchTo(pipeline);
+    this.scheduler.switchTo(pipeline, keepPositions);
     const waiters = this.pipelineWaiters;
     this.pipelineWaiters = [];
     for (const w of waiters) w.resolve(pipeline);
@@ -471,10 +499,69 @@ export class CoordinatorNode implements PipelineSource {
     };
   }
 
+  // ---- expert placement by observed routing (coordinator/expert-load.ts decides) ----
+
+  private rebalanceTimer: NodeJS.Timeout | undefined;
+  private collectingLoad = false;
+  /** Each worker process's cumulative routing counts at the last significant collection. */
+  private routingBaseline: RoutingCounts = new Map();
+  /** The latest window that saw tokens: every plan from then on places experts by it. */
+  private expertLoad: ExpertLoad[] | undefined;
+
+  private startExpertRebalance(): void {
+    const intervalMs = this.options.expertRebalanceIntervalMs ?? DEFAULT_EXPERT_REBALANCE_MS;
+    if (this.options.expertsMode !== 'spread' || intervalMs <= 0) return;
+    this.rebalanceTimer = setInterval(() => void this.collectExpertLoad(), intervalMs);
+    this.rebalanceTimer.unref();
+  }
+
+  /**
+   * Asks every worker for its routing counts and takes the window since the last significant
+   * one as the expert load. When placing with it (keeping the plan in force, as an 'update' re-plan
+   * does) places experts differently, a re-plan is scheduled; otherwise nothing changes.
+   */
+  private async collectExpertLoad(): Promise<void> {
+    const plan = this.plan;
+    if (this.collectingLoad || this.stopped || plan === undefined || !this.leadership?.isLeader()) return;
+    this.collectingLoad = true;
+    try {
+      const all = [...this.membership.members().values()];
+      // Counts are kept per process: a worker that restarted under the same id counts from zero.
+      const key = (m: MemberInfo): string => `${m.id}@${m.startedAtMs}`;
+      const replies = await Promise.all(all.map(async (m) => ({ key: key(m), counts: (await workerStatus(m.address, STATUS_TIMEOUT_MS))?.expertTokens })));
+      const current = new Map(replies.flatMap((r) => (r.counts === undefined ? [] : [[r.key, r.counts] as const])));
+      const model = modelFootprint(this.ckpt.config);
+      const load = loadDelta(this.routingBaseline, current).filter((l) => l.layer < model.numLayers && l.expert < model.numExperts);
+      if (!significant(load, plan)) return; // too few tokens yet: the window grows until they are enough
+      this.routingBaseline = nextBaseline(this.routingBaseline, current, all.map(key));
+      this.expertLoad = load;
+      const members = all.filter((m) => !this.draining.has(m.id) && !this.suspects.has(m.id)); // as replan() does
+      if (members.length === 0 || this.plan !== plan) return;
+      const candidate = planPlacement({
+        members,
+        model,
+        previous: plan,
+        epoch: plan.epoch + 1,
+        modelId: this.options.modelId,
+        expertsMode: this.options.expertsMode,
+        replicas: this.options.replicas,
+        expertLoad: load,
+      });
+      if (!shouldRebalance(plan, candidate, load)) return;
+      this.log(`routing load changes the expert placement (${load.reduce((n, l) => n + l.tokens, 0)} expert tokens this window): re-planning`);
+      this.scheduleReplan('update');
+    } catch (err) {
+      this.log(`collecting expert load failed: ${asBoraError(err).message}`);
+    } finally {
+      this.collectingLoad = false;
+    }
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.replanTimer);
     clearInterval(this.watchdog);
+    clearInterval(this.rebalanceTimer);
     this.scheduler.abortAll(new UnavailableError('the coordinator is shutting down'));
     this.pipeline?.close();
     await this.server?.close();

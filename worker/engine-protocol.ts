@@ -1,6 +1,7 @@
 /** Messages between a worker's main thread and its engine thread. */
 import type { ExpertCall } from '../common/engine/experts';
 import type { SessionSettings } from '../common/engine/ort-session';
+import type { CacheSnapshot } from '../common/engine/kv-cache';
 import type { StageInput, StageOutput } from '../common/engine/stage-engine';
 import type { LayerRange } from '../common/ids';
 import type { ModelConfig } from '../common/model/config';
@@ -28,6 +29,13 @@ export interface RemoteExpertsSpec extends ExpertTable {
   readonly deadlineMs?: number;
 }
 
+/** One sequence's cache for the layers from `layerStart` on (absolute), as a hand-over moves it. */
+export interface SequenceSnapshot {
+  readonly id: string;
+  readonly layerStart: number;
+  readonly snapshot: CacheSnapshot;
+}
+
 export type EngineRequest =
   | { readonly op: 'loadStage'; readonly source: WeightSourceSpec; readonly range: LayerRange; readonly session: SessionSettings; readonly experts?: RemoteExpertsSpec }
   /** A new plan for a stage loaded with `experts`: its epoch and placement from the next forward on. */
@@ -36,6 +44,10 @@ export type EngineRequest =
   | { readonly op: 'forward'; readonly stage: number; readonly input: StageInput }
   | { readonly op: 'release'; readonly stage: number; readonly ids: readonly string[] | 'all' }
   | { readonly op: 'positions'; readonly stage: number; readonly ids: readonly string[] }
+  /** A planned hand-over: copy out, install, or keep only some sequences' caches. */
+  | { readonly op: 'snapshotKv'; readonly stage: number; readonly ids: readonly string[]; readonly layers: LayerRange }
+  | { readonly op: 'restoreKv'; readonly stage: number; readonly entries: readonly SequenceSnapshot[] }
+  | { readonly op: 'retain'; readonly stage: number; readonly ids: readonly string[] }
   | { readonly op: 'runExperts'; readonly experts: number; readonly layer: number; readonly calls: readonly ExpertCall[] }
   | { readonly op: 'close'; readonly handle: number };
 
@@ -46,6 +58,9 @@ export type EngineReplyValue =
   | { readonly op: 'forward'; readonly output: StageOutput; readonly stats: StageStats; readonly experts?: ExpertDispatchStats }
   | { readonly op: 'release'; readonly released: number; readonly stats: StageStats }
   | { readonly op: 'positions'; readonly positions: (number | undefined)[] }
+  | { readonly op: 'snapshotKv'; readonly entries: SequenceSnapshot[] }
+  | { readonly op: 'restoreKv'; readonly stats: StageStats }
+  | { readonly op: 'retain'; readonly released: number; readonly stats: StageStats }
   | { readonly op: 'runExperts'; readonly outputs: Float32Array[] }
   | { readonly op: 'close' };
 

@@ -113,6 +113,21 @@ async function handle(request: EngineRequest): Promise<EngineReplyValue> {
       const stage = stageOf(request.stage);
       return { op: 'positions', positions: request.ids.map((id) => stage.nextPosition(sequenceId(id))) };
     }
+    case 'snapshotKv': {
+      const stage = stageOf(request.stage);
+      const snaps = stage.snapshotCaches(request.ids.map(sequenceId), request.layers);
+      return { op: 'snapshotKv', entries: [...snaps].map(([id, snapshot]) => ({ id, layerStart: request.layers.start, snapshot })) };
+    }
+    case 'restoreKv': {
+      const stage = stageOf(request.stage);
+      for (const e of request.entries) stage.restoreCache(sequenceId(e.id), e.layerStart, e.snapshot);
+      return { op: 'restoreKv', stats: statsOf(stage) };
+    }
+    case 'retain': {
+      const stage = stageOf(request.stage);
+      const released = stage.retainOnly(request.ids.map(sequenceId));
+      return { op: 'retain', released, stats: statsOf(stage) };
+    }
     case 'runExperts': {
       const experts = expertSets.get(request.experts);
       if (experts === undefined) throw new InternalError(`engine thread: no expert set ${request.experts}`);

@@ -11,7 +11,7 @@ import { UnavailableError } from '../common/errors';
 import type { LayerRange, SequenceId } from '../common/ids';
 import type { ModelConfig } from '../common/model/config';
 import { fromThreadError } from '../common/pool/thread-errors';
-import type { EngineReply, EngineReplyValue, EngineRequest, ExpertHolding, RemoteExpertsSpec, WeightSourceSpec } from './engine-protocol';
+import type { EngineReply, EngineReplyValue, EngineRequest, ExpertHolding, RemoteExpertsSpec, SequenceSnapshot, WeightSourceSpec } from './engine-protocol';
 import type { ExpertDispatchStats } from './expert-stats';
 import type { StageBackend, StageStats } from './stage-backend';
 
@@ -116,6 +116,20 @@ export class ThreadedStage implements StageBackend {
 
   async positions(ids: readonly SequenceId[]): Promise<(number | undefined)[]> {
     return (await this.thread.call<'positions'>({ op: 'positions', stage: this.handle, ids })).positions;
+  }
+
+  async snapshotKv(ids: readonly SequenceId[], layers: LayerRange): Promise<SequenceSnapshot[]> {
+    return (await this.thread.call<'snapshotKv'>({ op: 'snapshotKv', stage: this.handle, ids, layers })).entries;
+  }
+
+  async restoreKv(entries: readonly SequenceSnapshot[]): Promise<void> {
+    this.latest = (await this.thread.call<'restoreKv'>({ op: 'restoreKv', stage: this.handle, entries })).stats;
+  }
+
+  async retain(ids: readonly SequenceId[]): Promise<number> {
+    const reply = await this.thread.call<'retain'>({ op: 'retain', stage: this.handle, ids });
+    this.latest = reply.stats;
+    return reply.released;
   }
 
   async close(): Promise<void> {

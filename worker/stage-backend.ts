@@ -5,7 +5,8 @@
  * tests it can be a StageEngine in this thread (InThreadStage).
  */
 import type { StageEngine, StageInput, StageOutput } from '../common/engine/stage-engine';
-import type { LayerRange, SequenceId } from '../common/ids';
+import type { SequenceSnapshot } from './engine-protocol';
+import { sequenceId, type LayerRange, type SequenceId } from '../common/ids';
 import type { ModelConfig } from '../common/model/config';
 
 export interface StageStats {
@@ -24,6 +25,10 @@ export interface StageBackend {
   release(ids: readonly SequenceId[]): Promise<number>;
   /** Next position of each sequence, undefined where it holds none. */
   positions(ids: readonly SequenceId[]): Promise<(number | undefined)[]>;
+  /** A planned hand-over: copies of some caches for absolute `layers`; installing copies; keeping only some. */
+  snapshotKv(ids: readonly SequenceId[], layers: LayerRange): Promise<SequenceSnapshot[]>;
+  restoreKv(entries: readonly SequenceSnapshot[]): Promise<void>;
+  retain(ids: readonly SequenceId[]): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -49,6 +54,15 @@ export class InThreadStage implements StageBackend {
   }
   async positions(ids: readonly SequenceId[]): Promise<(number | undefined)[]> {
     return ids.map((id) => this.engine.nextPosition(id));
+  }
+  async snapshotKv(ids: readonly SequenceId[], layers: LayerRange): Promise<SequenceSnapshot[]> {
+    return [...this.engine.snapshotCaches(ids, layers)].map(([id, snapshot]) => ({ id, layerStart: layers.start, snapshot }));
+  }
+  async restoreKv(entries: readonly SequenceSnapshot[]): Promise<void> {
+    for (const e of entries) this.engine.restoreCache(sequenceId(e.id), e.layerStart, e.snapshot);
+  }
+  async retain(ids: readonly SequenceId[]): Promise<number> {
+    return this.engine.retainOnly(ids);
   }
   close(): Promise<void> {
     return this.engine.close();

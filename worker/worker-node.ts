@@ -5,6 +5,7 @@
  * expired (self-fencing) and serves again once it has re-registered.
  */
 import { existsSync } from 'node:fs';
+import type * as grpc from '@grpc/grpc-js';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import { EtcdKeys, createEtcdClient } from '../common/cluster/etcd-keys';
@@ -12,17 +13,22 @@ import { decodeMember, type MemberInfo } from '../common/cluster/member';
 import { assignmentsOf, type Plan } from '../common/cluster/plan';
 import type { ExpertBackend } from '../common/engine/experts';
 import type { SessionSettings } from '../common/engine/ort-session';
-import { UnavailableError, asBoraError } from '../common/errors';
+import { FailedPreconditionError, UnavailableError, asBoraError } from '../common/errors';
 import type { LayerRange, WorkerId } from '../common/ids';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
+import { toServiceError } from '../common/wire/grpc-status';
+import type { CommitReply, CommitRequest, SequencePosition } from '../common/wire/messages';
 import { WorkerMetrics } from '../common/metrics/worker-metrics';
 import { PlanStore, type PlanWatch } from '../common/cluster/plan-store';
 import type { RemoteExpertsSpec, WeightSourceSpec } from './engine-protocol';
 import { EngineThread, type ThreadedExperts, type ThreadedStage } from './engine-thread';
-import type { ExpertDispatchStats } from './expert-stats';
+import { RoutedTokens, type ExpertDispatchStats } from './expert-stats';
 import { Registration } from './registration';
 import { StageHost, type StageInstall } from './stage-host';
+import { migrateStage } from './handover';
+import { KvSources, fetchKvHandler } from './kv-transfer';
 import { startWorkerServer, type BoundServer } from './worker-server';
+import type { WorkerState } from './worker-service';
 
 export interface WorkerNodeOptions {
   readonly id: WorkerId;
@@ -45,6 +51,16 @@ export interface WorkerNodeOptions {
 }
 
 const STATS_INTERVAL_MS = 1000;
+/** A hand-over plan not committed within this long is installed anyway, with empty caches (replay). */
+const HANDOVER_COMMIT_TIMEOUT_MS = 30_000;
+/** Stages a hand-over retires stay loaded this long, so that other workers can still copy their caches. */
+const HANDOVER_SOURCE_GRACE_MS = 20_000;
+
+/** The coordinator's commit of a hand-over plan, and where its answer goes. */
+interface Commit {
+  readonly sequences: readonly SequencePosition[];
+  reply(result: CommitReply): void;
+}
 
 function rangeKey(modelId: string, range: LayerRange, expertsSpread: boolean): string {
   return `${modelId}:${range.start}-${range.end}${expertsSpread ? ':spread' : ''}`;
@@ -77,6 +93,12 @@ export class WorkerNode {
   private stopped = false;
   private statsTimer: NodeJS.Timeout | undefined;
   private advertisedLoad = { activeSequences: 0, queueDepth: 0 };
+  /** The stages served per epoch, whose caches a hand-over copies. */
+  private readonly kvSources = new KvSources();
+  /** A loaded hand-over plan waiting for the coordinator's commit. */
+  private pendingCommit: { readonly epoch: number; deliver(commit: Commit | undefined): void } | undefined;
+  /** Tokens this worker's stages routed per expert, for the Status reply (expert placement). */
+  private readonly routedTokens = new RoutedTokens();
 
   constructor(private readonly options: WorkerNodeOptions) {
     this.log = options.log ?? ((m) => console.error(`[worker ${options.id}] ${m}`));
@@ -110,7 +132,7 @@ export class WorkerNode {
 
   async start(): Promise<void> {
     const o = this.options;
-    const bound = await startWorkerServer(this.host, o.listenHost, o.listenPort, { timeMs: o.keepaliveTimeMs, timeoutMs: o.keepaliveTimeoutMs });
+    const bound = await startWorkerServer(this.serviceState(), o.listenHost, o.listenPort, { timeMs: o.keepaliveTimeMs, timeoutMs: o.keepaliveTimeoutMs }, this.handoverHandlers());
     this.server = { ...bound, address: `${o.advertiseHost ?? o.listenHost}:${bound.port}` };
     if (o.metricsPort !== undefined) this.metricsServer = await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort);
 
@@ -163,6 +185,7 @@ export class WorkerNode {
   private onPlan(plan: Plan): void {
     if (this.latestPlan !== undefined && plan.epoch <= this.latestPlan.epoch) return;
     this.latestPlan = plan;
+    this.pendingCommit?.deliver(undefined); // a newer plan: the hand-over waiting for its commit is off
     this.applying = this.applying.then(async () => {
       if (this.stopped || this.latestPlan !== plan) return; // superseded while waiting
       try {
@@ -202,7 +225,7 @@ export class WorkerNode {
         // every sequence on a new plan, so caches of the old one are dropped, including those of
         // sequences that ended while their release could not reach this worker.
         if (spread !== undefined) await kept.stage.setExperts(spread);
-        if (!stages.has(key)) await kept.stage.releaseAll();
+        if (!stages.has(key) && plan.handover === undefined) await kept.stage.releaseAll();
         stages.set(key, kept);
         return kept;
       }
@@ -222,8 +245,24 @@ export class WorkerNode {
       installs.push({ assignment: { epoch: plan.epoch, stageIndex: h.index, stageCount: plan.stages.length, range: h.range }, stage, nextAddress });
     }
     if (loadedAny || experts !== this.experts) this.metrics.observeModelLoad((performance.now() - started) / 1000);
+    let commit: Commit | undefined;
+    if (plan.handover !== undefined) {
+      // Loaded; the previous plan keeps serving until the coordinator commits this one.
+      await this.registration!.markReady(plan.epoch);
+      commit = await this.commitOf(plan.epoch);
+      if (this.latestPlan !== plan) {
+        commit?.reply({ migrated: false, detail: `plan ${plan.epoch} was superseded` });
+        this.loadedStages = new Map([...this.loadedStages, ...stages]); // the next plan reuses or retires them
+        return;
+      }
+      const result = commit === undefined ? { migrated: false, detail: `no commit within ${HANDOVER_COMMIT_TIMEOUT_MS} ms` } : await this.migrate(plan, installs, commit.sequences);
+      if (!result.migrated) for (const i of installs) await i.stage.retain([]);
+      if (commit !== undefined) this.log(`hand-over to plan ${plan.epoch}: ${result.detail}`);
+      commit?.reply(result);
+    }
     const previousExperts = this.experts;
     this.host.installStages(plan.epoch, installs, experts === undefined ? undefined : this.metered(experts.experts));
+    this.kvSources.set(plan.epoch, installs.map((i) => i.stage));
     this.experts = experts;
     if (previousExperts !== undefined && previousExperts !== experts) await previousExperts.experts.close();
     this.metrics.setPlanEpoch(plan.epoch);
@@ -242,8 +281,67 @@ export class WorkerNode {
       await ensure(h);
     }
     if (this.latestPlan !== plan) return;
-    for (const [key, old] of this.loadedStages) if (!stages.has(key)) await old.stage.close();
+    const retired = [...this.loadedStages].filter(([key]) => !stages.has(key));
     this.loadedStages = stages;
+    const close = async (): Promise<void> => {
+      for (const [key, old] of retired) if (this.loadedStages.get(key) !== old) await old.stage.close();
+    };
+    // After a hand-over other workers may still be copying caches from the retired stages.
+    if (plan.handover === undefined) await close();
+    else setTimeout(() => void close(), HANDOVER_SOURCE_GRACE_MS).unref();
+  }
+
+  /** Waits for the coordinator's CommitPlan of `epoch`; undefined on timeout or a newer plan. */
+  private commitOf(epoch: number): Promise<Commit | undefined> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => deliver(undefined), HANDOVER_COMMIT_TIMEOUT_MS);
+      const deliver = (commit: Commit | undefined): void => {
+        clearTimeout(timer);
+        if (this.pendingCommit === pending) this.pendingCommit = undefined;
+        resolve(commit);
+      };
+      const pending = { epoch, deliver };
+      this.pendingCommit = pending;
+    });
+  }
+
+  /** Puts the committed sequences' caches in place on every stage this worker will serve. */
+  private async migrate(plan: Plan, installs: readonly StageInstall[], sequences: readonly SequencePosition[]): Promise<CommitReply> {
+    const handover = plan.handover!;
+    const config = installs[0]?.stage.config;
+    try {
+      for (const install of installs) {
+        await migrateStage(
+          {
+            self: this.options.id,
+            handover,
+            sources: this.kvSources,
+            addressOf: (w) => this.addressOf(w),
+            shape: { kvHeads: install.stage.config.numKvHeads, headDim: install.stage.config.headDim },
+          },
+          install.stage,
+          sequences,
+        );
+      }
+      return { migrated: true, detail: `${sequences.length} sequence(s) kept their caches${config === undefined ? '' : ` on ${installs.length} stage(s)`}` };
+    } catch (err) {
+      return { migrated: false, detail: `caches dropped (the coordinator replays): ${asBoraError(err).message}` };
+    }
+  }
+
+  /** CommitPlan and FetchKv (the worker side of a planned hand-over). */
+  private handoverHandlers(): grpc.UntypedServiceImplementation {
+    return {
+      commitPlan: (call: grpc.ServerUnaryCall<CommitRequest, CommitReply>, callback: grpc.sendUnaryData<CommitReply>) => {
+        const pending = this.pendingCommit;
+        if (pending === undefined || pending.epoch !== call.request.planEpoch) {
+          callback(toServiceError(new FailedPreconditionError(`worker ${this.options.id} has no loaded hand-over plan ${call.request.planEpoch} to commit`)) as grpc.ServiceError);
+          return;
+        }
+        pending.deliver({ sequences: call.request.sequences, reply: (result) => callback(null, result) });
+      },
+      fetchKv: fetchKvHandler(this.kvSources),
+    };
   }
 
   /**
@@ -276,7 +374,24 @@ export class WorkerNode {
     };
   }
 
+  /** What the Worker service serves from: the stage host, plus the routed token counts. */
+  private serviceState(): WorkerState {
+    const host = this.host;
+    return {
+      workerId: host.workerId,
+      results: host.results,
+      servingEpoch: () => host.servingEpoch(),
+      isServing: () => host.isServing(),
+      runnerFor: (stageIndex) => host.runnerFor(stageIndex),
+      runners: () => host.runners(),
+      experts: () => host.experts(),
+      onRejected: (reason) => host.onRejected(reason),
+      expertTokens: () => this.routedTokens.list(),
+    };
+  }
+
   private recordExpertStats(stats: ExpertDispatchStats): void {
+    this.routedTokens.add(stats.tokens);
     for (const t of stats.tokens) this.metrics.countExpertTokens(t.layer, t.expert, t.tokens);
     for (const seconds of stats.dispatchSeconds) this.metrics.observeExpertDispatch(seconds);
     for (const [role, calls] of Object.entries(stats.served) as [keyof typeof stats.served, number][]) if (calls > 0) this.metrics.countExpertCall(role, calls);

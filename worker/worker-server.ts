@@ -33,12 +33,18 @@ export async function bindServer(server: grpc.Server, host: string, port: number
   };
 }
 
-export function startWorkerServer(state: WorkerState, host: string, port: number, keepalive: { timeMs: number; timeoutMs: number }): Promise<BoundServer> {
+export function startWorkerServer(
+  state: WorkerState,
+  host: string,
+  port: number,
+  keepalive: { timeMs: number; timeoutMs: number },
+  handover?: grpc.UntypedServiceImplementation,
+): Promise<BoundServer> {
   const server = new grpc.Server({
     ...channelOptions(keepalive.timeMs, keepalive.timeoutMs),
     // Accept the coordinator's and peers' keepalive pings at the cadence they send them.
     'grpc.http2.min_ping_interval_without_data_ms': Math.min(keepalive.timeMs, 1000),
   });
-  addWorkerService(server, state);
+  addWorkerService(server, state, handover);
   return bindServer(server, host, port);
 }

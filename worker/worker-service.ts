@@ -13,6 +13,7 @@ import type {
   ActivationFrame,
   ExpertReply,
   ExpertRequest,
+  ExpertTokenCount,
   ForwardAck,
   ReleaseReply,
   ReleaseRequest,
@@ -45,6 +46,9 @@ export interface WorkerState {
   experts(): ExpertBackend | undefined;
   readonly results: ResultsHub;
   onRejected(reason: RejectReason): void;
+  /** Tokens this worker's stages routed per (layer, expert) since it started (Status reply);
+   * none when absent. */
+  expertTokens?(): ExpertTokenCount[];
 }
 
 export function workerServiceHandlers(state: WorkerState): grpc.UntypedServiceImplementation {
@@ -80,6 +84,7 @@ export function workerServiceHandlers(state: WorkerState): grpc.UntypedServiceIm
         sequences: Math.max(0, ...runners.map((r) => r.stage.stats.sequenceCount)),
         kvCacheBytes: runners.reduce((n, r) => n + r.stage.stats.kvCacheBytes, 0),
         serving: state.isServing(),
+        expertTokens: state.expertTokens?.() ?? [],
       });
     },
 
@@ -158,6 +163,7 @@ function handleForward(state: WorkerState, call: grpc.ServerDuplexStream<Activat
   });
 }
 
-export function addWorkerService(server: grpc.Server, state: WorkerState): void {
-  server.addService(boraProto().Worker.service, workerServiceHandlers(state));
+/** `handover`: the CommitPlan and FetchKv handlers (worker-node.ts); without them those calls are UNIMPLEMENTED. */
+export function addWorkerService(server: grpc.Server, state: WorkerState, handover: grpc.UntypedServiceImplementation = {}): void {
+  server.addService(boraProto().Worker.service, { ...workerServiceHandlers(state), ...handover });
 }

@@ -36,6 +36,19 @@ export interface Plan {
   readonly stages: readonly StagePlan[];
   /** Present only when experts are placed apart from their layer's stage (Mixtral "spread"). */
   readonly experts?: readonly ExpertPlacement[];
+  /** Present on a planned change (drain, join, rebalance): see Handover. */
+  readonly handover?: Handover;
+}
+
+/**
+ * A planned change moves the KV caches instead of replaying every sequence. Workers load the new
+ * plan but keep serving `fromEpoch` until the coordinator, with the pipeline idle, commits it
+ * (Worker.CommitPlan); each new stage then copies its layers' caches from the primaries of
+ * `fromEpoch`, listed in `stages`.
+ */
+export interface Handover {
+  readonly fromEpoch: number;
+  readonly stages: readonly { readonly range: LayerRange; readonly worker: WorkerId }[];
 }
 
 export interface WorkerAssignment {
@@ -122,21 +135,34 @@ function validateExperts(raw: unknown, numLayers: number): ExpertPlacement[] {
   return placements;
 }
 
+function validateHandover(raw: unknown, epoch: number, numLayers: number): Handover {
+  if (!isObject(raw)) fail('"handover" must be an object');
+  checkKeys(raw, ['fromEpoch', 'stages'], 'handover');
+  if (!isIndex(raw.fromEpoch) || raw.fromEpoch === 0 || raw.fromEpoch >= epoch) fail(`handover "fromEpoch" must be a positive integer below ${epoch}`);
+  const stages = validateStages(
+    Array.isArray(raw.stages) ? raw.stages.map((s: unknown) => (isObject(s) ? { range: s.range, workers: [s.worker] } : s)) : raw.stages,
+    numLayers,
+  );
+  return { fromEpoch: raw.fromEpoch, stages: stages.map((s) => ({ range: s.range, worker: s.workers[0] })) };
+}
+
 /** Checks a decoded JSON value against every invariant above; returns a frozen Plan. */
 export function validatePlan(raw: unknown): Plan {
   if (!isObject(raw)) fail('must be a JSON object');
-  checkKeys(raw, ['epoch', 'modelId', 'numLayers', 'stages', 'experts'], 'plan');
+  checkKeys(raw, ['epoch', 'modelId', 'numLayers', 'stages', 'experts', 'handover'], 'plan');
   if (!isIndex(raw.epoch) || raw.epoch === 0) fail(`"epoch" must be a positive integer, got ${JSON.stringify(raw.epoch)}`);
   if (typeof raw.modelId !== 'string' || raw.modelId.length === 0) fail('"modelId" must be a non-empty string');
   if (!isIndex(raw.numLayers) || raw.numLayers === 0) fail('"numLayers" must be a positive integer');
   const stages = validateStages(raw.stages, raw.numLayers);
   const experts = raw.experts === undefined ? undefined : validateExperts(raw.experts, raw.numLayers);
+  const handover = raw.handover === undefined ? undefined : validateHandover(raw.handover, raw.epoch, raw.numLayers);
   return deepFreeze({
     epoch: raw.epoch,
     modelId: raw.modelId,
     numLayers: raw.numLayers,
     stages,
     ...(experts === undefined ? {} : { experts }),
+    ...(handover === undefined ? {} : { handover }),
   });
 }
 

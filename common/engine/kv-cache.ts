@@ -10,6 +10,19 @@ interface LayerEntries {
   v: Float32Array;
 }
 
+/**
+ * A sequence's cache for some consecutive layers, as it moves to another stage at a planned
+ * hand-over (instead of being recomputed by replaying the sequence).
+ */
+export interface CacheSnapshot {
+  /** Position the sequence's next token will have. */
+  readonly nextPosition: number;
+  /** Absolute position of each cached slot, (length,). */
+  readonly positions: Int32Array;
+  /** One entry per layer: keys and values (K, length, D) each. */
+  readonly layers: readonly { readonly k: Float32Array; readonly v: Float32Array }[];
+}
+
 export class SequenceCache {
   /** Absolute position of each cached slot, (capacity,). */
   private positions: Int32Array;
@@ -81,6 +94,50 @@ export class SequenceCache {
     this.length += count;
     this.nextPosition += count;
     this.dropInvisible();
+  }
+
+  /** Copies out layers [from, to) of this stage (indices within the stage). */
+  snapshot(from: number, to: number): CacheSnapshot {
+    const D = this.headDim;
+    const rowElems = this.length * D;
+    const layers = this.layers.slice(from, to).map(({ k, v }) => {
+      const outK = new Float32Array(this.kvHeads * rowElems);
+      const outV = new Float32Array(this.kvHeads * rowElems);
+      for (let h = 0; h < this.kvHeads; h++) {
+        outK.set(k.subarray(h * this.capacity * D, h * this.capacity * D + rowElems), h * rowElems);
+        outV.set(v.subarray(h * this.capacity * D, h * this.capacity * D + rowElems), h * rowElems);
+      }
+      return { k: outK, v: outV };
+    });
+    return { nextPosition: this.nextPosition, positions: this.positions.slice(0, this.length), layers };
+  }
+
+  /**
+   * Writes a snapshot's layers at `offset` (within the stage). The first snapshot sets the
+   * positions; every further one must agree with them, since all layers of a stage cache the
+   * same positions. Returns false (and changes nothing) when it does not.
+   */
+  restore(offset: number, snap: CacheSnapshot): boolean {
+    const length = snap.positions.length;
+    const D = this.headDim;
+    if (offset < 0 || offset + snap.layers.length > this.layerCount) return false;
+    if (snap.layers.some((l) => l.k.length !== this.kvHeads * length * D || l.v.length !== this.kvHeads * length * D)) return false;
+    if (this.length === 0 && this.nextPosition === 0) {
+      this.ensureRoom(length);
+      this.positions.set(snap.positions);
+      this.length = length;
+      this.nextPosition = snap.nextPosition;
+    } else if (this.nextPosition !== snap.nextPosition || this.length !== length || snap.positions.some((p, i) => p !== this.positions[i])) {
+      return false;
+    }
+    snap.layers.forEach(({ k, v }, i) => {
+      const entries = this.layers[offset + i];
+      for (let h = 0; h < this.kvHeads; h++) {
+        entries.k.set(k.subarray(h * length * D, (h + 1) * length * D), h * this.capacity * D);
+        entries.v.set(v.subarray(h * length * D, (h + 1) * length * D), h * this.capacity * D);
+      }
+    });
+    return true;
   }
 
   /** Makes room for `count` more slots, first by dropping slots no query can see, then by growing. */

@@ -14,7 +14,7 @@ import { embeddingSpec, finalNormSpec, lmHeadSpec } from '../model/weights';
 import { buildAttentionBatch, inverseFrequencies, type AttentionBatch } from './attention-batch';
 import { EmbeddingTable } from './embedding';
 import { LocalExperts, type ExpertBackend } from './experts';
-import { SequenceCache } from './kv-cache';
+import { SequenceCache, type CacheSnapshot } from './kv-cache';
 import { HEAD_IO, LAYER_IO, denseLayerGraph, headGraph, moeAttentionGraph } from './layer-graphs';
 import { readAttentionWeights, readMlpWeights, readRouterWeights } from './layer-weights';
 import { accumulateExperts, gatherRows, groupByExpert, routeTokens, type TokenRoute } from './moe-routing';
@@ -145,6 +145,39 @@ export class StageEngine {
     return this.caches.delete(id);
   }
 
+  /** Frees every cache but those of `keep`; returns how many were freed. */
+  retainOnly(keep: readonly SequenceId[]): number {
+    const kept = new Set(keep);
+    let freed = 0;
+    for (const id of [...this.caches.keys()]) if (!kept.has(id) && this.caches.delete(id)) freed++;
+    return freed;
+  }
+
+  /** Copies of the caches of `ids` for absolute layers `layers` (inside this stage); absent ids are skipped. */
+  snapshotCaches(ids: readonly SequenceId[], layers: LayerRange): Map<SequenceId, CacheSnapshot> {
+    if (layers.start < this.range.start || layers.end > this.range.end || layers.start >= layers.end) {
+      throw new InvalidArgumentError(`layers [${layers.start}, ${layers.end}) are not inside this stage's [${this.range.start}, ${this.range.end})`);
+    }
+    const out = new Map<SequenceId, CacheSnapshot>();
+    for (const id of ids) {
+      const cache = this.caches.get(id);
+      if (cache !== undefined) out.set(id, cache.snapshot(layers.start - this.range.start, layers.end - this.range.start));
+    }
+    return out;
+  }
+
+  /** Installs a snapshot of absolute layers starting at `layerStart` for `id` (a hand-over). */
+  restoreCache(id: SequenceId, layerStart: number, snap: CacheSnapshot): void {
+    let cache = this.caches.get(id);
+    if (cache === undefined) {
+      cache = this.newCache();
+      this.caches.set(id, cache);
+    }
+    if (!cache.restore(layerStart - this.range.start, snap)) {
+      throw new FailedPreconditionError(`sequence ${id}: a cache snapshot of layers from ${layerStart} (${snap.layers.length} layers, next position ${snap.nextPosition}) does not fit this stage's cache`);
+    }
+  }
+
   async forward(input: StageInput): Promise<StageOutput> {
     const c = this.config;
     const H = c.hiddenSize;
@@ -212,12 +245,16 @@ export class StageEngine {
   private cacheFor(s: SliceInput): SequenceCache {
     let cache = this.caches.get(s.id);
     if (cache === undefined || s.startPosition === 0) {
-      const c = this.config;
-      const keep = c.slidingWindow === null ? Infinity : c.slidingWindow - 1;
-      cache = new SequenceCache(this.layers.length, c.numKvHeads, c.headDim, keep);
+      cache = this.newCache();
       this.caches.set(s.id, cache);
     }
     return cache;
+  }
+
+  private newCache(): SequenceCache {
+    const c = this.config;
+    const keep = c.slidingWindow === null ? Infinity : c.slidingWindow - 1;
+    return new SequenceCache(this.layers.length, c.numKvHeads, c.headDim, keep);
   }
 
   private async runLayer(

@@ -76,6 +76,8 @@ export class Scheduler {
   private nextBatchId = 1;
   private tick = 0;
   private waitingForPipeline = false;
+  /** Set while a planned hand-over holds new micro-batches back (see quiesce). */
+  private hold: { resolve(positions: Map<SequenceId, number> | undefined): void } | undefined;
   private readonly releaseQueue: SequenceId[] = [];
 
   constructor(
@@ -124,8 +126,39 @@ export class Scheduler {
     });
   }
 
+  /**
+   * A planned hand-over: starts no new micro-batch and resolves, once none is in flight, with the
+   * next position of every sequence that has caches on the stages; undefined when the pipeline
+   * failed meanwhile (its sequences are then replayed as after any failure). Generation goes on
+   * at switchTo() or resume().
+   */
+  quiesce(): Promise<Map<SequenceId, number> | undefined> {
+    this.hold?.resolve(undefined);
+    return new Promise((resolve) => {
+      this.hold = { resolve };
+      this.settleHold();
+    });
+  }
+
+  /** Lets generation go on after quiesce() without a new pipeline. */
+  resume(): void {
+    this.hold?.resolve(undefined);
+    this.hold = undefined;
+    this.pump();
+  }
+
+  private settleHold(): void {
+    if (this.hold === undefined || this.inFlight > 0 || [...this.sequences.values()].some((s) => s.inFlight)) return;
+    const positions = new Map<SequenceId, number>();
+    for (const [id, s] of this.sequences) if (s.fed > 0 && !s.done) positions.set(id, s.fed);
+    const { resolve } = this.hold;
+    this.hold = { resolve: () => undefined }; // still holding, answered
+    resolve(this.pipeline === undefined ? undefined : positions);
+  }
+
   /** Starts as many micro-batches as there are free pipeline slots and ready sequences. */
   private pump(): void {
+    if (this.hold !== undefined) return;
     if (this.pipeline === undefined) this.pipeline = this.source.current();
     const pipeline = this.pipeline;
     if (pipeline === undefined) {
@@ -180,7 +213,8 @@ export class Scheduler {
       else for (const { seq } of batch) this.fail(seq, failure);
     }
     this.flushReleases();
-    if (!this.waitingForPipeline) this.pump();
+    if (this.hold !== undefined) this.settleHold();
+    else if (!this.waitingForPipeline) this.pump();
   }
 
   private async accept(batch: { seq: Sequence; slice: SliceInput }[], logits: Float32Array): Promise<void> {
@@ -216,6 +250,8 @@ export class Scheduler {
   /** The pipeline broke: every sequence will be replayed from position 0 on the next one. */
   private onPipelineFailure(pipeline: Pipeline, err: BoraError): void {
     if (pipeline !== this.pipeline) return; // already handled
+    this.hold?.resolve(undefined);
+    this.hold = undefined;
     this.source.reportFailure?.(pipeline, err);
     this.pipeline = undefined;
     this.resetForReplay();
@@ -225,12 +261,19 @@ export class Scheduler {
   /**
    * A newer pipeline is ready (a planned change, e.g. a worker joined): move every sequence onto
    * it by replay. Micro-batches still in flight on the old one are ignored when they return.
+   * `keepPositions`: after a quiesce() whose caches the stages of `pipeline` now hold, the
+   * sequences go on where they are, without replay.
    */
-  switchTo(pipeline: Pipeline): void {
-    if (pipeline === this.pipeline) return;
+  switchTo(pipeline: Pipeline, keepPositions = false): void {
+    this.hold?.resolve(undefined);
+    this.hold = undefined;
+    if (pipeline === this.pipeline) {
+      this.pump();
+      return;
+    }
     const hadPipeline = this.pipeline !== undefined;
     this.pipeline = pipeline;
-    if (hadPipeline) this.resetForReplay();
+    if (hadPipeline && !(keepPositions && this.inFlight === 0)) this.resetForReplay();
     this.pump();
   }
 

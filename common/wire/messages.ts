@@ -72,6 +72,15 @@ export interface WorkerStatusReply {
   sequences: number;
   kvCacheBytes: number;
   serving: boolean;
+  /** Tokens routed per (layer, expert) since the worker started. Always present when decoded;
+   * optional so that replies built by hand (the chaos observer's tests) may leave it out. */
+  expertTokens?: ExpertTokenCount[];
+}
+
+export interface ExpertTokenCount {
+  layer: number;
+  expert: number;
+  tokens: number;
 }
 
 export interface ExpertCallMessage {
@@ -204,4 +213,38 @@ export interface DrainRequest {
 
 export interface DrainReply {
   planEpoch: number;
+}
+
+/** Planned hand-over (worker.proto CommitPlan / FetchKv). */
+export interface SequencePosition {
+  sequenceId: string;
+  nextPosition: number;
+}
+
+export interface CommitRequest {
+  planEpoch: number;
+  sequences: SequencePosition[];
+}
+
+export interface CommitReply {
+  migrated: boolean;
+  detail: string;
+}
+
+export interface KvRequest {
+  planEpoch: number;
+  layerStart: number;
+  layerEnd: number;
+  sequenceIds: string[];
+}
+
+export interface KvSlice {
+  sequenceId: string;
+  layer: number;
+  nextPosition: number;
+  totalSlots: number;
+  slotStart: number;
+  positions: number[];
+  keys: Buffer;
+  values: Buffer;
 }

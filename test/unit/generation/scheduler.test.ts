@@ -115,6 +115,27 @@ describe('Scheduler', () => {
     assert.equal(scheduler.waitingSequences, 0);
   });
 
+  test('quiesce() holds new micro-batches until none is in flight; switchTo(p, true) goes on without replay', async () => {
+    const engines = new LocalPipeline(await loadPipeline(ckpt, [3]));
+    const first = new TestPipeline(1, 2, engines);
+    const second = new TestPipeline(2, 2, engines); // same engines: the caches are where they were
+    const source = new ListSource([first, second]);
+    const scheduler = new Scheduler(source, { maxBatchTokens: 64, maxBatchSequences: 8 });
+    const running = generateAll(scheduler, ref.cases.map((c) => c.prompt_ids));
+    while (first.batches < 10) await new Promise((r) => setTimeout(r, 1));
+    const positions = await scheduler.quiesce();
+    assert.ok(positions !== undefined && positions.size === ref.cases.length, 'every sequence has a position');
+    assert.equal(first.running, 0, 'nothing in flight once quiesced');
+    const batchesHeld = first.batches;
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(first.batches, batchesHeld, 'no micro-batch starts while held');
+    scheduler.switchTo(second, true);
+    const { tokens, resumes } = await running;
+    ref.cases.forEach((c, i) => assert.deepEqual(tokens[i], c.greedy_tokens, `case ${i}`));
+    assert.deepEqual(resumes, [0, 0, 0], 'nothing was replayed');
+    assert.ok(second.batches > 0);
+  });
+
   test('a pipeline that breaks mid-generation is replaced and every sequence resumes token-exactly', async () => {
     const broken = new TestPipeline(1, 2, new LocalPipeline(await loadPipeline(ckpt, [3])), 30);
     const fresh = new TestPipeline(2, 2, new LocalPipeline(await loadPipeline(ckpt, [1])));
