@@ -71,6 +71,9 @@ export const DEFAULT_EXPERT_REBALANCE_MS = 60_000;
 
 /** A worker that does not answer a status probe within this long is a suspect. */
 const PROBE_TIMEOUT_MS = 500;
+/** ... while a hand-over plan loads: workers are then creating sessions beside serving, and a
+ * slow answer from a starved process must not end the hand-over in a failure and a replay. */
+const LOADING_PROBE_TIMEOUT_MS = 1500;
 /** How long the Status RPC waits for each worker's own status. */
 const STATUS_TIMEOUT_MS = 1000;
 /** A micro-batch out longer than this many typical steps (and at least STALL_MIN_MS) is a stall. */
@@ -127,7 +130,7 @@ export class CoordinatorNode implements PipelineSource {
   private stopped = false;
 
   constructor(private readonly options: CoordinatorOptions) {
-    this.log = options.log ?? ((m) => console.error(`[coordinator] ${m}`));
+    this.log = options.log ?? ((m) => console.error(`${new Date().toISOString()} [coordinator] ${m}`));
     this.keys = new EtcdKeys(options.keysPrefix);
     this.etcd = createEtcdClient({ hosts: options.etcdUrl });
     this.membership = new MembershipWatch({ client: this.etcd, keys: this.keys, log: this.log });
@@ -306,7 +309,8 @@ export class CoordinatorNode implements PipelineSource {
   }
 
   private async probe(address: string): Promise<boolean> {
-    return (await workerStatus(address, PROBE_TIMEOUT_MS)) !== undefined;
+    const loading = this.plan?.handover !== undefined && this.readyEpoch !== this.plan.epoch;
+    return (await workerStatus(address, loading ? LOADING_PROBE_TIMEOUT_MS : PROBE_TIMEOUT_MS)) !== undefined;
   }
 
   // ---- planning ----

@@ -1,10 +1,10 @@
 /**
  * The engine thread's entry point: holds the worker's StageEngines and LocalExperts by handle and
- * serves EngineRequests in order, on two lanes: expert runs (RunExperts served for other stages)
- * on one, everything else on the other, each lane one request at a time. A stage whose experts
- * are spread waits on other workers' RunExperts in mid-forward; were expert runs queued behind
- * it, two workers each waiting on the other's experts would deadlock. Float32 outputs go back as
- * transfers.
+ * serves EngineRequests in order, on three lanes: expert runs (RunExperts served for other
+ * stages) on one, loads of new stages and expert sets on another, everything else on the third,
+ * each lane one request at a time. A stage whose experts are spread waits on other workers'
+ * RunExperts in mid-forward; were expert runs queued behind it, two workers each waiting on the
+ * other's experts would deadlock. Float32 outputs go back as transfers.
  */
 import { parentPort } from 'node:worker_threads';
 import { LocalExperts } from '../common/engine/experts';
@@ -69,6 +69,8 @@ async function handle(request: EngineRequest): Promise<EngineReplyValue> {
           remote?.backend.close();
           throw err;
         }
+        // Spread experts would be asked for under a plan their holders may not serve yet.
+        if (remote === undefined) await stage.warmUp();
         const handleId = nextHandle++;
         stages.set(handleId, stage);
         if (remote !== undefined) remotes.set(handleId, remote);
@@ -155,6 +157,9 @@ function transfers(value: EngineReplyValue): ArrayBuffer[] {
 // Each lane serves its requests strictly one after another: a stage is not re-entrant.
 let stageLane: Promise<void> = Promise.resolve();
 let expertLane: Promise<void> = Promise.resolve();
+// Loading a new range (a re-plan, a standby) goes on beside the forwards of the ranges served
+// now: reading weights and creating sessions are asynchronous, so forwards interleave with it.
+let loadLane: Promise<void> = Promise.resolve();
 parentPort!.on('message', (message: { id: number; request: EngineRequest }) => {
   const serve = async (): Promise<void> => {
     let reply: EngineReply;
@@ -173,5 +178,6 @@ parentPort!.on('message', (message: { id: number; request: EngineRequest }) => {
     }
   };
   if (message.request.op === 'runExperts') expertLane = expertLane.then(serve);
+  else if (message.request.op === 'loadStage' || message.request.op === 'loadExperts') loadLane = loadLane.then(serve);
   else stageLane = stageLane.then(serve);
 });

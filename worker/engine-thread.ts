@@ -27,6 +27,8 @@ export class EngineThread {
   private readonly pending = new Map<number, { resolve(v: EngineReplyValue): void; reject(e: Error): void }>();
   private nextId = 1;
   private dead: Error | undefined;
+  /** Stages and expert sets loaded here and not closed yet. */
+  openHandles = 0;
 
   constructor(readonly hooks: EngineThreadHooks = {}) {
     this.worker = new Worker(join(__dirname, 'engine-thread-main.js'));
@@ -58,11 +60,13 @@ export class EngineThread {
   /** Loads layers [start, end); with `experts`, the stage runs its experts on the workers the table names. */
   async loadStage(source: WeightSourceSpec, range: LayerRange, session: SessionSettings, experts?: RemoteExpertsSpec): Promise<{ stage: ThreadedStage; loadSeconds: number }> {
     const reply = await this.call<'loadStage'>({ op: 'loadStage', source, range, session, ...(experts === undefined ? {} : { experts }) });
+    this.openHandles++;
     return { stage: new ThreadedStage(this, reply.stage, reply.config, range), loadSeconds: reply.loadSeconds };
   }
 
   async loadExperts(source: WeightSourceSpec, holdings: readonly ExpertHolding[], session: SessionSettings): Promise<{ experts: ThreadedExperts; loadSeconds: number }> {
     const reply = await this.call<'loadExperts'>({ op: 'loadExperts', source, holdings, session });
+    this.openHandles++;
     return { experts: new ThreadedExperts(this, reply.experts, holdings), loadSeconds: reply.loadSeconds };
   }
 
@@ -134,6 +138,7 @@ export class ThreadedStage implements StageBackend {
 
   async close(): Promise<void> {
     await this.thread.call<'close'>({ op: 'close', handle: this.handle }).catch(() => undefined);
+    this.thread.openHandles--;
   }
 }
 
@@ -155,5 +160,6 @@ export class ThreadedExperts implements ExpertBackend {
 
   async close(): Promise<void> {
     await this.thread.call<'close'>({ op: 'close', handle: this.handle }).catch(() => undefined);
+    this.thread.openHandles--;
   }
 }

@@ -77,7 +77,10 @@ interface Loaded {
 export class WorkerNode {
   private readonly log: (message: string) => void;
   private readonly metrics = new WorkerMetrics();
-  private readonly thread = new EngineThread({ onExpertStats: (stats) => this.recordExpertStats(stats) });
+  /** Where new stages load; see threadForLoads. */
+  private thread = this.newThread();
+  /** Every engine thread that holds something, the current one included. */
+  private readonly threads = new Set<EngineThread>([this.thread]);
   private readonly host: StageHost;
   private readonly keys: EtcdKeys;
   private readonly etcd: Etcd3;
@@ -101,7 +104,7 @@ export class WorkerNode {
   private readonly routedTokens = new RoutedTokens();
 
   constructor(private readonly options: WorkerNodeOptions) {
-    this.log = options.log ?? ((m) => console.error(`[worker ${options.id}] ${m}`));
+    this.log = options.log ?? ((m) => console.error(`${new Date().toISOString()} [worker ${options.id}] ${m}`));
     this.keys = new EtcdKeys(options.keysPrefix);
     this.etcd = createEtcdClient({ hosts: options.etcdUrl });
     this.host = new StageHost(
@@ -212,6 +215,12 @@ export class WorkerNode {
     // Every range this worker holds is loaded: as primary it serves it, as standby it keeps it
     // warm, so that a failover that promotes it needs no weight load. Primaries first: the
     // worker reports ready as soon as it can serve; standbys load afterwards, in the background.
+    let fresh = false;
+    const threadForLoads = (): EngineThread => {
+      if (!fresh && plan.experts === undefined && this.thread.openHandles > 0) this.useFreshThread();
+      fresh = true;
+      return this.thread;
+    };
     const held = plan.stages.map((s, index) => ({ index, range: s.range, primary: s.workers[0] === id })).filter((h) => plan.stages[h.index].workers.includes(id));
     const stages = new Map<string, Loaded>();
     let loadedAny = false;
@@ -229,7 +238,7 @@ export class WorkerNode {
         stages.set(key, kept);
         return kept;
       }
-      const stage = (await this.thread.loadStage(source, h.range, this.options.session, spread)).stage;
+      const stage = (await threadForLoads().loadStage(source, h.range, this.options.session, spread)).stage;
       loadedAny = true;
       const loaded = { modelId: plan.modelId, range: h.range, stage, expertsSpread: spread !== undefined };
       stages.set(key, loaded);
@@ -285,10 +294,35 @@ export class WorkerNode {
     this.loadedStages = stages;
     const close = async (): Promise<void> => {
       for (const [key, old] of retired) if (this.loadedStages.get(key) !== old) await old.stage.close();
+      await this.reapThreads();
     };
     // After a hand-over other workers may still be copying caches from the retired stages.
     if (plan.handover === undefined) await close();
     else setTimeout(() => void close(), HANDOVER_SOURCE_GRACE_MS).unref();
+  }
+
+  private newThread(): EngineThread {
+    return new EngineThread({ onExpertStats: (stats) => this.recordExpertStats(stats) });
+  }
+
+  /**
+   * New stages load on a fresh engine thread when the current one already holds stages: creating
+   * an onnxruntime session blocks its thread (about a second per 1B-model layer here), and the
+   * stages serving meanwhile must not wait behind it. Not with experts spread, whose stages run
+   * the worker's own experts in their thread.
+   */
+  private useFreshThread(): void {
+    this.thread = this.newThread();
+    this.threads.add(this.thread);
+  }
+
+  /** Ends the engine threads whose stages have all been closed. */
+  private async reapThreads(): Promise<void> {
+    for (const thread of [...this.threads]) {
+      if (thread === this.thread || thread.openHandles > 0) continue;
+      this.threads.delete(thread);
+      await thread.terminate();
+    }
   }
 
   /** Waits for the coordinator's CommitPlan of `epoch`; undefined on timeout or a newer plan. */
@@ -423,7 +457,7 @@ export class WorkerNode {
     await this.registration?.close().catch(() => undefined);
     await this.server?.close();
     await this.metricsServer?.close();
-    await this.thread.terminate();
+    for (const thread of this.threads) await thread.terminate();
     this.etcd.close();
   }
 }

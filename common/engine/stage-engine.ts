@@ -145,6 +145,17 @@ export class StageEngine {
     return this.caches.delete(id);
   }
 
+  /**
+   * One throw-away token through every layer (and the head): onnxruntime allocates its buffers on
+   * a session's first run, which would otherwise land on the first real step after a re-plan.
+   */
+  async warmUp(): Promise<void> {
+    const id = '__warm-up__' as SequenceId;
+    const tokenIds = this.isFirst ? [1] : undefined;
+    await this.forward({ slices: [{ id, startPosition: 0, tokenCount: 1, tokenIds }], hidden: this.isFirst ? undefined : new Float32Array(this.config.hiddenSize) });
+    this.caches.delete(id);
+  }
+
   /** Frees every cache but those of `keep`; returns how many were freed. */
   retainOnly(keep: readonly SequenceId[]): number {
     const kept = new Set(keep);
