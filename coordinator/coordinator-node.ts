@@ -472,9 +472,11 @@ export class CoordinatorNode implements PipelineSource {
   async status(): Promise<ClusterStatus> {
     const plan = this.plan;
     const members = this.membership.members();
+    let anyLoading = false;
     const workers = await Promise.all(
       [...members.values()].map(async (m) => {
         const reply = await workerStatus(m.address, STATUS_TIMEOUT_MS);
+        if (reply?.loading === true) anyLoading = true;
         const stage = plan?.stages.find((s) => s.workers[0] === m.id);
         const experts = (plan?.experts ?? []).filter((e) => e.workers.includes(m.id));
         const byLayer = new Map<number, number[]>();
@@ -499,7 +501,7 @@ export class CoordinatorNode implements PipelineSource {
       activeSequences: this.scheduler.activeSequences,
       waitingRequests: this.scheduler.waitingSequences,
       serving: this.current() !== undefined && this.leadership?.isLeader() === true,
-      settled: this.replansPending === 0 && plan !== undefined && this.readyEpoch === plan.epoch,
+      settled: this.replansPending === 0 && plan !== undefined && this.readyEpoch === plan.epoch && !anyLoading,
     };
   }
 

@@ -96,6 +96,8 @@ export class WorkerNode {
   private stopped = false;
   private statsTimer: NodeJS.Timeout | undefined;
   private advertisedLoad = { activeSequences: 0, queueDepth: 0 };
+  /** Plans received and not yet applied in full (standbys included): the Status reply's `loading`. */
+  private plansApplying = 0;
   /** The stages served per epoch, whose caches a hand-over copies. */
   private readonly kvSources = new KvSources();
   /** A loaded hand-over plan waiting for the coordinator's commit. */
@@ -189,12 +191,15 @@ export class WorkerNode {
     if (this.latestPlan !== undefined && plan.epoch <= this.latestPlan.epoch) return;
     this.latestPlan = plan;
     this.pendingCommit?.deliver(undefined); // a newer plan: the hand-over waiting for its commit is off
+    this.plansApplying++;
     this.applying = this.applying.then(async () => {
-      if (this.stopped || this.latestPlan !== plan) return; // superseded while waiting
       try {
+        if (this.stopped || this.latestPlan !== plan) return; // superseded while waiting
         await this.apply(plan);
       } catch (err) {
         this.log(`could not apply plan ${plan.epoch}: ${asBoraError(err).message}`);
+      } finally {
+        this.plansApplying--;
       }
     });
   }
@@ -421,6 +426,7 @@ export class WorkerNode {
       experts: () => host.experts(),
       onRejected: (reason) => host.onRejected(reason),
       expertTokens: () => this.routedTokens.list(),
+      loading: () => this.plansApplying > 0,
     };
   }
 

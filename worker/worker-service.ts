@@ -49,6 +49,8 @@ export interface WorkerState {
   /** Tokens this worker's stages routed per (layer, expert) since it started (Status reply);
    * none when absent. */
   expertTokens?(): ExpertTokenCount[];
+  /** Whether a plan is still being applied here (standbys included); false when absent. */
+  loading?(): boolean;
 }
 
 export function workerServiceHandlers(state: WorkerState): grpc.UntypedServiceImplementation {
@@ -85,6 +87,7 @@ export function workerServiceHandlers(state: WorkerState): grpc.UntypedServiceIm
         kvCacheBytes: runners.reduce((n, r) => n + r.stage.stats.kvCacheBytes, 0),
         serving: state.isServing(),
         expertTokens: state.expertTokens?.() ?? [],
+        loading: state.loading?.() ?? false,
       });
     },
 

@@ -75,6 +75,7 @@ export interface WorkerStatusReply {
   /** Tokens routed per (layer, expert) since the worker started. Always present when decoded;
    * optional so that replies built by hand (the chaos observer's tests) may leave it out. */
   expertTokens?: ExpertTokenCount[];
+  loading?: boolean;
 }
 
 export interface ExpertTokenCount {
