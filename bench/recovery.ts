@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { readClusterFile } from '../cli/cluster';
 import { fetchStatus, generateRemote } from '../cli/inference-client';
 import { BENCH_DIR, MISTRAL_1B, ensureBenchModel } from './bench-model';
+import { sampleValue, scrapeMetrics } from '../common/metrics/exposition';
 import { median } from './stats';
 
 const BORA = join(__dirname, '..', 'cli', 'bora.js');
@@ -29,6 +30,8 @@ interface Measured {
   readonly stepMs: number;
   /** Longest gap between two tokens of one stream that spans the fault. */
   readonly worstStreamGapMs: number;
+  /** Drain: how long the coordinator held micro-batches back for the hand-over (its metric). */
+  readonly handoverPauseMs: number;
 }
 
 async function measure(dir: string, replicas: 1 | 2, fault: 'kill' | 'drain'): Promise<Measured> {
@@ -84,7 +87,9 @@ async function measure(dir: string, replicas: 1 | 2, fault: 'kill' | 'drain'): P
     const gaps = perStream.flatMap((times) => times.slice(1).map((t, i) => ({ from: times[i], gapMs: t - times[i] })));
     const stepMs = median(gaps.filter((g) => g.from < killedAt && g.from + g.gapMs < killedAt).map((g) => g.gapMs));
     const worstStreamGapMs = Math.max(...gaps.filter((g) => g.from + g.gapMs >= killedAt).map((g) => g.gapMs));
-    return { stallMs, newPlanMs: newPlanAt - killedAt, epochs: (await fetchStatus(file.coordinator)).planEpoch - before, stepMs, worstStreamGapMs };
+    const metrics = file.coordinatorMetrics === undefined ? [] : await scrapeMetrics(file.coordinatorMetrics);
+    const handoverPauseMs = (1000 * sampleValue(metrics, 'bora_handover_pause_seconds_sum')) / Math.max(1, sampleValue(metrics, 'bora_handover_pause_seconds_count'));
+    return { stallMs, newPlanMs: newPlanAt - killedAt, epochs: (await fetchStatus(file.coordinator)).planEpoch - before, stepMs, worstStreamGapMs, handoverPauseMs };
   } finally {
     bora(['down', '--state-dir', stateDir]);
     rmSync(stateDir, { recursive: true, force: true });
@@ -95,7 +100,7 @@ async function main(): Promise<void> {
   const dir = await ensureBenchModel('mistral-1b-bf16', MISTRAL_1B);
   // BORA_BENCH_ONLY=drain measures the drain alone (a quicker check).
   const only = process.env.BORA_BENCH_ONLY;
-  const none: Measured = { stallMs: NaN, newPlanMs: NaN, epochs: NaN, stepMs: NaN, worstStreamGapMs: NaN };
+  const none: Measured = { stallMs: NaN, newPlanMs: NaN, epochs: NaN, stepMs: NaN, worstStreamGapMs: NaN, handoverPauseMs: NaN };
   const without = only === undefined || only === 'kill' ? await measure(dir, 1, 'kill') : none;
   const withStandby = only === undefined || only === 'kill' ? await measure(dir, 2, 'kill') : none;
   const drain = only === undefined || only === 'drain' ? await measure(dir, 1, 'drain') : none;
@@ -109,7 +114,8 @@ async function main(): Promise<void> {
 |---|---|
 | normal step (median gap between two tokens of a stream before) | ${drain.stepMs.toFixed(0)} ms |
 | longest gap of a stream during the drain | ${drain.worstStreamGapMs.toFixed(0)} ms (${(drain.worstStreamGapMs / drain.stepMs).toFixed(2)}x a step) |
-| drain start to new plan serving | ${drain.newPlanMs.toFixed(0)} ms |`);
+| micro-batches held back for the hand-over (quiesce + cache copy + switch) | ${drain.handoverPauseMs.toFixed(0)} ms |
+| drain start to the new plan published (the survivors then load while serving) | ${drain.newPlanMs.toFixed(0)} ms |`);
 }
 
 main().catch((err: unknown) => {

@@ -412,6 +412,7 @@ export class CoordinatorNode implements PipelineSource {
     this.readyEpoch = candidate.epoch;
     let keepPositions = false;
     const holding = candidate.handover !== undefined && previous !== undefined;
+    const heldFromMs = performance.now();
     let pipeline: RemotePipeline;
     try {
       if (holding) {
@@ -438,6 +439,11 @@ export class CoordinatorNode implements PipelineSource {
     this.pipeline = pipeline;
     old?.close();
     this.scheduler.switchTo(pipeline, keepPositions);
+    if (holding) {
+      const heldMs = performance.now() - heldFromMs;
+      this.metrics.observeHandoverPause(heldMs / 1000);
+      this.log(`generation was held ${heldMs.toFixed(0)} ms for the hand-over`);
+    }
     const waiters = this.pipelineWaiters;
     this.pipelineWaiters = [];
     for (const w of waiters) w.resolve(pipeline);

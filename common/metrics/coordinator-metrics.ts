@@ -59,6 +59,7 @@ export class CoordinatorMetrics {
   private readonly reshards: Counter<'reason'>;
   private readonly resumedSequences: Counter;
   private readonly recovery: Histogram;
+  private readonly handoverPause: Histogram;
   private readonly expertDispatch: Histogram;
   private readonly expertTokens: Counter<'layer' | 'expert'>;
   private readonly expertCalls: Counter<'role'>;
@@ -136,6 +137,12 @@ export class CoordinatorMetrics {
       buckets: [...RECOVERY_BUCKETS_SECONDS],
       registers,
     });
+    this.handoverPause = new Histogram({
+      name: 'bora_handover_pause_seconds',
+      help: 'A planned hand-over: how long new micro-batches were held back (quiesce, cache copy, switch).',
+      buckets: [...INTER_TOKEN_BUCKETS_SECONDS],
+      registers,
+    });
     this.expertDispatch = new Histogram({
       name: 'bora_expert_dispatch_seconds',
       help: 'One round trip to a remote expert holder (send, compute, receive).',
@@ -203,6 +210,10 @@ export class CoordinatorMetrics {
 
   observeRecovery(seconds: number): void {
     this.recovery.observe(seconds);
+  }
+
+  observeHandoverPause(seconds: number): void {
+    this.handoverPause.observe(seconds);
   }
 
   observeExpertDispatch(seconds: number): void {
