@@ -51,8 +51,13 @@ export interface WorkerNodeOptions {
 }
 
 const STATS_INTERVAL_MS = 1000;
-/** A hand-over plan not committed within this long is installed anyway, with empty caches (replay). */
-const HANDOVER_COMMIT_TIMEOUT_MS = 30_000;
+/**
+ * A hand-over plan not committed within this long is installed anyway, with empty caches (the
+ * coordinator then replays). As long as the coordinator's own wait for every worker to load
+ * (--ready-timeout-ms, 5 min): the other workers may take that long. A newer plan (another
+ * coordinator taking over, a failure) ends the wait at once.
+ */
+const HANDOVER_COMMIT_TIMEOUT_MS = 300_000;
 /** Stages a hand-over retires stay loaded this long, so that other workers can still copy their caches. */
 const HANDOVER_SOURCE_GRACE_MS = 20_000;
 
