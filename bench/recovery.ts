@@ -104,18 +104,19 @@ async function main(): Promise<void> {
   const without = only === undefined || only === 'kill' ? await measure(dir, 1, 'kill') : none;
   const withStandby = only === undefined || only === 'kill' ? await measure(dir, 2, 'kill') : none;
   const drain = only === undefined || only === 'drain' ? await measure(dir, 1, 'drain') : none;
-  writeFileSync(join(BENCH_DIR, 'recovery.json'), JSON.stringify({ without, withStandby, drain }, null, 2));
+  const drainStandby = only === undefined || only === 'drain' ? await measure(dir, 2, 'drain') : none;
+  writeFileSync(join(BENCH_DIR, 'recovery.json'), JSON.stringify({ without, withStandby, drain, drainStandby }, null, 2));
   console.log(`| replicas | longest stall after the kill | kill to new plan serving | new epochs |
 |---|---|---|---|
 | 1 (no standby) | ${without.stallMs.toFixed(0)} ms | ${without.newPlanMs.toFixed(0)} ms | ${without.epochs} |
 | 2 (standby) | ${withStandby.stallMs.toFixed(0)} ms | ${withStandby.newPlanMs.toFixed(0)} ms | ${withStandby.epochs} |
 
-| planned drain of w2 (caches moved) | value |
-|---|---|
-| normal step (median gap between two tokens of a stream before) | ${drain.stepMs.toFixed(0)} ms |
-| longest gap of a stream during the drain | ${drain.worstStreamGapMs.toFixed(0)} ms (${(drain.worstStreamGapMs / drain.stepMs).toFixed(2)}x a step) |
-| micro-batches held back for the hand-over (quiesce + cache copy + switch) | ${drain.handoverPauseMs.toFixed(0)} ms |
-| drain start to the new plan published (the survivors then load while serving) | ${drain.newPlanMs.toFixed(0)} ms |`);
+| planned drain of w2 (caches moved) | replicas 1 (survivors load its layers) | replicas 2 (a standby holds them) |
+|---|---|---|
+| normal step (median gap between two tokens of a stream before) | ${drain.stepMs.toFixed(0)} ms | ${drainStandby.stepMs.toFixed(0)} ms |
+| longest gap of a stream during the drain | ${drain.worstStreamGapMs.toFixed(0)} ms (${(drain.worstStreamGapMs / drain.stepMs).toFixed(2)}x a step) | ${drainStandby.worstStreamGapMs.toFixed(0)} ms (${(drainStandby.worstStreamGapMs / drainStandby.stepMs).toFixed(2)}x a step) |
+| micro-batches held back for the hand-over (quiesce + cache copy + switch) | ${drain.handoverPauseMs.toFixed(0)} ms | ${drainStandby.handoverPauseMs.toFixed(0)} ms |
+| drain start to the new plan published | ${drain.newPlanMs.toFixed(0)} ms | ${drainStandby.newPlanMs.toFixed(0)} ms |`);
 }
 
 main().catch((err: unknown) => {

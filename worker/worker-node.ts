@@ -352,7 +352,6 @@ export class WorkerNode {
   /** Puts the committed sequences' caches in place on every stage this worker will serve. */
   private async migrate(plan: Plan, installs: readonly StageInstall[], sequences: readonly SequencePosition[]): Promise<CommitReply> {
     const handover = plan.handover!;
-    const config = installs[0]?.stage.config;
     try {
       for (const install of installs) {
         await migrateStage(
@@ -367,7 +366,7 @@ export class WorkerNode {
           sequences,
         );
       }
-      return { migrated: true, detail: `${sequences.length} sequence(s) kept their caches${config === undefined ? '' : ` on ${installs.length} stage(s)`}` };
+      return { migrated: true, detail: `the caches of ${sequences.length} sequence(s) are in place on ${installs.length} stage(s)` };
     } catch (err) {
       return { migrated: false, detail: `caches dropped (the coordinator replays): ${asBoraError(err).message}` };
     }
