@@ -1,7 +1,8 @@
 /** bora coordinator: placement, plans and the client API, until SIGTERM / SIGINT. */
 import { basename, resolve } from 'node:path';
 import { InvalidArgumentError } from '../common/errors';
-import { CoordinatorNode, DEFAULT_EXPERT_REBALANCE_MS, type CoordinatorOptions } from '../coordinator/coordinator-node';
+import { CoordinatorNode, type CoordinatorOptions } from '../coordinator/coordinator-node';
+import { DEFAULT_EXPERT_REBALANCE_MS } from '../coordinator/expert-rebalancer';
 import { intFlag, parseFlags, requireString } from './args';
 import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
 

@@ -30,8 +30,8 @@ import { addInferenceService } from './inference-service';
 import { Leadership } from './leadership';
 import { commitHandover, handoverFrom } from './handover';
 import { MembershipWatch } from './membership-watch';
-import { loadDelta, nextBaseline, shouldRebalance, significant, type RoutingCounts } from './expert-load';
-import { planPlacement, type ExpertLoad, type ExpertsMode } from './placement';
+import { DEFAULT_EXPERT_REBALANCE_MS, ExpertRebalancer } from './expert-rebalancer';
+import { planPlacement, type ExpertsMode } from './placement';
 import { PlanStore } from '../common/cluster/plan-store';
 import { RemotePipeline } from './remote-pipeline';
 import { weightServiceHandlers } from './weight-service';
@@ -63,11 +63,9 @@ export interface CoordinatorOptions {
   readonly handover?: boolean;
   readonly log?: (message: string) => void;
   /** "spread" only: how often the workers' routing counts are collected to place experts by
-   * (hot experts get more copies); 0 disables. Default DEFAULT_EXPERT_REBALANCE_MS. */
+   * (hot experts get more copies); 0 disables. Default DEFAULT_EXPERT_REBALANCE_MS (expert-rebalancer.ts). */
   readonly expertRebalanceIntervalMs?: number;
 }
-
-export const DEFAULT_EXPERT_REBALANCE_MS = 60_000;
 
 /** A worker that does not answer a status probe within this long is a suspect. */
 const PROBE_TIMEOUT_MS = 500;
@@ -109,6 +107,8 @@ export class CoordinatorNode implements PipelineSource {
   private metricsServer: MetricsServer | undefined;
   private leadership: Leadership | undefined;
   private membershipStarted = false;
+  /** Experts spread: places them by observed routing load. */
+  private rebalancer: ExpertRebalancer | undefined;
   private abortWait: ((err: Error) => void) | undefined;
   private plan: Plan | undefined;
   private readyEpoch = 0;
@@ -191,7 +191,21 @@ export class CoordinatorNode implements PipelineSource {
     this.leadership.start();
     this.watchdog = setInterval(() => void this.watchStalls(), WATCHDOG_INTERVAL_MS);
     this.watchdog.unref();
-    this.startExpertRebalance();
+    if (o.expertsMode === 'spread') {
+      this.rebalancer = new ExpertRebalancer({
+        intervalMs: o.expertRebalanceIntervalMs ?? DEFAULT_EXPERT_REBALANCE_MS,
+        model: modelFootprint(this.ckpt.config),
+        placement: { modelId: o.modelId, expertsMode: o.expertsMode, replicas: o.replicas },
+        plan: () => (this.stopped ? undefined : this.plan),
+        isLeader: () => this.leadership?.isLeader() === true,
+        members: () => [...this.membership.members().values()],
+        usable: (m) => !this.draining.has(m.id) && !this.suspects.has(m.id),
+        statusOf: (address) => workerStatus(address, STATUS_TIMEOUT_MS),
+        replan: () => this.scheduleReplan('update'),
+        log: this.log,
+      });
+      this.rebalancer.start();
+    }
     this.log(`listening on ${this.address} for ${o.modelId}; campaigning for leadership`);
   }
 
@@ -374,7 +388,7 @@ export class CoordinatorNode implements PipelineSource {
       modelId: this.options.modelId,
       expertsMode: this.options.expertsMode,
       replicas: this.options.replicas,
-      expertLoad: this.expertLoad,
+      expertLoad: this.rebalancer?.load,
     });
     if (previous !== undefined && pipelineHealthy && samePlacement(previous, placed) && this.addressesUnchanged(previous, members)) return;
     // A planned change while the pipeline of `previous` serves: move the caches (handover.ts).
@@ -511,69 +525,11 @@ export class CoordinatorNode implements PipelineSource {
     };
   }
 
-  // ---- expert placement by observed routing (coordinator/expert-load.ts decides) ----
-
-  private rebalanceTimer: NodeJS.Timeout | undefined;
-  private collectingLoad = false;
-  /** Each worker process's cumulative routing counts at the last significant collection. */
-  private routingBaseline: RoutingCounts = new Map();
-  /** The latest window that saw tokens: every plan from then on places experts by it. */
-  private expertLoad: ExpertLoad[] | undefined;
-
-  private startExpertRebalance(): void {
-    const intervalMs = this.options.expertRebalanceIntervalMs ?? DEFAULT_EXPERT_REBALANCE_MS;
-    if (this.options.expertsMode !== 'spread' || intervalMs <= 0) return;
-    this.rebalanceTimer = setInterval(() => void this.collectExpertLoad(), intervalMs);
-    this.rebalanceTimer.unref();
-  }
-
-  /**
-   * Asks every worker for its routing counts and takes the window since the last significant
-   * one as the expert load. When placing with it (keeping the plan in force, as an 'update' re-plan
-   * does) places experts differently, a re-plan is scheduled; otherwise nothing changes.
-   */
-  private async collectExpertLoad(): Promise<void> {
-    const plan = this.plan;
-    if (this.collectingLoad || this.stopped || plan === undefined || !this.leadership?.isLeader()) return;
-    this.collectingLoad = true;
-    try {
-      const all = [...this.membership.members().values()];
-      // Counts are kept per process: a worker that restarted under the same id counts from zero.
-      const key = (m: MemberInfo): string => `${m.id}@${m.startedAtMs}`;
-      const replies = await Promise.all(all.map(async (m) => ({ key: key(m), counts: (await workerStatus(m.address, STATUS_TIMEOUT_MS))?.expertTokens })));
-      const current = new Map(replies.flatMap((r) => (r.counts === undefined ? [] : [[r.key, r.counts] as const])));
-      const model = modelFootprint(this.ckpt.config);
-      const load = loadDelta(this.routingBaseline, current).filter((l) => l.layer < model.numLayers && l.expert < model.numExperts);
-      if (!significant(load, plan)) return; // too few tokens yet: the window grows until they are enough
-      this.routingBaseline = nextBaseline(this.routingBaseline, current, all.map(key));
-      this.expertLoad = load;
-      const members = all.filter((m) => !this.draining.has(m.id) && !this.suspects.has(m.id)); // as replan() does
-      if (members.length === 0 || this.plan !== plan) return;
-      const candidate = planPlacement({
-        members,
-        model,
-        previous: plan,
-        epoch: plan.epoch + 1,
-        modelId: this.options.modelId,
-        expertsMode: this.options.expertsMode,
-        replicas: this.options.replicas,
-        expertLoad: load,
-      });
-      if (!shouldRebalance(plan, candidate, load)) return;
-      this.log(`routing load changes the expert placement (${load.reduce((n, l) => n + l.tokens, 0)} expert tokens this window): re-planning`);
-      this.scheduleReplan('update');
-    } catch (err) {
-      this.log(`collecting expert load failed: ${asBoraError(err).message}`);
-    } finally {
-      this.collectingLoad = false;
-    }
-  }
-
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.replanTimer);
     clearInterval(this.watchdog);
-    clearInterval(this.rebalanceTimer);
+    this.rebalancer?.stop();
     this.scheduler.abortAll(new UnavailableError('the coordinator is shutting down'));
     this.pipeline?.close();
     await this.server?.close();

@@ -2,13 +2,17 @@
  * tiny-mixtral with its experts spread over worker processes (`bora up --placement experts`), 2
  * and 3 workers: cluster.json places every expert of every layer on at least two distinct
  * workers, every reference case gives its reference tokens, and the workers' metrics show where
- * the experts ran. (Case 0's router choices through a RemoteExperts backend are checked in
+ * the experts ran. With --expert-rebalance-ms, a skewed workload makes the coordinator re-place
+ * the experts (hot ones get a third copy) and the tokens stay the reference. (Case 0's router choices through a RemoteExperts backend are checked in
  * test/integration/data-path/remote-experts.test.ts, where the engine's routes can be read.)
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { findSample, sampleValue, scrapeMetrics, type MetricSample } from '../../../common/metrics/exposition';
 import { fixtureDir, loadReference } from '../../support/checkpoints';
+import { fetchStatus } from '../../../cli/inference-client';
+import { waitFor } from '../../../cli/processes';
+import type { ClusterStatus } from '../../../common/wire/messages';
 import { generateOn, greedyIds, startCluster } from '../../support/cluster';
 
 const ref = loadReference('tiny-mixtral');
@@ -68,4 +72,25 @@ describe('tiny-mixtral with experts spread over workers (bora up --placement exp
       assert.equal(total(samples, 'bora_expert_holder_failures_total'), 0);
     });
   }
+
+  test('observed routing re-places experts: the hot ones get a third copy, tokens stay the reference', async (t) => {
+    const cluster = await startCluster(t, fixtureDir('tiny-mixtral'), 3, ['--placement', 'experts', '--expert-rebalance-ms', '1000']);
+    const copies = (s: ClusterStatus): number[] => {
+      const count = new Map<string, number>();
+      for (const w of s.workers) for (const { layer, experts } of w.experts) for (const e of experts) count.set(`${layer}:${e}`, (count.get(`${layer}:${e}`) ?? 0) + 1);
+      return [...count.values()];
+    };
+    const before = await fetchStatus(cluster.file.coordinator);
+    assert.ok(copies(before).every((n) => n === 2), 'without a load every expert has two copies');
+    // One token repeated: every position routes to the same few experts of each layer.
+    await generateOn(cluster.file.coordinator, greedyIds([1, ...Array.from({ length: 150 }, () => 415)], 8));
+    const after = await waitFor('a plan placed by the routing load', 30_000, async () => {
+      const s = await fetchStatus(cluster.file.coordinator);
+      return s.settled && s.planEpoch > before.planEpoch ? s : undefined;
+    });
+    assert.ok(copies(after).some((n) => n >= 3), `a hot expert got a third copy: ${JSON.stringify(copies(after))}`);
+    assert.ok(copies(after).every((n) => n >= 2), 'every expert keeps two copies');
+    const results = await Promise.all(ref.cases.map((c) => generateOn(cluster.file.coordinator, greedyIds(c.prompt_ids, STEPS))));
+    results.forEach((r, i) => assert.deepEqual(r.tokens, ref.cases[i].greedy_tokens, `case ${i} after the re-placement`));
+  });
 });
