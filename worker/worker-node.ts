@@ -272,6 +272,7 @@ export class WorkerNode {
       if (this.latestPlan !== plan) {
         commit?.reply({ migrated: false, detail: `plan ${plan.epoch} was superseded` });
         this.loadedStages = new Map([...this.loadedStages, ...stages]); // the next plan reuses or retires them
+        if (experts !== undefined && experts !== this.experts) await experts.experts.close(); // the next plan loads its own
         return;
       }
       const result = commit === undefined ? { migrated: false, detail: `no commit within ${HANDOVER_COMMIT_TIMEOUT_MS} ms` } : await this.migrate(plan, installs, commit.sequences);
