@@ -23,7 +23,7 @@ import { Checkpoint } from '../common/model/checkpoint';
 import { CpuPool } from '../common/pool/cpu-pool';
 import { loadTokenizer, type Tokenizer } from '../common/tokenizer/tokenizer';
 import type { ClusterStatus, WorkerStatusReply } from '../common/wire/messages';
-import { boraProto, channelOptions } from '../common/wire/proto';
+import { boraProto, channelOptions, withWorkerClient } from '../common/wire/proto';
 import { bindServer, type BoundServer } from '../worker/worker-server';
 import { modelFootprint } from './footprint';
 import { addInferenceService } from './inference-service';
@@ -85,10 +85,13 @@ type WorkerClient = grpc.Client & {
 
 /** A worker's status, or undefined when it does not answer within `timeoutMs`. */
 function workerStatus(address: string, timeoutMs: number): Promise<WorkerStatusReply | undefined> {
-  const client = new (boraProto().Worker)(address, grpc.credentials.createInsecure()) as unknown as WorkerClient;
-  return new Promise<WorkerStatusReply | undefined>((resolve) => {
-    client.status({}, { deadline: Date.now() + timeoutMs }, (err, reply) => resolve(err === null ? reply : undefined));
-  }).finally(() => client.close());
+  return withWorkerClient<WorkerClient, WorkerStatusReply | undefined>(
+    address,
+    (client) =>
+      new Promise((resolve) => {
+        client.status({}, { deadline: Date.now() + timeoutMs }, (err, reply) => resolve(err === null ? reply : undefined));
+      }),
+  );
 }
 
 export class CoordinatorNode implements PipelineSource {

@@ -20,7 +20,7 @@ import { asBoraError } from '../common/errors';
 import type { SequenceId, WorkerId } from '../common/ids';
 import { fromServiceError } from '../common/wire/grpc-status';
 import type { CommitReply, CommitRequest } from '../common/wire/messages';
-import { boraProto } from '../common/wire/proto';
+import { withWorkerClient } from '../common/wire/proto';
 
 /** A commit includes copying caches between workers: allow for large ones. */
 const COMMIT_DEADLINE_MS = 60_000;
@@ -30,10 +30,13 @@ type CommitClient = grpc.Client & {
 };
 
 export function commitPlan(address: string, request: CommitRequest, deadlineMs = COMMIT_DEADLINE_MS): Promise<CommitReply> {
-  const client = new (boraProto().Worker)(address, grpc.credentials.createInsecure()) as unknown as CommitClient;
-  return new Promise<CommitReply>((resolve, reject) => {
-    client.commitPlan(request, { deadline: Date.now() + deadlineMs }, (err, reply) => (err === null ? resolve(reply!) : reject(fromServiceError(err))));
-  }).finally(() => client.close());
+  return withWorkerClient<CommitClient, CommitReply>(
+    address,
+    (client) =>
+      new Promise((resolve, reject) => {
+        client.commitPlan(request, { deadline: Date.now() + deadlineMs }, (err, reply) => (err === null ? resolve(reply!) : reject(fromServiceError(err))));
+      }),
+  );
 }
 
 /** The hand-over part of a plan that follows `previous`. */

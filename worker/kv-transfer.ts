@@ -10,7 +10,7 @@ import { FailedPreconditionError, UnavailableError } from '../common/errors';
 import { sequenceId, type LayerRange, type SequenceId } from '../common/ids';
 import { fromServiceError, failCall } from '../common/wire/grpc-status';
 import type { KvRequest, KvSlice } from '../common/wire/messages';
-import { boraProto } from '../common/wire/proto';
+import { withWorkerClient } from '../common/wire/proto';
 import type { SequenceSnapshot } from './engine-protocol';
 
 /** Bytes of keys + values in one KvSlice. */
@@ -99,27 +99,30 @@ type KvClient = grpc.Client & { fetchKv(request: KvRequest, options: grpc.CallOp
 
 /** Fetches the caches of `ids` for `layers` from the worker at `address`, as it served `epoch`. */
 export function fetchKv(address: string, epoch: number, layers: LayerRange, ids: readonly SequenceId[], shape: { kvHeads: number; headDim: number }, deadlineMs: number): Promise<SequenceSnapshot[]> {
-  const client = new (boraProto().Worker)(address, grpc.credentials.createInsecure()) as unknown as KvClient;
   const assembler = new SnapshotAssembler(layers, shape.kvHeads, shape.headDim);
-  return new Promise<SequenceSnapshot[]>((resolve, reject) => {
-    const call = client.fetchKv({ planEpoch: epoch, layerStart: layers.start, layerEnd: layers.end, sequenceIds: [...ids] }, { deadline: Date.now() + deadlineMs });
-    call.on('data', (slice: KvSlice) => {
-      try {
-        assembler.add(slice);
-      } catch (err) {
-        call.cancel();
-        reject(err);
-      }
-    });
-    call.on('error', (err: grpc.ServiceError) => reject(fromServiceError(err)));
-    call.on('end', () => {
-      try {
-        resolve(assembler.finish());
-      } catch (err) {
-        reject(err);
-      }
-    });
-  }).finally(() => client.close());
+  return withWorkerClient<KvClient, SequenceSnapshot[]>(
+    address,
+    (client) =>
+      new Promise((resolve, reject) => {
+        const call = client.fetchKv({ planEpoch: epoch, layerStart: layers.start, layerEnd: layers.end, sequenceIds: [...ids] }, { deadline: Date.now() + deadlineMs });
+        call.on('data', (slice: KvSlice) => {
+          try {
+            assembler.add(slice);
+          } catch (err) {
+            call.cancel();
+            reject(err);
+          }
+        });
+        call.on('error', (err: grpc.ServiceError) => reject(fromServiceError(err)));
+        call.on('end', () => {
+          try {
+            resolve(assembler.finish());
+          } catch (err) {
+            reject(err);
+          }
+        });
+      }),
+  );
 }
 
 interface Partial {

@@ -133,7 +133,7 @@ export class Scheduler {
    * at switchTo() or resume().
    */
   quiesce(): Promise<Map<SequenceId, number> | undefined> {
-    this.hold?.resolve(undefined);
+    this.releaseHold();
     return new Promise((resolve) => {
       this.hold = { resolve };
       this.settleHold();
@@ -142,9 +142,14 @@ export class Scheduler {
 
   /** Lets generation go on after quiesce() without a new pipeline. */
   resume(): void {
+    this.releaseHold();
+    this.pump();
+  }
+
+  /** Ends a hold; a quiesce() still waiting learns it will not get positions. */
+  private releaseHold(): void {
     this.hold?.resolve(undefined);
     this.hold = undefined;
-    this.pump();
   }
 
   private settleHold(): void {
@@ -250,8 +255,7 @@ export class Scheduler {
   /** The pipeline broke: every sequence will be replayed from position 0 on the next one. */
   private onPipelineFailure(pipeline: Pipeline, err: BoraError): void {
     if (pipeline !== this.pipeline) return; // already handled
-    this.hold?.resolve(undefined);
-    this.hold = undefined;
+    this.releaseHold();
     this.source.reportFailure?.(pipeline, err);
     this.pipeline = undefined;
     this.resetForReplay();
@@ -265,8 +269,7 @@ export class Scheduler {
    * sequences go on where they are, without replay.
    */
   switchTo(pipeline: Pipeline, keepPositions = false): void {
-    this.hold?.resolve(undefined);
-    this.hold = undefined;
+    this.releaseHold();
     if (pipeline === this.pipeline) {
       this.pump();
       return;

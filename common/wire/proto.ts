@@ -53,3 +53,16 @@ export function channelOptions(keepaliveTimeMs: number, keepaliveTimeoutMs: numb
     'grpc.http2.max_pings_without_data': 0,
   };
 }
+
+/**
+ * One exchange with the Worker service at `address` on a client of its own, closed once `exchange`
+ * settles: for occasional calls (status probes, hand-over commits and cache copies), not the data path.
+ */
+export async function withWorkerClient<C extends grpc.Client, T>(address: string, exchange: (client: C) => Promise<T>): Promise<T> {
+  const client = new (boraProto().Worker)(address, grpc.credentials.createInsecure()) as unknown as C;
+  try {
+    return await exchange(client);
+  } finally {
+    client.close();
+  }
+}
