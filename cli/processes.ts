@@ -24,10 +24,19 @@ function tryPort(port: number, host: string): Promise<boolean> {
   });
 }
 
+/**
+ * Ports this process has handed out. A port is only bound later, by the process it is given to,
+ * so without this two calls in a row (say a coordinator's API and metrics ports) could both get
+ * the same still-free port and one of those processes would fail to bind.
+ */
+const handedOut = new Set<number>();
+
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   for (let attempt = 0; attempt < 100; attempt++) {
     const port = PORT_RANGE_START + Math.floor(Math.random() * (PORT_RANGE_END - PORT_RANGE_START));
-    if (await tryPort(port, host)) return port;
+    if (handedOut.has(port) || !(await tryPort(port, host))) continue;
+    handedOut.add(port);
+    return port;
   }
   throw new UnavailableError(`no free port in [${PORT_RANGE_START}, ${PORT_RANGE_END}) on ${host}`);
 }
