@@ -3,6 +3,7 @@
  * each process separate, with etcd from the machine (apt-get install -y etcd-server).
  */
 import { execFile } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -44,10 +45,24 @@ export async function startCluster(t: TestContext | undefined, modelDir: string,
   try {
     await bora(['up', '--model', modelDir, '--workers', String(workers), '--state-dir', stateDir, '--timeout-ms', '90000', ...extra]);
   } catch (err) {
+    // The state dir goes with `down`: keep the end of every process's log in the failure.
+    const logs = logTails(stateDir);
     await down();
-    throw err;
+    throw new Error(`${err instanceof Error ? err.message : String(err)}\n${logs}`, { cause: err });
   }
   return { stateDir, file: readClusterFile(stateDir), down };
+}
+
+/** The last lines of each *.log in `dir`, for a failure message. */
+function logTails(dir: string, lines = 15): string {
+  try {
+    return readdirSync(dir)
+      .filter((f) => f.endsWith('.log'))
+      .map((f) => `--- ${f}\n${readFileSync(join(dir, f), 'utf8').split('\n').slice(-lines).join('\n')}`)
+      .join('\n');
+  } catch {
+    return '(no logs)';
+  }
 }
 
 export interface Collected {
