@@ -1,0 +1,174 @@
+/*
+ * Node-API binding of the kernels (bora_kernels.node). Node-API keeps the binary independent of
+ * the Node version; NAPI_MODULE_INIT makes it loadable from several worker threads.
+ *
+ *   pack(w, dtype, rows, threads) -> panels    w: (rows, K) as Float32Array (dtype "f32") or
+ *                                              Uint16Array of bf16 / f16 bits; panels: same type
+ *   linear(x, panels, dtype, N, out, rows, accumulate, threads)
+ *                                              out (rows, N) (+)= x (rows, K) @ w^T
+ *   siluMul(gateUp, rows, out)                 out (rows, I) = silu(gate) * up for gateUp (rows, 2I)
+ *                                              holding gate then up in each row (SwiGLU)
+ *   isa() -> "avx512" | "avx2" | "generic"
+ *
+ * Calls run synchronously on the calling thread plus pool threads; callers keep them off the
+ * main event loop (Bora's engines run on worker threads).
+ */
+#include <node_api.h>
+#include <stdbool.h>
+#include <math.h>
+#include <string.h>
+#include "linear.h"
+#include "thread-pool.h"
+
+static napi_value fail(napi_env env, const char *message) {
+  napi_throw_range_error(env, "ERR_BORA_KERNEL", message);
+  return NULL;
+}
+
+static bool typed_array(napi_env env, napi_value value, napi_typedarray_type want, void **data, size_t *length) {
+  bool is_typed = false;
+  if (napi_is_typedarray(env, value, &is_typed) != napi_ok || !is_typed) return false;
+  napi_typedarray_type type;
+  if (napi_get_typedarray_info(env, value, &type, length, data, NULL, NULL) != napi_ok) return false;
+  return type == want;
+}
+
+static bool get_dtype(napi_env env, napi_value value, enum weight_dtype *dtype) {
+  char name[8];
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, value, name, sizeof name, &len) != napi_ok) return false;
+  if (strcmp(name, "f32") == 0) *dtype = WEIGHT_F32;
+  else if (strcmp(name, "bf16") == 0) *dtype = WEIGHT_BF16;
+  else if (strcmp(name, "f16") == 0) *dtype = WEIGHT_F16;
+  else return false;
+  return true;
+}
+
+static bool get_count(napi_env env, napi_value value, int64_t *out) {
+  return napi_get_value_int64(env, value, out) == napi_ok;
+}
+
+struct pack_job {
+  const void *src;
+  void *dst;
+  enum weight_dtype dtype;
+  long N, K;
+};
+
+static void pack_part(void *arg, int part, int parts) {
+  const struct pack_job *job = arg;
+  const long n0 = job->N * part / parts, n1 = job->N * (part + 1) / parts;
+  linear_pack(job->src, job->dst, job->dtype, job->K, n0, n1);
+}
+
+static napi_value pack(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  enum weight_dtype dtype;
+  int64_t rows, threads;
+  if (argc < 4 || !get_dtype(env, argv[1], &dtype) || !get_count(env, argv[2], &rows) || !get_count(env, argv[3], &threads)) {
+    return fail(env, "pack(w, dtype, rows, threads): dtype is f32, bf16 or f16; rows and threads are numbers");
+  }
+  const napi_typedarray_type type = dtype == WEIGHT_F32 ? napi_float32_array : napi_uint16_array;
+  void *src;
+  size_t length;
+  if (!typed_array(env, argv[0], type, &src, &length)) return fail(env, "pack: w must be a Float32Array for f32, a Uint16Array for bf16 / f16");
+  if (rows <= 0 || length == 0 || length % (size_t)rows != 0) return fail(env, "pack: w's length is not a positive multiple of rows");
+  const long N = (long)rows, K = (long)(length / (size_t)rows);
+  const size_t elem = dtype == WEIGHT_F32 ? 4 : 2;
+  const size_t packed = (size_t)linear_packed_length(N, K);
+  void *dst;
+  napi_value buffer, result;
+  if (napi_create_arraybuffer(env, packed * elem, &dst, &buffer) != napi_ok) return fail(env, "pack: out of memory");
+  memset(dst, 0, packed * elem);
+  struct pack_job job = {src, dst, dtype, N, K};
+  pool_run(pack_part, &job, threads < 1 ? 1 : (int)threads);
+  napi_create_typedarray(env, type, packed, buffer, 0, &result);
+  return result;
+}
+
+static void linear_part(void *arg, int part, int parts) {
+  const struct linear_job *job = arg;
+  /* Panels go to threads in pairs (a tile covers two panels). */
+  const long pairs = ((job->N + PANEL - 1) / PANEL + 1) / 2;
+  const long panels = (job->N + PANEL - 1) / PANEL;
+  long p0 = pairs * part / parts * 2, p1 = pairs * (part + 1) / parts * 2;
+  if (p1 > panels) p1 = panels;
+  if (p0 < p1) linear_panels(job, p0, p1);
+}
+
+static napi_value linear(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  enum weight_dtype dtype;
+  int64_t N, rows, threads;
+  bool accumulate;
+  if (argc < 8 || !get_dtype(env, argv[2], &dtype) || !get_count(env, argv[3], &N) || !get_count(env, argv[5], &rows) ||
+      napi_get_value_bool(env, argv[6], &accumulate) != napi_ok || !get_count(env, argv[7], &threads)) {
+    return fail(env, "linear(x, panels, dtype, N, out, rows, accumulate, threads): bad argument types");
+  }
+  float *x, *out;
+  void *panels;
+  size_t xLen, pLen, outLen;
+  const napi_typedarray_type ptype = dtype == WEIGHT_F32 ? napi_float32_array : napi_uint16_array;
+  if (!typed_array(env, argv[0], napi_float32_array, (void **)&x, &xLen) || !typed_array(env, argv[4], napi_float32_array, (void **)&out, &outLen) ||
+      !typed_array(env, argv[1], ptype, &panels, &pLen)) {
+    return fail(env, "linear: x and out must be Float32Arrays, panels a Float32Array (f32) or Uint16Array (bf16 / f16)");
+  }
+  if (rows <= 0 || N <= 0 || xLen % (size_t)rows != 0) return fail(env, "linear: x's length is not a multiple of rows");
+  const long K = (long)(xLen / (size_t)rows);
+  if (K == 0 || pLen != (size_t)linear_packed_length((long)N, K)) return fail(env, "linear: panels do not hold an N x K matrix for x's row length K");
+  if (outLen != (size_t)rows * (size_t)N) return fail(env, "linear: out must hold rows x N values");
+
+  struct linear_job job = {x, panels, dtype, out, (long)rows, (long)N, K, accumulate};
+  const long pairs = ((N + PANEL - 1) / PANEL + 1) / 2;
+  long parts = threads < 1 ? 1 : threads;
+  if (parts > pairs) parts = pairs;
+  pool_run(linear_part, &job, (int)parts);
+  return NULL;
+}
+
+static napi_value silu_mul(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  float *gate_up, *out;
+  size_t inLen, outLen;
+  int64_t rows;
+  if (argc < 3 || !typed_array(env, argv[0], napi_float32_array, (void **)&gate_up, &inLen) || !get_count(env, argv[1], &rows) ||
+      !typed_array(env, argv[2], napi_float32_array, (void **)&out, &outLen)) {
+    return fail(env, "siluMul(gateUp, rows, out): gateUp and out are Float32Arrays, rows a number");
+  }
+  if (rows <= 0 || inLen != 2 * outLen || outLen % (size_t)rows != 0) return fail(env, "siluMul: gateUp must be (rows, 2I) and out (rows, I)");
+  const size_t width = outLen / (size_t)rows;
+  for (size_t r = 0; r < (size_t)rows; r++) {
+    const float *gate = gate_up + r * 2 * width, *up = gate + width;
+    float *dst = out + r * width;
+    /* silu(g) = g * sigmoid(g), in float32 as transformers computes it. */
+    for (size_t i = 0; i < width; i++) dst[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+  }
+  return NULL;
+}
+
+static napi_value isa(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result;
+  napi_create_string_utf8(env, linear_isa(), NAPI_AUTO_LENGTH, &result);
+  return result;
+}
+
+static void export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
+  napi_value fn;
+  napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn);
+  napi_set_named_property(env, exports, name, fn);
+}
+
+NAPI_MODULE_INIT() {
+  export_fn(env, exports, "pack", pack);
+  export_fn(env, exports, "linear", linear);
+  export_fn(env, exports, "siluMul", silu_mul);
+  export_fn(env, exports, "isa", isa);
+  return exports;
+}

@@ -1,0 +1,140 @@
+/*
+ * Matrix products out (M, N) (+)= x (M, K) @ w (N, K)^T over weights repacked in panels
+ * (linear.h). At decode time M is the number of sequences in a step, so a product reads every
+ * weight once and is bound by memory bandwidth: storing 16-bit checkpoints as 16 bits halves
+ * the bytes read per token. A tile broadcasts one x value against 32 outputs' weights, so there
+ * are no horizontal sums and each weight loaded serves MR rows of x.
+ *
+ * The kernel is instantiated per instruction set (AVX-512, AVX2 + FMA, portable) and per
+ * weight dtype from linear-tile.h; the widest instruction set the CPU has is picked at run time.
+ */
+#include "linear.h"
+#include <string.h>
+
+typedef float vf16 __attribute__((vector_size(64)));
+typedef float uvf16 __attribute__((vector_size(64), aligned(4)));
+typedef unsigned short vu16 __attribute__((vector_size(32), aligned(2)));
+typedef unsigned int vu32 __attribute__((vector_size(64)));
+typedef _Float16 vh16 __attribute__((vector_size(32), aligned(2)));
+#define V vf16
+
+#define LOAD_F32(p) (*(const uvf16 *)(p))
+#define LOAD_BF16(p) ((vf16)(__builtin_convertvector(*(const vu16 *)(p), vu32) << 16))
+#define LOAD_F16(p) (__builtin_convertvector(*(const vh16 *)(p), vf16))
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,fma,f16c")
+#define MR 8
+#define SUFFIX avx512_f32
+#define WT float
+#define LOAD LOAD_F32
+#include "linear-tile.h"
+#undef SUFFIX
+#undef WT
+#undef LOAD
+#define SUFFIX avx512_bf16
+#define WT unsigned short
+#define LOAD LOAD_BF16
+#include "linear-tile.h"
+#undef SUFFIX
+#undef WT
+#undef LOAD
+#define SUFFIX avx512_f16
+#define WT _Float16
+#define LOAD LOAD_F16
+#include "linear-tile.h"
+#undef SUFFIX
+#undef WT
+#undef LOAD
+#undef MR
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#define MR 2
+#define SUFFIX avx2_f32
+#define WT float
+#define LOAD LOAD_F32
+#include "linear-tile.h"
+#undef SUFFIX
+#undef WT
+#undef LOAD
+#define SUFFIX avx2_bf16
+#define WT unsigned short
+#define LOAD LOAD_BF16
+#include "linear-tile.h"
+#undef SUFFIX
+#undef WT
+#undef LOAD
+#define SUFFIX avx2_f16
+#define WT _Float16
+#define LOAD LOAD_F16
+#include "linear-tile.h"
+#undef SUFFIX
+#undef WT
+#undef LOAD
+#undef MR
+#pragma GCC pop_options
+
+#define MR 2
+#define SUFFIX generic_f32
+#define WT float
+#define LOAD LOAD_F32
+#include "linear-tile.h"
+#undef SUFFIX
+#undef WT
+#undef LOAD
+#define SUFFIX generic_bf16
+#define WT unsigned short
+#define LOAD LOAD_BF16
+#include "linear-tile.h"
+#undef SUFFIX
+#undef WT
+#undef LOAD
+#define SUFFIX generic_f16
+#define WT _Float16
+#define LOAD LOAD_F16
+#include "linear-tile.h"
+#undef SUFFIX
+#undef WT
+#undef LOAD
+#undef MR
+
+typedef void (*panels_fn)(const struct linear_job *, long, long);
+
+/* [isa][dtype] */
+static const panels_fn kernels[3][3] = {
+    {panels_avx512_f32, panels_avx512_bf16, panels_avx512_f16},
+    {panels_avx2_f32, panels_avx2_bf16, panels_avx2_f16},
+    {panels_generic_f32, panels_generic_bf16, panels_generic_f16},
+};
+static const char *const isa_names[3] = {"avx512", "avx2", "generic"};
+
+static int isa_index(void) {
+  static int index = -1;
+  if (index < 0) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) index = 0;
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) index = 1;
+    else index = 2;
+  }
+  return index;
+}
+
+const char *linear_isa(void) { return isa_names[isa_index()]; }
+
+long linear_packed_length(long N, long K) { return (N + PANEL - 1) / PANEL * K * PANEL; }
+
+void linear_pack(const void *src, void *dst, enum weight_dtype dtype, long K, long n0, long n1) {
+  const size_t size = dtype == WEIGHT_F32 ? 4 : 2;
+  const char *s = src;
+  char *d = dst;
+  for (long n = n0; n < n1; n++) {
+    const long panel = n / PANEL, lane = n % PANEL;
+    char *base = d + (size_t)(panel * K * PANEL + lane) * size;
+    const char *row = s + (size_t)(n * K) * size;
+    for (long k = 0; k < K; k++) memcpy(base + (size_t)(k * PANEL) * size, row + (size_t)k * size, size);
+  }
+}
+
+void linear_panels(const struct linear_job *job, long p0, long p1) { kernels[isa_index()][job->dtype](job, p0, p1); }

@@ -1,0 +1,75 @@
+/**
+ * Loads Bora's native kernels (bora_kernels.node, built from the C files beside this one by
+ * scripts/build-kernels.mjs). When they are missing (no C compiler at install time) the engine
+ * runs its linear layers with onnxruntime instead; `BORA_KERNELS=onnx` asks for that explicitly and
+ * `BORA_KERNELS=native` makes a missing build an error instead of a fallback.
+ */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { FailedPreconditionError } from '../errors';
+
+/** Stored precision of packed weights: float32, or the 16 bits of bfloat16 / float16. */
+export type PackedDtype = 'f32' | 'bf16' | 'f16';
+
+/** The addon's functions (common/kernels/addon.c). */
+export interface NativeKernels {
+  pack(w: Float32Array | Uint16Array, dtype: PackedDtype, rows: number, threads: number): Float32Array | Uint16Array;
+  linear(x: Float32Array, panels: Float32Array | Uint16Array, dtype: PackedDtype, n: number, out: Float32Array, rows: number, accumulate: boolean, threads: number): void;
+  siluMul(gateUp: Float32Array, rows: number, out: Float32Array): void;
+  isa(): string;
+}
+
+/** Which code runs the engine's linear layers. */
+export type LinearBackend = 'native' | 'onnx';
+
+/** Where scripts/build-kernels.mjs puts the addon, relative to the package root. */
+export const ADDON = join('build', 'native', 'bora_kernels.node');
+
+let loaded: { kernels?: NativeKernels; reason?: string } | undefined;
+
+/** build/native/bora_kernels.node in the nearest directory above this file that has one. */
+function findAddon(): string | undefined {
+  for (let dir = __dirname; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, ADDON))) return join(dir, ADDON);
+    if (dirname(dir) === dir) return undefined;
+  }
+}
+
+function load(): { kernels?: NativeKernels; reason?: string } {
+  const path = process.env.BORA_KERNELS_PATH ?? findAddon();
+  if (path === undefined || !existsSync(path)) return { reason: `${path ?? ADDON} is not built (run npm run build with a C compiler installed)` };
+  try {
+    return { kernels: require(path) as NativeKernels };
+  } catch (err) {
+    return { reason: `${path} does not load: ${(err as Error).message}` };
+  }
+}
+
+/** The native kernels, or undefined with `nativeKernelsMissing()` saying why. */
+export function nativeKernels(): NativeKernels | undefined {
+  loaded ??= load();
+  return loaded.kernels;
+}
+
+export function nativeKernelsMissing(): string | undefined {
+  loaded ??= load();
+  return loaded.reason;
+}
+
+/**
+ * The backend to use: the requested one, else BORA_KERNELS, else native when it loads. Asking
+ * for native when it cannot load is an error (a silent fallback would hide a broken build).
+ */
+export function resolveLinearBackend(requested?: LinearBackend): LinearBackend {
+  const wanted = requested ?? parseBackend(process.env.BORA_KERNELS);
+  if (wanted === 'onnx') return 'onnx';
+  if (nativeKernels() !== undefined) return 'native';
+  if (wanted === 'native') throw new FailedPreconditionError(`native kernels requested but unavailable: ${nativeKernelsMissing()}`);
+  return 'onnx';
+}
+
+function parseBackend(value: string | undefined): LinearBackend | undefined {
+  if (value === undefined || value === '' || value === 'auto') return undefined;
+  if (value === 'native' || value === 'onnx') return value;
+  throw new FailedPreconditionError(`BORA_KERNELS must be native, onnx or auto, not ${JSON.stringify(value)}`);
+}
