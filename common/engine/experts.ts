@@ -3,12 +3,10 @@
  * router, then hands each expert its tokens through an ExpertBackend: LocalExperts runs them in
  * this process; the cluster supplies a backend that sends them to the workers holding them.
  */
-import type * as ort from 'onnxruntime-node';
 import { InternalError } from '../errors';
 import type { WeightSource } from '../model/weight-source';
-import { createSession, f32Tensor, runF32, type SessionSettings } from './ort-session';
-import { EXPERT_IO, expertGraph } from './layer-graphs';
-import { readExpertWeights } from './layer-weights';
+import { createStageCompute, type MlpCompute, type StageCompute } from './layer-compute';
+import type { SessionSettings } from './ort-session';
 
 /** The tokens one expert must process: x is (tokens, H). */
 export interface ExpertCall {
@@ -26,8 +24,8 @@ export const expertKey = (layer: number, expert: number): string => `${layer}:${
 
 export class LocalExperts implements ExpertBackend {
   private constructor(
-    private readonly hiddenSize: number,
-    private readonly sessions: Map<string, ort.InferenceSession>,
+    private readonly compute: StageCompute,
+    private readonly mlps: Map<string, MlpCompute>,
   ) {}
 
   /** Loads the listed experts: `experts(layer)` gives the expert ids to hold for each layer. */
@@ -37,33 +35,31 @@ export class LocalExperts implements ExpertBackend {
     experts: (layer: number) => readonly number[],
     settings: SessionSettings,
   ): Promise<LocalExperts> {
-    const sessions = new Map<string, ort.InferenceSession>();
+    const compute = createStageCompute(settings);
+    const mlps = new Map<string, MlpCompute>();
     for (const layer of layers) {
-      for (const expert of experts(layer)) {
-        const weights = await readExpertWeights(ckpt, layer, expert);
-        sessions.set(expertKey(layer, expert), await createSession(expertGraph(ckpt.config, weights), settings));
-      }
+      for (const expert of experts(layer)) mlps.set(expertKey(layer, expert), await compute.expert(ckpt, layer, expert));
     }
-    return new LocalExperts(ckpt.config.hiddenSize, sessions);
+    return new LocalExperts(compute, mlps);
   }
 
   holds(layer: number, expert: number): boolean {
-    return this.sessions.has(expertKey(layer, expert));
+    return this.mlps.has(expertKey(layer, expert));
   }
 
   async run(layer: number, calls: readonly ExpertCall[]): Promise<Float32Array[]> {
     const outputs: Float32Array[] = [];
     for (const call of calls) {
-      const session = this.sessions.get(expertKey(layer, call.expert));
-      if (session === undefined) throw new InternalError(`expert ${call.expert} of layer ${layer} is not loaded here`);
-      const out = await runF32(session, { [EXPERT_IO.input]: f32Tensor(call.x, [call.tokens, this.hiddenSize]) });
-      outputs.push(out[EXPERT_IO.output]);
+      const mlp = this.mlps.get(expertKey(layer, call.expert));
+      if (mlp === undefined) throw new InternalError(`expert ${call.expert} of layer ${layer} is not loaded here`);
+      outputs.push(await mlp.run(call.x, call.tokens));
     }
     return outputs;
   }
 
   async close(): Promise<void> {
-    for (const session of this.sessions.values()) await session.release();
-    this.sessions.clear();
+    for (const mlp of this.mlps.values()) await mlp.close();
+    this.mlps.clear();
+    await this.compute.close();
   }
 }

@@ -41,6 +41,8 @@ export const LAYER_IO = Object.freeze({
   newV: 'new_v', // out (B, K, T, D)
   normedOut: 'normed_out', // out (B, T, H), attention-only graphs: post-attention RMSNorm of hidden_out
   routerLogits: 'router_logits', // out (B, T, E), attention-only graphs of MoE layers
+  qkv: 'qkv', // in (B, T, (A+2K)D), attention-core graph: the q, k, v projections
+  context: 'context', // out (B, T, A*D), attention-core graph: attention output before o_proj
 });
 
 function rmsNorm(g: GraphBuilder, x: string, weight: string, eps: number): string {
@@ -70,22 +72,25 @@ function rotary(g: GraphBuilder, x: string, cos: string, sin: string, headDim: n
   return g.op('Add', [g.op('Mul', [x, cos]), g.op('Mul', [rotated, sin])]);
 }
 
-/**
- * Pre-norm attention with residual: returns hidden + o_proj(attention(rmsnorm(hidden))).
- * Declares the layer inputs and the new_k / new_v outputs on `g`.
- */
-function attentionBlock(g: GraphBuilder, c: ModelConfig, w: AttentionWeights): { residual: string } {
-  const { hiddenSize: H, numHeads: A, numKvHeads: K, headDim: D } = c;
-  const x = g.input(LAYER_IO.hidden, ONNX_FLOAT, ['B', 'T', H]);
-  const cos = g.input(LAYER_IO.cos, ONNX_FLOAT, ['B', 'T', D]);
-  const sin = g.input(LAYER_IO.sin, ONNX_FLOAT, ['B', 'T', D]);
-  const mask = g.input(LAYER_IO.mask, ONNX_FLOAT, ['B', 1, 'GT', 'S']);
-  const pastK = g.input(LAYER_IO.pastK, ONNX_FLOAT, ['B', K, 'P', D]);
-  const pastV = g.input(LAYER_IO.pastV, ONNX_FLOAT, ['B', K, 'P', D]);
+/** The inputs every layer's attention takes besides its hidden state (declared on `g`). */
+function attentionInputs(g: GraphBuilder, c: ModelConfig): { cos: string; sin: string; mask: string; pastK: string; pastV: string } {
+  const { numKvHeads: K, headDim: D } = c;
+  return {
+    cos: g.input(LAYER_IO.cos, ONNX_FLOAT, ['B', 'T', D]),
+    sin: g.input(LAYER_IO.sin, ONNX_FLOAT, ['B', 'T', D]),
+    mask: g.input(LAYER_IO.mask, ONNX_FLOAT, ['B', 1, 'GT', 'S']),
+    pastK: g.input(LAYER_IO.pastK, ONNX_FLOAT, ['B', K, 'P', D]),
+    pastV: g.input(LAYER_IO.pastV, ONNX_FLOAT, ['B', K, 'P', D]),
+  };
+}
 
-  const batchAndTime = g.op('Slice', [g.op('Shape', [x]), g.constInt64([0]), g.constInt64([2])]); // [B, T]
-  const normed = flatten(g, rmsNorm(g, x, g.weightF32('input_norm', [H], w.inputNorm), c.rmsNormEps), H); // (N, H)
-  const qkv = linear(g, normed, g.weightF32('qkv', [(A + 2 * K) * D, H], w.qkv)); // (N, (A+2K)D)
+/**
+ * Attention between the projections: qkv (N, (A+2K)D) -> context (N, A*D) over the cached and
+ * new positions. Declares the new_k / new_v outputs on `g`.
+ */
+function attentionCore(g: GraphBuilder, c: ModelConfig, qkv: string, batchAndTime: string): string {
+  const { numHeads: A, numKvHeads: K, headDim: D } = c;
+  const { cos, sin, mask, pastK, pastV } = attentionInputs(g, c);
   const [q, k, v] = g.opMulti('Split', [qkv, g.constInt64([A * D, K * D, K * D])], 3, { axis: 1 });
 
   const cos4 = g.op('Unsqueeze', [cos, g.constInt64([2])]); // (B, T, 1, D)
@@ -111,9 +116,37 @@ function attentionBlock(g: GraphBuilder, c: ModelConfig, w: AttentionWeights): {
   ]);
   const probs = g.op('Softmax', [g.op('Add', [scores, mask])], { attrs: { axis: -1 } }); // (B, K, G*T, S)
   const context = g.op('Reshape', [g.op('MatMul', [probs, values]), g.constInt64([0, A, -1, D])]); // (B, A, T, D)
-  const merged = flatten(g, g.op('Transpose', [context], { attrs: { perm: [0, 2, 1, 3] } }), A * D); // (N, A*D)
+  return flatten(g, g.op('Transpose', [context], { attrs: { perm: [0, 2, 1, 3] } }), A * D); // (N, A*D)
+}
+
+/**
+ * Pre-norm attention with residual: returns hidden + o_proj(attention(rmsnorm(hidden))).
+ * Declares the layer inputs and the new_k / new_v outputs on `g`.
+ */
+function attentionBlock(g: GraphBuilder, c: ModelConfig, w: AttentionWeights): { residual: string } {
+  const { hiddenSize: H, numHeads: A, numKvHeads: K, headDim: D } = c;
+  const x = g.input(LAYER_IO.hidden, ONNX_FLOAT, ['B', 'T', H]);
+  const batchAndTime = g.op('Slice', [g.op('Shape', [x]), g.constInt64([0]), g.constInt64([2])]); // [B, T]
+  const normed = flatten(g, rmsNorm(g, x, g.weightF32('input_norm', [H], w.inputNorm), c.rmsNormEps), H); // (N, H)
+  const qkv = linear(g, normed, g.weightF32('qkv', [(A + 2 * K) * D, H], w.qkv)); // (N, (A+2K)D)
+  const merged = attentionCore(g, c, qkv, batchAndTime); // (N, A*D)
   const attnOut = unflatten(g, linear(g, merged, g.weightF32('o', [H, A * D], w.o)), batchAndTime, [H]); // (B, T, H)
   return { residual: g.op('Add', [x, attnOut]) };
+}
+
+/**
+ * Attention alone, for engines that run the projections themselves (the native kernels):
+ * qkv (B, T, (A+2K)D) -> context (B, T, A*D), plus new_k / new_v. It holds no weights, so one
+ * session serves every layer of a stage.
+ */
+export function attentionCoreGraph(c: ModelConfig): Uint8Array {
+  const { numHeads: A, numKvHeads: K, headDim: D } = c;
+  const g = new GraphBuilder('attention_core');
+  const qkv = g.input(LAYER_IO.qkv, ONNX_FLOAT, ['B', 'T', (A + 2 * K) * D]);
+  const batchAndTime = g.op('Slice', [g.op('Shape', [qkv]), g.constInt64([0]), g.constInt64([2])]); // [B, T]
+  const context = attentionCore(g, c, flatten(g, qkv, (A + 2 * K) * D), batchAndTime);
+  g.output(unflatten(g, context, batchAndTime, [A * D]), LAYER_IO.context, ONNX_FLOAT, ['B', 'T', A * D]);
+  return g.toModel();
 }
 
 /** SwiGLU: down(silu(gate(x)) * up(x)) for x (N, H). */

@@ -1,6 +1,7 @@
 /** Creating onnxruntime sessions with the thread settings Bora uses everywhere. */
 import * as ort from 'onnxruntime-node';
 import { availableParallelism } from 'node:os';
+import type { LinearBackend } from '../kernels/native-kernels';
 
 export interface SessionSettings {
   /** onnxruntime intra-op threads; the sum over processes sharing the cores should not exceed them. */
@@ -12,6 +13,12 @@ export interface SessionSettings {
    * 120 ms without. Off everywhere, unless a single session runs alone.
    */
   readonly allowSpinning: boolean;
+  /**
+   * What runs the linear layers: the native kernels (weights in the checkpoint's precision) or
+   * onnxruntime. Default: BORA_KERNELS, else native when built (common/kernels/native-kernels.ts).
+   * The native kernels use intraOpThreads threads too.
+   */
+  readonly linear?: LinearBackend;
 }
 
 export function defaultSessionSettings(): SessionSettings {

@@ -5,20 +5,18 @@
  *
  * forward() reads top to bottom: tokens -> embedding -> layer start ... layer end-1 -> head.
  */
-import type * as ort from 'onnxruntime-node';
 import { FailedPreconditionError, InvalidArgumentError } from '../errors';
 import type { LayerRange, SequenceId } from '../ids';
 import type { WeightSource } from '../model/weight-source';
 import type { ModelConfig } from '../model/config';
-import { embeddingSpec, finalNormSpec, lmHeadSpec } from '../model/weights';
+import { embeddingSpec } from '../model/weights';
 import { buildAttentionBatch, inverseFrequencies, type AttentionBatch } from './attention-batch';
 import { EmbeddingTable } from './embedding';
 import { LocalExperts, type ExpertBackend } from './experts';
 import { SequenceCache, type CacheSnapshot } from './kv-cache';
-import { HEAD_IO, LAYER_IO, denseLayerGraph, headGraph, moeAttentionGraph } from './layer-graphs';
-import { readAttentionWeights, readMlpWeights, readRouterWeights } from './layer-weights';
+import { createStageCompute, type HeadCompute, type LayerCompute, type LayerResult, type StageCompute } from './layer-compute';
 import { accumulateExperts, gatherRows, groupByExpert, routeTokens, type TokenRoute } from './moe-routing';
-import { createSession, defaultSessionSettings, f32Tensor, runF32, type SessionSettings } from './ort-session';
+import { defaultSessionSettings, type SessionSettings } from './ort-session';
 
 /** This call's part of one sequence. */
 export interface SliceInput {
@@ -54,8 +52,6 @@ export interface StageOptions {
   readonly onRoute?: (layer: number, routes: readonly TokenRoute[]) => void;
 }
 
-type LayerRunner = { kind: 'dense'; session: ort.InferenceSession } | { kind: 'moe'; session: ort.InferenceSession };
-
 export class StageEngine {
   private readonly caches = new Map<SequenceId, SequenceCache>();
   private readonly invFreq: Float32Array;
@@ -63,9 +59,10 @@ export class StageEngine {
   private constructor(
     readonly config: ModelConfig,
     readonly range: LayerRange,
+    private readonly compute: StageCompute,
     private readonly embedding: EmbeddingTable | undefined,
-    private readonly layers: readonly LayerRunner[],
-    private readonly head: ort.InferenceSession | undefined,
+    private readonly layers: readonly LayerCompute[],
+    private readonly head: HeadCompute | undefined,
     private readonly experts: ExpertBackend | undefined,
     private readonly ownedExperts: LocalExperts | undefined,
     private readonly onRoute: StageOptions['onRoute'],
@@ -83,17 +80,9 @@ export class StageEngine {
     const embedding = range.start === 0 ? new EmbeddingTable(await ckpt.readRaw(embeddingTensor.name, embeddingTensor.shape), c.vocabSize, c.hiddenSize) : undefined;
 
     const layerIds = Array.from({ length: range.end - range.start }, (_, i) => range.start + i);
-    const layers: LayerRunner[] = [];
-    for (const layer of layerIds) {
-      const attn = await readAttentionWeights(ckpt, layer);
-      if (c.numExperts === 0) {
-        const graph = denseLayerGraph(c, attn, await readMlpWeights(ckpt, layer));
-        layers.push({ kind: 'dense', session: await createSession(graph, settings) });
-      } else {
-        const graph = moeAttentionGraph(c, attn, await readRouterWeights(ckpt, layer));
-        layers.push({ kind: 'moe', session: await createSession(graph, settings) });
-      }
-    }
+    const compute = createStageCompute(settings);
+    const layers: LayerCompute[] = [];
+    for (const layer of layerIds) layers.push(await compute.layer(ckpt, layer));
 
     let ownedExperts: LocalExperts | undefined;
     if (c.numExperts > 0 && options.experts === undefined) {
@@ -101,13 +90,8 @@ export class StageEngine {
       ownedExperts = await LocalExperts.load(ckpt, layerIds, () => all, settings);
     }
 
-    let head: ort.InferenceSession | undefined;
-    if (range.end === c.numLayers) {
-      const norm = await ckpt.readF32(finalNormSpec(c).name, finalNormSpec(c).shape);
-      const lmHead = await ckpt.readF32(lmHeadSpec(c).name, lmHeadSpec(c).shape);
-      head = await createSession(headGraph(c, norm, lmHead), settings);
-    }
-    return new StageEngine(c, range, embedding, layers, head, options.experts ?? ownedExperts, ownedExperts, options.onRoute);
+    const head = range.end === c.numLayers ? await compute.head(ckpt) : undefined;
+    return new StageEngine(c, range, compute, embedding, layers, head, options.experts ?? ownedExperts, ownedExperts, options.onRoute);
   }
 
   get isFirst(): boolean {
@@ -224,8 +208,7 @@ export class StageEngine {
       offset += s.tokenCount;
       last.set(outHidden.subarray((offset - 1) * H, offset * H), b * H);
     });
-    const logits = await runF32(this.head!, { [HEAD_IO.input]: f32Tensor(last, [input.slices.length, H]) });
-    return { hidden: outHidden, logits: logits[HEAD_IO.output] };
+    return { hidden: outHidden, logits: await this.head!.logits(last, input.slices.length) };
   }
 
   private validate(input: StageInput): number {
@@ -274,31 +257,20 @@ export class StageEngine {
     batch: AttentionBatch,
     caches: readonly SequenceCache[],
     slices: readonly SliceInput[],
-  ): Promise<{ hidden: Float32Array; k: Float32Array; v: Float32Array }> {
+  ): Promise<LayerResult> {
     const c = this.config;
     const { batchSize: B, paddedTokens: T, paddedSlots: P } = batch;
-    const K = c.numKvHeads;
-    const D = c.headDim;
-    const pastK = new Float32Array(B * K * P * D);
-    const pastV = new Float32Array(B * K * P * D);
+    const pastK = new Float32Array(B * c.numKvHeads * P * c.headDim);
+    const pastV = new Float32Array(B * c.numKvHeads * P * c.headDim);
     caches.forEach((cache, b) => cache.copyInto(i, pastK, pastV, b, P));
-    const G = c.numHeads / K;
-    const out = await runF32(this.layers[i].session, {
-      [LAYER_IO.hidden]: f32Tensor(hidden, [B, T, c.hiddenSize]),
-      [LAYER_IO.cos]: f32Tensor(batch.cos, [B, T, D]),
-      [LAYER_IO.sin]: f32Tensor(batch.sin, [B, T, D]),
-      [LAYER_IO.mask]: f32Tensor(batch.mask, [B, 1, G * T, P + T]),
-      [LAYER_IO.pastK]: f32Tensor(pastK, [B, K, P, D]),
-      [LAYER_IO.pastV]: f32Tensor(pastV, [B, K, P, D]),
-    });
-    const result = { hidden: out[LAYER_IO.hiddenOut], k: out[LAYER_IO.newK], v: out[LAYER_IO.newV] };
+    const result = await this.layers[i].run({ hidden, batch, pastK, pastV });
     if (this.layers[i].kind === 'dense') return result;
 
     // MoE: route the real (unpadded) tokens, run their experts, add the weighted outputs.
     const layer = this.range.start + i;
     const H = c.hiddenSize;
-    const normed = unpad(out[LAYER_IO.normedOut], slices, T, H); // (N, H)
-    const logits = unpad(out[LAYER_IO.routerLogits], slices, T, c.numExperts); // (N, E)
+    const normed = unpad(result.normed!, slices, T, H); // (N, H)
+    const logits = unpad(result.routerLogits!, slices, T, c.numExperts); // (N, E)
     const tokens = normed.length / H;
     const routes = routeTokens(logits, tokens, c.numExperts, c.expertsPerToken);
     this.onRoute?.(layer, routes);
@@ -313,9 +285,10 @@ export class StageEngine {
   }
 
   async close(): Promise<void> {
-    for (const layer of this.layers) await layer.session.release();
-    await this.head?.release();
+    for (const layer of this.layers) await layer.close();
+    await this.head?.close();
     await this.ownedExperts?.close();
+    await this.compute.close();
     this.caches.clear();
   }
 }

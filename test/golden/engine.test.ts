@@ -1,7 +1,8 @@
 /**
  * The engine against transformers' reference outputs: every case's 40 greedy tokens and its
  * first-step logits, in one process, across every pipeline split point, batched, sharded f32
- * and f16, layer-by-layer hidden states, and Mixtral's router choices.
+ * and f16, layer-by-layer hidden states, and Mixtral's router choices. Each with the native
+ * kernels and with onnxruntime alone (the fallback where the kernels are not built).
  */
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
@@ -14,14 +15,19 @@ import type { TokenRoute } from '../../common/engine/moe-routing';
 import { rewriteCheckpoint } from '../../common/model/rewrite';
 import { assertReferenceRoutes, fixtureDir, loadReference, makeTempDir, shardedCopy, type FixtureName, type TempDir } from '../support/checkpoints';
 import { greedyBatch, loadPipeline, maxAbsDiff } from '../support/pipeline';
+import { nativeKernelsMissing, type LinearBackend } from '../../common/kernels/native-kernels';
 
 const STEPS = 40;
 /** The reference README: an engine that is right matches the logits to about 1e-4. */
 const LOGITS_TOLERANCE = 1e-4;
 const HIDDEN_TOLERANCE = 1e-4;
 
-for (const name of ['tiny-mistral', 'tiny-mixtral'] as FixtureName[]) {
-  describe(`${name} golden`, () => {
+/** CI sets BORA_KERNELS=native, so a native build that went missing fails instead of skipping. */
+const nativeSkip = process.env.BORA_KERNELS === 'native' ? false : (nativeKernelsMissing() ?? false);
+
+for (const [name, linear] of (['tiny-mistral', 'tiny-mixtral'] as FixtureName[]).flatMap((n) => (['native', 'onnx'] as LinearBackend[]).map((b) => [n, b] as const))) {
+  describe(`${name} golden, linear layers on ${linear}`, { skip: linear === 'native' ? nativeSkip : false }, () => {
+    const session = { intraOpThreads: 1, allowSpinning: false, linear };
     const ref = loadReference(name);
     const prompts = ref.cases.map((c) => c.prompt_ids);
     let ckpt: Checkpoint;
@@ -30,7 +36,7 @@ for (const name of ['tiny-mistral', 'tiny-mixtral'] as FixtureName[]) {
     });
 
     test('one process: each case alone gives the reference tokens and logits', async () => {
-      const [engine] = await loadPipeline(ckpt, []);
+      const [engine] = await loadPipeline(ckpt, [], linear);
       for (const [i, c] of ref.cases.entries()) {
         const { tokens, firstLogits } = await greedyBatch([engine], [c.prompt_ids], STEPS, `alone${i}`);
         assert.deepEqual(tokens[0], c.greedy_tokens, `case ${i} tokens`);
@@ -42,7 +48,7 @@ for (const name of ['tiny-mistral', 'tiny-mixtral'] as FixtureName[]) {
     });
 
     test('one process: all cases batched together (different lengths) give the same tokens', async () => {
-      const [engine] = await loadPipeline(ckpt, []);
+      const [engine] = await loadPipeline(ckpt, [], linear);
       const { tokens } = await greedyBatch([engine], prompts, STEPS);
       ref.cases.forEach((c, i) => assert.deepEqual(tokens[i], c.greedy_tokens, `case ${i}`));
       await engine.close();
@@ -50,7 +56,7 @@ for (const name of ['tiny-mistral', 'tiny-mixtral'] as FixtureName[]) {
 
     test('two stages [0, a) + [a, L) give the reference tokens for every split point a', async () => {
       for (let a = 1; a < ckpt.config.numLayers; a++) {
-        const stages = await loadPipeline(ckpt, [a]);
+        const stages = await loadPipeline(ckpt, [a], linear);
         const { tokens, firstLogits } = await greedyBatch(stages, prompts, STEPS, `split${a}`);
         ref.cases.forEach((c, i) => {
           assert.deepEqual(tokens[i], c.greedy_tokens, `split ${a}, case ${i}`);
@@ -67,7 +73,7 @@ for (const name of ['tiny-mistral', 'tiny-mixtral'] as FixtureName[]) {
       const embedding = new EmbeddingTable(await ckpt.readRaw(embeddingSpec(ckpt.config).name), ckpt.config.vocabSize, H);
       assert.ok(maxAbsDiff(embedding.lookup(ids), values[0].flat()) <= 1e-5, 'embedding output (reference.json keeps 6 significant digits)');
       for (let layer = 0; layer < ckpt.config.numLayers; layer++) {
-        const stage = await StageEngine.load(ckpt, { start: layer, end: layer + 1 });
+        const stage = await StageEngine.load(ckpt, { start: layer, end: layer + 1 }, { session });
         const input = layer === 0 ? undefined : Float32Array.from(values[layer].flat());
         const out = await stage.forward({
           slices: [{ id: sequenceId('h'), startPosition: 0, tokenCount: ids.length, tokenIds: layer === 0 ? ids : undefined }],
@@ -86,7 +92,7 @@ for (const name of ['tiny-mistral', 'tiny-mixtral'] as FixtureName[]) {
       t.after(() => f16dir.remove());
       await rewriteCheckpoint(fixtureDir(name), f16dir.path, { dtype: 'f16' });
       for (const dir of [f32, f16dir.path]) {
-        const [engine] = await loadPipeline(await Checkpoint.open(dir), []);
+        const [engine] = await loadPipeline(await Checkpoint.open(dir), [], linear);
         const { tokens } = await greedyBatch([engine], prompts, STEPS);
         ref.cases.forEach((c, i) => assert.deepEqual(tokens[i], c.greedy_tokens, `${dir} case ${i}`));
         await engine.close();
@@ -96,7 +102,7 @@ for (const name of ['tiny-mistral', 'tiny-mixtral'] as FixtureName[]) {
     if (name === 'tiny-mixtral') {
       test("case 0: the router picks the reference experts with the reference weights", async () => {
         const routed = new Map<number, readonly TokenRoute[]>();
-        const engine = await StageEngine.load(ckpt, { start: 0, end: ckpt.config.numLayers }, { onRoute: (layer, routes) => routed.set(layer, routes) });
+        const engine = await StageEngine.load(ckpt, { start: 0, end: ckpt.config.numLayers }, { session, onRoute: (layer, routes) => routed.set(layer, routes) });
         const ids = ref.cases[0].prompt_ids;
         await engine.forward({ slices: [{ id: sequenceId('r'), startPosition: 0, tokenCount: ids.length, tokenIds: ids }] });
         assertReferenceRoutes(routed, ref.cases[0]);

@@ -2,15 +2,16 @@
  * In-process pipelines for tests: a chain of StageEngines handing the hidden state on, and greedy
  * decoding of a batch of prompts through it.
  */
+import type { LinearBackend } from '../../common/kernels/native-kernels';
 import { StageEngine, type SliceInput, type StageOutput } from '../../common/engine/stage-engine';
 import type { LayerRange } from '../../common/ids';
 import { sequenceId } from '../../common/ids';
 import type { Checkpoint } from '../../common/model/checkpoint';
 
-export async function loadPipeline(ckpt: Checkpoint, splits: readonly number[]): Promise<StageEngine[]> {
+export async function loadPipeline(ckpt: Checkpoint, splits: readonly number[], linear?: LinearBackend): Promise<StageEngine[]> {
   const bounds = [0, ...splits, ckpt.config.numLayers];
   const ranges: LayerRange[] = bounds.slice(1).map((end, i) => ({ start: bounds[i], end }));
-  return Promise.all(ranges.map((range) => StageEngine.load(ckpt, range, { session: { intraOpThreads: 1, allowSpinning: false } })));
+  return Promise.all(ranges.map((range) => StageEngine.load(ckpt, range, { session: { intraOpThreads: 1, allowSpinning: false, linear } })));
 }
 
 export async function runPipeline(stages: readonly StageEngine[], slices: readonly SliceInput[]): Promise<StageOutput> {

@@ -1,0 +1,63 @@
+/**
+ * The tensor work of a stage, behind one interface whatever runs it: onnxruntime graphs with the
+ * weights inside (onnx-compute.ts) or the native kernels for every linear layer with onnxruntime
+ * for attention alone (native-compute.ts). The stage engine around them (caches, batching,
+ * routing, experts) is the same for both.
+ */
+import { nativeKernels, resolveLinearBackend } from '../kernels/native-kernels';
+import type { WeightSource } from '../model/weight-source';
+import type { AttentionBatch } from './attention-batch';
+import { NativeCompute } from './native-compute';
+import { OnnxCompute } from './onnx-compute';
+import type { SessionSettings } from './ort-session';
+
+/** What one decoder layer takes in a forward call; shapes as in layer-graphs.ts. */
+export interface LayerFeeds {
+  readonly hidden: Float32Array; // (B, T, H)
+  readonly batch: AttentionBatch;
+  readonly pastK: Float32Array; // (B, K, P, D)
+  readonly pastV: Float32Array; // (B, K, P, D)
+}
+
+export interface LayerResult {
+  /** Dense layers: the layer's output. MoE layers: the residual stream after attention. */
+  readonly hidden: Float32Array; // (B, T, H)
+  readonly k: Float32Array; // (B, K, T, D), this step's keys after rotary embedding
+  readonly v: Float32Array; // (B, K, T, D)
+  /** MoE layers: post-attention RMSNorm of `hidden`, the experts' input. */
+  readonly normed?: Float32Array; // (B, T, H)
+  /** MoE layers: router logits. */
+  readonly routerLogits?: Float32Array; // (B * T, E)
+}
+
+export interface LayerCompute {
+  readonly kind: 'dense' | 'moe';
+  run(feeds: LayerFeeds): Promise<LayerResult>;
+  close(): Promise<void>;
+}
+
+/** Final norm and LM head: x (rows, H) -> logits (rows, V). */
+export interface HeadCompute {
+  logits(x: Float32Array, rows: number): Promise<Float32Array>;
+  close(): Promise<void>;
+}
+
+/** A SwiGLU MLP (one Mixtral expert): x (tokens, H) -> (tokens, H). */
+export interface MlpCompute {
+  run(x: Float32Array, tokens: number): Promise<Float32Array>;
+  close(): Promise<void>;
+}
+
+/** Builds the pieces of one stage from a checkpoint; closing it releases what they share. */
+export interface StageCompute {
+  layer(ckpt: WeightSource, layer: number): Promise<LayerCompute>;
+  head(ckpt: WeightSource): Promise<HeadCompute>;
+  expert(ckpt: WeightSource, layer: number, expert: number): Promise<MlpCompute>;
+  close(): Promise<void>;
+}
+
+/** The stage compute the settings ask for (native kernels when built, unless told otherwise). */
+export function createStageCompute(settings: SessionSettings): StageCompute {
+  if (resolveLinearBackend(settings.linear) === 'onnx') return new OnnxCompute(settings);
+  return new NativeCompute(nativeKernels()!, settings);
+}

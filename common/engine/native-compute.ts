@@ -1,0 +1,169 @@
+/**
+ * Stage compute with the native kernels (common/kernels): every linear layer (q/k/v, o, the MLP,
+ * the router, the experts and the LM head) runs on weights kept in the checkpoint's precision;
+ * onnxruntime runs only the attention between the projections, in one weightless session shared
+ * by the stage's layers. A decoder layer, top to bottom:
+ *
+ *   normed  = rmsnorm(hidden)                      here
+ *   qkv     = normed @ Wqkv^T                      native
+ *   context = attention(qkv, cache)                onnxruntime (attention-core graph)
+ *   hidden += context @ Wo^T                       native, accumulating into the residual
+ *   normed  = rmsnorm(hidden)                      here
+ *   dense:  hidden += silu-mul(normed @ Wgu^T) @ Wdown^T          native
+ *   MoE:    router logits = normed @ Wr^T; the experts run outside (stage-engine.ts)
+ */
+import type * as ort from 'onnxruntime-node';
+import type { ModelConfig } from '../model/config';
+import type { WeightSource } from '../model/weight-source';
+import { attentionSpecs, expertSpecs, finalNormSpec, lmHeadSpec, mlpSpecs, routerSpec, type MlpSpecs, type TensorSpec } from '../model/weights';
+import type { NativeKernels } from '../kernels/native-kernels';
+import { LinearKernels, type PackedMatrix } from '../kernels/packed-matrix';
+import type { HeadCompute, LayerCompute, LayerFeeds, LayerResult, MlpCompute, StageCompute } from './layer-compute';
+import { LAYER_IO, attentionCoreGraph } from './layer-graphs';
+import { createSession, f32Tensor, runF32, type SessionSettings } from './ort-session';
+
+/**
+ * RMSNorm of each row of x (rows, width) as transformers computes it in float32:
+ * x * rsqrt(mean(x^2) + eps) * weight.
+ */
+export function rmsNorm(x: Float32Array, rows: number, weight: Float32Array, eps: number): Float32Array {
+  const width = weight.length;
+  const out = new Float32Array(rows * width);
+  for (let r = 0; r < rows; r++) {
+    const base = r * width;
+    let sumSquares = 0;
+    for (let i = 0; i < width; i++) sumSquares += x[base + i] * x[base + i];
+    const inv = Math.fround(1 / Math.sqrt(Math.fround(Math.fround(sumSquares / width) + eps)));
+    for (let i = 0; i < width; i++) out[base + i] = weight[i] * Math.fround(x[base + i] * inv);
+  }
+  return out;
+}
+
+/** SwiGLU: down(silu(gate(x)) * up(x)), added into `into` when given. */
+class NativeMlp implements MlpCompute {
+  constructor(
+    private readonly k: LinearKernels,
+    private readonly gateUp: PackedMatrix, // (2I, H)
+    private readonly down: PackedMatrix, // (H, I)
+  ) {}
+
+  apply(x: Float32Array, tokens: number, into?: Float32Array): Float32Array {
+    const activated = this.k.siluMul(this.k.apply(x, tokens, this.gateUp), tokens);
+    return this.k.apply(activated, tokens, this.down, into);
+  }
+
+  async run(x: Float32Array, tokens: number): Promise<Float32Array> {
+    return this.apply(x, tokens);
+  }
+
+  async close(): Promise<void> {}
+}
+
+interface NativeAttentionWeights {
+  readonly inputNorm: Float32Array;
+  readonly qkv: PackedMatrix;
+  readonly o: PackedMatrix;
+  readonly postAttentionNorm: Float32Array;
+}
+
+class NativeLayer implements LayerCompute {
+  constructor(
+    readonly kind: 'dense' | 'moe',
+    private readonly c: ModelConfig,
+    private readonly k: LinearKernels,
+    private readonly core: ort.InferenceSession, // attention-core graph, shared by the stage
+    private readonly attn: NativeAttentionWeights,
+    private readonly mlp: NativeMlp | undefined, // dense layers
+    private readonly router: PackedMatrix | undefined, // MoE layers
+  ) {}
+
+  async run({ hidden, batch, pastK, pastV }: LayerFeeds): Promise<LayerResult> {
+    const { hiddenSize: H, numHeads: A, numKvHeads: K, headDim: D, rmsNormEps: eps } = this.c;
+    const { batchSize: B, paddedTokens: T, paddedSlots: P } = batch;
+    const N = B * T;
+    const qkv = this.k.apply(rmsNorm(hidden, N, this.attn.inputNorm, eps), N, this.attn.qkv);
+    const out = await runF32(this.core, {
+      [LAYER_IO.qkv]: f32Tensor(qkv, [B, T, (A + 2 * K) * D]),
+      [LAYER_IO.cos]: f32Tensor(batch.cos, [B, T, D]),
+      [LAYER_IO.sin]: f32Tensor(batch.sin, [B, T, D]),
+      [LAYER_IO.mask]: f32Tensor(batch.mask, [B, 1, (A / K) * T, P + T]),
+      [LAYER_IO.pastK]: f32Tensor(pastK, [B, K, P, D]),
+      [LAYER_IO.pastV]: f32Tensor(pastV, [B, K, P, D]),
+    });
+    const residual = this.k.apply(out[LAYER_IO.context], N, this.attn.o, hidden.slice());
+    const normed = rmsNorm(residual, N, this.attn.postAttentionNorm, eps);
+    const kv = { k: out[LAYER_IO.newK], v: out[LAYER_IO.newV] };
+    if (this.mlp !== undefined) return { hidden: this.mlp.apply(normed, N, residual), ...kv };
+    return { hidden: residual, normed, routerLogits: this.k.apply(normed, N, this.router!), ...kv };
+  }
+
+  async close(): Promise<void> {}
+}
+
+class NativeHead implements HeadCompute {
+  constructor(
+    private readonly k: LinearKernels,
+    private readonly norm: Float32Array,
+    private readonly eps: number,
+    private readonly lmHead: PackedMatrix,
+  ) {}
+
+  async logits(x: Float32Array, rows: number): Promise<Float32Array> {
+    return this.k.apply(rmsNorm(x, rows, this.norm, this.eps), rows, this.lmHead);
+  }
+
+  async close(): Promise<void> {}
+}
+
+export class NativeCompute implements StageCompute {
+  private readonly k: LinearKernels;
+  private core: Promise<ort.InferenceSession> | undefined;
+
+  constructor(
+    kernels: NativeKernels,
+    private readonly settings: SessionSettings,
+  ) {
+    this.k = new LinearKernels(kernels, settings.intraOpThreads);
+  }
+
+  private async matrix(ckpt: WeightSource, specs: readonly TensorSpec[]): Promise<PackedMatrix> {
+    const parts = [];
+    for (const s of specs) parts.push(await ckpt.readRaw(s.name, s.shape));
+    return this.k.pack(parts, specs[0].shape[1]);
+  }
+
+  private async mlp(ckpt: WeightSource, s: MlpSpecs): Promise<NativeMlp> {
+    return new NativeMlp(this.k, await this.matrix(ckpt, [s.gate, s.up]), await this.matrix(ckpt, [s.down]));
+  }
+
+  async layer(ckpt: WeightSource, layer: number): Promise<LayerCompute> {
+    const c = ckpt.config;
+    const s = attentionSpecs(c, layer);
+    const attn: NativeAttentionWeights = {
+      inputNorm: await ckpt.readF32(s.inputNorm.name, s.inputNorm.shape),
+      qkv: await this.matrix(ckpt, [s.q, s.k, s.v]),
+      o: await this.matrix(ckpt, [s.o]),
+      postAttentionNorm: await ckpt.readF32(s.postAttentionNorm.name, s.postAttentionNorm.shape),
+    };
+    this.core ??= createSession(attentionCoreGraph(c), this.settings);
+    const core = await this.core;
+    if (c.numExperts === 0) return new NativeLayer('dense', c, this.k, core, attn, await this.mlp(ckpt, mlpSpecs(c, layer)), undefined);
+    return new NativeLayer('moe', c, this.k, core, attn, undefined, await this.matrix(ckpt, [routerSpec(c, layer)]));
+  }
+
+  async head(ckpt: WeightSource): Promise<HeadCompute> {
+    const c = ckpt.config;
+    const norm = await ckpt.readF32(finalNormSpec(c).name, finalNormSpec(c).shape);
+    return new NativeHead(this.k, norm, c.rmsNormEps, await this.matrix(ckpt, [lmHeadSpec(c)]));
+  }
+
+  expert(ckpt: WeightSource, layer: number, expert: number): Promise<MlpCompute> {
+    return this.mlp(ckpt, expertSpecs(ckpt.config, layer, expert));
+  }
+
+  async close(): Promise<void> {
+    const core = this.core;
+    this.core = undefined;
+    if (core !== undefined) await (await core).release();
+  }
+}
