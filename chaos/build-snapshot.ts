@@ -5,10 +5,12 @@
  *
  *   OUT/build/dist/...      copy of dist/ (without the tests and benches)
  *   OUT/build/proto/...     copy of proto/ (found by walking up from dist/common/wire)
+ *   OUT/build/build/native  copy of the native kernels, when built (found the same way)
  *   OUT/build/node_modules  symlink to the repository's node_modules
  */
 import { cpSync, existsSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
-import { join, sep } from 'node:path';
+import { dirname, join, sep } from 'node:path';
+import { ADDON } from '../common/kernels/native-kernels';
 
 /** The repository root, seen from dist/chaos/. */
 export const REPO_ROOT = join(__dirname, '..', '..');
@@ -22,6 +24,10 @@ export function snapshotBuild(outDir: string): string {
   const skipped = [join(dist, 'test'), join(dist, 'bench'), join(dist, 'chaos')];
   cpSync(dist, join(root, 'dist'), { recursive: true, filter: (src) => !skipped.some((s) => src === s || src.startsWith(s + sep)) });
   cpSync(join(REPO_ROOT, 'proto'), join(root, 'proto'), { recursive: true });
+  if (existsSync(join(REPO_ROOT, ADDON))) {
+    mkdirSync(dirname(join(root, ADDON)), { recursive: true });
+    cpSync(join(REPO_ROOT, ADDON), join(root, ADDON));
+  }
   symlinkSync(join(REPO_ROOT, 'node_modules'), join(root, 'node_modules'), 'dir');
   const bora = join(root, 'dist', 'cli', 'bora.js');
   if (!existsSync(bora)) throw new Error(`${bora} is missing: build first (npx tsc -p .)`);
