@@ -25,13 +25,15 @@ import { loadTokenizer, type Tokenizer } from '../common/tokenizer/tokenizer';
 import type { ClusterStatus, WorkerStatusReply } from '../common/wire/messages';
 import { boraProto, channelOptions, withWorkerClient } from '../common/wire/proto';
 import { bindServer, type BoundServer } from '../worker/worker-server';
-import { modelFootprint } from './footprint';
+import { modelFootprint, weightBytesFor } from './footprint';
 import { addInferenceService } from './inference-service';
 import { Leadership } from './leadership';
 import { commitHandover, handoverFrom } from './handover';
 import { MembershipWatch } from './membership-watch';
 import { DEFAULT_EXPERT_REBALANCE_MS, ExpertRebalancer } from './expert-rebalancer';
-import { planPlacement, type ExpertsMode } from './placement';
+import { planPlacement, type ExpertsMode, type ModelFootprint } from './placement';
+import { DTYPE_BYTES, isStorageDtype } from '../common/model/dtype';
+import { attentionSpecs } from '../common/model/weights';
 import { PlanStore } from '../common/cluster/plan-store';
 import { RemotePipeline } from './remote-pipeline';
 import { weightServiceHandlers } from './weight-service';
@@ -197,7 +199,7 @@ export class CoordinatorNode implements PipelineSource {
     if (o.expertsMode === 'spread') {
       this.rebalancer = new ExpertRebalancer({
         intervalMs: o.expertRebalanceIntervalMs ?? DEFAULT_EXPERT_REBALANCE_MS,
-        model: modelFootprint(this.ckpt.config),
+        model: (members) => this.footprint(members),
         placement: { modelId: o.modelId, expertsMode: o.expertsMode, replicas: o.replicas },
         plan: () => (this.stopped ? undefined : this.plan),
         isLeader: () => this.leadership?.isLeader() === true,
@@ -372,6 +374,13 @@ export class CoordinatorNode implements PipelineSource {
     }
   }
 
+  /** What the model takes on these workers: stored-precision weights if all keep them so. */
+  private footprint(members: readonly MemberInfo[]): ModelFootprint {
+    const c = this.ckpt.config;
+    const dtype = this.ckpt.entry(attentionSpecs(c, 0).q.name).dtype;
+    return modelFootprint(c, weightBytesFor(members, isStorageDtype(dtype) ? DTYPE_BYTES[dtype] : 4));
+  }
+
   private async replan(reason: ReshardReason): Promise<void> {
     if (!this.leadership?.isLeader()) return; // standbys do not plan
     const members = [...this.membership.members().values()].filter((m) => !this.draining.has(m.id) && !this.suspects.has(m.id));
@@ -385,7 +394,7 @@ export class CoordinatorNode implements PipelineSource {
     // of the workers still present, so a load update or a lost worker moves as little as possible.
     const placed = planPlacement({
       members,
-      model: modelFootprint(this.ckpt.config),
+      model: this.footprint(members),
       previous: reason === 'join' ? undefined : previous,
       epoch: (previous?.epoch ?? 0) + 1,
       modelId: this.options.modelId,

@@ -15,7 +15,8 @@ export const DEFAULT_EXPERT_REBALANCE_MS = 60_000;
 
 export interface ExpertRebalancerOptions {
   readonly intervalMs: number;
-  readonly model: ModelFootprint;
+  /** The model's footprint on these workers (it depends on how they hold weights). */
+  readonly model: (members: readonly MemberInfo[]) => ModelFootprint;
   /** The placement settings a re-plan uses (the coordinator's). */
   readonly placement: Pick<PlacementInput, 'modelId' | 'expertsMode' | 'replicas'>;
   /** The plan in force, when this coordinator leads. */
@@ -60,12 +61,12 @@ export class ExpertRebalancer {
       const key = (m: MemberInfo): string => `${m.id}@${m.startedAtMs}`;
       const replies = await Promise.all(all.map(async (m) => ({ key: key(m), counts: (await this.o.statusOf(m.address))?.expertTokens })));
       const current = new Map(replies.flatMap((r) => (r.counts === undefined ? [] : [[r.key, r.counts] as const])));
-      const model = this.o.model;
+      const members = all.filter((m) => this.o.usable(m));
+      const model = this.o.model(members);
       const load = loadDelta(this.baseline, current).filter((l) => l.layer < model.numLayers && l.expert < model.numExperts);
       if (!significant(load, plan)) return; // too few tokens yet: the window grows until they are enough
       this.baseline = nextBaseline(this.baseline, current, all.map(key));
       this.load = load;
-      const members = all.filter((m) => this.o.usable(m));
       if (members.length === 0 || this.o.plan() !== plan) return;
       const candidate = planPlacement({ ...this.o.placement, members, model, previous: plan, epoch: plan.epoch + 1, expertLoad: load });
       if (!shouldRebalance(plan, candidate, load)) return;

@@ -4,6 +4,7 @@
  * ready for each epoch it has applied. It stops accepting frames as soon as its lease may have
  * expired (self-fencing) and serves again once it has re-registered.
  */
+import { nativeKernels, resolveLinearBackend } from '../common/kernels/native-kernels';
 import { existsSync } from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
 import { join } from 'node:path';
@@ -151,7 +152,8 @@ export class WorkerNode {
       address: this.address,
       metricsAddress: this.metricsAddress,
       memoryBytes: o.memoryBytes,
-      accelerators: ['cpu'],
+      accelerators: ['cpu', ...(nativeKernels() === undefined ? [] : [nativeKernels()!.isa()])],
+      weightPrecision: resolveLinearBackend() === 'native' ? 'stored' : 'f32',
       load: { activeSequences: 0, queueDepth: 0 },
       startedAtMs: Date.now(),
     };

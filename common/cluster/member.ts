@@ -16,6 +16,8 @@ export interface MemberLoad {
   readonly queueDepth: number;
 }
 
+export type WeightPrecision = 'stored' | 'f32';
+
 export interface MemberInfo {
   readonly id: WorkerId;
   /** host:port of the worker's Worker gRPC service. */
@@ -26,6 +28,12 @@ export interface MemberInfo {
   readonly memoryBytes: number;
   /** Free-form accelerator names ("cpu", "avx512", ...); informational. */
   readonly accelerators: readonly string[];
+  /**
+   * How the worker holds linear-layer weights: in the checkpoint's precision (the native kernels;
+   * bf16 takes 2 bytes) or widened to float32 (onnxruntime). Placement sizes stages by it; absent
+   * means float32, the larger.
+   */
+  readonly weightPrecision?: WeightPrecision;
   readonly load: MemberLoad;
   /** Wall-clock time (ms since the Unix epoch) at which the worker process started. */
   readonly startedAtMs: number;
@@ -66,7 +74,7 @@ function isObject(raw: unknown): raw is Json {
   return raw !== null && typeof raw === 'object' && !Array.isArray(raw);
 }
 
-const MEMBER_KEYS = new Set(['id', 'address', 'metricsAddress', 'memoryBytes', 'accelerators', 'load', 'startedAtMs']);
+const MEMBER_KEYS = new Set(['id', 'address', 'metricsAddress', 'memoryBytes', 'accelerators', 'weightPrecision', 'load', 'startedAtMs']);
 const LOAD_KEYS = new Set(['activeSequences', 'queueDepth']);
 
 /** Checks a decoded JSON value field by field; throws InvalidArgumentError naming the field. */
@@ -90,6 +98,9 @@ export function validateMember(raw: unknown): MemberInfo {
   if (!Array.isArray(accelerators) || !accelerators.every((a): a is string => typeof a === 'string')) {
     throw new InvalidArgumentError('member "accelerators" must be an array of strings');
   }
+  if (raw.weightPrecision !== undefined && raw.weightPrecision !== 'stored' && raw.weightPrecision !== 'f32') {
+    throw new InvalidArgumentError(`member "weightPrecision" must be "stored" or "f32", got ${JSON.stringify(raw.weightPrecision)}`);
+  }
   const load = raw.load;
   if (!isObject(load)) throw new InvalidArgumentError('member "load" must be an object');
   for (const key of Object.keys(load)) {
@@ -107,6 +118,7 @@ export function validateMember(raw: unknown): MemberInfo {
     ...(raw.metricsAddress === undefined ? {} : { metricsAddress: raw.metricsAddress }),
     memoryBytes: raw.memoryBytes,
     accelerators: Object.freeze([...accelerators]),
+    ...(raw.weightPrecision === undefined ? {} : { weightPrecision: raw.weightPrecision }),
     load: Object.freeze({ activeSequences: load.activeSequences, queueDepth: load.queueDepth }),
     startedAtMs: raw.startedAtMs,
   });
