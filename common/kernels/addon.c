@@ -57,8 +57,11 @@ struct pack_job {
 
 static void pack_part(void *arg, int part, int parts) {
   const struct pack_job *job = arg;
-  const long n0 = job->N * part / parts, n1 = job->N * (part + 1) / parts;
-  linear_pack(job->src, job->dst, job->dtype, job->K, n0, n1);
+  /* Whole panels per part, so no two threads write the same panel. */
+  const long panels = (job->N + PANEL - 1) / PANEL;
+  const long n0 = panels * part / parts * PANEL, n1_ = panels * (part + 1) / parts * PANEL;
+  const long n1 = n1_ < job->N ? n1_ : job->N;
+  if (n0 < n1) linear_pack(job->src, job->dst, job->dtype, job->K, n0, n1);
 }
 
 static napi_value pack(napi_env env, napi_callback_info info) {

@@ -165,7 +165,7 @@ static void CAT(panels_, SUFFIX)(const struct linear_job *job, long p0, long p1)
   }
 #endif
   const long kBlock = 256;
-  long chunk = (256L * 1024) / (K * 4);
+  long chunk = (512L * 1024) / (K * 4);
   chunk = chunk < MR ? MR : chunk > 8 * MR ? 8 * MR : chunk - chunk % MR;
   /* Accumulators of one chunk x two panels, (chunk, 32), 64-byte aligned for whole-vector access. */
   float acc[8 * MR * 2 * PANEL] __attribute__((aligned(64)));

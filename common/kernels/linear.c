@@ -9,7 +9,6 @@
  * weight dtype from linear-tile.h; the widest instruction set the CPU has is picked at run time.
  */
 #include "linear.h"
-#include <string.h>
 
 typedef float vf16 __attribute__((vector_size(64)));
 typedef float uvf16 __attribute__((vector_size(64), aligned(4)));
@@ -125,16 +124,26 @@ const char *linear_isa(void) { return isa_names[isa_index()]; }
 
 long linear_packed_length(long N, long K) { return (N + PANEL - 1) / PANEL * K * PANEL; }
 
+/* Panel by panel: a panel's K x 16 block (at most a few hundred KiB) stays in cache while its 16 rows are read in order. */
+#define PACK_LOOP(T)                                                                 \
+  do {                                                                               \
+    const T *src_ = src;                                                             \
+    T *dst_ = dst;                                                                   \
+    for (long p = n0 / PANEL; p * PANEL < n1; p++) {                                 \
+      const long first = p * PANEL > n0 ? p * PANEL : n0;                            \
+      const long last = (p + 1) * PANEL < n1 ? (p + 1) * PANEL : n1;                 \
+      T *panel = dst_ + p * K * PANEL;                                               \
+      for (long n = first; n < last; n++) {                                          \
+        const T *row = src_ + n * K;                                                 \
+        T *lane = panel + n % PANEL;                                                 \
+        for (long k = 0; k < K; k++) lane[k * PANEL] = row[k];                       \
+      }                                                                              \
+    }                                                                                \
+  } while (0)
+
 void linear_pack(const void *src, void *dst, enum weight_dtype dtype, long K, long n0, long n1) {
-  const size_t size = dtype == WEIGHT_F32 ? 4 : 2;
-  const char *s = src;
-  char *d = dst;
-  for (long n = n0; n < n1; n++) {
-    const long panel = n / PANEL, lane = n % PANEL;
-    char *base = d + (size_t)(panel * K * PANEL + lane) * size;
-    const char *row = s + (size_t)(n * K) * size;
-    for (long k = 0; k < K; k++) memcpy(base + (size_t)(k * PANEL) * size, row + (size_t)k * size, size);
-  }
+  if (dtype == WEIGHT_F32) PACK_LOOP(unsigned int);
+  else PACK_LOOP(unsigned short);
 }
 
 void linear_panels(const struct linear_job *job, long p0, long p1) { kernels[isa_index()][job->dtype](job, p0, p1); }
