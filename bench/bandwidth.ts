@@ -3,10 +3,12 @@
  * three probes over 1 GiB of float32 (a ReduceSum over the whole tensor, a row-wise ReduceSum,
  * and a matrix-vector product whose 1 GiB matrix is read once, like a decode step's weights).
  * Batch-1 decode reads every weight once per token, so bandwidth / weight bytes bounds its
- * tokens per second; the bound uses the fastest probe, the least flattering choice.
+ * tokens per second; the bound uses the fastest probe, the least flattering choice. Where the
+ * native kernels are built, their matrix-vector product over the same 1 GiB is a fourth probe.
  */
 import type { SessionSettings } from '../common/engine/ort-session';
 import { createSession, f32Tensor } from '../common/engine/ort-session';
+import { nativeKernels } from '../common/kernels/native-kernels';
 import { GraphBuilder, ONNX_FLOAT } from '../common/onnx/graph-builder';
 import { median } from './stats';
 
@@ -61,6 +63,20 @@ export async function measureReadBandwidth(settings: SessionSettings, repeats = 
       repeats,
     ),
   ];
+  const kernels = nativeKernels();
+  if (kernels !== undefined) {
+    const panels = kernels.pack(data, 'f32', ROW, settings.intraOpThreads);
+    const x = new Float32Array(ROW).fill(1);
+    const y = new Float32Array(ROW);
+    kernels.linear(x, panels, 'f32', ROW, y, 1, false, settings.intraOpThreads);
+    const samplesMs: number[] = [];
+    for (let i = 0; i < repeats; i++) {
+      const start = process.hrtime.bigint();
+      kernels.linear(x, panels, 'f32', ROW, y, 1, false, settings.intraOpThreads);
+      samplesMs.push(Number(process.hrtime.bigint() - start) / 1e6);
+    }
+    probes.push({ name: `native matrix-vector (${kernels.isa()})`, bytesPerSecond: PROBE_BYTES / (median(samplesMs) / 1000), samplesMs });
+  }
   const best = probes.reduce((a, b) => (b.bytesPerSecond > a.bytesPerSecond ? b : a));
   return { best, probes };
 }

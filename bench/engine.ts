@@ -1,15 +1,20 @@
 /**
- * npm run bench:engine — the in-process engine on a ~1B Mistral-shaped random checkpoint:
+ * npm run bench:engine — the in-process engine on a ~1B Mistral-shaped random checkpoint (bf16):
  * load time, peak RSS, prefill tokens/s, decode tokens/s at batch 1 and 16, and the machine's
  * read bandwidth measured in the same run, so decode can be compared with its bandwidth bound.
- * Prints a markdown table and writes .bench/engine.json.
+ * Measures each linear-layer backend in turn (native kernels first, so the peak RSS after it is
+ * its own; then onnxruntime alone): BORA_BENCH_BACKENDS=native,onnx picks them. Prints a markdown
+ * table and writes .bench/engine.json.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StageEngine, type SliceInput } from '../common/engine/stage-engine';
-import { defaultSessionSettings } from '../common/engine/ort-session';
+import { defaultSessionSettings, type SessionSettings } from '../common/engine/ort-session';
 import { sequenceId } from '../common/ids';
+import { nativeKernels, type LinearBackend } from '../common/kernels/native-kernels';
 import { Checkpoint } from '../common/model/checkpoint';
+import { DTYPE_BYTES } from '../common/model/dtype';
+import { attentionSpecs } from '../common/model/weights';
 import { measureReadBandwidth } from './bandwidth';
 import { BENCH_DIR, MISTRAL_1B, ensureBenchModel } from './bench-model';
 import { formatRate, median } from './stats';
@@ -35,13 +40,24 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }>
   return { value, ms: Number(process.hrtime.bigint() - start) / 1e6 };
 }
 
-async function main(): Promise<void> {
-  const settings = defaultSessionSettings();
-  const dir = await ensureBenchModel('mistral-1b-bf16', MISTRAL_1B);
-  const ckpt = await Checkpoint.open(dir);
-  const c = ckpt.config;
+interface EngineFigures {
+  readonly backend: LinearBackend;
+  readonly loadSeconds: number;
+  /** Peak RSS of the process so far (native runs first, so its figure is its own). */
+  readonly peakRssBytes: number;
+  readonly prefillTokensPerSecond: number;
+  readonly decodeBatch1TokensPerSecond: number;
+  readonly decodeBatch16TokensPerSecond: number;
+  /** Bytes of weights one decode step reads: every layer's matrices and the LM head, as held. */
+  readonly weightBytesPerToken: number;
+  /** First generated token of the batch-1 run (the backends must agree). */
+  readonly firstToken: number;
+  readonly samplesMs: { prefill: number[]; decode1: number[]; decode16: number[] };
+}
 
-  const load = await timed(() => StageEngine.load(ckpt, { start: 0, end: c.numLayers }, { session: settings }));
+async function measure(ckpt: Checkpoint, settings: SessionSettings, backend: LinearBackend): Promise<EngineFigures> {
+  const c = ckpt.config;
+  const load = await timed(() => StageEngine.load(ckpt, { start: 0, end: c.numLayers }, { session: { ...settings, linear: backend } }));
   const engine = load.value;
 
   // Prefill: one 128-token prompt, repeated; tokens/s from the median.
@@ -57,6 +73,7 @@ async function main(): Promise<void> {
   const one = sequenceId('decode-1');
   const prompt = promptIds(7, PREFILL_TOKENS, c.vocabSize);
   let out = await engine.forward({ slices: [{ id: one, startPosition: 0, tokenCount: prompt.length, tokenIds: prompt }] });
+  const firstToken = argmax(out.logits!, 0, c.vocabSize);
   const decode1Ms: number[] = [];
   for (let step = 0; step < DECODE_STEPS; step++) {
     const token = argmax(out.logits!, 0, c.vocabSize);
@@ -82,39 +99,60 @@ async function main(): Promise<void> {
   }
   await engine.close();
 
-  const bandwidth = await measureReadBandwidth(settings);
   const H = c.hiddenSize;
-  const perLayer = (c.numHeads + 2 * c.numKvHeads) * c.headDim * H + H * c.numHeads * c.headDim + 3 * H * c.intermediateSize + 2 * H;
-  const weightBytesPerToken = 4 * (c.numLayers * perLayer + c.vocabSize * H + H); // float32 compute: every layer + LM head
-  const boundTokensPerSecond = bandwidth.best.bytesPerSecond / weightBytesPerToken;
-  const decode1 = 1000 / median(decode1Ms);
-  const result = {
-    model: { dir, hiddenSize: H, numLayers: c.numLayers, intermediateSize: c.intermediateSize, heads: c.numHeads, kvHeads: c.numKvHeads, vocab: c.vocabSize, storage: 'bf16', compute: 'f32' },
-    threads: settings.intraOpThreads,
+  const perLayer = (c.numHeads + 2 * c.numKvHeads) * c.headDim * H + H * c.numHeads * c.headDim + 3 * H * c.intermediateSize;
+  const bytesPerWeight = backend === 'native' ? DTYPE_BYTES[(await ckpt.readRaw(attentionSpecs(c, 0).q.name)).dtype] : 4;
+  return {
+    backend,
     loadSeconds: load.ms / 1000,
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
     prefillTokensPerSecond: PREFILL_TOKENS / (median(prefillMs) / 1000),
-    decodeBatch1TokensPerSecond: decode1,
+    decodeBatch1TokensPerSecond: 1000 / median(decode1Ms),
     decodeBatch16TokensPerSecond: BATCH / (median(decode16Ms) / 1000),
-    readBandwidthGBps: bandwidth.best.bytesPerSecond / 1e9,
-    bandwidthProbes: bandwidth.probes.map((p) => ({ name: p.name, GBps: p.bytesPerSecond / 1e9, samplesMs: p.samplesMs })),
-    weightBytesPerToken,
-    bandwidthBoundTokensPerSecond: boundTokensPerSecond,
-    decodeFractionOfBound: decode1 / boundTokensPerSecond,
+    weightBytesPerToken: bytesPerWeight * (c.numLayers * perLayer + c.vocabSize * H),
+    firstToken,
     samplesMs: { prefill: prefillMs, decode1: decode1Ms, decode16: decode16Ms },
   };
+}
+
+function backendsToRun(): LinearBackend[] {
+  const wanted = (process.env.BORA_BENCH_BACKENDS ?? 'native,onnx').split(',') as LinearBackend[];
+  return wanted.filter((b) => b === 'onnx' || nativeKernels() !== undefined);
+}
+
+async function main(): Promise<void> {
+  const settings = defaultSessionSettings();
+  const dir = await ensureBenchModel('mistral-1b-bf16', MISTRAL_1B);
+  const ckpt = await Checkpoint.open(dir);
+  const c = ckpt.config;
+  const runs: EngineFigures[] = [];
+  for (const backend of backendsToRun()) runs.push(await measure(ckpt, settings, backend));
+  const bandwidth = await measureReadBandwidth(settings);
+  const bound = (r: EngineFigures): number => bandwidth.best.bytesPerSecond / r.weightBytesPerToken;
+
+  const result = {
+    model: { dir, hiddenSize: c.hiddenSize, numLayers: c.numLayers, intermediateSize: c.intermediateSize, heads: c.numHeads, kvHeads: c.numKvHeads, vocab: c.vocabSize, storage: 'bf16', compute: 'f32' },
+    threads: settings.intraOpThreads,
+    isa: nativeKernels()?.isa(),
+    readBandwidthGBps: bandwidth.best.bytesPerSecond / 1e9,
+    bandwidthProbes: bandwidth.probes.map((p) => ({ name: p.name, GBps: p.bytesPerSecond / 1e9, samplesMs: p.samplesMs })),
+    runs: runs.map((r) => ({ ...r, bandwidthBoundTokensPerSecond: bound(r), decodeFractionOfBound: r.decodeBatch1TokensPerSecond / bound(r) })),
+  };
   writeFileSync(join(BENCH_DIR, 'engine.json'), JSON.stringify(result, null, 2));
-  console.log(`| metric | value |
-|---|---|
-| load time | ${result.loadSeconds.toFixed(1)} s |
-| peak RSS | ${(result.peakRssBytes / 2 ** 30).toFixed(2)} GiB |
-| prefill (${PREFILL_TOKENS}-token prompt) | ${formatRate(result.prefillTokensPerSecond)} tok/s |
-| decode, batch 1 | ${formatRate(decode1, 2)} tok/s (median of ${DECODE_STEPS} steps) |
-| decode, batch ${BATCH} | ${formatRate(result.decodeBatch16TokensPerSecond)} tok/s aggregate |
-${bandwidth.probes.map((p) => `| read bandwidth: ${p.name}, 1 GiB, ${settings.intraOpThreads} threads | ${formatRate(p.bytesPerSecond / 1e9)} GB/s |`).join('\n')}
-| weight bytes read per token (f32) | ${(weightBytesPerToken / 1e9).toFixed(2)} GB |
-| bandwidth bound, batch-1 decode (fastest probe) | ${formatRate(boundTokensPerSecond, 2)} tok/s |
-| batch-1 decode / bound | ${(100 * result.decodeFractionOfBound).toFixed(0)} % |`);
+
+  const row = (label: string, f: (r: EngineFigures) => string): string => `| ${label} | ${runs.map(f).join(' | ')} |`;
+  console.log(`| metric | ${runs.map((r) => (r.backend === 'native' ? `native kernels (${result.isa})` : 'onnxruntime only')).join(' | ')} |
+|---|${runs.map(() => '---|').join('')}
+${row('load time', (r) => `${r.loadSeconds.toFixed(1)} s`)}
+${row('peak RSS (process so far)', (r) => `${(r.peakRssBytes / 2 ** 30).toFixed(2)} GiB`)}
+${row(`prefill (${PREFILL_TOKENS}-token prompt)`, (r) => `${formatRate(r.prefillTokensPerSecond)} tok/s`)}
+${row(`decode, batch 1 (median of ${DECODE_STEPS} steps)`, (r) => `${formatRate(r.decodeBatch1TokensPerSecond, 2)} tok/s`)}
+${row(`decode, batch ${BATCH} (aggregate)`, (r) => `${formatRate(r.decodeBatch16TokensPerSecond)} tok/s`)}
+${row('weight bytes read per token', (r) => `${(r.weightBytesPerToken / 1e9).toFixed(2)} GB`)}
+${row('bandwidth bound, batch-1 decode (fastest probe)', (r) => `${formatRate(bound(r), 2)} tok/s`)}
+${row('batch-1 decode / bound', (r) => `${(100 * (r.decodeBatch1TokensPerSecond / bound(r))).toFixed(0)} %`)}
+${row('first generated token', (r) => String(r.firstToken))}
+${bandwidth.probes.map((p) => `| read bandwidth: ${p.name}, 1 GiB, ${settings.intraOpThreads} threads | ${formatRate(p.bytesPerSecond / 1e9)} GB/s |`).join('\n')}`);
 }
 
 main().catch((err: unknown) => {
