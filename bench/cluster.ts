@@ -1,7 +1,8 @@
 /**
  * npm run bench:cluster — the ~1B Mistral-shaped checkpoint on a local cluster of 3 workers
  * (bora up): batch-1 decode tokens/s against the in-process engine (both loaded at once and
- * measured in alternating rounds), aggregate tokens/s of 16 concurrent streams against batch 1,
+ * measured in alternating rounds), aggregate tokens/s of 16 concurrent streams against batch 1
+ * (the decode rate like batch 1's, and end to end with the prompts' prefill),
  * and time to first token.
  * Prints a markdown table and writes .bench/cluster.json.
  */
@@ -106,6 +107,11 @@ async function main(): Promise<void> {
   const localDecode = median(m.pairs.map((p) => decodeRate(p.local)));
   const clusterDecode = median(m.pairs.map((p) => decodeRate(p.cluster)));
   const ratios = m.pairs.map((p) => decodeRate(p.cluster) / decodeRate(p.local));
+  // Like for like with batch 1's decode rate: tokens after each stream's first, over the time from
+  // the first first-token to the last token (all streams start together).
+  const decodeWindowMs = Math.max(...m.concurrent.map((r) => r.totalMs)) - Math.min(...m.concurrent.map((r) => r.ttftMs));
+  const aggregateDecode = m.concurrent.reduce((n, r) => n + r.tokens - 1, 0) / (decodeWindowMs / 1000);
+  // End to end: every token over the wall time from sending the requests, prefill included.
   const aggregate = m.concurrent.reduce((n, r) => n + r.tokens, 0) / (m.wallMs / 1000);
   const ttfts = m.concurrent.map((r) => r.ttftMs);
   const result = {
@@ -118,8 +124,10 @@ async function main(): Promise<void> {
     clusterOverInProcess: median(ratios),
     clusterOverInProcessPerRound: ratios,
     concurrentStreams: STREAMS,
-    aggregateTokensPerSecond: aggregate,
-    aggregateOverBatch1: aggregate / clusterDecode,
+    aggregateDecodeTokensPerSecond: aggregateDecode,
+    aggregateDecodeOverBatch1: aggregateDecode / clusterDecode,
+    aggregateEndToEndTokensPerSecond: aggregate,
+    aggregateEndToEndOverBatch1: aggregate / clusterDecode,
     ttftMs: { p50: percentile(ttfts, 50), p95: percentile(ttfts, 95), batch1P50: median(m.pairs.map((p) => p.cluster.ttftMs)) },
     runs: m,
   };
@@ -129,7 +137,8 @@ async function main(): Promise<void> {
 | batch-1 decode, in process (median of ${ROUNDS}) | ${formatRate(localDecode, 2)} tok/s |
 | batch-1 decode, ${WORKERS}-worker cluster (median of ${ROUNDS}) | ${formatRate(clusterDecode, 2)} tok/s |
 | cluster / in-process, median of paired rounds | **${result.clusterOverInProcess.toFixed(2)}x** (rounds: ${ratios.map((r) => r.toFixed(2)).join(', ')}) |
-| ${STREAMS} concurrent streams, aggregate | ${formatRate(aggregate, 1)} tok/s (${result.aggregateOverBatch1.toFixed(1)}x batch 1) |
+| ${STREAMS} concurrent streams, aggregate decode rate (as batch 1: after the first token) | ${formatRate(aggregateDecode, 1)} tok/s (**${result.aggregateDecodeOverBatch1.toFixed(1)}x** batch 1) |
+| ${STREAMS} concurrent streams, end to end (the ${STREAMS} prompts' prefill included) | ${formatRate(aggregate, 1)} tok/s (${result.aggregateEndToEndOverBatch1.toFixed(1)}x batch 1) |
 | time to first token, ${STREAMS} streams, p50 / p95 | ${result.ttftMs.p50.toFixed(0)} / ${result.ttftMs.p95.toFixed(0)} ms |
 | time to first token, batch 1, p50 | ${result.ttftMs.batch1P50.toFixed(0)} ms |`);
 }
