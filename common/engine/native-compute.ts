@@ -6,7 +6,9 @@
  *
  *   normed  = rmsnorm(hidden)                      here
  *   qkv     = normed @ Wqkv^T                      native
- *   context = attention(qkv, cache)                onnxruntime (attention-core graph)
+ *   context = attention(qkv, cache)                native for decode steps (a few new tokens per
+ *                                                  sequence), onnxruntime's attention-core graph
+ *                                                  for prompts (its matrix products win there)
  *   hidden += context @ Wo^T                       native, accumulating into the residual
  *   normed  = rmsnorm(hidden)                      here
  *   dense:  hidden += silu-mul(normed @ Wgu^T) @ Wdown^T          native
@@ -38,6 +40,12 @@ export function rmsNorm(x: Float32Array, rows: number, weight: Float32Array, eps
   }
   return out;
 }
+
+/**
+ * Calls with at most this many new tokens per sequence run attention natively: at decode time an
+ * onnxruntime session run per layer costs more than the attention itself.
+ */
+export const NATIVE_ATTENTION_MAX_TOKENS = 4;
 
 /** SwiGLU: down(silu(gate(x)) * up(x)), added into `into` when given. */
 class NativeMlp implements MlpCompute {
@@ -77,11 +85,31 @@ class NativeLayer implements LayerCompute {
     private readonly router: PackedMatrix | undefined, // MoE layers
   ) {}
 
-  async run({ hidden, batch, pastK, pastV }: LayerFeeds): Promise<LayerResult> {
-    const { hiddenSize: H, numHeads: A, numKvHeads: K, headDim: D, rmsNormEps: eps } = this.c;
-    const { batchSize: B, paddedTokens: T, paddedSlots: P } = batch;
-    const N = B * T;
+  async run(feeds: LayerFeeds): Promise<LayerResult> {
+    const { hidden, batch } = feeds;
+    const eps = this.c.rmsNormEps;
+    const N = batch.batchSize * batch.paddedTokens;
+    const T = batch.paddedTokens;
     const qkv = this.k.apply(rmsNorm(hidden, N, this.attn.inputNorm, eps), N, this.attn.qkv);
+    const { context, ...kv } = T <= NATIVE_ATTENTION_MAX_TOKENS ? this.attendNative(qkv, feeds) : await this.attendOnnx(qkv, feeds);
+    const residual = this.k.apply(context, N, this.attn.o, hidden.slice());
+    const normed = rmsNorm(residual, N, this.attn.postAttentionNorm, eps);
+    if (this.mlp !== undefined) return { hidden: this.mlp.apply(normed, N, residual), ...kv };
+    return { hidden: residual, normed, routerLogits: this.k.apply(normed, N, this.router!), ...kv };
+  }
+
+  private attendNative(qkv: Float32Array, { batch, pastK, pastV }: LayerFeeds): Attended {
+    const { numHeads: A, numKvHeads: K, headDim: D } = this.c;
+    const { batchSize: B, paddedTokens: T, paddedSlots: P } = batch;
+    const out = { context: new Float32Array(B * T * A * D), k: new Float32Array(B * K * T * D), v: new Float32Array(B * K * T * D) };
+    const dims = Int32Array.of(B, T, P, A, K, D);
+    this.k.kernels.attention(qkv, batch.cos, batch.sin, batch.mask, pastK, pastV, out.context, out.k, out.v, dims, this.k.threads);
+    return out;
+  }
+
+  private async attendOnnx(qkv: Float32Array, { batch, pastK, pastV }: LayerFeeds): Promise<Attended> {
+    const { numHeads: A, numKvHeads: K, headDim: D } = this.c;
+    const { batchSize: B, paddedTokens: T, paddedSlots: P } = batch;
     const out = await runF32(this.core, {
       [LAYER_IO.qkv]: f32Tensor(qkv, [B, T, (A + 2 * K) * D]),
       [LAYER_IO.cos]: f32Tensor(batch.cos, [B, T, D]),
@@ -90,14 +118,17 @@ class NativeLayer implements LayerCompute {
       [LAYER_IO.pastK]: f32Tensor(pastK, [B, K, P, D]),
       [LAYER_IO.pastV]: f32Tensor(pastV, [B, K, P, D]),
     });
-    const residual = this.k.apply(out[LAYER_IO.context], N, this.attn.o, hidden.slice());
-    const normed = rmsNorm(residual, N, this.attn.postAttentionNorm, eps);
-    const kv = { k: out[LAYER_IO.newK], v: out[LAYER_IO.newV] };
-    if (this.mlp !== undefined) return { hidden: this.mlp.apply(normed, N, residual), ...kv };
-    return { hidden: residual, normed, routerLogits: this.k.apply(normed, N, this.router!), ...kv };
+    return { context: out[LAYER_IO.context], k: out[LAYER_IO.newK], v: out[LAYER_IO.newV] };
   }
 
   async close(): Promise<void> {}
+}
+
+/** Attention's outputs: context (B, T, A*D) and this step's keys and values (B, K, T, D). */
+interface Attended {
+  readonly context: Float32Array;
+  readonly k: Float32Array;
+  readonly v: Float32Array;
 }
 
 class NativeHead implements HeadCompute {

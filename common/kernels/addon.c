@@ -6,6 +6,9 @@
  *                                              Uint16Array of bf16 / f16 bits; panels: same type
  *   linear(x, panels, dtype, N, out, rows, accumulate, threads)
  *                                              out (rows, N) (+)= x (rows, K) @ w^T
+ *   attention(qkv, cos, sin, mask, pastK, pastV, context, newK, newV, dims, threads)
+ *                                              decode-time attention (attention.h); dims is an
+ *                                              Int32Array [B, T, P, A, K, D]
  *   siluMul(gateUp, rows, out)                 out (rows, I) = silu(gate) * up for gateUp (rows, 2I)
  *                                              holding gate then up in each row (SwiGLU)
  *   isa() -> "avx512" | "avx2" | "generic"
@@ -17,6 +20,7 @@
 #include <stdbool.h>
 #include <math.h>
 #include <string.h>
+#include "attention.h"
 #include "linear.h"
 #include "thread-pool.h"
 
@@ -133,6 +137,39 @@ static napi_value linear(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static void attention_part(void *arg, int part, int parts) {
+  const struct attention_job *job = arg;
+  const long units = job->B * job->T * job->A;
+  attention_heads(job, units * part / parts, units * (part + 1) / parts);
+}
+
+static napi_value attention(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t *dims;
+  size_t dimsLen;
+  int64_t threads;
+  if (argc < 11 || !typed_array(env, argv[9], napi_int32_array, (void **)&dims, &dimsLen) || dimsLen != 6 || !get_count(env, argv[10], &threads)) {
+    return fail(env, "attention(qkv, cos, sin, mask, pastK, pastV, context, newK, newV, dims, threads): dims is an Int32Array [B, T, P, A, K, D]");
+  }
+  const long B = dims[0], T = dims[1], P = dims[2], A = dims[3], K = dims[4], D = dims[5];
+  if (B <= 0 || T <= 0 || P < 0 || A <= 0 || K <= 0 || D <= 0 || D % 2 != 0 || A % K != 0) return fail(env, "attention: dims must be positive, D even, A a multiple of K");
+  const size_t expected[9] = {
+      (size_t)(B * T * (A + 2 * K) * D), (size_t)(B * T * D), (size_t)(B * T * D), (size_t)(B * A / K * T * (P + T)),
+      (size_t)(B * K * P * D), (size_t)(B * K * P * D), (size_t)(B * T * A * D), (size_t)(B * K * T * D), (size_t)(B * K * T * D)};
+  float *arrays[9];
+  for (int i = 0; i < 9; i++) {
+    size_t length;
+    if (!typed_array(env, argv[i], napi_float32_array, (void **)&arrays[i], &length)) return fail(env, "attention: the first nine arguments must be Float32Arrays");
+    if (length != expected[i]) return fail(env, "attention: an array's length does not match dims");
+  }
+  struct attention_job job = {arrays[0], arrays[1], arrays[2], arrays[3], arrays[4], arrays[5], arrays[6], arrays[7], arrays[8], B, T, P, A, K, D, 1.0f / sqrtf((float)D)};
+  attention_prepare(&job);
+  pool_run(attention_part, &job, threads < 1 ? 1 : (int)threads);
+  return NULL;
+}
+
 static napi_value silu_mul(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
@@ -171,6 +208,7 @@ static void export_fn(napi_env env, napi_value exports, const char *name, napi_c
 NAPI_MODULE_INIT() {
   export_fn(env, exports, "pack", pack);
   export_fn(env, exports, "linear", linear);
+  export_fn(env, exports, "attention", attention);
   export_fn(env, exports, "siluMul", silu_mul);
   export_fn(env, exports, "isa", isa);
   return exports;

@@ -16,6 +16,20 @@ export interface NativeKernels {
   pack(w: Float32Array | Uint16Array, dtype: PackedDtype, rows: number, threads: number): Float32Array | Uint16Array;
   linear(x: Float32Array, panels: Float32Array | Uint16Array, dtype: PackedDtype, n: number, out: Float32Array, rows: number, accumulate: boolean, threads: number): void;
   siluMul(gateUp: Float32Array, rows: number, out: Float32Array): void;
+  /** Decode-time attention with the attention-core graph's inputs and outputs; dims [B, T, P, A, K, D]. */
+  attention(
+    qkv: Float32Array,
+    cos: Float32Array,
+    sin: Float32Array,
+    mask: Float32Array,
+    pastK: Float32Array,
+    pastV: Float32Array,
+    context: Float32Array,
+    newK: Float32Array,
+    newV: Float32Array,
+    dims: Int32Array,
+    threads: number,
+  ): void;
   isa(): string;
 }
 
