@@ -2,7 +2,8 @@
  * One instantiation of the panel kernel for an instruction set and a weight dtype. The including
  * file defines:
  *   SUFFIX      name suffix of the generated functions
- *   MR          rows of x per tile (a tile is MR rows x 2 panels = MR x 32 outputs)
+ *   MR          rows of x per tile
+ *   NP          panels per tile (a tile is MR rows x NP panels = MR x 16 NP outputs)
  *   WT          stored weight element type
  *   LOAD(p)     16 weights at p as a float vector (V)
  * and sets the target ISA with #pragma GCC target before including this file.
@@ -11,36 +12,31 @@
 #define CAT(a, b) CAT_(a, b)
 
 /*
- * acc (mr, 32) += x (mr, k0 .. k0 + kc) @ two panels' weights over the same k. x rows are K
- * apart; acc rows are 32 apart. Inlined with a constant mr (see tile_), so that every
- * accumulator lives in a register.
+ * acc (mr, 16 NP) += x (mr, k0 .. k0 + kc) @ NP panels' weights over the same k (w[q] points at
+ * panel q's block). x rows are K apart; acc rows are 16 NP apart. Inlined with a constant mr (see
+ * tile_), so that every accumulator lives in a register.
  */
-static inline __attribute__((always_inline)) void CAT(tile_rows_, SUFFIX)(const float *x, long K, const WT *p0, const WT *p1, long kc, const int mr, float *acc_io) {
-  V acc[MR][2];
-  for (int i = 0; i < mr; i++) {
-    acc[i][0] = *(const V *)(acc_io + i * 2 * PANEL);
-    acc[i][1] = *(const V *)(acc_io + i * 2 * PANEL + PANEL);
-  }
+static inline __attribute__((always_inline)) void CAT(tile_rows_, SUFFIX)(const float *x, long K, const WT *const *w, long kc, const int mr, float *acc_io) {
+  V acc[MR][NP];
+  for (int i = 0; i < mr; i++)
+    for (int q = 0; q < NP; q++) acc[i][q] = *(const V *)(acc_io + (i * NP + q) * PANEL);
   for (long k = 0; k < kc; k++) {
-    const V w0 = LOAD(p0 + k * PANEL);
-    const V w1 = LOAD(p1 + k * PANEL);
+    V wv[NP];
+    for (int q = 0; q < NP; q++) wv[q] = LOAD(w[q] + k * PANEL);
     for (int i = 0; i < mr; i++) {
       const float xi = x[i * K + k];
-      acc[i][0] += w0 * xi;
-      acc[i][1] += w1 * xi;
+      for (int q = 0; q < NP; q++) acc[i][q] += wv[q] * xi;
     }
   }
-  for (int i = 0; i < mr; i++) {
-    *(V *)(acc_io + i * 2 * PANEL) = acc[i][0];
-    *(V *)(acc_io + i * 2 * PANEL + PANEL) = acc[i][1];
-  }
+  for (int i = 0; i < mr; i++)
+    for (int q = 0; q < NP; q++) *(V *)(acc_io + (i * NP + q) * PANEL) = acc[i][q];
 }
 
-static void CAT(tile_, SUFFIX)(const float *x, long K, const WT *p0, const WT *p1, long kc, int mr, float *acc_io) {
+static void CAT(tile_, SUFFIX)(const float *x, long K, const WT *const *w, long kc, int mr, float *acc_io) {
   switch (mr) {
 #define ROWS_CASE(n) \
   case n:            \
-    CAT(tile_rows_, SUFFIX)(x, K, p0, p1, kc, n, acc_io); \
+    CAT(tile_rows_, SUFFIX)(x, K, w, kc, n, acc_io); \
     break;
     ROWS_CASE(1)
     ROWS_CASE(2)
@@ -167,31 +163,29 @@ static void CAT(panels_, SUFFIX)(const struct linear_job *job, long p0, long p1)
   const long kBlock = 256;
   long chunk = (512L * 1024) / (K * 4);
   chunk = chunk < MR ? MR : chunk > 8 * MR ? 8 * MR : chunk - chunk % MR;
-  /* Accumulators of one chunk x two panels, (chunk, 32), 64-byte aligned for whole-vector access. */
-  float acc[8 * MR * 2 * PANEL] __attribute__((aligned(64)));
+  /* Accumulators of one chunk x NP panels, (chunk, 16 NP), 64-byte aligned for whole vectors. */
+  float acc[8 * MR * NP * PANEL] __attribute__((aligned(64)));
   const WT zero_panel[PANEL * 256] = {0};
   for (long m0 = 0; m0 < M; m0 += chunk) {
     const long rows = m0 + chunk < M ? chunk : M - m0;
-    for (long p = p0; p < p1; p += 2) {
-      const WT *panel0 = panels + p * K * PANEL;
-      const WT *panel1 = p + 1 < p1 ? panel0 + K * PANEL : 0;
-      for (long i = 0; i < rows * 2 * PANEL; i++) acc[i] = 0.0f;
+    for (long p = p0; p < p1; p += NP) {
+      const int np = p1 - p < NP ? (int)(p1 - p) : NP; /* the last group may be short */
+      for (long i = 0; i < rows * NP * PANEL; i++) acc[i] = 0.0f;
       for (long k0 = 0; k0 < K; k0 += kBlock) {
         const long kc = K - k0 < kBlock ? K - k0 : kBlock;
-        const WT *w0 = panel0 + k0 * PANEL;
-        const WT *w1 = panel1 ? panel1 + k0 * PANEL : zero_panel;
+        const WT *w[NP];
+        for (int q = 0; q < NP; q++) w[q] = q < np ? panels + ((p + q) * K + k0) * PANEL : zero_panel;
         for (long m = 0; m < rows; m += MR) {
           const int mr = (int)(rows - m < MR ? rows - m : MR);
-          CAT(tile_, SUFFIX)(job->x + (m0 + m) * K + k0, K, w0, w1, kc, mr, acc + m * 2 * PANEL);
+          CAT(tile_, SUFFIX)(job->x + (m0 + m) * K + k0, K, w, kc, mr, acc + m * NP * PANEL);
         }
       }
-      const int width = panel1 ? 2 * PANEL : PANEL;
       for (long i = 0; i < rows; i++) {
         float *row = job->out + (m0 + i) * N;
-        for (int j = 0; j < width; j++) {
+        for (int j = 0; j < np * PANEL; j++) {
           const long n = p * PANEL + j;
           if (n >= N) break;
-          row[n] = job->accumulate ? row[n] + acc[i * 2 * PANEL + j] : acc[i * 2 * PANEL + j];
+          row[n] = job->accumulate ? row[n] + acc[i * NP * PANEL + j] : acc[i * NP * PANEL + j];
         }
       }
     }

@@ -24,6 +24,7 @@ typedef _Float16 vh16 __attribute__((vector_size(32), aligned(2)));
 #pragma GCC push_options
 #pragma GCC target("avx512f,fma,f16c")
 #define MR 8
+#define NP 3
 #define SUFFIX avx512_f32
 #define WT float
 #define LOAD LOAD_F32
@@ -46,11 +47,13 @@ typedef _Float16 vh16 __attribute__((vector_size(32), aligned(2)));
 #undef WT
 #undef LOAD
 #undef MR
+#undef NP
 #pragma GCC pop_options
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
 #define MR 2
+#define NP 2
 #define SUFFIX avx2_f32
 #define WT float
 #define LOAD LOAD_F32
@@ -73,9 +76,11 @@ typedef _Float16 vh16 __attribute__((vector_size(32), aligned(2)));
 #undef WT
 #undef LOAD
 #undef MR
+#undef NP
 #pragma GCC pop_options
 
 #define MR 2
+#define NP 2
 #define SUFFIX generic_f32
 #define WT float
 #define LOAD LOAD_F32
@@ -98,6 +103,7 @@ typedef _Float16 vh16 __attribute__((vector_size(32), aligned(2)));
 #undef WT
 #undef LOAD
 #undef MR
+#undef NP
 
 typedef void (*panels_fn)(const struct linear_job *, long, long);
 
