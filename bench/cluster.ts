@@ -107,10 +107,9 @@ async function main(): Promise<void> {
   const localDecode = median(m.pairs.map((p) => decodeRate(p.local)));
   const clusterDecode = median(m.pairs.map((p) => decodeRate(p.cluster)));
   const ratios = m.pairs.map((p) => decodeRate(p.cluster) / decodeRate(p.local));
-  // Like for like with batch 1's decode rate: tokens after each stream's first, over the time from
-  // the first first-token to the last token (all streams start together).
-  const decodeWindowMs = Math.max(...m.concurrent.map((r) => r.totalMs)) - Math.min(...m.concurrent.map((r) => r.ttftMs));
-  const aggregateDecode = m.concurrent.reduce((n, r) => n + r.tokens - 1, 0) / (decodeWindowMs / 1000);
+  // Like for like with batch 1's decode rate: the streams' decode rates (tokens after the first
+  // over the time after the first) summed, as they decode side by side.
+  const aggregateDecode = m.concurrent.reduce((n, r) => n + decodeRate(r), 0);
   // End to end: every token over the wall time from sending the requests, prefill included.
   const aggregate = m.concurrent.reduce((n, r) => n + r.tokens, 0) / (m.wallMs / 1000);
   const ttfts = m.concurrent.map((r) => r.ttftMs);
@@ -137,7 +136,7 @@ async function main(): Promise<void> {
 | batch-1 decode, in process (median of ${ROUNDS}) | ${formatRate(localDecode, 2)} tok/s |
 | batch-1 decode, ${WORKERS}-worker cluster (median of ${ROUNDS}) | ${formatRate(clusterDecode, 2)} tok/s |
 | cluster / in-process, median of paired rounds | **${result.clusterOverInProcess.toFixed(2)}x** (rounds: ${ratios.map((r) => r.toFixed(2)).join(', ')}) |
-| ${STREAMS} concurrent streams, aggregate decode rate (as batch 1: after the first token) | ${formatRate(aggregateDecode, 1)} tok/s (**${result.aggregateDecodeOverBatch1.toFixed(1)}x** batch 1) |
+| ${STREAMS} concurrent streams, aggregate decode rate (sum of the streams' rates after their first token, as batch 1) | ${formatRate(aggregateDecode, 1)} tok/s (**${result.aggregateDecodeOverBatch1.toFixed(1)}x** batch 1) |
 | ${STREAMS} concurrent streams, end to end (the ${STREAMS} prompts' prefill included) | ${formatRate(aggregate, 1)} tok/s (${result.aggregateEndToEndOverBatch1.toFixed(1)}x batch 1) |
 | time to first token, ${STREAMS} streams, p50 / p95 | ${result.ttftMs.p50.toFixed(0)} / ${result.ttftMs.p95.toFixed(0)} ms |
 | time to first token, batch 1, p50 | ${result.ttftMs.batch1P50.toFixed(0)} ms |`);

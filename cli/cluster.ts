@@ -4,7 +4,9 @@
  * STATE/cluster.json; `down` stops everything it started.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
+import { parseMicroBatches } from '../coordinator/pipeline-depth';
 import { InvalidArgumentError, NotFoundError } from '../common/errors';
 import type { ClusterStatus } from '../common/wire/messages';
 import { intFlag, parseFlags, requireString } from './args';
@@ -79,6 +81,7 @@ const UP_FLAGS = {
   'memory-bytes': { type: 'string' },
   'timeout-ms': { type: 'string' },
   'expert-rebalance-ms': { type: 'string' },
+  'micro-batches': { type: 'string' },
 } as const;
 
 export async function upCommand(argv: string[]): Promise<void> {
@@ -98,15 +101,19 @@ export async function upCommand(argv: string[]): Promise<void> {
   const common = ['--etcd', etcd.url];
   const ttl = v['lease-ttl-ms'] === undefined ? [] : ['--lease-ttl-ms', v['lease-ttl-ms']];
   const rebalance = v['expert-rebalance-ms'] === undefined ? [] : ['--expert-rebalance-ms', v['expert-rebalance-ms']];
+  const microBatches = parseMicroBatches(v['micro-batches']); // checked here, passed on as given
+  const microBatchArgs = v['micro-batches'] === undefined ? [] : ['--micro-batches', String(microBatches)];
   // Metrics ports are chosen here so that cluster.json can say where each /metrics is.
   const coordinatorMetricsPort = await freePort();
   const coordinatorPid = spawnDetached(
     process.execPath,
-    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--model', modelDir, '--placement', placement, '--replicas', v.replicas ?? '1', '--metrics-port', String(coordinatorMetricsPort), ...ttl, ...rebalance],
+    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--model', modelDir, '--placement', placement, '--replicas', v.replicas ?? '1', '--metrics-port', String(coordinatorMetricsPort), ...ttl, ...rebalance, ...microBatchArgs],
     join(stateDir, 'coordinator.log'),
   );
-  // A small cluster shares this machine's cores: one onnxruntime thread per worker, no spinning.
-  const threads = v.threads ?? '1';
+  // Every process runs on this machine, so by default (--micro-batches auto) one micro-batch is in
+  // flight and one stage computes at a time: each worker may use all the cores. With more
+  // micro-batches the stages overlap and share them: give each worker fewer threads.
+  const threads = v.threads ?? String(microBatches === 'auto' || microBatches === 1 ? availableParallelism() : 1);
   const workerPids = new Map<string, number>();
   const workerMetrics = new Map<string, string>();
   for (let i = 1; i <= workerCount; i++) {

@@ -3,6 +3,7 @@ import { basename, resolve } from 'node:path';
 import { InvalidArgumentError } from '../common/errors';
 import { CoordinatorNode, type CoordinatorOptions } from '../coordinator/coordinator-node';
 import { DEFAULT_EXPERT_REBALANCE_MS } from '../coordinator/expert-rebalancer';
+import { parseMicroBatches } from '../coordinator/pipeline-depth';
 import { intFlag, parseFlags, requireString } from './args';
 import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
 
@@ -23,6 +24,7 @@ const FLAGS = {
   'max-batch-tokens': { type: 'string' },
   'max-batch-sequences': { type: 'string' },
   'expert-rebalance-ms': { type: 'string' },
+  'micro-batches': { type: 'string' },
 } as const;
 
 export async function coordinatorCommand(argv: string[]): Promise<void> {
@@ -58,6 +60,7 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
     maxBatchTokens: intFlag(v['max-batch-tokens'], '--max-batch-tokens', 512),
     maxBatchSequences: intFlag(v['max-batch-sequences'], '--max-batch-sequences', 32),
     expertRebalanceIntervalMs,
+    microBatches: parseMicroBatches(v['micro-batches']),
   };
   // BORA_CHECK_ARGS=1: validate the command line and stop (deployment files are tested this way).
   if (process.env.BORA_CHECK_ARGS === '1') return;

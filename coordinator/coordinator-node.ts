@@ -26,6 +26,7 @@ import type { ClusterStatus, WorkerStatusReply } from '../common/wire/messages';
 import { boraProto, channelOptions, withWorkerClient } from '../common/wire/proto';
 import { bindServer, type BoundServer } from '../worker/worker-server';
 import { modelFootprint, weightBytesFor } from './footprint';
+import { pipelineDepth, type MicroBatches } from './pipeline-depth';
 import { addInferenceService } from './inference-service';
 import { Leadership } from './leadership';
 import { commitHandover, handoverFrom } from './handover';
@@ -67,6 +68,8 @@ export interface CoordinatorOptions {
   /** "spread" only: how often the workers' routing counts are collected to place experts by
    * (hot experts get more copies); 0 disables. Default DEFAULT_EXPERT_REBALANCE_MS (expert-rebalancer.ts). */
   readonly expertRebalanceIntervalMs?: number;
+  /** Micro-batches in flight per pipeline; 'auto' (default): one per host among the stages. */
+  readonly microBatches?: MicroBatches;
 }
 
 /** A worker that does not answer a status probe within this long is a suspect. */
@@ -450,6 +453,7 @@ export class CoordinatorNode implements PipelineSource {
       pipeline = await RemotePipeline.open({
         epoch: candidate.epoch,
         stageAddresses: addresses,
+        depth: pipelineDepth(addresses, this.options.microBatches ?? 'auto'),
         hiddenSize: this.ckpt.config.hiddenSize,
         vocabSize: this.ckpt.config.vocabSize,
         stepTimeoutMs: this.options.stepTimeoutMs,
