@@ -43,6 +43,7 @@ class OnnxLayer implements LayerCompute {
   }
 }
 
+/** A one-input graph over rows of the hidden state: the head (-> logits) or an expert (-> hidden). */
 class OnnxModule implements HeadCompute, MlpCompute {
   constructor(
     private readonly session: ort.InferenceSession,
@@ -50,12 +51,16 @@ class OnnxModule implements HeadCompute, MlpCompute {
     private readonly inputWidth: number,
   ) {}
 
-  async logits(x: Float32Array, rows: number): Promise<Float32Array> {
+  private async apply(x: Float32Array, rows: number): Promise<Float32Array> {
     return (await runF32(this.session, { [this.io.input]: f32Tensor(x, [rows, this.inputWidth]) }))[this.io.output];
   }
 
+  logits(x: Float32Array, rows: number): Promise<Float32Array> {
+    return this.apply(x, rows);
+  }
+
   run(x: Float32Array, tokens: number): Promise<Float32Array> {
-    return this.logits(x, tokens);
+    return this.apply(x, tokens);
   }
 
   close(): Promise<void> {

@@ -51,10 +51,6 @@ export function packStacked(kernels: NativeKernels, parts: readonly RawTensor[],
   return { rows, cols, dtype, panels: kernels.pack(stacked, dtype, rows, threads) };
 }
 
-export function packedBytes(m: PackedMatrix): number {
-  return m.panels.byteLength;
-}
-
 /** The native kernels with the thread count of the stage that uses them. */
 export class LinearKernels {
   constructor(
