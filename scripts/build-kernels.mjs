@@ -29,7 +29,7 @@ if (existsSync(out)) {
 
 const cc = process.env.CC ?? 'cc';
 mkdirSync(dirname(out), { recursive: true });
-const args = ['-O3', '-std=gnu11', '-Wall', '-Wextra', '-shared', '-fPIC', '-pthread', `-I${headers}`, ...sources, '-lm', '-o', out];
+const args = ['-O3', '-std=gnu11', '-Wall', '-Wextra', '-Werror=implicit-function-declaration', '-shared', '-fPIC', '-pthread', `-I${headers}`, ...sources, '-lm', '-o', out];
 try {
   execFileSync(cc, args, { stdio: ['ignore', 'inherit', 'inherit'] });
 } catch (err) {

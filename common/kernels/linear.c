@@ -9,6 +9,8 @@
  * weight dtype from linear-tile.h; the widest instruction set the CPU has is picked at run time.
  */
 #include "linear.h"
+#include <stdlib.h>
+#include <string.h>
 
 typedef float vf16 __attribute__((vector_size(64)));
 typedef float uvf16 __attribute__((vector_size(64), aligned(4)));
@@ -115,13 +117,20 @@ static const panels_fn kernels[3][3] = {
 };
 static const char *const isa_names[3] = {"avx512", "avx2", "generic"};
 
+/*
+ * The widest instruction set the CPU has; BORA_KERNELS_ISA=avx2 or generic asks for a narrower
+ * one (the tests run every instantiation this way on a machine that has AVX-512).
+ */
 static int isa_index(void) {
   static int index = -1;
   if (index < 0) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) index = 0;
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) index = 1;
-    else index = 2;
+    const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    const char *wanted = getenv("BORA_KERNELS_ISA");
+    if (wanted != 0 && strcmp(wanted, "generic") == 0) index = 2;
+    else if (wanted != 0 && strcmp(wanted, "avx2") == 0 && avx2) index = 1;
+    else if (__builtin_cpu_supports("avx512f")) index = 0;
+    else index = avx2 ? 1 : 2;
   }
   return index;
 }
