@@ -268,9 +268,19 @@ export class WorkerNode {
     if (loadedAny || experts !== this.experts) this.metrics.observeModelLoad((performance.now() - started) / 1000);
     let commit: Commit | undefined;
     if (plan.handover !== undefined) {
-      // Loaded; the previous plan keeps serving until the coordinator commits this one.
-      await this.registration!.markReady(plan.epoch);
-      commit = await this.commitOf(plan.epoch);
+      // Loaded; the previous plan keeps serving until the coordinator commits this one. The commit
+      // is awaited before the ready mark goes out: the coordinator sends CommitPlan as soon as it
+      // sees every worker ready, and one arriving first would find nothing to commit (seen in a
+      // game day: the coordinator fell back to replay and this worker waited for a commit that
+      // never came).
+      const committed = this.commitOf(plan.epoch);
+      try {
+        await this.registration!.markReady(plan.epoch);
+      } catch (err) {
+        this.pendingCommit?.deliver(undefined);
+        throw err;
+      }
+      commit = await committed;
       if (this.latestPlan !== plan) {
         commit?.reply({ migrated: false, detail: `plan ${plan.epoch} was superseded` });
         this.loadedStages = new Map([...this.loadedStages, ...stages]); // the next plan reuses or retires them
