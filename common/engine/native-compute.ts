@@ -1,28 +1,27 @@
 /**
  * Stage compute with the native kernels (common/kernels): every linear layer (q/k/v, o, the MLP,
- * the router, the experts and the LM head) runs on weights kept in the checkpoint's precision;
- * onnxruntime runs only the attention between the projections, in one weightless session shared
- * by the stage's layers. A decoder layer, top to bottom:
+ * the router, the experts and the LM head) runs on weights kept in the checkpoint's precision,
+ * and attention runs natively too. Every kernel computes each output with the same operations in
+ * the same order whatever else is in the call, so the engine is batch- and shape-invariant: a
+ * token's logits are bit-identical whether its sequence is prefilled in one call, decoded token
+ * by token, batched with others or replayed after a failure (tested). Replays after a reshard
+ * therefore reproduce the tokens exactly. A decoder layer, top to bottom:
  *
  *   normed  = rmsnorm(hidden)                      here
  *   qkv     = normed @ Wqkv^T                      native
- *   context = attention(qkv, cache)                native for decode steps (a few new tokens per
- *                                                  sequence), onnxruntime's attention-core graph
- *                                                  for prompts (its matrix products win there)
+ *   context = attention(qkv, cache)                native
  *   hidden += context @ Wo^T                       native, accumulating into the residual
  *   normed  = rmsnorm(hidden)                      here
  *   dense:  hidden += silu-mul(normed @ Wgu^T) @ Wdown^T          native
  *   MoE:    router logits = normed @ Wr^T; the experts run outside (stage-engine.ts)
  */
-import type * as ort from 'onnxruntime-node';
 import type { ModelConfig } from '../model/config';
 import type { WeightSource } from '../model/weight-source';
 import { attentionSpecs, expertSpecs, finalNormSpec, lmHeadSpec, mlpSpecs, routerSpec, type MlpSpecs, type TensorSpec } from '../model/weights';
 import type { NativeKernels } from '../kernels/native-kernels';
 import { LinearKernels, type PackedMatrix } from '../kernels/packed-matrix';
 import type { HeadCompute, LayerCompute, LayerFeeds, LayerResult, MlpCompute, StageCompute } from './layer-compute';
-import { LAYER_IO, attentionCoreGraph } from './layer-graphs';
-import { createSession, f32Tensor, runF32, type SessionSettings } from './ort-session';
+import type { SessionSettings } from './ort-session';
 
 /**
  * RMSNorm of each row of x (rows, width) as transformers computes it in float32:
@@ -40,12 +39,6 @@ export function rmsNorm(x: Float32Array, rows: number, weight: Float32Array, eps
   }
   return out;
 }
-
-/**
- * Calls with at most this many new tokens per sequence run attention natively: at decode time an
- * onnxruntime session run per layer costs more than the attention itself.
- */
-export const NATIVE_ATTENTION_MAX_TOKENS = 4;
 
 /** SwiGLU: down(silu(gate(x)) * up(x)), added into `into` when given. */
 class NativeMlp implements MlpCompute {
@@ -79,7 +72,6 @@ class NativeLayer implements LayerCompute {
     readonly kind: 'dense' | 'moe',
     private readonly c: ModelConfig,
     private readonly k: LinearKernels,
-    private readonly core: ort.InferenceSession, // attention-core graph, shared by the stage
     private readonly attn: NativeAttentionWeights,
     private readonly mlp: NativeMlp | undefined, // dense layers
     private readonly router: PackedMatrix | undefined, // MoE layers
@@ -89,36 +81,21 @@ class NativeLayer implements LayerCompute {
     const { hidden, batch } = feeds;
     const eps = this.c.rmsNormEps;
     const N = batch.batchSize * batch.paddedTokens;
-    const T = batch.paddedTokens;
     const qkv = this.k.apply(rmsNorm(hidden, N, this.attn.inputNorm, eps), N, this.attn.qkv);
-    const { context, ...kv } = T <= NATIVE_ATTENTION_MAX_TOKENS ? this.attendNative(qkv, feeds) : await this.attendOnnx(qkv, feeds);
+    const { context, ...kv } = this.attend(qkv, feeds);
     const residual = this.k.apply(context, N, this.attn.o, hidden.slice());
     const normed = rmsNorm(residual, N, this.attn.postAttentionNorm, eps);
     if (this.mlp !== undefined) return { hidden: this.mlp.apply(normed, N, residual), ...kv };
     return { hidden: residual, normed, routerLogits: this.k.apply(normed, N, this.router!), ...kv };
   }
 
-  private attendNative(qkv: Float32Array, { batch, pastK, pastV }: LayerFeeds): Attended {
+  private attend(qkv: Float32Array, { batch, pastK, pastV }: LayerFeeds): Attended {
     const { numHeads: A, numKvHeads: K, headDim: D } = this.c;
     const { batchSize: B, paddedTokens: T, paddedSlots: P } = batch;
     const out = { context: new Float32Array(B * T * A * D), k: new Float32Array(B * K * T * D), v: new Float32Array(B * K * T * D) };
     const dims = Int32Array.of(B, T, P, A, K, D);
     this.k.kernels.attention(qkv, batch.cos, batch.sin, batch.mask, pastK, pastV, out.context, out.k, out.v, dims, this.k.threads);
     return out;
-  }
-
-  private async attendOnnx(qkv: Float32Array, { batch, pastK, pastV }: LayerFeeds): Promise<Attended> {
-    const { numHeads: A, numKvHeads: K, headDim: D } = this.c;
-    const { batchSize: B, paddedTokens: T, paddedSlots: P } = batch;
-    const out = await runF32(this.core, {
-      [LAYER_IO.qkv]: f32Tensor(qkv, [B, T, (A + 2 * K) * D]),
-      [LAYER_IO.cos]: f32Tensor(batch.cos, [B, T, D]),
-      [LAYER_IO.sin]: f32Tensor(batch.sin, [B, T, D]),
-      [LAYER_IO.mask]: f32Tensor(batch.mask, [B, 1, (A / K) * T, P + T]),
-      [LAYER_IO.pastK]: f32Tensor(pastK, [B, K, P, D]),
-      [LAYER_IO.pastV]: f32Tensor(pastV, [B, K, P, D]),
-    });
-    return { context: out[LAYER_IO.context], k: out[LAYER_IO.newK], v: out[LAYER_IO.newV] };
   }
 
   async close(): Promise<void> {}
@@ -148,11 +125,10 @@ class NativeHead implements HeadCompute {
 
 export class NativeCompute implements StageCompute {
   private readonly k: LinearKernels;
-  private core: Promise<ort.InferenceSession> | undefined;
 
   constructor(
     kernels: NativeKernels,
-    private readonly settings: SessionSettings,
+    settings: SessionSettings,
   ) {
     this.k = new LinearKernels(kernels, settings.intraOpThreads);
   }
@@ -176,10 +152,8 @@ export class NativeCompute implements StageCompute {
       o: await this.matrix(ckpt, [s.o]),
       postAttentionNorm: await ckpt.readF32(s.postAttentionNorm.name, s.postAttentionNorm.shape),
     };
-    this.core ??= createSession(attentionCoreGraph(c), this.settings);
-    const core = await this.core;
-    if (c.numExperts === 0) return new NativeLayer('dense', c, this.k, core, attn, await this.mlp(ckpt, mlpSpecs(c, layer)), undefined);
-    return new NativeLayer('moe', c, this.k, core, attn, undefined, await this.matrix(ckpt, [routerSpec(c, layer)]));
+    if (c.numExperts === 0) return new NativeLayer('dense', c, this.k, attn, await this.mlp(ckpt, mlpSpecs(c, layer)), undefined);
+    return new NativeLayer('moe', c, this.k, attn, undefined, await this.matrix(ckpt, [routerSpec(c, layer)]));
   }
 
   async head(ckpt: WeightSource): Promise<HeadCompute> {
@@ -192,9 +166,6 @@ export class NativeCompute implements StageCompute {
     return this.mlp(ckpt, expertSpecs(ckpt.config, layer, expert));
   }
 
-  async close(): Promise<void> {
-    const core = this.core;
-    this.core = undefined;
-    if (core !== undefined) await (await core).release();
-  }
+  async close(): Promise<void> {}
+
 }

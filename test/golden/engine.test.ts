@@ -14,7 +14,7 @@ import { Checkpoint } from '../../common/model/checkpoint';
 import type { TokenRoute } from '../../common/engine/moe-routing';
 import { rewriteCheckpoint } from '../../common/model/rewrite';
 import { assertReferenceRoutes, fixtureDir, loadReference, makeTempDir, shardedCopy, type FixtureName, type TempDir } from '../support/checkpoints';
-import { greedyBatch, loadPipeline, maxAbsDiff } from '../support/pipeline';
+import { argmaxRows, greedyBatch, loadPipeline, maxAbsDiff } from '../support/pipeline';
 import { nativeKernelsMissing, type LinearBackend } from '../../common/kernels/native-kernels';
 
 const STEPS = 40;
@@ -98,6 +98,44 @@ for (const [name, linear] of (['tiny-mistral', 'tiny-mixtral'] as FixtureName[])
         await engine.close();
       }
     });
+
+    if (linear === 'native') {
+      test('batch- and shape-invariant: a replayed prefill, token-by-token decode and batching give bit-identical logits', async () => {
+        const [engine] = await loadPipeline(ckpt, [], linear);
+        const c = ref.cases[0];
+        // Decode case 0 token by token (alone), keeping every step's logits.
+        const id = sequenceId('inv-step');
+        let out = await engine.forward({ slices: [{ id, startPosition: 0, tokenCount: c.prompt_ids.length, tokenIds: c.prompt_ids }] });
+        const stepLogits = [out.logits!];
+        const tokens = [...c.prompt_ids];
+        for (let step = 0; step < 24; step++) {
+          const next = argmaxRows(out.logits!, 1)[0];
+          out = await engine.forward({ slices: [{ id, startPosition: tokens.length, tokenCount: 1, tokenIds: [next] }] });
+          tokens.push(next);
+          stepLogits.push(out.logits!);
+        }
+        engine.release(id);
+        // Replay: everything in one prefill (as after a reshard), beside another sequence in the batch.
+        const other = ref.cases[1].prompt_ids;
+        const replay = await engine.forward({
+          slices: [
+            { id: sequenceId('inv-other'), startPosition: 0, tokenCount: other.length, tokenIds: other },
+            { id: sequenceId('inv-replay'), startPosition: 0, tokenCount: tokens.length, tokenIds: tokens },
+          ],
+        });
+        const vocab = ckpt.config.vocabSize;
+        assert.deepEqual(replay.logits!.subarray(vocab, 2 * vocab), stepLogits[stepLogits.length - 1], 'the replayed prefill ends with the same logits, bit for bit');
+        // And the first step again, now batched with a sequence mid-decode.
+        const again = await engine.forward({
+          slices: [
+            { id: sequenceId('inv-again'), startPosition: 0, tokenCount: c.prompt_ids.length, tokenIds: c.prompt_ids },
+            { id: sequenceId('inv-replay'), startPosition: tokens.length, tokenCount: 1, tokenIds: [argmaxRows(stepLogits[stepLogits.length - 1], 1)[0]] },
+          ],
+        });
+        assert.deepEqual(again.logits!.subarray(0, vocab), stepLogits[0], 'the prompt batched with another sequence gives the same first logits');
+        await engine.close();
+      });
+    }
 
     if (name === 'tiny-mixtral') {
       test("case 0: the router picks the reference experts with the reference weights", async () => {
