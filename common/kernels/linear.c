@@ -6,7 +6,8 @@
  * are no horizontal sums and each weight loaded serves MR rows of x.
  *
  * The kernel is instantiated per instruction set (AVX-512, AVX2 + FMA, portable) and per
- * weight dtype from linear-tile.h; the widest instruction set the CPU has is picked at run time.
+ * weight dtype from linear-tile.h (through linear-dtypes.h); the widest instruction set the CPU
+ * has is picked at run time.
  */
 #include "linear.h"
 #include <stdlib.h>
@@ -25,87 +26,24 @@ typedef _Float16 vh16 __attribute__((vector_size(32), aligned(2)));
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,fma,f16c")
+#define ISA avx512
 #define MR 8
 #define NP 3
-#define SUFFIX avx512_f32
-#define WT float
-#define LOAD LOAD_F32
-#include "linear-tile.h"
-#undef SUFFIX
-#undef WT
-#undef LOAD
-#define SUFFIX avx512_bf16
-#define WT unsigned short
-#define LOAD LOAD_BF16
-#include "linear-tile.h"
-#undef SUFFIX
-#undef WT
-#undef LOAD
-#define SUFFIX avx512_f16
-#define WT _Float16
-#define LOAD LOAD_F16
-#include "linear-tile.h"
-#undef SUFFIX
-#undef WT
-#undef LOAD
-#undef MR
-#undef NP
+#include "linear-dtypes.h"
 #pragma GCC pop_options
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+#define ISA avx2
 #define MR 2
 #define NP 2
-#define SUFFIX avx2_f32
-#define WT float
-#define LOAD LOAD_F32
-#include "linear-tile.h"
-#undef SUFFIX
-#undef WT
-#undef LOAD
-#define SUFFIX avx2_bf16
-#define WT unsigned short
-#define LOAD LOAD_BF16
-#include "linear-tile.h"
-#undef SUFFIX
-#undef WT
-#undef LOAD
-#define SUFFIX avx2_f16
-#define WT _Float16
-#define LOAD LOAD_F16
-#include "linear-tile.h"
-#undef SUFFIX
-#undef WT
-#undef LOAD
-#undef MR
-#undef NP
+#include "linear-dtypes.h"
 #pragma GCC pop_options
 
+#define ISA generic
 #define MR 2
 #define NP 2
-#define SUFFIX generic_f32
-#define WT float
-#define LOAD LOAD_F32
-#include "linear-tile.h"
-#undef SUFFIX
-#undef WT
-#undef LOAD
-#define SUFFIX generic_bf16
-#define WT unsigned short
-#define LOAD LOAD_BF16
-#include "linear-tile.h"
-#undef SUFFIX
-#undef WT
-#undef LOAD
-#define SUFFIX generic_f16
-#define WT _Float16
-#define LOAD LOAD_F16
-#include "linear-tile.h"
-#undef SUFFIX
-#undef WT
-#undef LOAD
-#undef MR
-#undef NP
+#include "linear-dtypes.h"
 
 typedef void (*panels_fn)(const struct linear_job *, long, long);
 
