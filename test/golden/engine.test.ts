@@ -15,15 +15,13 @@ import type { TokenRoute } from '../../common/engine/moe-routing';
 import { rewriteCheckpoint } from '../../common/model/rewrite';
 import { assertReferenceRoutes, fixtureDir, loadReference, makeTempDir, shardedCopy, type FixtureName, type TempDir } from '../support/checkpoints';
 import { argmaxRows, greedyBatch, loadPipeline, maxAbsDiff } from '../support/pipeline';
-import { nativeKernelsMissing, type LinearBackend } from '../../common/kernels/native-kernels';
+import type { LinearBackend } from '../../common/kernels/native-kernels';
+import { nativeSkip } from '../support/kernels';
 
 const STEPS = 40;
 /** The reference README: an engine that is right matches the logits to about 1e-4. */
 const LOGITS_TOLERANCE = 1e-4;
 const HIDDEN_TOLERANCE = 1e-4;
-
-/** CI sets BORA_KERNELS=native, so a native build that went missing fails instead of skipping. */
-const nativeSkip = process.env.BORA_KERNELS === 'native' ? false : (nativeKernelsMissing() ?? false);
 
 for (const [name, linear] of (['tiny-mistral', 'tiny-mixtral'] as FixtureName[]).flatMap((n) => (['native', 'onnx'] as LinearBackend[]).map((b) => [n, b] as const))) {
   describe(`${name} golden, linear layers on ${linear}`, { skip: linear === 'native' ? nativeSkip : false }, () => {

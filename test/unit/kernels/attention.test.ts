@@ -9,24 +9,15 @@ import { buildAttentionBatch, inverseFrequencies } from '../../../common/engine/
 import { SequenceCache } from '../../../common/engine/kv-cache';
 import { LAYER_IO, attentionCoreGraph } from '../../../common/engine/layer-graphs';
 import { createSession, f32Tensor, runF32 } from '../../../common/engine/ort-session';
-import { nativeKernels, nativeKernelsMissing } from '../../../common/kernels/native-kernels';
+import { nativeKernels } from '../../../common/kernels/native-kernels';
 import type { ModelConfig } from '../../../common/model/config';
+import { nativeSkip, seededValues } from '../../support/kernels';
 
-const skip = process.env.BORA_KERNELS === 'native' ? false : (nativeKernelsMissing() ?? false);
-
-function values(count: number, seed: number): Float32Array {
-  const out = new Float32Array(count);
-  let s = seed >>> 0;
-  for (let i = 0; i < count; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 2 ** 31 - 1) * 2;
-  }
-  return out;
-}
+const values = (count: number, seed: number): Float32Array => seededValues(count, seed, 2);
 
 const config = { numHeads: 8, numKvHeads: 2, headDim: 16, slidingWindow: 6, ropeTheta: 10000 } as ModelConfig;
 
-describe('native attention', { skip }, () => {
+describe('native attention', { skip: nativeSkip }, () => {
   test('matches the attention-core graph for mixed cache lengths, token counts and a sliding window', async () => {
     const { numHeads: A, numKvHeads: K, headDim: D } = config;
     const session = await createSession(attentionCoreGraph(config), { intraOpThreads: 1, allowSpinning: false });

@@ -6,11 +6,10 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { nativeKernels, nativeKernelsMissing } from '../../../common/kernels/native-kernels';
+import { nativeKernels } from '../../../common/kernels/native-kernels';
+import { nativeSkip } from '../../support/kernels';
 
-const skip = process.env.BORA_KERNELS === 'native' ? false : (nativeKernelsMissing() ?? false);
-
-describe('kernel instruction sets', { skip }, () => {
+describe('kernel instruction sets', { skip: nativeSkip }, () => {
   for (const isa of ['avx2', 'generic']) {
     test(`the linear kernel tests pass with BORA_KERNELS_ISA=${isa}`, () => {
       // Without NODE_TEST_CONTEXT the child's test runner prints its own report instead of

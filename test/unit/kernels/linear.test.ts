@@ -5,23 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { nativeKernels, nativeKernelsMissing, type PackedDtype } from '../../../common/kernels/native-kernels';
+import { nativeKernels, type PackedDtype } from '../../../common/kernels/native-kernels';
 import { LinearKernels } from '../../../common/kernels/packed-matrix';
 import type { RawTensor } from '../../../common/model/checkpoint';
+import { nativeSkip, seededValues } from '../../support/kernels';
 import { fromFloat32, toFloat32, type StorageDtype } from '../../../common/model/dtype';
 
-const skip = process.env.BORA_KERNELS === 'native' ? false : (nativeKernelsMissing() ?? false);
-
-/** Deterministic values in [-1, 1). */
-function values(count: number, seed: number): Float32Array {
-  const out = new Float32Array(count);
-  let s = seed >>> 0;
-  for (let i = 0; i < count; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
+const values = (count: number, seed: number): Float32Array => seededValues(count, seed);
 
 function tensor(w: Float32Array, rows: number, cols: number, dtype: StorageDtype): RawTensor {
   return { dtype, shape: [rows, cols], bytes: fromFloat32(w, dtype) };
@@ -44,7 +34,7 @@ function maxRelativeError(actual: ArrayLike<number>, expected: ArrayLike<number>
   return worst;
 }
 
-describe('native linear kernels', { skip }, () => {
+describe('native linear kernels', { skip: nativeSkip }, () => {
   const kernels = () => nativeKernels()!;
 
   for (const dtype of ['F32', 'BF16', 'F16'] as StorageDtype[]) {
