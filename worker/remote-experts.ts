@@ -21,7 +21,7 @@
  */
 import { BoraError, InternalError, UnavailableError, asBoraError } from '../common/errors';
 import { expertKey, type ExpertBackend, type ExpertCall } from '../common/engine/experts';
-import type { ExpertCallRole } from '../common/metrics/worker-metrics';
+import type { ExpertCallRole } from './worker-metrics';
 
 /** Every holder of one expert of one layer, by address; the first is the primary. */
 export interface ExpertHolders {

@@ -19,7 +19,7 @@ import type { LayerRange, WorkerId } from '../common/ids';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
 import { toServiceError } from '../common/wire/grpc-status';
 import type { CommitReply, CommitRequest, SequencePosition } from '../common/wire/messages';
-import { WorkerMetrics } from '../common/metrics/worker-metrics';
+import { WorkerMetrics } from './worker-metrics';
 import { PlanStore, type PlanWatch } from '../common/cluster/plan-store';
 import type { RemoteExpertsSpec, WeightSourceSpec } from './engine-protocol';
 import { EngineThread, type ThreadedExperts, type ThreadedStage } from './engine-thread';

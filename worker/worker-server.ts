@@ -1,37 +1,9 @@
 /** Binds the Worker gRPC service to an address (port 0 picks a free port). */
 import * as grpc from '@grpc/grpc-js';
+import { bindServer, type BoundServer } from '../common/wire/bind-server';
 import { channelOptions } from '../common/wire/proto';
+export type { BoundServer } from '../common/wire/bind-server';
 import { addWorkerService, type WorkerState } from './worker-service';
-
-export interface BoundServer {
-  readonly server: grpc.Server;
-  readonly port: number;
-  /** host:port that peers dial. */
-  readonly address: string;
-  close(): Promise<void>;
-}
-
-export async function bindServer(server: grpc.Server, host: string, port: number): Promise<BoundServer> {
-  const bound = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, actual) => (err ? reject(err) : resolve(actual)));
-  });
-  return {
-    server,
-    port: bound,
-    address: `${host}:${bound}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 1000);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      }),
-  };
-}
 
 export function startWorkerServer(
   state: WorkerState,

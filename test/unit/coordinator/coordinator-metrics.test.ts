@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { INTER_TOKEN_BUCKETS_SECONDS } from '../../../common/metrics/buckets';
-import { CoordinatorMetrics, REQUEST_OUTCOMES } from '../../../common/metrics/coordinator-metrics';
-import { findSample, type MetricSample, parseExposition, sampleValue } from '../../../common/metrics/exposition';
+import { CoordinatorMetrics, REQUEST_OUTCOMES } from '../../../coordinator/coordinator-metrics';
+import { type MetricSample, parseExposition, sampleValue } from '../../../common/metrics/exposition';
 
 async function scrape(metrics: CoordinatorMetrics): Promise<MetricSample[]> {
   return parseExposition(await metrics.registry.metrics());
@@ -36,8 +36,6 @@ describe('CoordinatorMetrics', () => {
     metrics.observeTimeToFirstToken(120);
     for (const seconds of [0.004, 0.018, 0.02, 0.6]) metrics.observeInterToken(seconds);
     metrics.observeRecovery(2.5);
-    metrics.observeExpertDispatch(0.0003);
-    metrics.observeExpertDispatch(0.003);
     const s = await scrape(metrics);
 
     const ttft = 'bora_time_to_first_token_seconds';
@@ -61,9 +59,8 @@ describe('CoordinatorMetrics', () => {
 
     assert.equal(bucket(s, 'bora_recovery_seconds', '2'), 0);
     assert.equal(bucket(s, 'bora_recovery_seconds', '3'), 1);
-    assert.equal(bucket(s, 'bora_expert_dispatch_seconds', '0.00025'), 0);
-    assert.equal(bucket(s, 'bora_expert_dispatch_seconds', '0.0005'), 1);
-    assert.equal(bucket(s, 'bora_expert_dispatch_seconds', '0.004'), 2);
+    // Expert metrics are the workers' (worker-metrics.ts): a coordinator exposes none.
+    assert.equal(s.some((x) => x.name.startsWith('bora_expert_')), false);
   });
 
   test('generated tokens: a counter and a 10 s tokens/s gauge computed at scrape time', async () => {
@@ -101,29 +98,18 @@ describe('CoordinatorMetrics', () => {
     assert.equal(sampleValue(s, 'bora_plan_epoch'), 12);
   });
 
-  test('reshards by reason, resumed sequences, experts by layer/expert and replica role', async () => {
+  test('reshards by reason and resumed sequences', async () => {
     const metrics = new CoordinatorMetrics();
     metrics.countReshard('leave');
     metrics.countReshard('leave');
     metrics.countReshard('join');
     metrics.countResumedSequences(5);
     metrics.countResumedSequences(2);
-    metrics.countExpertTokens(0, 3, 10);
-    metrics.countExpertTokens(0, 3, 6);
-    metrics.countExpertTokens(31, 7, 1);
-    metrics.countExpertCall('primary');
-    metrics.countExpertCall('primary');
-    metrics.countExpertCall('replica');
     const s = await scrape(metrics);
     assert.equal(sampleValue(s, 'bora_reshards_total', { reason: 'leave' }), 2);
     assert.equal(sampleValue(s, 'bora_reshards_total', { reason: 'join' }), 1);
     assert.equal(sampleValue(s, 'bora_reshards_total', { reason: 'operator' }), 0);
     assert.equal(sampleValue(s, 'bora_resumed_sequences_total'), 7);
-    assert.equal(sampleValue(s, 'bora_expert_tokens_total', { layer: '0', expert: '3' }), 16);
-    assert.equal(sampleValue(s, 'bora_expert_tokens_total', { layer: '31', expert: '7' }), 1);
-    assert.equal(findSample(s, 'bora_expert_tokens_total', { layer: '0', expert: '0' }), undefined);
-    assert.equal(sampleValue(s, 'bora_expert_replica_calls_total', { role: 'primary' }), 2);
-    assert.equal(sampleValue(s, 'bora_expert_replica_calls_total', { role: 'replica' }), 1);
   });
 
   test('instances own separate registries', async () => {
@@ -140,7 +126,7 @@ describe('CoordinatorMetrics', () => {
       ['bora_requests_total', 'counter'],
       ['bora_time_to_first_token_seconds', 'histogram'],
       ['bora_tokens_per_second', 'gauge'],
-      ['bora_expert_replica_calls_total', 'counter'],
+      ['bora_reshards_total', 'counter'],
     ]) {
       assert.match(text, new RegExp(`^# TYPE ${name} ${type}$`, 'm'));
       assert.match(text, new RegExp(`^# HELP ${name} \\S`, 'm'));

@@ -14,7 +14,7 @@
  * a process makes one WorkerMetrics.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { EXPERT_DISPATCH_BUCKETS_SECONDS, FORWARD_BATCH_BUCKETS_TOKENS, MODEL_LOAD_BUCKETS_SECONDS, STAGE_FORWARD_BUCKETS_SECONDS } from './buckets';
+import { EXPERT_DISPATCH_BUCKETS_SECONDS, FORWARD_BATCH_BUCKETS_TOKENS, MODEL_LOAD_BUCKETS_SECONDS, STAGE_FORWARD_BUCKETS_SECONDS } from '../common/metrics/buckets';
 
 export const WORKER_DEFAULT_METRICS_PREFIX = 'bora_worker_';
 

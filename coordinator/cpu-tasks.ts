@@ -1,17 +1,17 @@
 /**
  * The task side of CpuPool: the module piscina loads in each pool thread (compiled to
- * dist/common/pool/cpu-tasks.js). Its default export takes one CpuTask and answers a CpuReply;
+ * dist/coordinator/cpu-tasks.js). Its default export takes one CpuTask and answers a CpuReply;
  * it never throws, so the error's class survives the thread boundary (thread-errors.ts).
  *
  * Buffers: a task's input buffer arrives transferred (or as a private copy), so the thread may
  * reuse it; a Float32Array result goes back transferred, never copied.
  */
 import { Piscina } from 'piscina';
-import { InternalError, InvalidArgumentError } from '../errors';
-import { bf16ToF32, DTYPE_BYTES, f16ToF32, type StorageDtype } from '../model/dtype';
-import { sampleToken, type SamplingParams } from '../sampling/sampler';
-import { loadTokenizer, type SpecialTokenIds, type Tokenizer } from '../tokenizer/tokenizer';
-import { type ThreadError, toThreadError } from './thread-errors';
+import { InternalError, InvalidArgumentError } from '../common/errors';
+import { bf16ToF32, DTYPE_BYTES, f16ToF32, type StorageDtype } from '../common/model/dtype';
+import { sampleToken, type SamplingParams } from '../common/sampling/sampler';
+import { loadTokenizer, type SpecialTokenIds, type Tokenizer } from '../common/tokenizer/tokenizer';
+import { type ThreadError, toThreadError } from '../common/pool/thread-errors';
 
 export type CpuTask =
   | { readonly kind: 'ping' }

@@ -20,12 +20,12 @@
  */
 import { join } from 'node:path';
 import { Piscina } from 'piscina';
-import { FailedPreconditionError, InternalError, InvalidArgumentError } from '../errors';
-import { DTYPE_BYTES, isStorageDtype, type StorageDtype } from '../model/dtype';
-import type { SamplingParams } from '../sampling/sampler';
-import type { SpecialTokenIds } from '../tokenizer/tokenizer';
+import { FailedPreconditionError, InternalError, InvalidArgumentError } from '../common/errors';
+import { DTYPE_BYTES, isStorageDtype, type StorageDtype } from '../common/model/dtype';
+import type { SamplingParams } from '../common/sampling/sampler';
+import type { SpecialTokenIds } from '../common/tokenizer/tokenizer';
 import type { CpuReply, CpuTask, CpuTaskResults } from './cpu-tasks';
-import { fromThreadError } from './thread-errors';
+import { fromThreadError } from '../common/pool/thread-errors';
 
 export const DEFAULT_CPU_POOL_THREADS = 1;
 

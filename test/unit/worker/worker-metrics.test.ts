@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { findSample, type MetricSample, parseExposition, sampleValue } from '../../../common/metrics/exposition';
-import { EXPERT_CALL_ROLES, FRAME_REJECT_REASONS, WorkerMetrics } from '../../../common/metrics/worker-metrics';
+import { EXPERT_CALL_ROLES, FRAME_REJECT_REASONS, WorkerMetrics } from '../../../worker/worker-metrics';
 
 async function scrape(metrics: WorkerMetrics): Promise<MetricSample[]> {
   return parseExposition(await metrics.registry.metrics());

@@ -8,12 +8,11 @@
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import {
-  EXPERT_DISPATCH_BUCKETS_SECONDS,
   INTER_TOKEN_BUCKETS_SECONDS,
   RECOVERY_BUCKETS_SECONDS,
   TIME_TO_FIRST_TOKEN_BUCKETS_SECONDS,
-} from './buckets';
-import { DEFAULT_RATE_WINDOW_MS, type MonotonicClockMs, RateWindow } from './rate-window';
+} from '../common/metrics/buckets';
+import { DEFAULT_RATE_WINDOW_MS, type MonotonicClockMs, RateWindow } from '../common/metrics/rate-window';
 
 /** How a generation request ended. */
 export const REQUEST_OUTCOMES = ['ok', 'cancelled', 'invalid', 'unavailable', 'deadline', 'error'] as const;
@@ -25,10 +24,6 @@ export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number];
  */
 export const RESHARD_REASONS = ['join', 'leave', 'update', 'operator', 'failure'] as const;
 export type ReshardReason = (typeof RESHARD_REASONS)[number];
-
-/** Which copy of an expert served a dispatch: its first holder, or another copy (failover, balance). */
-export const EXPERT_REPLICA_ROLES = ['primary', 'replica'] as const;
-export type ExpertReplicaRole = (typeof EXPERT_REPLICA_ROLES)[number];
 
 export interface CoordinatorMetricsOptions {
   /** Monotonic clock for the tokens/s window; performance.now() by default. */
@@ -60,9 +55,6 @@ export class CoordinatorMetrics {
   private readonly resumedSequences: Counter;
   private readonly recovery: Histogram;
   private readonly handoverPause: Histogram;
-  private readonly expertDispatch: Histogram;
-  private readonly expertTokens: Counter<'layer' | 'expert'>;
-  private readonly expertCalls: Counter<'role'>;
 
   constructor(options: CoordinatorMetricsOptions = {}) {
     const registers = [this.registry];
@@ -143,30 +135,11 @@ export class CoordinatorMetrics {
       buckets: [...INTER_TOKEN_BUCKETS_SECONDS],
       registers,
     });
-    this.expertDispatch = new Histogram({
-      name: 'bora_expert_dispatch_seconds',
-      help: 'One round trip to a remote expert holder (send, compute, receive).',
-      buckets: [...EXPERT_DISPATCH_BUCKETS_SECONDS],
-      registers,
-    });
-    this.expertTokens = new Counter({
-      name: 'bora_expert_tokens_total',
-      help: 'Tokens routed to each expert (one count per token per chosen expert).',
-      labelNames: ['layer', 'expert'],
-      registers,
-    });
-    this.expertCalls = new Counter({
-      name: 'bora_expert_replica_calls_total',
-      help: 'Expert dispatches, by which copy of the expert served them.',
-      labelNames: ['role'],
-      registers,
-    });
 
     // Every known label value starts at 0, so that rate() and absent() see a series from the
     // first scrape rather than from the first event.
     for (const outcome of REQUEST_OUTCOMES) this.requests.inc({ outcome }, 0);
     for (const reason of RESHARD_REASONS) this.reshards.inc({ reason }, 0);
-    for (const role of EXPERT_REPLICA_ROLES) this.expertCalls.inc({ role }, 0);
   }
 
   countRequest(outcome: RequestOutcome): void {
@@ -214,18 +187,5 @@ export class CoordinatorMetrics {
 
   observeHandoverPause(seconds: number): void {
     this.handoverPause.observe(seconds);
-  }
-
-  observeExpertDispatch(seconds: number): void {
-    this.expertDispatch.observe(seconds);
-  }
-
-  /** `tokens` routed to expert `expert` of decoder layer `layer` (both 0-based). */
-  countExpertTokens(layer: number, expert: number, tokens: number): void {
-    this.expertTokens.inc({ layer: String(layer), expert: String(expert) }, tokens);
-  }
-
-  countExpertCall(role: ExpertReplicaRole): void {
-    this.expertCalls.inc({ role });
   }
 }

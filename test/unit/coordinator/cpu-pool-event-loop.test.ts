@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { bf16ToF32 } from '../../../common/model/dtype';
-import { CpuPool } from '../../../common/pool/cpu-pool';
+import { CpuPool } from '../../../coordinator/cpu-pool';
 import { type SamplingParams, sampleToken } from '../../../common/sampling/sampler';
 
 const MIB = 1024 * 1024;

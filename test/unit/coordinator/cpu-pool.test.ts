@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CheckpointError, FailedPreconditionError, InvalidArgumentError } from '../../../common/errors';
 import { type StorageDtype, toFloat32 } from '../../../common/model/dtype';
-import { CpuPool } from '../../../common/pool/cpu-pool';
+import { CpuPool } from '../../../coordinator/cpu-pool';
 import { type SamplingParams, sampleToken } from '../../../common/sampling/sampler';
 import { loadTokenizer } from '../../../common/tokenizer/tokenizer';
 
