@@ -12,6 +12,7 @@ import {
   RECOVERY_BUCKETS_SECONDS,
   TIME_TO_FIRST_TOKEN_BUCKETS_SECONDS,
 } from '../common/metrics/buckets';
+import type { GenerationEvent } from '../common/generation/request';
 import { DEFAULT_RATE_WINDOW_MS, type MonotonicClockMs, RateWindow } from '../common/metrics/rate-window';
 
 /** How a generation request ended. */
@@ -140,6 +141,17 @@ export class CoordinatorMetrics {
     // first scrape rather than from the first event.
     for (const outcome of REQUEST_OUTCOMES) this.requests.inc({ outcome }, 0);
     for (const reason of RESHARD_REASONS) this.reshards.inc({ reason }, 0);
+  }
+
+  /** A generation's events: each token counts; its finish gives time to first token, inter-token latency and resumes. */
+  observeGeneration(event: GenerationEvent): void {
+    if (event.type === 'token') {
+      this.countGeneratedTokens(1);
+      return;
+    }
+    this.observeTimeToFirstToken(event.timeToFirstTokenMs / 1000);
+    if (event.generatedTokens > 1) this.observeInterToken((event.totalMs - event.timeToFirstTokenMs) / 1000 / (event.generatedTokens - 1));
+    if (event.resumes > 0) this.countResumedSequences(1);
   }
 
   countRequest(outcome: RequestOutcome): void {

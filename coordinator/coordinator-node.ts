@@ -1,43 +1,46 @@
 /**
- * The coordinator: follows membership in etcd, decides placements (a pure function), publishes
- * each plan under the next epoch, waits for its workers to load it, opens the data path for it,
- * and serves the client API on top of a continuous-batching scheduler.
+ * The coordinator process: follows membership in etcd, campaigns for leadership, and serves the
+ * client API (and the weight service) on top of a continuous-batching scheduler. The parts:
  *
- * Plan lifecycle: members change -> (debounce) -> planPlacement -> publish epoch n+1 in a
- * transaction -> waitReady(n+1) -> RemotePipeline.open -> the scheduler moves every sequence onto
- * it (replaying their tokens). A data path that breaks triggers the same cycle.
+ * - Leadership (leadership.ts): who plans; a standby answers UNAVAILABLE and waits.
+ * - PlanLifecycle (plan-lifecycle.ts): publishes each plan, waits for its workers and opens its
+ *   data path; it is the scheduler's source of pipelines.
+ * - StallWatchdog (stall-watchdog.ts): finds stages that stopped answering mid-pipeline.
+ * - ExpertRebalancer (expert-rebalancer.ts): experts spread, re-plans by routing load.
+ * - clusterStatus (cluster-status.ts): the Status RPC.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
 import { EtcdKeys, createEtcdClient } from '../common/cluster/etcd-keys';
 import type { MemberInfo } from '../common/cluster/member';
-import { workersOf, type Plan } from '../common/cluster/plan';
-import { BoraError, FailedPreconditionError, UnavailableError, asBoraError } from '../common/errors';
+import { workersOf } from '../common/cluster/plan';
+import { NotFoundError, UnavailableError, asBoraError } from '../common/errors';
 import { Generator } from '../common/generation/generator';
-import type { GenerationEvent } from '../common/generation/request';
-import type { Pipeline } from '../common/generation/pipeline';
-import { Scheduler, type PipelineSource } from '../common/generation/scheduler';
+import { Scheduler } from '../common/generation/scheduler';
+import type { WorkerId } from '../common/ids';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
-import { CoordinatorMetrics, type ReshardReason } from './coordinator-metrics';
 import { Checkpoint } from '../common/model/checkpoint';
-import { CpuPool } from './cpu-pool';
-import { loadTokenizer, type Tokenizer } from '../common/tokenizer/tokenizer';
-import type { ClusterStatus, WorkerStatusReply } from '../common/wire/messages';
-import { boraProto, channelOptions, withWorkerClient } from '../common/wire/proto';
-import { bindServer, type BoundServer } from '../common/wire/bind-server';
-import { modelFootprint, weightBytesFor } from './footprint';
-import { pipelineDepth, type MicroBatches } from './pipeline-depth';
-import { addInferenceService } from './inference-service';
-import { Leadership } from './leadership';
-import { commitHandover, handoverFrom } from './handover';
-import { MembershipWatch } from './membership-watch';
-import { DEFAULT_EXPERT_REBALANCE_MS, ExpertRebalancer } from './expert-rebalancer';
-import { planPlacement, type ExpertsMode, type ModelFootprint } from './placement';
 import { DTYPE_BYTES, isStorageDtype } from '../common/model/dtype';
 import { attentionSpecs } from '../common/model/weights';
 import { PlanStore } from '../common/cluster/plan-store';
-import { RemotePipeline } from './remote-pipeline';
+import { loadTokenizer, type Tokenizer } from '../common/tokenizer/tokenizer';
+import { bindServer, type BoundServer } from '../common/wire/bind-server';
+import type { ClusterStatus } from '../common/wire/messages';
+import { boraProto, channelOptions } from '../common/wire/proto';
+import { clusterStatus, STATUS_TIMEOUT_MS } from './cluster-status';
+import { CoordinatorMetrics } from './coordinator-metrics';
+import { CpuPool } from './cpu-pool';
+import { DEFAULT_EXPERT_REBALANCE_MS, ExpertRebalancer } from './expert-rebalancer';
+import { modelFootprint, weightBytesFor } from './footprint';
+import { addInferenceService } from './inference-service';
+import { Leadership } from './leadership';
+import { MembershipWatch } from './membership-watch';
+import { PlanLifecycle } from './plan-lifecycle';
+import type { MicroBatches } from './pipeline-depth';
+import type { ExpertsMode, ModelFootprint } from './placement';
+import { StallWatchdog } from './stall-watchdog';
 import { weightServiceHandlers } from './weight-service';
+import { workerStatus } from './worker-probe';
 
 export interface CoordinatorOptions {
   readonly etcdUrl: string;
@@ -72,70 +75,38 @@ export interface CoordinatorOptions {
   readonly microBatches?: MicroBatches;
 }
 
-/** A worker that does not answer a status probe within this long is a suspect. */
-const PROBE_TIMEOUT_MS = 500;
-/** ... while a hand-over plan loads: workers are then creating sessions beside serving, and a
- * slow answer from a starved process must not end the hand-over in a failure and a replay. */
-const LOADING_PROBE_TIMEOUT_MS = 1500;
-/** How long the Status RPC waits for each worker's own status. */
-const STATUS_TIMEOUT_MS = 1000;
-/** A micro-batch out longer than this many typical steps (and at least STALL_MIN_MS) is a stall. */
-const STALL_STEPS = 4;
-const STALL_MIN_MS = 600;
-const WATCHDOG_INTERVAL_MS = 100;
+/**
+ * Where this coordinator stands: started (campaigning), leading (it plans and serves), standing
+ * by after a lost term, or stopped. Membership is watched from the first term on.
+ */
+type Role = 'campaigning' | 'leading' | 'standby' | 'stopped';
 
-type WorkerClient = grpc.Client & {
-  status(request: object, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: WorkerStatusReply) => void): void;
-};
-
-/** A worker's status, or undefined when it does not answer within `timeoutMs`. */
-function workerStatus(address: string, timeoutMs: number): Promise<WorkerStatusReply | undefined> {
-  return withWorkerClient<WorkerClient, WorkerStatusReply | undefined>(
-    address,
-    (client) =>
-      new Promise((resolve) => {
-        client.status({}, { deadline: Date.now() + timeoutMs }, (err, reply) => resolve(err === null ? reply : undefined));
-      }),
-  );
+/** The parts that exist once start() has opened the checkpoint. */
+interface Started {
+  readonly ckpt: Checkpoint;
+  readonly tokenizer: Tokenizer;
+  readonly pool: CpuPool;
+  readonly scheduler: Scheduler;
+  readonly lifecycle: PlanLifecycle;
+  readonly watchdog: StallWatchdog;
+  readonly rebalancer: ExpertRebalancer | undefined;
+  readonly leadership: Leadership;
+  readonly server: BoundServer;
+  readonly metricsServer: MetricsServer | undefined;
 }
 
-export class CoordinatorNode implements PipelineSource {
+export class CoordinatorNode {
   readonly metrics = new CoordinatorMetrics();
   private readonly log: (message: string) => void;
   private readonly keys: EtcdKeys;
   private readonly etcd: Etcd3;
   private readonly membership: MembershipWatch;
   private readonly plans: PlanStore;
-  private ckpt!: Checkpoint;
-  private tokenizer!: Tokenizer;
-  private pool!: CpuPool;
-  private scheduler!: Scheduler;
-  private generator!: Generator;
-  private server: BoundServer | undefined;
-  private metricsServer: MetricsServer | undefined;
-  private leadership: Leadership | undefined;
-  private membershipStarted = false;
-  /** Experts spread: places them by observed routing load. */
-  private rebalancer: ExpertRebalancer | undefined;
-  private abortWait: ((err: Error) => void) | undefined;
-  private plan: Plan | undefined;
-  private readyEpoch = 0;
-  private pipeline: RemotePipeline | undefined;
-  private pipelineWaiters: { after: number | undefined; resolve(p: Pipeline): void }[] = [];
-  private replanTimer: NodeJS.Timeout | undefined;
-  private readonly pendingReasons = new Set<ReshardReason>();
-  /** Workers that did not answer a probe after a failure, left out of plans for a while. */
-  private readonly suspects = new Set<string>();
-  private watchdog: NodeJS.Timeout | undefined;
-  private watchdogBusy = false;
-  private lastProbeAtMs = -Infinity;
+  private role: Role = 'campaigning';
+  private membershipWatched = false;
+  private parts: Started | undefined;
   /** Workers being drained: placement leaves them out until they leave the cluster. */
-  private readonly draining = new Set<string>();
-  private replanning: Promise<void> = Promise.resolve();
-  private replanRequested = false;
-  /** Re-plans scheduled (debouncing) or running; 0 once the plan covers the current membership. */
-  private replansPending = 0;
-  private stopped = false;
+  private readonly draining = new Set<WorkerId>();
 
   constructor(private readonly options: CoordinatorOptions) {
     this.log = options.log ?? ((m) => console.error(`${new Date().toISOString()} [coordinator] ${m}`));
@@ -146,75 +117,120 @@ export class CoordinatorNode implements PipelineSource {
   }
 
   get address(): string {
-    return this.server!.address;
+    return this.started.server.address;
+  }
+
+  private get started(): Started {
+    if (this.parts === undefined) throw new UnavailableError('the coordinator has not started');
+    return this.parts;
   }
 
   async start(): Promise<void> {
     const o = this.options;
-    this.ckpt = await Checkpoint.open(o.modelDir);
-    this.tokenizer = await loadTokenizer(o.modelDir, this.ckpt.config);
-    this.pool = await CpuPool.create({ threads: 1 });
-    this.scheduler = new Scheduler(this, {
+    const ckpt = await Checkpoint.open(o.modelDir);
+    const tokenizer = await loadTokenizer(o.modelDir, ckpt.config);
+    const pool = await CpuPool.create({ threads: 1 });
+    const footprint = (members: readonly MemberInfo[]): ModelFootprint => modelFootprintOf(ckpt, members);
+    let rebalancer: ExpertRebalancer | undefined;
+    const lifecycle: PlanLifecycle = new PlanLifecycle({
+      modelId: o.modelId,
+      config: ckpt.config,
+      expertsMode: o.expertsMode,
+      replicas: o.replicas,
+      handover: o.handover !== false,
+      replanDebounceMs: o.replanDebounceMs,
+      readyTimeoutMs: o.readyTimeoutMs,
+      stepTimeoutMs: o.stepTimeoutMs,
+      keepaliveTimeMs: o.keepaliveTimeMs,
+      keepaliveTimeoutMs: o.keepaliveTimeoutMs,
+      microBatches: o.microBatches ?? 'auto',
+      plans: this.plans,
+      scheduler: (): Scheduler => scheduler,
+      metrics: this.metrics,
+      isLeader: () => this.role === 'leading',
+      etcdOutage: () => this.parts?.leadership.etcdOutage() ?? false,
+      members: () => this.membership.members(),
+      usable: (m) => this.usable(m),
+      footprint,
+      expertLoad: () => rebalancer?.load,
+      dataPathFailed: () => this.onDataPathFailed(),
+      log: this.log,
+    });
+    const scheduler: Scheduler = new Scheduler(lifecycle, {
       maxBatchTokens: o.maxBatchTokens,
       maxBatchSequences: o.maxBatchSequences,
-      sample: (logits, params, step) => this.pool.sample(logits, params, step),
+      sample: (logits, params, step) => pool.sample(logits, params, step),
     });
-    this.metrics.readQueueFrom(() => ({ active: this.scheduler.activeSequences, waiting: this.scheduler.waitingSequences }));
-    this.generator = new Generator(this.scheduler, this.tokenizer, this.ckpt.config, {
-      encode: (text) => this.pool.encode(o.modelDir, text, this.ckpt.config),
+    this.metrics.readQueueFrom(() => ({ active: scheduler.activeSequences, waiting: scheduler.waitingSequences }));
+    const generator = new Generator(scheduler, tokenizer, ckpt.config, {
+      encode: (text) => pool.encode(o.modelDir, text, ckpt.config),
+    });
+    const watchdog = new StallWatchdog({
+      pipeline: () => lifecycle.serving,
+      plan: () => lifecycle.plan,
+      loadingHandover: () => lifecycle.loadingHandover,
+      members: () => this.membership.members(),
+      leaseTtlMs: o.leaseTtlMs,
+      onSuspectCleared: () => lifecycle.schedule('join'),
+      log: this.log,
     });
 
-    const server = new grpc.Server(channelOptions(o.keepaliveTimeMs, o.keepaliveTimeoutMs));
-    addInferenceService(server, {
-      generator: () => this.generator,
-      tokenizer: this.tokenizer,
+    const grpcServer = new grpc.Server(channelOptions(o.keepaliveTimeMs, o.keepaliveTimeoutMs));
+    addInferenceService(grpcServer, {
+      generator: () => generator,
+      tokenizer,
       modelId: o.modelId,
       status: () => this.status(),
       onOutcome: (outcome) => this.metrics.countRequest(outcome),
-      onEvent: this.eventMetrics(),
+      onEvent: (event) => this.metrics.observeGeneration(event),
       checkServing: () => this.checkServing(),
-      hasPipeline: () => this.current() !== undefined,
-      drain: (workerId) => this.drain(workerId),
+      hasPipeline: () => lifecycle.current() !== undefined,
+      drain: (workerId) => this.drain(workerId as WorkerId),
     });
-    server.addService(boraProto().WeightSource.service, weightServiceHandlers(this.ckpt, o.modelId));
-    const bound = await bindServer(server, o.listenHost, o.listenPort);
-    this.server = { ...bound, address: `${o.advertiseHost ?? o.listenHost}:${bound.port}` };
-    if (o.metricsPort !== undefined) this.metricsServer = await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort);
+    grpcServer.addService(boraProto().WeightSource.service, weightServiceHandlers(ckpt, o.modelId));
+    const bound = await bindServer(grpcServer, o.listenHost, o.listenPort);
+    const server = { ...bound, address: `${o.advertiseHost ?? o.listenHost}:${bound.port}` };
+    const metricsServer = o.metricsPort === undefined ? undefined : await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort);
+    const leadership = new Leadership({ client: this.etcd, keys: this.keys, address: server.address, ttlMs: o.leaseTtlMs, log: this.log });
+    if (o.expertsMode === 'spread') {
+      rebalancer = new ExpertRebalancer({
+        intervalMs: o.expertRebalanceIntervalMs ?? DEFAULT_EXPERT_REBALANCE_MS,
+        model: footprint,
+        placement: { modelId: o.modelId, expertsMode: o.expertsMode, replicas: o.replicas },
+        plan: () => (this.role === 'stopped' ? undefined : lifecycle.plan),
+        isLeader: () => this.role === 'leading',
+        members: () => [...this.membership.members().values()],
+        usable: (m) => this.usable(m),
+        statusOf: (address) => workerStatus(address, STATUS_TIMEOUT_MS),
+        replan: () => lifecycle.schedule('update'),
+        log: this.log,
+      });
+    }
+    this.parts = { ckpt, tokenizer, pool, scheduler, lifecycle, watchdog, rebalancer, leadership, server, metricsServer };
 
     this.membership.onEvent((event) => {
       // Load figures change all the time; only what placement depends on is worth a new plan.
       if (event.type === 'update' && event.member.memoryBytes === event.previous.memoryBytes && event.member.address === event.previous.address) return;
       if (event.type === 'leave') {
-        this.onWorkerLeft(event.member.id);
+        lifecycle.onWorkerLeft(event.member.id);
         this.draining.delete(event.member.id);
-        this.suspects.delete(event.member.id);
+        watchdog.forget(event.member.id);
       }
-      this.scheduleReplan(event.type);
+      lifecycle.schedule(event.type);
     });
-    this.leadership = new Leadership({ client: this.etcd, keys: this.keys, address: this.address, ttlMs: o.leaseTtlMs, log: this.log });
-    this.leadership.on('elected', () => {
+    leadership.on('elected', () => {
       this.becomeLeader().catch((err: unknown) => this.log(`taking over failed: ${asBoraError(err).message}`));
     });
-    this.leadership.on('demoted', (reason) => this.stepDown(reason));
-    this.leadership.start();
-    this.watchdog = setInterval(() => void this.watchStalls(), WATCHDOG_INTERVAL_MS);
-    this.watchdog.unref();
-    if (o.expertsMode === 'spread') {
-      this.rebalancer = new ExpertRebalancer({
-        intervalMs: o.expertRebalanceIntervalMs ?? DEFAULT_EXPERT_REBALANCE_MS,
-        model: (members) => this.footprint(members),
-        placement: { modelId: o.modelId, expertsMode: o.expertsMode, replicas: o.replicas },
-        plan: () => (this.stopped ? undefined : this.plan),
-        isLeader: () => this.leadership?.isLeader() === true,
-        members: () => [...this.membership.members().values()],
-        usable: (m) => !this.draining.has(m.id) && !this.suspects.has(m.id),
-        statusOf: (address) => workerStatus(address, STATUS_TIMEOUT_MS),
-        replan: () => this.scheduleReplan('update'),
-        log: this.log,
-      });
-      this.rebalancer.start();
-    }
-    this.log(`listening on ${this.address} for ${o.modelId}; campaigning for leadership`);
+    leadership.on('demoted', (reason) => this.stepDown(reason));
+    leadership.start();
+    watchdog.start();
+    rebalancer?.start();
+    this.log(`listening on ${server.address} for ${o.modelId}; campaigning for leadership`);
+  }
+
+  /** Placement may use this member now: it is neither being drained nor suspected of a stall. */
+  private usable(member: MemberInfo): boolean {
+    return !this.draining.has(member.id) && !this.parts!.watchdog.isSuspect(member.id);
   }
 
   /**
@@ -222,341 +238,87 @@ export class CoordinatorNode implements PipelineSource {
    * this coordinator's frames from now on (a previous leader's epoch is fenced off).
    */
   private async becomeLeader(): Promise<void> {
-    this.plan = await this.plans.current();
-    if (!this.membershipStarted) {
-      this.membershipStarted = true;
+    const { lifecycle } = this.started;
+    this.role = 'leading';
+    const plan = await lifecycle.adopt();
+    if (!this.membershipWatched) {
+      this.membershipWatched = true;
       await this.membership.start();
     }
     this.metrics.setMembers(this.membership.members().size);
-    this.scheduleReplan(this.plan === undefined ? 'join' : 'failure', 0);
+    lifecycle.schedule(plan === undefined ? 'join' : 'failure', 0);
     this.log(`leading: serving ${this.options.modelId} on ${this.address}`);
   }
 
   private stepDown(reason: string): void {
+    if (this.role === 'stopped') return;
+    this.role = 'standby';
     this.log(`no longer leader (${reason}): standing by`);
-    this.pipeline?.close();
-    this.pipeline = undefined;
-    this.scheduler.abortAll(new UnavailableError(`this coordinator stepped down: ${reason}; retry on the leader`));
+    this.started.lifecycle.closePipeline();
+    this.started.scheduler.abortAll(new UnavailableError(`this coordinator stepped down: ${reason}; retry on the leader`));
+  }
+
+  /** The serving pipeline broke: probe the plan's workers (unless that just happened), then plan. */
+  private onDataPathFailed(): void {
+    const { watchdog, lifecycle } = this.started;
+    if (watchdog.probedRecently()) lifecycle.schedule('failure', 0);
+    else void watchdog.probe().finally(() => lifecycle.schedule('failure', 0));
   }
 
   /** Plans the cluster without `workerId` and resolves once that plan serves. */
-  async drain(workerId: string): Promise<number> {
-    if (!this.membership.members().has(workerId as never)) throw new BoraError('NOT_FOUND', `no worker "${workerId}" is registered`);
+  async drain(workerId: WorkerId): Promise<number> {
+    const { lifecycle } = this.started;
+    if (!this.membership.members().has(workerId)) throw new NotFoundError(`no worker "${workerId}" is registered`);
     this.draining.add(workerId);
-    const current = this.current();
-    if (current !== undefined && this.plan !== undefined && !workersOf(this.plan).includes(workerId as never)) return current.epoch;
-    this.scheduleReplan('operator', 0);
-    const pipeline = await this.next(this.plan?.epoch);
-    const plan = this.plan;
-    if (plan === undefined || workersOf(plan).includes(workerId as never)) throw new UnavailableError(`could not plan without ${workerId}`);
+    const current = lifecycle.current();
+    if (current !== undefined && lifecycle.plan !== undefined && !workersOf(lifecycle.plan).includes(workerId)) return current.epoch;
+    lifecycle.schedule('operator', 0);
+    const pipeline = await lifecycle.next(lifecycle.plan?.epoch);
+    const plan = lifecycle.plan;
+    if (plan === undefined || workersOf(plan).includes(workerId)) throw new UnavailableError(`could not plan without ${workerId}`);
     return pipeline.epoch;
   }
 
   /** Throws UNAVAILABLE on a standby, so clients move on to the leader. */
   checkServing(): void {
-    if (!this.leadership?.isLeader()) throw new UnavailableError('this coordinator is a standby; retry on the leader');
+    if (this.role !== 'leading') throw new UnavailableError('this coordinator is a standby; retry on the leader');
   }
 
-  /** A worker of the plan being loaded left: stop waiting for it (the new plan will not need it). */
-  private onWorkerLeft(worker: string): void {
-    if (this.plan !== undefined && workersOf(this.plan).includes(worker as never)) this.abortWait?.(new UnavailableError(`worker ${worker} left while its plan was loading`));
-  }
-
-  // ---- PipelineSource ----
-
-  current(): Pipeline | undefined {
-    return this.pipeline !== undefined && !this.pipeline.isBroken ? this.pipeline : undefined;
-  }
-
-  next(afterEpoch: number | undefined): Promise<Pipeline> {
-    const ready = this.current();
-    if (ready !== undefined && (afterEpoch === undefined || ready.epoch > afterEpoch)) return Promise.resolve(ready);
-    return new Promise((resolve) => this.pipelineWaiters.push({ after: afterEpoch, resolve }));
-  }
-
-  reportFailure(pipeline: Pipeline, err: BoraError): void {
-    this.log(`data path of epoch ${pipeline.epoch} failed: ${err.message}`);
-    // The stall watchdog has just probed when it broke the pipeline itself: plan right away.
-    if (performance.now() - this.lastProbeAtMs < PROBE_TIMEOUT_MS * 2) this.scheduleReplan('failure', 0);
-    else void this.probeSuspects().finally(() => this.scheduleReplan('failure', 0));
-  }
-
-  /**
-   * Stall watchdog: a micro-batch that has been out far longer than a step takes (a stage
-   * killed or paused mid-pipeline breaks no stream the coordinator holds) triggers a probe of
-   * the plan's workers; one that does not answer breaks the pipeline, which re-plans without it.
-   * A merely slow pipeline answers the probe and is left alone.
-   */
-  private async watchStalls(): Promise<void> {
-    const pipeline = this.pipeline;
-    if (pipeline === undefined || pipeline.isBroken || this.watchdogBusy) return;
-    const thresholdMs = Math.max(STALL_MIN_MS, STALL_STEPS * (pipeline.typicalStepMs() ?? STALL_MIN_MS));
-    if (pipeline.stalledMs() < thresholdMs) return;
-    this.watchdogBusy = true;
-    try {
-      const before = this.suspects.size;
-      await this.probeSuspects();
-      if (this.suspects.size > before && this.pipeline === pipeline) {
-        pipeline.fail(new UnavailableError(`a stage stopped answering (micro-batch out for ${pipeline.stalledMs().toFixed(0)} ms)`));
-      }
-    } finally {
-      this.watchdogBusy = false;
-    }
-  }
-
-  /**
-   * After a data-path failure, asks every worker of the plan for its status with a short
-   * deadline. One that does not answer (killed, paused, cut off) is left out of the next plan at
-   * once instead of after its lease expires; with a standby holding its range the new plan then
-   * needs no weight load. A suspect that is in fact alive is reconsidered after two lease TTLs.
-   */
-  private async probeSuspects(): Promise<void> {
-    const plan = this.plan;
-    if (plan === undefined) return;
-    this.lastProbeAtMs = performance.now();
-    const members = this.membership.members();
-    await Promise.all(
-      workersOf(plan).map(async (id) => {
-        const member = members.get(id);
-        if (member === undefined || (await this.probe(member.address))) return;
-        if (this.suspects.has(id)) return;
-        this.log(`worker ${id} does not answer: leaving it out of the next plan`);
-        this.suspects.add(id);
-        setTimeout(() => {
-          this.suspects.delete(id);
-          if (this.membership.members().has(id)) this.scheduleReplan('join');
-        }, 2 * this.options.leaseTtlMs).unref();
-      }),
-    );
-  }
-
-  private async probe(address: string): Promise<boolean> {
-    const loading = this.plan?.handover !== undefined && this.readyEpoch !== this.plan.epoch;
-    return (await workerStatus(address, loading ? LOADING_PROBE_TIMEOUT_MS : PROBE_TIMEOUT_MS)) !== undefined;
-  }
-
-  // ---- planning ----
-
-  private scheduleReplan(reason: ReshardReason, delayMs = this.options.replanDebounceMs): void {
-    if (this.stopped) return;
-    this.metrics.setMembers(this.membership.members().size);
-    this.pendingReasons.add(reason);
-    if (this.replanTimer === undefined) this.replansPending += 1;
-    clearTimeout(this.replanTimer);
-    this.replanTimer = setTimeout(() => {
-      this.replanTimer = undefined;
-      this.replanRequested = true;
-      this.replanning = this.replanning
-        .then(() => this.replanLoop())
-        .finally(() => {
-          this.replansPending -= 1;
-        });
-    }, delayMs);
-  }
-
-  /** The reason a plan is made for: a join (which rebalances) outranks the others. */
-  private takeReason(): ReshardReason {
-    const order: ReshardReason[] = ['join', 'leave', 'failure', 'update', 'operator'];
-    const reason = order.find((r) => this.pendingReasons.has(r)) ?? 'operator';
-    this.pendingReasons.clear();
-    return reason;
-  }
-
-  private async replanLoop(): Promise<void> {
-    while (this.replanRequested && !this.stopped) {
-      this.replanRequested = false;
-      const reason = this.takeReason();
-      try {
-        await this.replan(reason);
-      } catch (err) {
-        this.log(`planning failed: ${asBoraError(err).message}; retrying`);
-        this.pendingReasons.add(reason);
-        this.replanRequested = true;
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-    }
-  }
-
-  /** What the model takes on these workers: stored-precision weights if all keep them so. */
-  private footprint(members: readonly MemberInfo[]): ModelFootprint {
-    const c = this.ckpt.config;
-    const dtype = this.ckpt.entry(attentionSpecs(c, 0).q.name).dtype;
-    return modelFootprint(c, weightBytesFor(members, isStorageDtype(dtype) ? DTYPE_BYTES[dtype] : 4));
-  }
-
-  private async replan(reason: ReshardReason): Promise<void> {
-    if (!this.leadership?.isLeader()) return; // standbys do not plan
-    const members = [...this.membership.members().values()].filter((m) => !this.draining.has(m.id) && !this.suspects.has(m.id));
-    const pipelineHealthy = this.current() !== undefined;
-    if (members.length === 0) {
-      this.log('no workers: waiting for one to register');
-      return;
-    }
-    const previous = this.plan;
-    // A join rebalances over everyone (the newcomer gets layers); other changes keep the ranges
-    // of the workers still present, so a load update or a lost worker moves as little as possible.
-    const placed = planPlacement({
-      members,
-      model: this.footprint(members),
-      previous: reason === 'join' ? undefined : previous,
-      epoch: (previous?.epoch ?? 0) + 1,
-      modelId: this.options.modelId,
-      expertsMode: this.options.expertsMode,
-      replicas: this.options.replicas,
-      expertLoad: this.rebalancer?.load,
-    });
-    if (previous !== undefined && pipelineHealthy && samePlacement(previous, placed) && this.addressesUnchanged(previous, members)) return;
-    // A planned change while the pipeline of `previous` serves: move the caches (handover.ts).
-    const planned = reason === 'join' || reason === 'operator' || reason === 'update';
-    const handover = planned && previous !== undefined && this.options.handover !== false && this.current()?.epoch === previous.epoch;
-    const candidate = handover ? { ...placed, handover: handoverFrom(previous) } : placed;
-
-    try {
-      await this.plans.publish(candidate);
-    } catch (err) {
-      if (err instanceof FailedPreconditionError) {
-        this.plan = await this.plans.current(); // another coordinator published; decide again on top of it
-        this.pendingReasons.add(reason);
-        this.replanRequested = true;
-        return;
-      }
-      throw err;
-    }
-    this.plan = candidate;
-    this.planAddresses = new Map(members.map((m) => [m.id as string, m.address]));
-    this.metrics.setPlanEpoch(candidate.epoch);
-    this.metrics.countReshard(reason);
-    this.log(`published plan ${candidate.epoch} (${reason}): ${candidate.stages.map((s) => `${s.workers[0]}[${s.range.start},${s.range.end})`).join(' ')}`);
-
-    // Waiting ends early when a worker of this plan leaves: then the next plan is needed instead.
-    await Promise.race([
-      this.plans.waitReady(candidate.epoch, workersOf(candidate), this.options.readyTimeoutMs),
-      new Promise<never>((_, reject) => {
-        this.abortWait = reject;
-      }),
-    ]).finally(() => {
-      this.abortWait = undefined;
-    });
-    if (this.plan !== candidate) return; // superseded while loading
-    this.readyEpoch = candidate.epoch;
-    let keepPositions = false;
-    const holding = candidate.handover !== undefined && previous !== undefined;
-    const heldFromMs = performance.now();
-    let pipeline: RemotePipeline;
-    try {
-      if (holding) {
-        const outcome = await commitHandover(previous, candidate, await this.scheduler.quiesce(), (w) => this.membership.members().get(w)?.address);
-        keepPositions = outcome.migrated;
-        this.log(`hand-over to plan ${candidate.epoch}: ${outcome.migrated ? '' : 'replaying instead: '}${outcome.detail}`);
-      }
-      const addresses = candidate.stages.map((s) => this.addressOf(s.workers[0], members));
-      pipeline = await RemotePipeline.open({
-        epoch: candidate.epoch,
-        stageAddresses: addresses,
-        depth: pipelineDepth(addresses, this.options.microBatches ?? 'auto'),
-        hiddenSize: this.ckpt.config.hiddenSize,
-        vocabSize: this.ckpt.config.vocabSize,
-        stepTimeoutMs: this.options.stepTimeoutMs,
-        keepaliveTimeMs: this.options.keepaliveTimeMs,
-        keepaliveTimeoutMs: this.options.keepaliveTimeoutMs,
-        etcdOutage: () => this.leadership?.etcdOutage() ?? false,
-      });
-    } catch (err) {
-      if (holding) this.scheduler.resume(); // the old pipeline fails on its own and is replaced
-      throw err;
-    }
-    const old = this.pipeline;
-    this.pipeline = pipeline;
-    old?.close();
-    this.scheduler.switchTo(pipeline, keepPositions);
-    if (holding) {
-      const heldMs = performance.now() - heldFromMs;
-      this.metrics.observeHandoverPause(heldMs / 1000);
-      this.log(`generation was held ${heldMs.toFixed(0)} ms for the hand-over`);
-    }
-    const waiters = this.pipelineWaiters;
-    this.pipelineWaiters = [];
-    for (const w of waiters) w.resolve(pipeline);
-    this.log(`plan ${candidate.epoch} is serving`);
-  }
-
-  private planAddresses = new Map<string, string>();
-
-  private addressesUnchanged(plan: Plan, members: readonly MemberInfo[]): boolean {
-    return workersOf(plan).every((w) => members.find((m) => m.id === w)?.address === this.planAddresses.get(w));
-  }
-
-  private addressOf(worker: string, members: readonly MemberInfo[]): string {
-    const member = members.find((m) => m.id === worker);
-    if (member === undefined) throw new UnavailableError(`worker ${worker} left while plan was loading`);
-    return member.address;
-  }
-
-  // ---- status and metrics ----
-
-  private eventMetrics(): (event: GenerationEvent) => void {
-    return (event) => {
-      if (event.type === 'token') this.metrics.countGeneratedTokens(1);
-      else {
-        this.metrics.observeTimeToFirstToken(event.timeToFirstTokenMs / 1000);
-        if (event.generatedTokens > 1) this.metrics.observeInterToken((event.totalMs - event.timeToFirstTokenMs) / 1000 / (event.generatedTokens - 1));
-        if (event.resumes > 0) this.metrics.countResumedSequences(1);
-      }
-    };
-  }
-
-  async status(): Promise<ClusterStatus> {
-    const plan = this.plan;
-    const members = this.membership.members();
-    let anyLoading = false;
-    const workers = await Promise.all(
-      [...members.values()].map(async (m) => {
-        const reply = await workerStatus(m.address, STATUS_TIMEOUT_MS);
-        if (reply?.loading === true) anyLoading = true;
-        const stage = plan?.stages.find((s) => s.workers[0] === m.id);
-        const experts = (plan?.experts ?? []).filter((e) => e.workers.includes(m.id));
-        const byLayer = new Map<number, number[]>();
-        for (const e of experts) byLayer.set(e.layer, [...(byLayer.get(e.layer) ?? []), e.expert]);
-        return {
-          id: m.id,
-          address: m.address,
-          layerStart: stage?.range.start ?? 0,
-          layerEnd: stage?.range.end ?? 0,
-          sequences: reply?.sequences ?? 0,
-          kvCacheBytes: reply?.kvCacheBytes ?? 0,
-          ready: reply !== undefined && plan !== undefined && reply.planEpoch === plan.epoch && this.readyEpoch === plan.epoch,
-          experts: [...byLayer.entries()].map(([layer, list]) => ({ layer, experts: list })),
-        };
-      }),
-    );
-    workers.sort((a, b) => a.layerStart - b.layerStart || a.id.localeCompare(b.id));
-    return {
-      planEpoch: plan?.epoch ?? 0,
+  status(): Promise<ClusterStatus> {
+    const { lifecycle, scheduler } = this.started;
+    return clusterStatus({
       model: this.options.modelId,
-      workers,
-      activeSequences: this.scheduler.activeSequences,
-      waitingRequests: this.scheduler.waitingSequences,
-      serving: this.current() !== undefined && this.leadership?.isLeader() === true,
-      settled: this.replansPending === 0 && plan !== undefined && this.readyEpoch === plan.epoch && !anyLoading,
-    };
+      plan: lifecycle.plan,
+      planLoaded: lifecycle.planLoaded,
+      members: this.membership.members(),
+      activeSequences: scheduler.activeSequences,
+      waitingRequests: scheduler.waitingSequences,
+      serving: lifecycle.current() !== undefined && this.role === 'leading',
+      replanIdle: lifecycle.idle,
+    });
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.replanTimer);
-    clearInterval(this.watchdog);
-    this.rebalancer?.stop();
-    this.scheduler.abortAll(new UnavailableError('the coordinator is shutting down'));
-    this.pipeline?.close();
-    await this.server?.close();
-    await this.metricsServer?.close();
+    this.role = 'stopped';
+    const parts = this.parts;
+    if (parts !== undefined) {
+      parts.lifecycle.stop();
+      parts.watchdog.stop();
+      parts.rebalancer?.stop();
+      parts.scheduler.abortAll(new UnavailableError('the coordinator is shutting down'));
+      await parts.server.close();
+      await parts.metricsServer?.close();
+    }
     await this.membership.close();
-    await this.leadership?.stop();
-    await this.pool.close();
+    await parts?.leadership.stop();
+    await parts?.pool.close();
     this.etcd.close();
   }
 }
 
-function samePlacement(a: Plan, b: Plan): boolean {
-  return JSON.stringify({ s: a.stages, e: a.experts ?? [] }) === JSON.stringify({ s: b.stages, e: b.experts ?? [] });
+/** What the model takes on these workers: stored-precision weights if all keep them so. */
+function modelFootprintOf(ckpt: Checkpoint, members: readonly MemberInfo[]): ModelFootprint {
+  const c = ckpt.config;
+  const dtype = ckpt.entry(attentionSpecs(c, 0).q.name).dtype;
+  return modelFootprint(c, weightBytesFor(members, isStorageDtype(dtype) ? DTYPE_BYTES[dtype] : 4));
 }

@@ -9,7 +9,7 @@
  * MIN_TOKENS_PER_EXPERT per expert on average) decides nothing: the coordinator then keeps its
  * baseline, so the window grows until it holds enough tokens.
  */
-import type { Plan } from '../common/cluster/plan';
+import { sameExperts, type Plan } from '../common/cluster/plan';
 import type { ExpertLoad } from './placement';
 
 /** Average tokens per (layer, expert) a window needs before placement goes by it. */
@@ -66,17 +66,9 @@ export function significant(load: readonly ExpertLoad[], plan: Plan): boolean {
  * Stages are not compared: a load only decides experts, and membership changes re-plan anyway.
  */
 export function shouldRebalance(plan: Plan, candidate: Plan, load: readonly ExpertLoad[]): boolean {
-  return significant(load, plan) && canonical(plan) !== canonical(candidate);
+  return significant(load, plan) && !sameExperts(plan, candidate);
 }
 
 function keyOf(l: ExpertLoad): string {
   return `${l.layer}:${l.expert}`;
-}
-
-/** The expert placement as text, independent of the order of its entries and holders. */
-function canonical(plan: Plan): string {
-  const experts = (plan.experts ?? [])
-    .map((p) => ({ layer: p.layer, expert: p.expert, workers: [...p.workers].sort() }))
-    .sort((a, b) => a.layer - b.layer || a.expert - b.expert);
-  return JSON.stringify(experts);
 }

@@ -11,19 +11,21 @@ import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import { EtcdKeys, createEtcdClient } from '../common/cluster/etcd-keys';
 import { decodeMember, type MemberInfo } from '../common/cluster/member';
-import { assignmentsOf, type Plan } from '../common/cluster/plan';
-import type { ExpertBackend } from '../common/engine/experts';
+import type { Plan } from '../common/cluster/plan';
 import type { SessionSettings } from '../common/engine/ort-session';
-import { FailedPreconditionError, UnavailableError, asBoraError } from '../common/errors';
+import { UnavailableError, asBoraError } from '../common/errors';
 import type { LayerRange, WorkerId } from '../common/ids';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
-import { toServiceError } from '../common/wire/grpc-status';
 import type { CommitReply, CommitRequest, SequencePosition } from '../common/wire/messages';
 import { WorkerMetrics } from './worker-metrics';
 import { PlanStore, type PlanWatch } from '../common/cluster/plan-store';
-import type { RemoteExpertsSpec, WeightSourceSpec } from './engine-protocol';
-import { EngineThread, type ThreadedExperts, type ThreadedStage } from './engine-thread';
-import { RoutedTokens, type ExpertDispatchStats } from './expert-stats';
+import type { WeightSourceSpec } from './engine-protocol';
+import type { EngineThread, ThreadedExperts, ThreadedStage } from './engine-thread';
+import { EngineThreads } from './engine-threads';
+import { CommitGate, type Commit } from './commit-gate';
+import { RoutedTokens } from './expert-stats';
+import { meteredExperts, recordExpertStats, remoteExpertsSpec } from './expert-holdings';
+import { reconcile, type StageNeed } from './reconcile';
 import { Registration } from './registration';
 import { StageHost, type StageInstall } from './stage-host';
 import { migrateStage } from './handover';
@@ -62,16 +64,6 @@ const HANDOVER_COMMIT_TIMEOUT_MS = 300_000;
 /** Stages a hand-over retires stay loaded this long, so that other workers can still copy their caches. */
 const HANDOVER_SOURCE_GRACE_MS = 20_000;
 
-/** The coordinator's commit of a hand-over plan, and where its answer goes. */
-interface Commit {
-  readonly sequences: readonly SequencePosition[];
-  reply(result: CommitReply): void;
-}
-
-function rangeKey(modelId: string, range: LayerRange, expertsSpread: boolean): string {
-  return `${modelId}:${range.start}-${range.end}${expertsSpread ? ':spread' : ''}`;
-}
-
 interface Loaded {
   readonly modelId: string;
   readonly range: LayerRange;
@@ -83,10 +75,7 @@ interface Loaded {
 export class WorkerNode {
   private readonly log: (message: string) => void;
   private readonly metrics = new WorkerMetrics();
-  /** Where new stages load; see threadForLoads. */
-  private thread = this.newThread();
-  /** Every engine thread that holds something, the current one included. */
-  private readonly threads = new Set<EngineThread>([this.thread]);
+  private readonly threads = new EngineThreads({ onExpertStats: (stats) => recordExpertStats(stats, this.routedTokens, this.metrics, this.log) });
   private readonly host: StageHost;
   private readonly keys: EtcdKeys;
   private readonly etcd: Etcd3;
@@ -94,7 +83,7 @@ export class WorkerNode {
   private metricsServer: MetricsServer | undefined;
   private registration: Registration | undefined;
   private planWatch: PlanWatch | undefined;
-  /** Every stage engine loaded here, served or standby, by rangeKey. */
+  /** Every stage engine loaded here, served or standby, by stageKey. */
   private loadedStages = new Map<string, Loaded>();
   private experts: { key: string; experts: ThreadedExperts } | undefined;
   private applying: Promise<void> = Promise.resolve();
@@ -106,8 +95,8 @@ export class WorkerNode {
   private plansApplying = 0;
   /** The stages served per epoch, whose caches a hand-over copies. */
   private readonly kvSources = new KvSources();
-  /** A loaded hand-over plan waiting for the coordinator's commit. */
-  private pendingCommit: { readonly epoch: number; deliver(commit: Commit | undefined): void } | undefined;
+  /** Where a loaded hand-over plan waits for the coordinator's commit. */
+  private readonly commits: CommitGate;
   /** Tokens this worker's stages routed per expert, for the Status reply (expert placement). */
   private readonly routedTokens = new RoutedTokens();
 
@@ -115,6 +104,7 @@ export class WorkerNode {
     this.log = options.log ?? ((m) => console.error(`${new Date().toISOString()} [worker ${options.id}] ${m}`));
     this.keys = new EtcdKeys(options.keysPrefix);
     this.etcd = createEtcdClient({ hosts: options.etcdUrl });
+    this.commits = new CommitGate(options.id, HANDOVER_COMMIT_TIMEOUT_MS);
     this.host = new StageHost(
       options.id,
       { drainTimeoutMs: 10_000, keepaliveTimeMs: options.keepaliveTimeMs, keepaliveTimeoutMs: options.keepaliveTimeoutMs },
@@ -197,7 +187,7 @@ export class WorkerNode {
   private onPlan(plan: Plan): void {
     if (this.latestPlan !== undefined && plan.epoch <= this.latestPlan.epoch) return;
     this.latestPlan = plan;
-    this.pendingCommit?.deliver(undefined); // a newer plan: the hand-over waiting for its commit is off
+    this.commits.cancel(); // a newer plan: the hand-over waiting for its commit is off
     this.plansApplying++;
     this.applying = this.applying.then(async () => {
       try {
@@ -215,55 +205,50 @@ export class WorkerNode {
     const id = this.options.id;
     const source = await this.sourceFor(plan.modelId);
     const started = performance.now();
+    const todo = reconcile(plan, { stages: new Set(this.loadedStages.keys()), expertsKey: this.experts?.key }, id);
 
     // The experts this worker holds come first: a stage with its experts spread runs the ones
     // held here in its own thread, and needs their handle.
-    const holdings = assignmentsOf(plan, id).experts;
-    const expertKey = JSON.stringify([plan.modelId, holdings]);
     let experts = this.experts;
-    if (holdings.length === 0) experts = undefined;
-    else if (experts?.key !== expertKey) experts = { key: expertKey, experts: (await this.thread.loadExperts(source, holdings, this.options.session)).experts };
+    if (todo.experts === undefined) experts = undefined;
+    else if (todo.expertsChange) experts = { key: todo.experts.key, experts: (await this.threads.current.loadExperts(source, todo.experts.holdings, this.options.session)).experts };
 
     // Every range this worker holds is loaded: as primary it serves it, as standby it keeps it
     // warm, so that a failover that promotes it needs no weight load. Primaries first: the
     // worker reports ready as soon as it can serve; standbys load afterwards, in the background.
-    let fresh = false;
-    const threadForLoads = (): EngineThread => {
-      if (!fresh && plan.experts === undefined && this.thread.openHandles > 0) this.useFreshThread();
-      fresh = true;
-      return this.thread;
-    };
-    const held = plan.stages.map((s, index) => ({ index, range: s.range, primary: s.workers[0] === id })).filter((h) => plan.stages[h.index].workers.includes(id));
+    // With experts spread, a stage runs the worker's own experts in its thread: no fresh thread.
+    let thread: EngineThread | undefined;
+    const threadForLoads = (): EngineThread => (thread ??= plan.experts === undefined ? this.threads.fresh() : this.threads.current);
     const stages = new Map<string, Loaded>();
     let loadedAny = false;
-    const ensure = async (h: (typeof held)[number]): Promise<Loaded> => {
-      const spread = plan.experts === undefined ? undefined : await this.remoteExpertsSpec(plan, h.range, experts?.experts);
-      const key = rangeKey(plan.modelId, h.range, spread !== undefined);
-      const kept = stages.get(key) ?? this.loadedStages.get(key);
-      if (kept !== undefined) {
+    const ensure = async (need: StageNeed): Promise<Loaded> => {
+      const spread = plan.experts === undefined ? undefined : await remoteExpertsSpec(plan, need.range, { self: this.address, own: experts?.experts, addressOf: (w) => this.addressOf(w), log: this.log });
+      if (need.loaded) {
         // Same layers: only the expert placement and epoch change (the stage lane runs this after
         // any forward still in flight, so no step mixes two placements). The coordinator replays
         // every sequence on a new plan, so caches of the old one are dropped, including those of
         // sequences that ended while their release could not reach this worker.
+        // (A standby kept below is already in `stages` and keeps its caches.)
+        const kept = stages.get(need.key) ?? this.loadedStages.get(need.key)!;
         if (spread !== undefined) await kept.stage.setExperts(spread);
-        if (!stages.has(key) && plan.handover === undefined) await kept.stage.releaseAll();
-        stages.set(key, kept);
+        if (!stages.has(need.key) && plan.handover === undefined) await kept.stage.releaseAll();
+        stages.set(need.key, kept);
         return kept;
       }
-      const stage = (await threadForLoads().loadStage(source, h.range, this.options.session, spread)).stage;
+      const stage = (await threadForLoads().loadStage(source, need.range, this.options.session, spread)).stage;
       loadedAny = true;
-      const loaded = { modelId: plan.modelId, range: h.range, stage, expertsSpread: spread !== undefined };
-      stages.set(key, loaded);
-      this.log(`loaded layers [${h.range.start}, ${h.range.end}) of ${plan.modelId}${spread === undefined ? '' : ' (experts spread)'}${h.primary ? '' : ' as standby'} for epoch ${plan.epoch}`);
+      const loaded = { modelId: plan.modelId, range: need.range, stage, expertsSpread: spread !== undefined };
+      stages.set(need.key, loaded);
+      this.log(`loaded layers [${need.range.start}, ${need.range.end}) of ${plan.modelId}${spread === undefined ? '' : ' (experts spread)'}${need.primary ? '' : ' as standby'} for epoch ${plan.epoch}`);
       return loaded;
     };
 
     const installs: StageInstall[] = [];
-    for (const h of held.filter((x) => x.primary)) {
-      const { stage } = await ensure(h);
-      const next = plan.stages[h.index + 1];
+    for (const need of todo.primaries) {
+      const { stage } = await ensure(need);
+      const next = plan.stages[need.index + 1];
       const nextAddress = next === undefined ? undefined : next.workers[0] === id ? this.address : await this.addressOf(next.workers[0]);
-      installs.push({ assignment: { epoch: plan.epoch, stageIndex: h.index, stageCount: plan.stages.length, range: h.range }, stage, nextAddress });
+      installs.push({ assignment: { epoch: plan.epoch, stageIndex: need.index, stageCount: plan.stages.length, range: need.range }, stage, nextAddress });
     }
     if (loadedAny || experts !== this.experts) this.metrics.observeModelLoad((performance.now() - started) / 1000);
     let commit: Commit | undefined;
@@ -273,11 +258,11 @@ export class WorkerNode {
       // sees every worker ready, and one arriving first would find nothing to commit (seen in a
       // game day: the coordinator fell back to replay and this worker waited for a commit that
       // never came).
-      const committed = this.commitOf(plan.epoch);
+      const committed = this.commits.wait(plan.epoch);
       try {
         await this.registration!.markReady(plan.epoch);
       } catch (err) {
-        this.pendingCommit?.deliver(undefined);
+        this.commits.cancel();
         throw err;
       }
       commit = await committed;
@@ -293,73 +278,31 @@ export class WorkerNode {
       commit?.reply(result);
     }
     const previousExperts = this.experts;
-    this.host.installStages(plan.epoch, installs, experts === undefined ? undefined : this.metered(experts.experts));
+    this.host.installStages(plan.epoch, installs, experts === undefined ? undefined : meteredExperts(experts.experts, this.metrics));
     this.kvSources.set(plan.epoch, installs.map((i) => i.stage));
     this.experts = experts;
     if (previousExperts !== undefined && previousExperts !== experts) await previousExperts.experts.close();
     this.metrics.setPlanEpoch(plan.epoch);
     // Keep standby engines already loaded until the standbys of this plan are in place.
-    for (const h of held.filter((x) => !x.primary)) {
-      const key = rangeKey(plan.modelId, h.range, plan.experts !== undefined);
-      const kept = this.loadedStages.get(key);
-      if (kept !== undefined) stages.set(key, kept);
-    }
+    for (const need of todo.standbys.filter((n) => n.loaded)) stages.set(need.key, this.loadedStages.get(need.key)!);
     const previousStages = this.loadedStages;
     this.loadedStages = new Map([...previousStages, ...stages]);
     await this.registration!.markReady(plan.epoch);
 
-    for (const h of held.filter((x) => !x.primary)) {
+    for (const need of todo.standbys) {
       if (this.latestPlan !== plan) break; // a newer plan decides what to keep warm
-      await ensure(h);
+      await ensure(need);
     }
     if (this.latestPlan !== plan) return;
-    const retired = [...this.loadedStages].filter(([key]) => !stages.has(key));
+    const retired = todo.retire.map((key) => [key, this.loadedStages.get(key)!] as const);
     this.loadedStages = stages;
     const close = async (): Promise<void> => {
       for (const [key, old] of retired) if (this.loadedStages.get(key) !== old) await old.stage.close();
-      await this.reapThreads();
+      await this.threads.reap();
     };
     // After a hand-over other workers may still be copying caches from the retired stages.
     if (plan.handover === undefined) await close();
     else setTimeout(() => void close(), HANDOVER_SOURCE_GRACE_MS).unref();
-  }
-
-  private newThread(): EngineThread {
-    return new EngineThread({ onExpertStats: (stats) => this.recordExpertStats(stats) });
-  }
-
-  /**
-   * New stages load on a fresh engine thread when the current one already holds stages: creating
-   * an onnxruntime session blocks its thread (about a second per 1B-model layer here), and the
-   * stages serving meanwhile must not wait behind it. Not with experts spread, whose stages run
-   * the worker's own experts in their thread.
-   */
-  private useFreshThread(): void {
-    this.thread = this.newThread();
-    this.threads.add(this.thread);
-  }
-
-  /** Ends the engine threads whose stages have all been closed. */
-  private async reapThreads(): Promise<void> {
-    for (const thread of [...this.threads]) {
-      if (thread === this.thread || thread.openHandles > 0) continue;
-      this.threads.delete(thread);
-      await thread.terminate();
-    }
-  }
-
-  /** Waits for the coordinator's CommitPlan of `epoch`; undefined on timeout or a newer plan. */
-  private commitOf(epoch: number): Promise<Commit | undefined> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => deliver(undefined), HANDOVER_COMMIT_TIMEOUT_MS);
-      const deliver = (commit: Commit | undefined): void => {
-        clearTimeout(timer);
-        if (this.pendingCommit === pending) this.pendingCommit = undefined;
-        resolve(commit);
-      };
-      const pending = { epoch, deliver };
-      this.pendingCommit = pending;
-    });
   }
 
   /** Puts the committed sequences' caches in place on every stage this worker will serve. */
@@ -388,47 +331,12 @@ export class WorkerNode {
   /** CommitPlan and FetchKv (the worker side of a planned hand-over). */
   private handoverHandlers(): grpc.UntypedServiceImplementation {
     return {
-      commitPlan: (call: grpc.ServerUnaryCall<CommitRequest, CommitReply>, callback: grpc.sendUnaryData<CommitReply>) => {
-        const pending = this.pendingCommit;
-        if (pending === undefined || pending.epoch !== call.request.planEpoch) {
-          callback(toServiceError(new FailedPreconditionError(`worker ${this.options.id} has no loaded hand-over plan ${call.request.planEpoch} to commit`)) as grpc.ServiceError);
-          return;
-        }
-        pending.deliver({ sequences: call.request.sequences, reply: (result) => callback(null, result) });
-      },
+      commitPlan: (call: grpc.ServerUnaryCall<CommitRequest, CommitReply>, callback: grpc.sendUnaryData<CommitReply>) => this.commits.commitPlan(call, callback),
       fetchKv: fetchKvHandler(this.kvSources),
     };
   }
 
-  /**
-   * The expert placement of the stage's layers with each holder's address. A holder with no
-   * member record (gone since the plan was made) is left out: its experts' other copies serve.
-   */
-  private async remoteExpertsSpec(plan: Plan, range: LayerRange, own: ThreadedExperts | undefined): Promise<RemoteExpertsSpec> {
-    const placements = (plan.experts ?? []).filter((p) => p.layer >= range.start && p.layer < range.end);
-    const ids = [...new Set(placements.flatMap((p) => p.workers))];
-    const addresses = new Map<WorkerId, string>();
-    for (const [i, address] of (await Promise.all(ids.map((w) => this.addressOf(w).catch(() => undefined)))).entries()) {
-      if (address === undefined) this.log(`expert holder ${ids[i]} of plan ${plan.epoch} is not registered; its replicas serve its experts`);
-      else addresses.set(ids[i], address);
-    }
-    const table = placements.map((p) => ({ layer: p.layer, expert: p.expert, addresses: p.workers.flatMap((w) => addresses.get(w) ?? []) }));
-    return { epoch: plan.epoch, table, ...(own === undefined ? {} : { self: { address: this.address, experts: own.handle } }) };
-  }
 
-  /** The experts served to other stages over RunExperts, timed for bora_expert_run_seconds. */
-  private metered(experts: ThreadedExperts): ExpertBackend {
-    return {
-      run: async (layer, calls) => {
-        const started = performance.now();
-        try {
-          return await experts.run(layer, calls);
-        } finally {
-          this.metrics.observeExpertRun((performance.now() - started) / 1000);
-        }
-      },
-    };
-  }
 
   /** What the Worker service serves from: the stage host, plus the routed token counts. */
   private serviceState(): WorkerState {
@@ -447,16 +355,6 @@ export class WorkerNode {
     };
   }
 
-  private recordExpertStats(stats: ExpertDispatchStats): void {
-    this.routedTokens.add(stats.tokens);
-    for (const t of stats.tokens) this.metrics.countExpertTokens(t.layer, t.expert, t.tokens);
-    for (const seconds of stats.dispatchSeconds) this.metrics.observeExpertDispatch(seconds);
-    for (const [role, calls] of Object.entries(stats.served) as [keyof typeof stats.served, number][]) if (calls > 0) this.metrics.countExpertCall(role, calls);
-    if (stats.holderFailures > 0) {
-      this.metrics.countExpertHolderFailures(stats.holderFailures);
-      this.log(`${stats.holderFailures} expert call(s) moved to a replica; latest: ${stats.lastFailure ?? 'unknown'}`);
-    }
-  }
 
   private async sourceFor(modelId: string): Promise<WeightSourceSpec> {
     const dir = this.options.modelsDir === undefined ? undefined : join(this.options.modelsDir, modelId);
@@ -480,7 +378,7 @@ export class WorkerNode {
     await this.registration?.close().catch(() => undefined);
     await this.server?.close();
     await this.metricsServer?.close();
-    for (const thread of this.threads) await thread.terminate();
+    await this.threads.terminateAll();
     this.etcd.close();
   }
 }

@@ -229,3 +229,23 @@ export function workersOf(plan: Plan): WorkerId[] {
   for (const p of plan.experts ?? []) for (const w of p.workers) seen.add(w);
   return [...seen];
 }
+
+/**
+ * Whether two plans place experts alike: the same holders for every expert, whatever the order
+ * of the entries or of each entry's holders (any holder may compute an expert).
+ */
+export function sameExperts(a: Plan, b: Plan): boolean {
+  return expertsKey(a) === expertsKey(b);
+}
+
+/** Whether two plans place alike: the same stages (ranges, primary first) and the same experts. */
+export function samePlacement(a: Plan, b: Plan): boolean {
+  return JSON.stringify(a.stages) === JSON.stringify(b.stages) && sameExperts(a, b);
+}
+
+function expertsKey(plan: Plan): string {
+  const experts = (plan.experts ?? [])
+    .map((p) => ({ layer: p.layer, expert: p.expert, workers: [...p.workers].sort() }))
+    .sort((a, b) => a.layer - b.layer || a.expert - b.expert);
+  return JSON.stringify(experts);
+}

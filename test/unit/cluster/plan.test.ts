@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { validatePlan } from '../../../common/cluster/plan';
+import { sameExperts, samePlacement, validatePlan, type Plan } from '../../../common/cluster/plan';
 
 const base = {
   epoch: 3,
@@ -43,5 +43,34 @@ describe('validatePlan', () => {
       [{ ...base, handover: { ...handover, more: true } }, /unknown field "more"/],
     ];
     for (const [plan, message] of bad) assert.throws(() => validatePlan(plan), message);
+  });
+});
+
+describe('plan equality', () => {
+  const raw = {
+    ...base,
+    experts: [0, 1, 2, 3].flatMap((layer) => [0, 1].map((expert) => ({ layer, expert, workers: layer === 0 && expert === 0 ? ['w1', 'w2'] : [`w${1 + ((layer + expert) % 3)}`] }))),
+  };
+  const plan = validatePlan(raw);
+  const variant = (changes: object): Plan => validatePlan({ ...raw, ...changes });
+  const reordered = variant({ experts: [...raw.experts].reverse().map((p) => ({ ...p, workers: [...p.workers].reverse() })) });
+
+  test('samePlacement: the same stages and experts, whatever the order of expert entries and holders', () => {
+    const table: [string, Plan, boolean][] = [
+      ['itself', plan, true],
+      ['another epoch', variant({ epoch: 9 }), true],
+      ['experts and holders listed in another order', reordered, true],
+      ['a stage with another primary', variant({ stages: [{ ...base.stages[0], workers: ['w2', 'w1'] }, base.stages[1]] }), false],
+      ['a stage boundary moved', variant({ stages: [{ ...base.stages[0], range: { start: 0, end: 1 } }, { ...base.stages[1], range: { start: 1, end: 4 } }] }), false],
+      ['an expert on another holder', variant({ experts: raw.experts.map((p, i) => (i === 1 ? { ...p, workers: ['w3'] } : p)) }), false],
+      ['no experts', variant({ experts: undefined }), false],
+    ];
+    for (const [name, other, expected] of table) assert.equal(samePlacement(plan, other), expected, name);
+  });
+
+  test('sameExperts ignores the stages', () => {
+    assert.equal(sameExperts(plan, variant({ stages: [{ range: { start: 0, end: 4 }, workers: ['w9'] }] })), true);
+    assert.equal(sameExperts(plan, reordered), true);
+    assert.equal(sameExperts(plan, variant({ experts: raw.experts.map((p, i) => (i === 0 ? { ...p, workers: ['w1'] } : p)) })), false);
   });
 });

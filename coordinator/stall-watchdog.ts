@@ -1,0 +1,114 @@
+/**
+ * Finds stages that stopped answering. A stage killed or paused mid-pipeline breaks no stream the
+ * coordinator holds: its micro-batch simply never comes back. The watchdog notices a micro-batch
+ * out far longer than a step takes, probes the plan's workers with a short deadline, and breaks
+ * the pipeline when one does not answer, so that the next plan leaves it out at once instead of
+ * after its lease expires (with a standby holding its range, that plan needs no weight load).
+ * A merely slow pipeline answers the probe and is left alone; a suspect that is in fact alive is
+ * reconsidered after two lease TTLs.
+ */
+import type { MemberInfo } from '../common/cluster/member';
+import { workersOf, type Plan } from '../common/cluster/plan';
+import { UnavailableError } from '../common/errors';
+import type { WorkerId } from '../common/ids';
+import type { RemotePipeline } from './remote-pipeline';
+import { workerStatus } from './worker-probe';
+
+/** A worker that does not answer a status probe within this long is a suspect. */
+export const PROBE_TIMEOUT_MS = 500;
+/** ... while a hand-over plan loads: workers are then loading stages beside serving, and a slow
+ * answer from a starved process must not end the hand-over in a failure and a replay. */
+const LOADING_PROBE_TIMEOUT_MS = 1500;
+/** A micro-batch out longer than this many typical steps (and at least STALL_MIN_MS) is a stall. */
+const STALL_STEPS = 4;
+const STALL_MIN_MS = 600;
+const WATCHDOG_INTERVAL_MS = 100;
+
+export interface StallWatchdogOptions {
+  /** The pipeline serving now, if any. */
+  readonly pipeline: () => RemotePipeline | undefined;
+  /** The latest published plan, whose workers are probed. */
+  readonly plan: () => Plan | undefined;
+  /** Whether that plan is a hand-over still loading (probes then allow more time). */
+  readonly loadingHandover: () => boolean;
+  readonly members: () => ReadonlyMap<WorkerId, MemberInfo>;
+  readonly leaseTtlMs: number;
+  /** A suspect's time is up and it is still a member: plan with it again. */
+  readonly onSuspectCleared: () => void;
+  readonly log: (message: string) => void;
+}
+
+export class StallWatchdog {
+  /** Workers that did not answer a probe after a failure, left out of plans for a while. */
+  private readonly suspects = new Set<WorkerId>();
+  private timer: NodeJS.Timeout | undefined;
+  /** The probe in progress, if any: ticks do not start another. */
+  private probing: Promise<void> | undefined;
+  private lastProbeAtMs = -Infinity;
+
+  constructor(private readonly options: StallWatchdogOptions) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.tick(), WATCHDOG_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  isSuspect(worker: WorkerId): boolean {
+    return this.suspects.has(worker);
+  }
+
+  /** A member left: it is no longer anyone's suspect. */
+  forget(worker: WorkerId): void {
+    this.suspects.delete(worker);
+  }
+
+  /** Whether a probe ran so recently that another would learn nothing new. */
+  probedRecently(): boolean {
+    return performance.now() - this.lastProbeAtMs < PROBE_TIMEOUT_MS * 2;
+  }
+
+  private async tick(): Promise<void> {
+    const pipeline = this.options.pipeline();
+    if (pipeline === undefined || pipeline.isBroken || this.probing !== undefined) return;
+    const thresholdMs = Math.max(STALL_MIN_MS, STALL_STEPS * (pipeline.typicalStepMs() ?? STALL_MIN_MS));
+    if (pipeline.stalledMs() < thresholdMs) return;
+    const before = this.suspects.size;
+    await this.probe();
+    if (this.suspects.size > before && this.options.pipeline() === pipeline) {
+      pipeline.fail(new UnavailableError(`a stage stopped answering (micro-batch out for ${pipeline.stalledMs().toFixed(0)} ms)`));
+    }
+  }
+
+  /** Asks every worker of the plan for its status; those that do not answer become suspects. */
+  probe(): Promise<void> {
+    this.probing ??= this.probeAll().finally(() => {
+      this.probing = undefined;
+    });
+    return this.probing;
+  }
+
+  private async probeAll(): Promise<void> {
+    const plan = this.options.plan();
+    if (plan === undefined) return;
+    this.lastProbeAtMs = performance.now();
+    const members = this.options.members();
+    const timeoutMs = this.options.loadingHandover() ? LOADING_PROBE_TIMEOUT_MS : PROBE_TIMEOUT_MS;
+    await Promise.all(
+      workersOf(plan).map(async (id) => {
+        const member = members.get(id);
+        if (member === undefined || (await workerStatus(member.address, timeoutMs)) !== undefined) return;
+        if (this.suspects.has(id)) return;
+        this.options.log(`worker ${id} does not answer: leaving it out of the next plan`);
+        this.suspects.add(id);
+        setTimeout(() => {
+          this.suspects.delete(id);
+          if (this.options.members().has(id)) this.options.onSuspectCleared();
+        }, 2 * this.options.leaseTtlMs).unref();
+      }),
+    );
+  }
+}
