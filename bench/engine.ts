@@ -9,7 +9,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StageEngine, type SliceInput } from '../common/engine/stage-engine';
-import { defaultSessionSettings, type SessionSettings } from '../common/engine/ort-session';
+import { defaultComputeSettings, type ComputeSettings } from '../common/engine/compute-settings';
 import { sequenceId } from '../common/ids';
 import { nativeKernels, type LinearBackend } from '../common/kernels/native-kernels';
 import { Checkpoint } from '../common/model/checkpoint';
@@ -55,9 +55,9 @@ interface EngineFigures {
   readonly samplesMs: { prefill: number[]; decode1: number[]; decode16: number[] };
 }
 
-async function measure(ckpt: Checkpoint, settings: SessionSettings, backend: LinearBackend): Promise<EngineFigures> {
+async function measure(ckpt: Checkpoint, settings: ComputeSettings, backend: LinearBackend): Promise<EngineFigures> {
   const c = ckpt.config;
-  const load = await timed(() => StageEngine.load(ckpt, { start: 0, end: c.numLayers }, { session: { ...settings, linear: backend } }));
+  const load = await timed(() => StageEngine.load(ckpt, { start: 0, end: c.numLayers }, { compute: { ...settings, linear: backend } }));
   const engine = load.value;
 
   // Prefill: one 128-token prompt, repeated; tokens/s from the median.
@@ -121,18 +121,18 @@ function backendsToRun(): LinearBackend[] {
 }
 
 async function main(): Promise<void> {
-  const settings = defaultSessionSettings();
+  const settings = defaultComputeSettings();
   const dir = await ensureBenchModel('mistral-1b-bf16', MISTRAL_1B);
   const ckpt = await Checkpoint.open(dir);
   const c = ckpt.config;
   const runs: EngineFigures[] = [];
   for (const backend of backendsToRun()) runs.push(await measure(ckpt, settings, backend));
-  const bandwidth = await measureReadBandwidth(settings);
+  const bandwidth = await measureReadBandwidth({ intraOpThreads: settings.threads, allowSpinning: false });
   const bound = (r: EngineFigures): number => bandwidth.best.bytesPerSecond / r.weightBytesPerToken;
 
   const result = {
     model: { dir, hiddenSize: c.hiddenSize, numLayers: c.numLayers, intermediateSize: c.intermediateSize, heads: c.numHeads, kvHeads: c.numKvHeads, vocab: c.vocabSize, storage: 'bf16', compute: 'f32' },
-    threads: settings.intraOpThreads,
+    threads: settings.threads,
     isa: nativeKernels()?.isa(),
     readBandwidthGBps: bandwidth.best.bytesPerSecond / 1e9,
     bandwidthProbes: bandwidth.probes.map((p) => ({ name: p.name, GBps: p.bytesPerSecond / 1e9, samplesMs: p.samplesMs })),
@@ -152,7 +152,7 @@ ${row('weight bytes read per token', (r) => `${(r.weightBytesPerToken / 1e9).toF
 ${row('bandwidth bound, batch-1 decode (fastest probe)', (r) => `${formatRate(bound(r), 2)} tok/s`)}
 ${row('batch-1 decode / bound', (r) => `${(100 * (r.decodeBatch1TokensPerSecond / bound(r))).toFixed(0)} %`)}
 ${row('first generated token', (r) => String(r.firstToken))}
-${bandwidth.probes.map((p) => `| read bandwidth: ${p.name}, 1 GiB, ${settings.intraOpThreads} threads | ${formatRate(p.bytesPerSecond / 1e9)} GB/s |`).join('\n')}`);
+${bandwidth.probes.map((p) => `| read bandwidth: ${p.name}, 1 GiB, ${settings.threads} threads | ${formatRate(p.bytesPerSecond / 1e9)} GB/s |`).join('\n')}`);
 }
 
 main().catch((err: unknown) => {

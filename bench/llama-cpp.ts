@@ -258,7 +258,7 @@ async function main(): Promise<void> {
   const llamaCpp = { ...llama.llamaCppRelease, buildType: llama.buildType, systemInfo: llama.systemInfo };
   const loaded: LoadedType[] = [];
   for (const type of types) loaded.push(await loadType(llama, type, files.get(type)!, useMmap));
-  const boraLoad = await timed(() => StageEngine.load(ckpt, { start: 0, end: c.numLayers }, { session: { intraOpThreads: THREADS, allowSpinning: false, linear: 'native' } }));
+  const boraLoad = await timed(() => StageEngine.load(ckpt, { start: 0, end: c.numLayers }, { compute: { threads: THREADS, linear: 'native' } }));
   const engine = boraLoad.value;
 
   // Passes alternate: each type's llama.cpp pass, then Bora's, on the same prompt.

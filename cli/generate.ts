@@ -99,8 +99,8 @@ export async function generateCommand(argv: string[]): Promise<void> {
     return;
   }
   if (values.model === undefined) throw new InvalidArgumentError('--model DIR (in process) or --coordinator HOST:PORT is required');
-  const threads = values.threads === undefined ? undefined : { intraOpThreads: intFlag(values.threads, '--threads'), allowSpinning: false };
-  const local = await openLocalGenerator(values.model, threads);
+  const compute = values.threads === undefined ? undefined : { threads: intFlag(values.threads, '--threads') };
+  const local = await openLocalGenerator(values.model, compute);
   try {
     await local.generator.start(request, output.onEvent).done;
   } finally {

@@ -35,7 +35,7 @@ export async function workerCommand(argv: string[]): Promise<void> {
     advertiseHost: advertise?.host,
     modelsDir: v['models-dir'],
     memoryBytes: intFlag(v['memory-bytes'], '--memory-bytes', Math.floor(totalmem() * 0.8)),
-    session: { intraOpThreads: threads, allowSpinning: false },
+    compute: { threads },
     leaseTtlMs: intFlag(v['lease-ttl-ms'], '--lease-ttl-ms', 3000),
     metricsPort: v['metrics-port'] === undefined ? undefined : intFlag(v['metrics-port'], '--metrics-port'),
     keysPrefix: v.prefix,

@@ -1,10 +1,10 @@
 /**
- * Worker threads (piscina) for CPU work that must not block the event loop: a worker process
- * whose loop stalls for seconds misses its etcd keepalives and loses its lease. Widening
+ * The coordinator's worker threads (piscina) for CPU work that must not block the event loop: a
+ * coordinator whose loop stalls for seconds stalls every stream and misses its etcd keepalives. Widening
  * checkpoint tensors, sampling and tokenizing run here; the results are the same values the
  * in-thread functions (toFloat32, sampleToken, Tokenizer.encode) give.
  *
- * Threads: one by default. The machine has 2 cores and onnxruntime's intra-op threads use them,
+ * Threads: one by default. The machine has 2 cores and the engine's threads use them,
  * so a larger pool only oversubscribes (RUNTIME-FACTS.md, "Threads on 2 cores").
  *
  * Data crossing the thread boundary:

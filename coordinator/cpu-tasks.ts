@@ -10,7 +10,8 @@ import { Piscina } from 'piscina';
 import { InternalError, InvalidArgumentError } from '../common/errors';
 import { bf16ToF32, DTYPE_BYTES, f16ToF32, type StorageDtype } from '../common/model/dtype';
 import { sampleToken, type SamplingParams } from '../common/sampling/sampler';
-import { loadTokenizer, type SpecialTokenIds, type Tokenizer } from '../common/tokenizer/tokenizer';
+import { loadTokenizer } from '../common/tokenizer/load-tokenizer';
+import { type SpecialTokenIds, type Tokenizer } from '../common/tokenizer/tokenizer';
 import { type ThreadError, toThreadError } from '../common/pool/thread-errors';
 
 export type CpuTask =

@@ -51,6 +51,8 @@ import { type MemberInfo } from '../common/cluster/member';
 import { type ExpertPlacement, type Plan, type StagePlan, validatePlan } from '../common/cluster/plan';
 import { InvalidArgumentError, ResourceExhaustedError, UnavailableError } from '../common/errors';
 import { type LayerRange, type WorkerId } from '../common/ids';
+import { expertCopies, fill, type Copies } from './expert-copies';
+import { Ledger, stageBytes, type Sizing } from './placement-ledger';
 
 export interface ModelFootprint {
   readonly numLayers: number;
@@ -90,112 +92,6 @@ export interface PlacementInput {
 }
 
 const byId = (a: MemberInfo, b: MemberInfo): number => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
-
-/** An expert is hot above this many times an even share of its layer's tokens. */
-const HOT_SHARE_FACTOR = 2;
-
-/** The key under which a worker's expected tokens over every layer are kept. */
-const ALL_LAYERS = -1;
-
-function lexLess(a: readonly number[], b: readonly number[]): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] < b[i];
-  return false;
-}
-
-/** Bytes (and expected expert dispatch tokens) committed per worker while a plan is being built. */
-class Ledger {
-  private readonly usedBytes = new Map<WorkerId, number>();
-  private readonly tokensByWorker = new Map<WorkerId, Map<number, number>>();
-  constructor(readonly members: readonly MemberInfo[]) {}
-
-  /** An independent copy, to try one order of placement without committing to it. */
-  clone(): Ledger {
-    const copy = new Ledger(this.members);
-    for (const [w, bytes] of this.usedBytes) copy.usedBytes.set(w, bytes);
-    for (const [w, byLayer] of this.tokensByWorker) copy.tokensByWorker.set(w, new Map(byLayer));
-    return copy;
-  }
-
-  used(w: WorkerId): number {
-    return this.usedBytes.get(w) ?? 0;
-  }
-  memory(w: WorkerId): number {
-    const m = this.members.find((x) => x.id === w);
-    if (m === undefined) throw new InvalidArgumentError(`worker "${w}" is not a member`);
-    return m.memoryBytes;
-  }
-  fits(w: WorkerId, bytes: number): boolean {
-    return this.used(w) + bytes <= this.memory(w);
-  }
-  add(w: WorkerId, bytes: number): void {
-    this.usedBytes.set(w, this.used(w) + bytes);
-  }
-  /** Expected dispatch tokens of the expert copies a worker holds, in one layer or in all. */
-  tokens(w: WorkerId, layer?: number): number {
-    return this.tokensByWorker.get(w)?.get(layer ?? ALL_LAYERS) ?? 0;
-  }
-  addTokens(w: WorkerId, layer: number, tokens: number): void {
-    const byLayer = this.tokensByWorker.get(w) ?? new Map<number, number>();
-    byLayer.set(layer, (byLayer.get(layer) ?? 0) + tokens);
-    byLayer.set(ALL_LAYERS, (byLayer.get(ALL_LAYERS) ?? 0) + tokens);
-    this.tokensByWorker.set(w, byLayer);
-  }
-  /**
-   * The balanced choice (header): the member (not in `exclude`) with room for an expert copy of
-   * `bytes` that is expected to serve `tokens` of `layer`, with the lowest expected load in that
-   * layer after taking it, then over all layers, then the lowest utilisation after it. Members
-   * are in id order and only a strictly better one replaces the best so far: ties go to the
-   * lower id.
-   */
-  expertHolder(bytes: number, exclude: ReadonlySet<WorkerId>, layer: number, tokens: number): WorkerId | undefined {
-    let best: WorkerId | undefined;
-    let bestKey: readonly number[] = [];
-    for (const m of this.members) {
-      if (exclude.has(m.id) || !this.fits(m.id, bytes)) continue;
-      const key = [this.tokens(m.id, layer) + tokens, this.tokens(m.id) + tokens, (this.used(m.id) + bytes) / m.memoryBytes];
-      if (best === undefined || lexLess(key, bestKey)) {
-        best = m.id;
-        bestKey = key;
-      }
-    }
-    return best;
-  }
-  /** The member (not in `exclude`) with room for `bytes` and the lowest utilisation after it. */
-  leastUtilised(bytes: number, exclude: ReadonlySet<WorkerId>): WorkerId | undefined {
-    let best: WorkerId | undefined;
-    let bestUtil = Infinity;
-    for (const m of this.members) {
-      if (exclude.has(m.id) || !this.fits(m.id, bytes)) continue;
-      const util = (this.used(m.id) + bytes) / m.memoryBytes;
-      if (util < bestUtil) {
-        best = m.id;
-        bestUtil = util;
-      }
-    }
-    return best;
-  }
-}
-
-interface Sizing {
-  readonly numLayers: number;
-  /** Bytes one layer costs the stage that holds it (experts included in "local" mode). */
-  readonly stageLayerBytes: number;
-  readonly embeddingBytes: number;
-  readonly headBytes: number;
-  readonly numExperts: number;
-  readonly expertBytes: number;
-  readonly spread: boolean;
-  readonly replicas: 1 | 2;
-  /** Observed tokens by layer * numExperts + expert; undefined without a load (or all zeros). */
-  readonly tokens: readonly number[] | undefined;
-  /** Sum of `tokens` over each layer's experts. */
-  readonly layerTokens: readonly number[];
-}
-
-function stageBytes(s: Sizing, range: LayerRange): number {
-  const layers = (range.end - range.start) * s.stageLayerBytes;
-  return layers + (range.start === 0 ? s.embeddingBytes : 0) + (range.end === s.numLayers ? s.headBytes : 0);
-}
 
 function checkInput(input: PlacementInput): Sizing {
   const m = input.model;
@@ -346,73 +242,6 @@ function place(
     body: { stages, ...(experts === undefined ? {} : { experts: placed }) },
     standbys: stages.reduce((n, st) => n + st.workers.length - 1, 0),
   };
-}
-
-/** One expert's copies while a plan is being built. */
-interface Copies {
-  readonly layer: number;
-  readonly expert: number;
-  readonly workers: WorkerId[];
-  /** Observed tokens (0 without a load). */
-  readonly tokens: number;
-  /** Copies rule 3 requires plus those rule 5 wants for a hot expert. */
-  readonly wanted: number;
-  /** Expected tokens each copy serves (the routing load section of the header). */
-  readonly copyTokens: number;
-}
-
-/**
- * Every expert with the copies it already has (kept from a previous plan), hottest first (ties:
- * layer, expert; without a load that is plain layer order). Kept copies count towards their
- * workers' expected load before any new copy is placed.
- */
-function expertCopies(
-  previous: readonly { layer: number; expert: number; workers: WorkerId[] }[],
-  ledger: Ledger,
-  s: Sizing,
-  memberCount: number,
-): Copies[] {
-  const required = Math.min(2, memberCount);
-  const kept = new Map(previous.map((p) => [p.layer * s.numExperts + p.expert, p.workers]));
-  const copies: Copies[] = [];
-  for (let layer = 0; layer < s.numLayers; layer++) {
-    for (let expert = 0; expert < s.numExperts; expert++) {
-      const key = layer * s.numExperts + expert;
-      const workers = [...(kept.get(key) ?? [])];
-      const tokens = s.tokens?.[key] ?? 0;
-      const wanted = wantedCopies(tokens, s.layerTokens[layer], s.numExperts, required, memberCount);
-      copies.push({ layer, expert, workers, tokens, wanted, copyTokens: tokens / Math.max(wanted, workers.length) });
-    }
-  }
-  copies.sort((a, b) => b.tokens - a.tokens || a.layer - b.layer || a.expert - b.expert);
-  for (const c of copies) for (const w of c.workers) ledger.addTokens(w, c.layer, c.copyTokens);
-  return copies;
-}
-
-/** Adds copies of `c` until it has `count`, each by the balanced choice, or by memory alone
- * (rule 3) unless `balance`; false when one fits nowhere. */
-function fill(c: Copies, count: number, ledger: Ledger, s: Sizing, balance: boolean): boolean {
-  while (c.workers.length < count) {
-    const w = balance ? ledger.expertHolder(s.expertBytes, new Set(c.workers), c.layer, c.copyTokens) : ledger.leastUtilised(s.expertBytes, new Set(c.workers));
-    if (w === undefined) return false;
-    ledger.add(w, s.expertBytes);
-    ledger.addTokens(w, c.layer, c.copyTokens);
-    c.workers.push(w);
-  }
-  return true;
-}
-
-/** Hot: share = tokens / layerTokens > 2 / numExperts. Then ceil(share x numExperts) copies, at
- * most one per member; otherwise the `required` copies (see the header). Integer comparisons,
- * so a share of exactly twice an even one is not hot. */
-function wantedCopies(tokens: number, layerTokens: number, numExperts: number, required: number, memberCount: number): number {
-  const scaled = tokens * numExperts; // share x numExperts x layerTokens
-  if (layerTokens === 0 || scaled <= HOT_SHARE_FACTOR * layerTokens) return required;
-  // The smallest n with n x layerTokens >= scaled; the loops only correct the division's rounding.
-  let wanted = Math.ceil(scaled / layerTokens);
-  while (wanted * layerTokens < scaled) wanted++;
-  while ((wanted - 1) * layerTokens >= scaled) wanted--;
-  return Math.min(memberCount, Math.max(required, wanted));
 }
 
 /** Fresh contiguous ranges for the primaries, weighted by memory (rule 2). */

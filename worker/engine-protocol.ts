@@ -1,6 +1,6 @@
 /** Messages between a worker's main thread and its engine thread. */
 import type { ExpertCall } from '../common/engine/experts';
-import type { SessionSettings } from '../common/engine/ort-session';
+import type { ComputeSettings } from '../common/engine/compute-settings';
 import type { CacheSnapshot } from '../common/engine/kv-cache';
 import type { StageInput, StageOutput } from '../common/engine/stage-engine';
 import type { LayerRange } from '../common/ids';
@@ -37,10 +37,10 @@ export interface SequenceSnapshot {
 }
 
 export type EngineRequest =
-  | { readonly op: 'loadStage'; readonly source: WeightSourceSpec; readonly range: LayerRange; readonly session: SessionSettings; readonly experts?: RemoteExpertsSpec }
+  | { readonly op: 'loadStage'; readonly source: WeightSourceSpec; readonly range: LayerRange; readonly compute: ComputeSettings; readonly experts?: RemoteExpertsSpec }
   /** A new plan for a stage loaded with `experts`: its epoch and placement from the next forward on. */
   | { readonly op: 'setExperts'; readonly stage: number; readonly experts: RemoteExpertsSpec }
-  | { readonly op: 'loadExperts'; readonly source: WeightSourceSpec; readonly holdings: readonly ExpertHolding[]; readonly session: SessionSettings }
+  | { readonly op: 'loadExperts'; readonly source: WeightSourceSpec; readonly holdings: readonly ExpertHolding[]; readonly compute: ComputeSettings }
   | { readonly op: 'forward'; readonly stage: number; readonly input: StageInput }
   | { readonly op: 'release'; readonly stage: number; readonly ids: readonly string[] | 'all' }
   | { readonly op: 'positions'; readonly stage: number; readonly ids: readonly string[] }

@@ -64,7 +64,7 @@ async function handle(request: EngineRequest): Promise<EngineReplyValue> {
         const remote = request.experts === undefined ? undefined : remoteExperts(request.experts);
         let stage: StageEngine;
         try {
-          stage = await StageEngine.load(source, request.range, { session: request.session, experts: remote?.backend });
+          stage = await StageEngine.load(source, request.range, { compute: request.compute, experts: remote?.backend });
         } catch (err) {
           remote?.backend.close();
           throw err;
@@ -84,7 +84,7 @@ async function handle(request: EngineRequest): Promise<EngineReplyValue> {
       const { source, close } = await openSource(request.source);
       try {
         const byLayer = new Map(request.holdings.map((h) => [h.layer, h.experts]));
-        const experts = await LocalExperts.load(source, [...byLayer.keys()], (layer) => byLayer.get(layer) ?? [], request.session);
+        const experts = await LocalExperts.load(source, [...byLayer.keys()], (layer) => byLayer.get(layer) ?? [], request.compute);
         const handleId = nextHandle++;
         expertSets.set(handleId, experts);
         return { op: 'loadExperts', experts: handleId, config: source.config, loadSeconds: (performance.now() - started) / 1000 };

@@ -1,11 +1,12 @@
 /**
- * The main thread's side of the engine thread: one worker_thread per worker process running
- * onnxruntime, and typed async proxies for the stages and expert sets it holds.
+ * The main thread's side of an engine thread: a worker_thread that loads stages and expert sets
+ * and runs their compute (native kernels or onnxruntime, both of which block the calling thread),
+ * and typed async proxies for what it holds.
  */
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { ExpertBackend, ExpertCall } from '../common/engine/experts';
-import type { SessionSettings } from '../common/engine/ort-session';
+import type { ComputeSettings } from '../common/engine/compute-settings';
 import type { StageInput, StageOutput } from '../common/engine/stage-engine';
 import { UnavailableError } from '../common/errors';
 import type { LayerRange, SequenceId } from '../common/ids';
@@ -58,14 +59,14 @@ export class EngineThread {
   }
 
   /** Loads layers [start, end); with `experts`, the stage runs its experts on the workers the table names. */
-  async loadStage(source: WeightSourceSpec, range: LayerRange, session: SessionSettings, experts?: RemoteExpertsSpec): Promise<{ stage: ThreadedStage; loadSeconds: number }> {
-    const reply = await this.call<'loadStage'>({ op: 'loadStage', source, range, session, ...(experts === undefined ? {} : { experts }) });
+  async loadStage(source: WeightSourceSpec, range: LayerRange, compute: ComputeSettings, experts?: RemoteExpertsSpec): Promise<{ stage: ThreadedStage; loadSeconds: number }> {
+    const reply = await this.call<'loadStage'>({ op: 'loadStage', source, range, compute, ...(experts === undefined ? {} : { experts }) });
     this.openHandles++;
     return { stage: new ThreadedStage(this, reply.stage, reply.config, range), loadSeconds: reply.loadSeconds };
   }
 
-  async loadExperts(source: WeightSourceSpec, holdings: readonly ExpertHolding[], session: SessionSettings): Promise<{ experts: ThreadedExperts; loadSeconds: number }> {
-    const reply = await this.call<'loadExperts'>({ op: 'loadExperts', source, holdings, session });
+  async loadExperts(source: WeightSourceSpec, holdings: readonly ExpertHolding[], compute: ComputeSettings): Promise<{ experts: ThreadedExperts; loadSeconds: number }> {
+    const reply = await this.call<'loadExperts'>({ op: 'loadExperts', source, holdings, compute });
     this.openHandles++;
     return { experts: new ThreadedExperts(this, reply.experts, holdings), loadSeconds: reply.loadSeconds };
   }

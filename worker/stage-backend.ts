@@ -1,7 +1,7 @@
 /**
  * What a StageRunner computes with: layers [start, end) of a model. In a worker this is an
- * engine running on its own thread (ThreadedStage), so that onnxruntime, which computes on the
- * calling thread, never blocks the event loop that renews the etcd lease and moves frames. In
+ * engine running on its own thread (ThreadedStage), so that the native kernels (or onnxruntime),
+ * which compute on the calling thread, never block the event loop that renews the etcd lease and moves frames. In
  * tests it can be a StageEngine in this thread (InThreadStage).
  */
 import type { StageEngine, StageInput, StageOutput } from '../common/engine/stage-engine';

@@ -12,7 +12,7 @@ import type { Etcd3 } from 'etcd3';
 import { EtcdKeys, createEtcdClient } from '../common/cluster/etcd-keys';
 import { decodeMember, type MemberInfo } from '../common/cluster/member';
 import type { Plan } from '../common/cluster/plan';
-import type { SessionSettings } from '../common/engine/ort-session';
+import type { ComputeSettings } from '../common/engine/compute-settings';
 import { UnavailableError, asBoraError } from '../common/errors';
 import type { LayerRange, WorkerId } from '../common/ids';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
@@ -43,7 +43,7 @@ export interface WorkerNodeOptions {
   /** Directory holding model directories by model id; without it, weights come from the coordinator. */
   readonly modelsDir?: string;
   readonly memoryBytes: number;
-  readonly session: SessionSettings;
+  readonly compute: ComputeSettings;
   readonly leaseTtlMs: number;
   readonly metricsPort?: number;
   readonly keysPrefix?: string;
@@ -211,7 +211,7 @@ export class WorkerNode {
     // held here in its own thread, and needs their handle.
     let experts = this.experts;
     if (todo.experts === undefined) experts = undefined;
-    else if (todo.expertsChange) experts = { key: todo.experts.key, experts: (await this.threads.current.loadExperts(source, todo.experts.holdings, this.options.session)).experts };
+    else if (todo.expertsChange) experts = { key: todo.experts.key, experts: (await this.threads.current.loadExperts(source, todo.experts.holdings, this.options.compute)).experts };
 
     // Every range this worker holds is loaded: as primary it serves it, as standby it keeps it
     // warm, so that a failover that promotes it needs no weight load. Primaries first: the
@@ -235,7 +235,7 @@ export class WorkerNode {
         stages.set(need.key, kept);
         return kept;
       }
-      const stage = (await threadForLoads().loadStage(source, need.range, this.options.session, spread)).stage;
+      const stage = (await threadForLoads().loadStage(source, need.range, this.options.compute, spread)).stage;
       loadedAny = true;
       const loaded = { modelId: plan.modelId, range: need.range, stage, expertsSpread: spread !== undefined };
       stages.set(need.key, loaded);

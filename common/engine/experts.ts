@@ -5,8 +5,9 @@
  */
 import { InternalError } from '../errors';
 import type { WeightSource } from '../model/weight-source';
-import { createStageCompute, type MlpCompute, type StageCompute } from './layer-compute';
-import type { SessionSettings } from './ort-session';
+import type { ComputeSettings } from './compute-settings';
+import { createStageCompute } from './create-stage-compute';
+import type { MlpCompute, StageCompute } from './layer-compute';
 
 /** The tokens one expert must process: x is (tokens, H). */
 export interface ExpertCall {
@@ -33,7 +34,7 @@ export class LocalExperts implements ExpertBackend {
     ckpt: WeightSource,
     layers: readonly number[],
     experts: (layer: number) => readonly number[],
-    settings: SessionSettings,
+    settings: ComputeSettings,
   ): Promise<LocalExperts> {
     const compute = createStageCompute(settings);
     const mlps = new Map<string, MlpCompute>();

@@ -1,15 +1,12 @@
 /**
- * The tensor work of a stage, behind one interface whatever runs it: onnxruntime graphs with the
- * weights inside (onnx-compute.ts) or the native kernels for every linear layer with onnxruntime
- * for attention alone (native-compute.ts). The stage engine around them (caches, batching,
- * routing, experts) is the same for both.
+ * The tensor work of a stage, behind one interface whatever runs it: Bora's native kernels for
+ * every linear layer and attention (native-compute.ts, the default), or whole onnxruntime graphs
+ * with the weights inside (onnx-compute.ts, the fallback where no C compiler built the kernels).
+ * The stage engine around them (caches, batching, routing, experts) is the same for both;
+ * create-stage-compute.ts picks one.
  */
-import { nativeKernels, resolveLinearBackend } from '../kernels/native-kernels';
 import type { WeightSource } from '../model/weight-source';
 import type { AttentionBatch } from './attention-batch';
-import { NativeCompute } from './native-compute';
-import { OnnxCompute } from './onnx-compute';
-import type { SessionSettings } from './ort-session';
 
 /** What one decoder layer takes in a forward call; shapes as in layer-graphs.ts. */
 export interface LayerFeeds {
@@ -54,10 +51,4 @@ export interface StageCompute {
   head(ckpt: WeightSource): Promise<HeadCompute>;
   expert(ckpt: WeightSource, layer: number, expert: number): Promise<MlpCompute>;
   close(): Promise<void>;
-}
-
-/** The stage compute the settings ask for (native kernels when built, unless told otherwise). */
-export function createStageCompute(settings: SessionSettings): StageCompute {
-  if (resolveLinearBackend(settings.linear) === 'onnx') return new OnnxCompute(settings);
-  return new NativeCompute(nativeKernels()!, settings);
 }

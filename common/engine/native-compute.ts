@@ -21,7 +21,7 @@ import { attentionSpecs, expertSpecs, finalNormSpec, lmHeadSpec, mlpSpecs, route
 import type { NativeKernels } from '../kernels/native-kernels';
 import { LinearKernels, type PackedMatrix } from '../kernels/packed-matrix';
 import type { HeadCompute, LayerCompute, LayerFeeds, LayerResult, MlpCompute, StageCompute } from './layer-compute';
-import type { SessionSettings } from './ort-session';
+import type { ComputeSettings } from './compute-settings';
 
 /**
  * RMSNorm of each row of x (rows, width) as transformers computes it in float32:
@@ -128,9 +128,9 @@ export class NativeCompute implements StageCompute {
 
   constructor(
     kernels: NativeKernels,
-    settings: SessionSettings,
+    settings: ComputeSettings,
   ) {
-    this.k = new LinearKernels(kernels, settings.intraOpThreads);
+    this.k = new LinearKernels(kernels, settings.threads);
   }
 
   private async matrix(ckpt: WeightSource, specs: readonly TensorSpec[]): Promise<PackedMatrix> {

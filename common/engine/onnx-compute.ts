@@ -9,6 +9,7 @@ import { finalNormSpec, lmHeadSpec } from '../model/weights';
 import type { HeadCompute, LayerCompute, LayerFeeds, LayerResult, MlpCompute, StageCompute } from './layer-compute';
 import { EXPERT_IO, HEAD_IO, LAYER_IO, denseLayerGraph, expertGraph, headGraph, moeAttentionGraph } from './layer-graphs';
 import { readAttentionWeights, readExpertWeights, readMlpWeights, readRouterWeights } from './layer-weights';
+import type { ComputeSettings } from './compute-settings';
 import { createSession, f32Tensor, runF32, type SessionSettings } from './ort-session';
 
 class OnnxLayer implements LayerCompute {
@@ -69,7 +70,11 @@ class OnnxModule implements HeadCompute, MlpCompute {
 }
 
 export class OnnxCompute implements StageCompute {
-  constructor(private readonly settings: SessionSettings) {}
+  private readonly settings: SessionSettings;
+
+  constructor(compute: ComputeSettings) {
+    this.settings = { intraOpThreads: compute.threads, allowSpinning: false };
+  }
 
   async layer(ckpt: WeightSource, layer: number): Promise<LayerCompute> {
     const c = ckpt.config;

@@ -1,7 +1,9 @@
-/** Creating onnxruntime sessions with the thread settings Bora uses everywhere. */
+/**
+ * Creating onnxruntime sessions with the thread settings Bora uses everywhere: the fallback
+ * backend (onnx-compute.ts), the reference graphs of the attention tests, and the benchmarks'
+ * bandwidth probes. The native path never sees these settings (compute-settings.ts).
+ */
 import * as ort from 'onnxruntime-node';
-import { availableParallelism } from 'node:os';
-import type { LinearBackend } from '../kernels/native-kernels';
 
 export interface SessionSettings {
   /** onnxruntime intra-op threads; the sum over processes sharing the cores should not exceed them. */
@@ -13,16 +15,6 @@ export interface SessionSettings {
    * 120 ms without. Off everywhere, unless a single session runs alone.
    */
   readonly allowSpinning: boolean;
-  /**
-   * What runs the linear layers: the native kernels (weights in the checkpoint's precision) or
-   * onnxruntime. Default: BORA_KERNELS, else native when built (common/kernels/native-kernels.ts).
-   * The native kernels use intraOpThreads threads too.
-   */
-  readonly linear?: LinearBackend;
-}
-
-export function defaultSessionSettings(): SessionSettings {
-  return { intraOpThreads: availableParallelism(), allowSpinning: false };
 }
 
 export async function createSession(model: Uint8Array, settings: SessionSettings): Promise<ort.InferenceSession> {

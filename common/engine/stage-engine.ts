@@ -14,9 +14,10 @@ import { buildAttentionBatch, inverseFrequencies, type AttentionBatch } from './
 import { EmbeddingTable } from './embedding';
 import { LocalExperts, type ExpertBackend } from './experts';
 import { SequenceCache, type CacheSnapshot } from './kv-cache';
-import { createStageCompute, type HeadCompute, type LayerCompute, type LayerResult, type StageCompute } from './layer-compute';
+import { defaultComputeSettings, type ComputeSettings } from './compute-settings';
+import { createStageCompute } from './create-stage-compute';
+import type { HeadCompute, LayerCompute, LayerResult, StageCompute } from './layer-compute';
 import { accumulateExperts, gatherRows, groupByExpert, routeTokens, type TokenRoute } from './moe-routing';
-import { defaultSessionSettings, type SessionSettings } from './ort-session';
 
 /** This call's part of one sequence. */
 export interface SliceInput {
@@ -42,7 +43,7 @@ export interface StageOutput {
 }
 
 export interface StageOptions {
-  readonly session?: SessionSettings;
+  readonly compute?: ComputeSettings;
   /**
    * MoE models: where experts run. Default: all experts of the stage's layers, loaded here.
    * A custom backend lets the cluster run them on other workers.
@@ -75,7 +76,7 @@ export class StageEngine {
     if (!Number.isInteger(range.start) || !Number.isInteger(range.end) || range.start < 0 || range.end > c.numLayers || range.start >= range.end) {
       throw new InvalidArgumentError(`layer range [${range.start}, ${range.end}) is not inside [0, ${c.numLayers})`);
     }
-    const settings = options.session ?? defaultSessionSettings();
+    const settings = options.compute ?? defaultComputeSettings();
     const embeddingTensor = embeddingSpec(c);
     const embedding = range.start === 0 ? new EmbeddingTable(await ckpt.readRaw(embeddingTensor.name, embeddingTensor.shape), c.vocabSize, c.hiddenSize) : undefined;
 
@@ -117,7 +118,6 @@ export class StageEngine {
     return bytes;
   }
 
-  /** Frees a sequence's KV cache; false if it was not here. */
   /** Frees every sequence's KV cache; returns how many there were. */
   releaseAll(): number {
     const count = this.caches.size;
@@ -125,13 +125,15 @@ export class StageEngine {
     return count;
   }
 
+  /** Frees a sequence's KV cache; false if it was not here. */
   release(id: SequenceId): boolean {
     return this.caches.delete(id);
   }
 
   /**
-   * One throw-away token through every layer (and the head): onnxruntime allocates its buffers on
-   * a session's first run, which would otherwise land on the first real step after a re-plan.
+   * One throw-away token through every layer (and the head): first runs allocate (onnxruntime
+   * its buffers on a session's first run), which would otherwise land on the first real step
+   * after a re-plan.
    */
   async warmUp(): Promise<void> {
     const id = '__warm-up__' as SequenceId;

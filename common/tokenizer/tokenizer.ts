@@ -1,5 +1,6 @@
 /**
- * Text <-> token ids for a model directory. Two backends stand behind one interface:
+ * Text <-> token ids for a model directory. Two backends stand behind one interface (chosen by
+ * load-tokenizer.ts):
  *  - `<modelDir>/tokenizer.json` when present: a Hugging Face tokenizers file of the
  *    SentencePiece-style BPE kind that Mistral and Llama ship (hf-bpe.ts);
  *  - otherwise the built-in Mistral v0.1 vocabulary (mistral-v1.ts).
@@ -13,12 +14,6 @@
  *    decode(ids[0, m)) for every m > n. StreamDecoder relies on that.
  *  - an id outside [0, vocabSize) is an InvalidArgumentError.
  */
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { HfBpeTokenizer } from './hf-bpe';
-import { parseHfTokenizerJson } from './hf-tokenizer-file';
-import { loadMistralV1Tokenizer } from './mistral-v1';
-
 export interface Tokenizer {
   readonly vocabSize: number;
   readonly bosId: number;
@@ -34,15 +29,3 @@ export interface SpecialTokenIds {
 }
 
 export const TOKENIZER_FILE_NAME = 'tokenizer.json';
-
-export async function loadTokenizer(modelDir: string, ids: SpecialTokenIds): Promise<Tokenizer> {
-  const file = join(modelDir, TOKENIZER_FILE_NAME);
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return loadMistralV1Tokenizer(modelDir, ids);
-    throw err;
-  }
-  return new HfBpeTokenizer(parseHfTokenizerJson(text, file), ids, file);
-}

@@ -25,7 +25,7 @@ const HIDDEN_TOLERANCE = 1e-4;
 
 for (const [name, linear] of (['tiny-mistral', 'tiny-mixtral'] as FixtureName[]).flatMap((n) => (['native', 'onnx'] as LinearBackend[]).map((b) => [n, b] as const))) {
   describe(`${name} golden, linear layers on ${linear}`, { skip: linear === 'native' ? nativeSkip : false }, () => {
-    const session = { intraOpThreads: 1, allowSpinning: false, linear };
+    const compute = { threads: 1, linear };
     const ref = loadReference(name);
     const prompts = ref.cases.map((c) => c.prompt_ids);
     let ckpt: Checkpoint;
@@ -71,7 +71,7 @@ for (const [name, linear] of (['tiny-mistral', 'tiny-mixtral'] as FixtureName[])
       const embedding = new EmbeddingTable(await ckpt.readRaw(embeddingSpec(ckpt.config).name), ckpt.config.vocabSize, H);
       assert.ok(maxAbsDiff(embedding.lookup(ids), values[0].flat()) <= 1e-5, 'embedding output (reference.json keeps 6 significant digits)');
       for (let layer = 0; layer < ckpt.config.numLayers; layer++) {
-        const stage = await StageEngine.load(ckpt, { start: layer, end: layer + 1 }, { session });
+        const stage = await StageEngine.load(ckpt, { start: layer, end: layer + 1 }, { compute });
         const input = layer === 0 ? undefined : Float32Array.from(values[layer].flat());
         const out = await stage.forward({
           slices: [{ id: sequenceId('h'), startPosition: 0, tokenCount: ids.length, tokenIds: layer === 0 ? ids : undefined }],
@@ -138,7 +138,7 @@ for (const [name, linear] of (['tiny-mistral', 'tiny-mixtral'] as FixtureName[])
     if (name === 'tiny-mixtral') {
       test("case 0: the router picks the reference experts with the reference weights", async () => {
         const routed = new Map<number, readonly TokenRoute[]>();
-        const engine = await StageEngine.load(ckpt, { start: 0, end: ckpt.config.numLayers }, { session, onRoute: (layer, routes) => routed.set(layer, routes) });
+        const engine = await StageEngine.load(ckpt, { start: 0, end: ckpt.config.numLayers }, { compute, onRoute: (layer, routes) => routed.set(layer, routes) });
         const ids = ref.cases[0].prompt_ids;
         await engine.forward({ slices: [{ id: sequenceId('r'), startPosition: 0, tokenCount: ids.length, tokenIds: ids }] });
         assertReferenceRoutes(routed, ref.cases[0]);

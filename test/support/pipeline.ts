@@ -11,7 +11,7 @@ import type { Checkpoint } from '../../common/model/checkpoint';
 export async function loadPipeline(ckpt: Checkpoint, splits: readonly number[], linear?: LinearBackend): Promise<StageEngine[]> {
   const bounds = [0, ...splits, ckpt.config.numLayers];
   const ranges: LayerRange[] = bounds.slice(1).map((end, i) => ({ start: bounds[i], end }));
-  return Promise.all(ranges.map((range) => StageEngine.load(ckpt, range, { session: { intraOpThreads: 1, allowSpinning: false, linear } })));
+  return Promise.all(ranges.map((range) => StageEngine.load(ckpt, range, { compute: { threads: 1, linear } })));
 }
 
 export async function runPipeline(stages: readonly StageEngine[], slices: readonly SliceInput[]): Promise<StageOutput> {

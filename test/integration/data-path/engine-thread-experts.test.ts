@@ -17,7 +17,7 @@ import { startWorkerServer, type BoundServer } from '../../../worker/worker-serv
 import { fixtureDir, loadReference, rejection } from '../../support/checkpoints';
 import { argmaxRows } from '../../support/pipeline';
 
-const SESSION = { intraOpThreads: 1, allowSpinning: false };
+const COMPUTE = { threads: 1 };
 const STREAMS = { drainTimeoutMs: 5000, keepaliveTimeMs: 1000, keepaliveTimeoutMs: 1000 };
 const EPOCH = 5;
 const ref = loadReference('tiny-mixtral');
@@ -60,11 +60,11 @@ describe('a stage with its experts spread, on the engine thread', () => {
     thread = new EngineThread({ onExpertStats: (s) => stats.push(s) });
     const source = { kind: 'local' as const, dir: fixtureDir('tiny-mixtral') };
     const all = Array.from({ length: EXPERTS }, (_, e) => e);
-    experts = (await thread.loadExperts(source, Array.from({ length: LAYERS }, (_, layer) => ({ layer, experts: all })), SESSION)).experts;
+    experts = (await thread.loadExperts(source, Array.from({ length: LAYERS }, (_, layer) => ({ layer, experts: all })), COMPUTE)).experts;
     host = new StageHost('self', STREAMS);
     server = await startWorkerServer(host, '127.0.0.1', 0, { timeMs: 1000, timeoutMs: 1000 });
     host.install(EPOCH, undefined, experts);
-    stage = (await thread.loadStage(source, { start: 0, end: LAYERS }, SESSION, spec(EPOCH, false))).stage;
+    stage = (await thread.loadStage(source, { start: 0, end: LAYERS }, COMPUTE, spec(EPOCH, false))).stage;
   });
   after(async () => {
     host.uninstall();

@@ -19,7 +19,7 @@ import { startWorkerServer, type BoundServer } from '../../../worker/worker-serv
 import { assertReferenceRoutes, fixtureDir, loadReference } from '../../support/checkpoints';
 import { greedyBatch } from '../../support/pipeline';
 
-const SESSION = { intraOpThreads: 1, allowSpinning: false };
+const COMPUTE = { threads: 1 };
 const STREAMS = { drainTimeoutMs: 5000, keepaliveTimeMs: 1000, keepaliveTimeoutMs: 1000 };
 const EPOCH = 3;
 const HOLDERS = 3;
@@ -41,7 +41,7 @@ async function startHolders(ckpt: Checkpoint): Promise<Holders> {
   const layers = Array.from({ length: c.numLayers }, (_, l) => l);
   const all = Array.from({ length: c.numExperts }, (_, e) => e);
   const experts = await Promise.all(
-    Array.from({ length: HOLDERS }, (_, h) => LocalExperts.load(ckpt, layers, () => all.filter((e) => holdersOf(e).includes(h)), SESSION)),
+    Array.from({ length: HOLDERS }, (_, h) => LocalExperts.load(ckpt, layers, () => all.filter((e) => holdersOf(e).includes(h)), COMPUTE)),
   );
   const hosts = experts.map((_, h) => new StageHost(`h${h}`, STREAMS));
   const servers = await Promise.all(hosts.map((host) => startWorkerServer(host, '127.0.0.1', 0, { timeMs: 1000, timeoutMs: 1000 })));
@@ -116,7 +116,7 @@ describe('experts spread over in-process workers', () => {
     const engine = await StageEngine.load(
       ckpt,
       { start: 0, end: ckpt.config.numLayers },
-      { session: SESSION, experts: d.backend, onRoute: (layer, routes) => capture && routed.set(layer, routes) },
+      { compute: COMPUTE, experts: d.backend, onRoute: (layer, routes) => capture && routed.set(layer, routes) },
     );
     try {
       const ids = ref.cases[0].prompt_ids;
@@ -148,7 +148,7 @@ describe('experts spread over in-process workers', () => {
       ckpt,
       { start: 0, end: ckpt.config.numLayers },
       {
-        session: SESSION,
+        compute: COMPUTE,
         experts: d.backend,
         onRoute: (layer) => {
           // Layer 0 runs once per forward: kill the holder after the prompt and a few tokens.

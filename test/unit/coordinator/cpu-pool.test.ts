@@ -6,7 +6,7 @@ import { CheckpointError, FailedPreconditionError, InvalidArgumentError } from '
 import { type StorageDtype, toFloat32 } from '../../../common/model/dtype';
 import { CpuPool } from '../../../coordinator/cpu-pool';
 import { type SamplingParams, sampleToken } from '../../../common/sampling/sampler';
-import { loadTokenizer } from '../../../common/tokenizer/tokenizer';
+import { loadTokenizer } from '../../../common/tokenizer/load-tokenizer';
 
 /** Deterministic test data: mulberry32. */
 function random(seed: number): () => number {

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CheckpointError, InvalidArgumentError } from '../../../common/errors';
-import { loadTokenizer, TOKENIZER_FILE_NAME } from '../../../common/tokenizer/tokenizer';
+import { loadTokenizer } from '../../../common/tokenizer/load-tokenizer';
+import { TOKENIZER_FILE_NAME } from '../../../common/tokenizer/tokenizer';
 
 const IDS = { bosTokenId: 1, eosTokenId: 2 };
 

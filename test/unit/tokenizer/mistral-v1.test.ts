@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CheckpointError, InvalidArgumentError } from '../../../common/errors';
-import { loadTokenizer, type Tokenizer } from '../../../common/tokenizer/tokenizer';
+import { loadTokenizer } from '../../../common/tokenizer/load-tokenizer';
+import { type Tokenizer } from '../../../common/tokenizer/tokenizer';
 
 describe('Mistral v0.1 vocabulary (no tokenizer.json)', () => {
   let emptyDir: string;

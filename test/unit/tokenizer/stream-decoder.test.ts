@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { InternalError } from '../../../common/errors';
 import { StreamDecoder } from '../../../common/tokenizer/stream-decoder';
-import { loadTokenizer, type Tokenizer } from '../../../common/tokenizer/tokenizer';
+import { loadTokenizer } from '../../../common/tokenizer/load-tokenizer';
+import { type Tokenizer } from '../../../common/tokenizer/tokenizer';
 
 /** v0.1 ids of the byte-fallback pieces <0xNN> are 3 + NN. */
 const byteId = (byte: number): number => 3 + byte;

@@ -11,7 +11,7 @@ import { fixtureDir, loadReference } from '../../support/checkpoints';
 import { argmaxRows } from '../../support/pipeline';
 
 const ref = loadReference('tiny-mistral');
-const SESSION = { intraOpThreads: 1, allowSpinning: false };
+const COMPUTE = { threads: 1 };
 
 describe('EngineThread', () => {
   let thread: EngineThread;
@@ -19,7 +19,7 @@ describe('EngineThread', () => {
   before(async () => {
     thread = new EngineThread();
     const source = { kind: 'local' as const, dir: fixtureDir('tiny-mistral') };
-    stages = [(await thread.loadStage(source, { start: 0, end: 3 }, SESSION)).stage, (await thread.loadStage(source, { start: 3, end: 6 }, SESSION)).stage];
+    stages = [(await thread.loadStage(source, { start: 0, end: 3 }, COMPUTE)).stage, (await thread.loadStage(source, { start: 3, end: 6 }, COMPUTE)).stage];
   });
   after(async () => thread.terminate());
 
