@@ -186,7 +186,7 @@ export class CoordinatorNode {
       onEvent: (event) => this.metrics.observeGeneration(event),
       checkServing: () => this.checkServing(),
       hasPipeline: () => lifecycle.current() !== undefined,
-      drain: (workerId) => this.drain(workerId as WorkerId),
+      drain: (workerId) => this.drain(workerId),
     });
     grpcServer.addService(boraProto().WeightSource.service, weightServiceHandlers(ckpt, o.modelId));
     const bound = await bindServer(grpcServer, o.listenHost, o.listenPort);

@@ -5,6 +5,8 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { BoraError, InvalidArgumentError, UnavailableError, asBoraError } from '../common/errors';
+import { parseWorkerId } from '../common/cluster/member';
+import type { WorkerId } from '../common/ids';
 import type { Generator, GenerationHandle } from '../common/generation/generator';
 import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
 import { DEFAULT_MAX_TOKENS } from '../common/generation/request';
@@ -31,7 +33,7 @@ export interface InferenceDeps {
   /** Whether a pipeline is ready to compute (false while no worker can serve). */
   readonly hasPipeline?: () => boolean;
   /** Moves a worker's assignments away; resolves with the first epoch without it. */
-  readonly drain?: (workerId: string) => Promise<number>;
+  readonly drain?: (workerId: WorkerId) => Promise<number>;
 }
 
 /** A request waiting for workers gives up this long before its deadline, with UNAVAILABLE. */
@@ -202,7 +204,7 @@ export function inferenceHandlers(deps: InferenceDeps): grpc.UntypedServiceImple
       (async () => {
         deps.checkServing?.();
         if (deps.drain === undefined) throw new BoraError('FAILED_PRECONDITION', 'this coordinator cannot drain workers');
-        return { planEpoch: await deps.drain(call.request.workerId) };
+        return { planEpoch: await deps.drain(parseWorkerId(call.request.workerId)) };
       })().then(
         (reply) => callback(null, reply),
         (err: unknown) => callback(toServiceError(err) as grpc.ServiceError),

@@ -3,6 +3,7 @@
  * goes) and its experts. Installing a new assignment swaps all of it at once, so frames are
  * accepted for exactly one epoch at a time.
  */
+import type { WorkerId } from '../common/ids';
 import type { ExpertBackend } from '../common/engine/experts';
 import { ForwardClient } from '../common/wire/forward-client';
 import type { StageFrame } from '../common/wire/frames';
@@ -39,7 +40,7 @@ export class StageHost implements WorkerState {
   private serving: () => boolean = () => true;
 
   constructor(
-    readonly workerId: string,
+    readonly workerId: WorkerId,
     private readonly streams: StreamSettings,
     private readonly hooks: StageRunnerHooks & { onRejected?(reason: RejectReason): void; onDownstreamBroken?(err: Error): void } = {},
   ) {

@@ -7,7 +7,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { FailedPreconditionError, StaleEpochError, UnavailableError, asBoraError } from '../common/errors';
 import type { ExpertBackend } from '../common/engine/experts';
-import { sequenceId } from '../common/ids';
+import { sequenceId, type WorkerId } from '../common/ids';
 import { Reassembler, decodeStageFrame } from '../common/wire/frames';
 import type {
   ActivationFrame,
@@ -34,7 +34,7 @@ export type RejectReason = 'stale_epoch' | 'malformed' | 'not_serving';
 
 /** What the service needs from the worker it belongs to. */
 export interface WorkerState {
-  readonly workerId: string;
+  readonly workerId: WorkerId;
   /** The plan epoch whose frames are accepted; undefined before the first plan is applied. */
   servingEpoch(): number | undefined;
   /** False while the lease may have expired (self-fencing). */

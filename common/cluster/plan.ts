@@ -12,7 +12,7 @@
  *   on at least one worker, no worker twice.
  */
 import { InvalidArgumentError } from '../errors';
-import { type LayerRange, type WorkerId, formatRange } from '../ids';
+import { type LayerRange, type WorkerId, formatRange, workerId } from '../ids';
 import { isValidWorkerId } from './member';
 
 export interface StagePlan {
@@ -86,7 +86,7 @@ function workerList(raw: unknown, what: string): WorkerId[] {
     if (seen.has(w)) fail(`${what} lists worker "${w}" twice`);
     seen.add(w);
   }
-  return raw as WorkerId[];
+  return raw.map(workerId);
 }
 
 function validateStages(raw: unknown, numLayers: number): StagePlan[] {

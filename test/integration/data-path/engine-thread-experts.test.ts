@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { UnavailableError } from '../../../common/errors';
-import { sequenceId } from '../../../common/ids';
+import { sequenceId, workerId } from '../../../common/ids';
 import { EngineThread, type ThreadedExperts, type ThreadedStage } from '../../../worker/engine-thread';
 import type { RemoteExpertsSpec } from '../../../worker/engine-protocol';
 import type { ExpertDispatchStats } from '../../../worker/expert-stats';
@@ -61,7 +61,7 @@ describe('a stage with its experts spread, on the engine thread', () => {
     const source = { kind: 'local' as const, dir: fixtureDir('tiny-mixtral') };
     const all = Array.from({ length: EXPERTS }, (_, e) => e);
     experts = (await thread.loadExperts(source, Array.from({ length: LAYERS }, (_, layer) => ({ layer, experts: all })), COMPUTE)).experts;
-    host = new StageHost('self', STREAMS);
+    host = new StageHost(workerId('self'), STREAMS);
     server = await startWorkerServer(host, '127.0.0.1', 0, { timeMs: 1000, timeoutMs: 1000 });
     host.install(EPOCH, undefined, experts);
     stage = (await thread.loadStage(source, { start: 0, end: LAYERS }, COMPUTE, spec(EPOCH, false))).stage;

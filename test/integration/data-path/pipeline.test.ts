@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { status as Status } from '@grpc/grpc-js';
 import { Scheduler, type PipelineSource } from '../../../common/generation/scheduler';
 import type { Pipeline } from '../../../common/generation/pipeline';
-import { sequenceId } from '../../../common/ids';
+import { sequenceId, workerId } from '../../../common/ids';
 import { Checkpoint } from '../../../common/model/checkpoint';
 import { ForwardClient } from '../../../common/wire/forward-client';
 import { RemotePipeline } from '../../../coordinator/remote-pipeline';
@@ -31,7 +31,7 @@ interface Cluster {
 
 async function startCluster(ckpt: Checkpoint, splits: number[], epoch = 1): Promise<Cluster> {
   const engines = await loadPipeline(ckpt, splits);
-  const hosts = engines.map((_, i) => new StageHost(`w${i}`, STREAMS));
+  const hosts = engines.map((_, i) => new StageHost(workerId(`w${i}`), STREAMS));
   const servers = await Promise.all(hosts.map((h) => startWorkerServer(h, '127.0.0.1', 0, { timeMs: 1000, timeoutMs: 1000 })));
   engines.forEach((engine, i) =>
     hosts[i].install(epoch, { assignment: { epoch, stageIndex: i, stageCount: engines.length, range: engine.range }, stage: new InThreadStage(engine), nextAddress: servers[i + 1]?.address }, undefined),

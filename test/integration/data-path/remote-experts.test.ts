@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { LocalExperts, type ExpertBackend, type ExpertCall } from '../../../common/engine/experts';
 import type { TokenRoute } from '../../../common/engine/moe-routing';
 import { StageEngine } from '../../../common/engine/stage-engine';
-import { sequenceId } from '../../../common/ids';
+import { sequenceId, workerId } from '../../../common/ids';
 import { Checkpoint } from '../../../common/model/checkpoint';
 import { GrpcExpertTransport } from '../../../worker/expert-client';
 import { RemoteExperts, type ExpertRequestSpec, type ExpertRole, type ExpertTable, type LocalHolder } from '../../../worker/remote-experts';
@@ -43,7 +43,7 @@ async function startHolders(ckpt: Checkpoint): Promise<Holders> {
   const experts = await Promise.all(
     Array.from({ length: HOLDERS }, (_, h) => LocalExperts.load(ckpt, layers, () => all.filter((e) => holdersOf(e).includes(h)), COMPUTE)),
   );
-  const hosts = experts.map((_, h) => new StageHost(`h${h}`, STREAMS));
+  const hosts = experts.map((_, h) => new StageHost(workerId(`h${h}`), STREAMS));
   const servers = await Promise.all(hosts.map((host) => startWorkerServer(host, '127.0.0.1', 0, { timeMs: 1000, timeoutMs: 1000 })));
   hosts.forEach((host, h) => host.install(EPOCH, undefined, experts[h]));
   const table = { epoch: EPOCH, table: layers.flatMap((layer) => all.map((expert) => ({ layer, expert, addresses: holdersOf(expert).map((h) => servers[h].address) }))) };
