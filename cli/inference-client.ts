@@ -4,18 +4,12 @@ import { BoraError } from '../common/errors';
 import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
 import { eventFromWire, requestToWire } from '../common/wire/generate-codec';
 import { fromServiceError } from '../common/wire/grpc-status';
-import type { ClusterStatus, DrainReply, DrainRequest, GenerateEvent, GenerateRequest } from '../common/wire/messages';
-import { boraProto, channelOptions } from '../common/wire/proto';
-
-type InferenceClient = grpc.Client & {
-  generate(request: GenerateRequest, options: grpc.CallOptions): grpc.ClientReadableStream<GenerateEvent>;
-  status(request: object, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: ClusterStatus) => void): void;
-  drain(request: DrainRequest, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: DrainReply) => void): void;
-};
+import type { ClusterStatus, GenerateEvent } from '../common/wire/messages';
+import { boraProto, channelOptions, type InferenceClient } from '../common/wire/proto';
 
 export function inferenceClient(address: string): InferenceClient {
   const Inference = boraProto().Inference;
-  return new Inference(address, grpc.credentials.createInsecure(), channelOptions(10_000, 5_000)) as unknown as InferenceClient;
+  return new Inference(address, grpc.credentials.createInsecure(), channelOptions(10_000, 5_000));
 }
 
 export function generateOnce(address: string, request: GenerationRequest, onEvent: (e: GenerationEvent) => void, deadlineAtMs: number): Promise<void> {

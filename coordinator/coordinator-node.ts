@@ -84,13 +84,9 @@ const STALL_STEPS = 4;
 const STALL_MIN_MS = 600;
 const WATCHDOG_INTERVAL_MS = 100;
 
-type WorkerClient = grpc.Client & {
-  status(request: object, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: WorkerStatusReply) => void): void;
-};
-
 /** A worker's status, or undefined when it does not answer within `timeoutMs`. */
 function workerStatus(address: string, timeoutMs: number): Promise<WorkerStatusReply | undefined> {
-  return withWorkerClient<WorkerClient, WorkerStatusReply | undefined>(
+  return withWorkerClient<WorkerStatusReply | undefined>(
     address,
     (client) =>
       new Promise((resolve) => {

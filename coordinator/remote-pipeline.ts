@@ -14,8 +14,8 @@ import type { SequenceId } from '../common/ids';
 import { ForwardClient } from '../common/wire/forward-client';
 import { Reassembler, decodeResult } from '../common/wire/frames';
 import { fromStatus } from '../common/wire/grpc-status';
-import type { ReleaseReply, ReleaseRequest, ResultFrame, ResultsRequest } from '../common/wire/messages';
-import { boraProto, channelOptions } from '../common/wire/proto';
+import type { ResultFrame } from '../common/wire/messages';
+import { boraProto, channelOptions, type WorkerClient } from '../common/wire/proto';
 
 export interface RemotePipelineOptions {
   readonly epoch: number;
@@ -44,11 +44,6 @@ interface Pending {
 /** Round trips remembered for the typical step time. */
 const STEP_HISTORY = 32;
 
-type WorkerClient = grpc.Client & {
-  results(request: ResultsRequest): grpc.ClientReadableStream<ResultFrame>;
-  release(request: ReleaseRequest, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: ReleaseReply) => void): void;
-};
-
 export class RemotePipeline implements Pipeline {
   readonly epoch: number;
   readonly depth: number;
@@ -64,7 +59,7 @@ export class RemotePipeline implements Pipeline {
     this.depth = options.depth ?? options.stageAddresses.length;
     const Worker = boraProto().Worker;
     const channel = channelOptions(options.keepaliveTimeMs, options.keepaliveTimeoutMs);
-    this.clients = options.stageAddresses.map((a) => new Worker(a, grpc.credentials.createInsecure(), channel) as unknown as WorkerClient);
+    this.clients = options.stageAddresses.map((a) => new Worker(a, grpc.credentials.createInsecure(), channel));
     this.forward = new ForwardClient(options.stageAddresses[0], {
       hiddenSize: options.hiddenSize,
       drainTimeoutMs: options.stepTimeoutMs,

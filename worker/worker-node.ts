@@ -18,7 +18,7 @@ import { FailedPreconditionError, UnavailableError, asBoraError } from '../commo
 import type { LayerRange, WorkerId } from '../common/ids';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
 import { toServiceError } from '../common/wire/grpc-status';
-import type { CommitReply, CommitRequest, SequencePosition } from '../common/wire/messages';
+import type { CommitReply, SequencePosition } from '../common/wire/messages';
 import { WorkerMetrics } from '../common/metrics/worker-metrics';
 import { PlanStore, type PlanWatch } from '../common/cluster/plan-store';
 import type { RemoteExpertsSpec, WeightSourceSpec } from './engine-protocol';
@@ -29,7 +29,7 @@ import { StageHost, type StageInstall } from './stage-host';
 import { migrateStage } from './handover';
 import { KvSources, fetchKvHandler } from './kv-transfer';
 import { startWorkerServer, type BoundServer } from './worker-server';
-import type { WorkerState } from './worker-service';
+import type { HandoverHandlers, WorkerState } from './worker-service';
 
 export interface WorkerNodeOptions {
   readonly id: WorkerId;
@@ -386,9 +386,9 @@ export class WorkerNode {
   }
 
   /** CommitPlan and FetchKv (the worker side of a planned hand-over). */
-  private handoverHandlers(): grpc.UntypedServiceImplementation {
+  private handoverHandlers(): HandoverHandlers {
     return {
-      commitPlan: (call: grpc.ServerUnaryCall<CommitRequest, CommitReply>, callback: grpc.sendUnaryData<CommitReply>) => {
+      CommitPlan: (call, callback) => {
         const pending = this.pendingCommit;
         if (pending === undefined || pending.epoch !== call.request.planEpoch) {
           callback(toServiceError(new FailedPreconditionError(`worker ${this.options.id} has no loaded hand-over plan ${call.request.planEpoch} to commit`)) as grpc.ServiceError);
@@ -396,7 +396,7 @@ export class WorkerNode {
         }
         pending.deliver({ sequences: call.request.sequences, reply: (result) => callback(null, result) });
       },
-      fetchKv: fetchKvHandler(this.kvSources),
+      FetchKv: fetchKvHandler(this.kvSources),
     };
   }
 

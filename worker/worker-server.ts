@@ -1,7 +1,7 @@
 /** Binds the Worker gRPC service to an address (port 0 picks a free port). */
 import * as grpc from '@grpc/grpc-js';
 import { channelOptions } from '../common/wire/proto';
-import { addWorkerService, type WorkerState } from './worker-service';
+import { addWorkerService, type HandoverHandlers, type WorkerState } from './worker-service';
 
 export interface BoundServer {
   readonly server: grpc.Server;
@@ -38,7 +38,7 @@ export function startWorkerServer(
   host: string,
   port: number,
   keepalive: { timeMs: number; timeoutMs: number },
-  handover?: grpc.UntypedServiceImplementation,
+  handover?: Partial<HandoverHandlers>,
 ): Promise<BoundServer> {
   const server = new grpc.Server({
     ...channelOptions(keepalive.timeMs, keepalive.timeoutMs),
