@@ -25,9 +25,9 @@ export function generateOnce(address: string, request: GenerationRequest, onEven
 const RETRY_PAUSE_MS = 250;
 
 /**
- * Generates through the first coordinator of `addresses` (comma-separated) that serves. On
- * UNAVAILABLE (a standby, or a leader that died mid-stream) it retries on the next one until the
- * deadline. Generation is deterministic (greedy or seeded), so a retried request produces the
+ * Generates through the first coordinator of `addresses` (comma-separated) that serves. On a
+ * retryable error (UNAVAILABLE: a standby, or a leader that died mid-stream) it retries on the
+ * next one until the deadline. Generation is deterministic (greedy or seeded), so a retried request produces the
  * same tokens: the ones already delivered are skipped, and the caller sees each token once.
  */
 export async function generateRemote(addresses: string, request: GenerationRequest, onEvent: (e: GenerationEvent) => void, deadlineMs: number): Promise<void> {
@@ -47,7 +47,7 @@ export async function generateRemote(addresses: string, request: GenerationReque
       }, deadlineAtMs);
       return;
     } catch (err) {
-      const retryable = err instanceof BoraError && err.code === 'UNAVAILABLE' && Date.now() + RETRY_PAUSE_MS < deadlineAtMs;
+      const retryable = err instanceof BoraError && err.retryable && Date.now() + RETRY_PAUSE_MS < deadlineAtMs;
       if (!retryable) throw err;
       if (delivered > 0) resumes++;
       await new Promise((r) => setTimeout(r, attempt < list.length ? 0 : RETRY_PAUSE_MS));

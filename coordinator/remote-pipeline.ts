@@ -8,12 +8,12 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { SliceInput } from '../common/engine/stage-engine';
-import { UnavailableError, type BoraError } from '../common/errors';
+import { InvalidArgumentError, UnavailableError, type BoraError } from '../common/errors';
 import type { Pipeline } from '../common/generation/pipeline';
 import type { SequenceId } from '../common/ids';
 import { ForwardClient } from '../common/wire/forward-client';
 import { Reassembler, decodeResult } from '../common/wire/frames';
-import { fromStatus } from '../common/wire/grpc-status';
+import { fromServiceError, fromStatus } from '../common/wire/grpc-status';
 import type { ResultFrame } from '../common/wire/messages';
 import { boraProto, channelOptions, type WorkerClient } from '../common/wire/proto';
 
@@ -101,8 +101,9 @@ export class RemotePipeline implements Pipeline {
         resolve();
       });
       call.on('error', (err: grpc.ServiceError) => {
-        const bora = err.code === grpc.status.CANCELLED ? new UnavailableError('results stream cancelled') : fromStatus(err.code, err.details);
-        const failure = new UnavailableError(`results stream from ${address}: ${bora.message}`, { cause: err });
+        const bora = fromServiceError(err);
+        const reason = bora.code === 'CANCELLED' ? 'results stream cancelled' : bora.message;
+        const failure = new UnavailableError(`results stream from ${address}: ${reason}`, { cause: err });
         if (!confirmed) reject(failure);
         this.breakWith(failure);
       });
@@ -132,12 +133,14 @@ export class RemotePipeline implements Pipeline {
   }
 
   /**
-   * A stage refused or failed a micro-batch. A bad request (INVALID_ARGUMENT) fails only that
-   * micro-batch; anything else (a stale epoch, a position out of step, a stage in trouble) means
-   * the pipeline no longer matches the plan, so it breaks and its sequences are replayed.
+   * A stage refused or failed a micro-batch (the frame carries the status code and message). A
+   * bad request (InvalidArgumentError) fails only that micro-batch; anything else (a stale epoch,
+   * a position out of step, a stage in trouble) means the pipeline no longer matches the plan, so
+   * it breaks and its sequences are replayed.
    */
   private onBatchError(batchId: number, code: number, message: string): void {
-    if (code === grpc.status.INVALID_ARGUMENT) this.settle(batchId, fromStatus(code, message));
+    const err = fromStatus(code, message);
+    if (err instanceof InvalidArgumentError) this.settle(batchId, err);
     else this.breakWith(new UnavailableError(`micro-batch ${batchId}: ${message}`));
   }
 
