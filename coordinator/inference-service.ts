@@ -144,7 +144,7 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
           else throw new InvalidArgumentError('a prompt piece must set text or token_ids');
         } catch (err) {
           failed = true;
-          callback(toServiceError(err) as grpc.ServiceError);
+          callback(toServiceError(err));
         }
       });
       call.on('end', () => {
@@ -153,7 +153,7 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
           if (ids.length === 0) throw new InvalidArgumentError('the uploaded prompt is empty');
           callback(null, { handle: prompts.put(ids), promptTokens: ids.length });
         } catch (err) {
-          callback(toServiceError(err) as grpc.ServiceError);
+          callback(toServiceError(err));
         }
       });
     },
@@ -205,14 +205,14 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
         return { planEpoch: await deps.drain(call.request.workerId) };
       })().then(
         (reply) => callback(null, reply),
-        (err: unknown) => callback(toServiceError(err) as grpc.ServiceError),
+        (err: unknown) => callback(toServiceError(err)),
       );
     },
 
     Status: (_call, callback) => {
       deps.status().then(
         (s) => callback(null, s),
-        (err: unknown) => callback(toServiceError(err) as grpc.ServiceError),
+        (err: unknown) => callback(toServiceError(err)),
       );
     },
   };

@@ -6,7 +6,6 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type * as grpc from '@grpc/grpc-js';
 import { NotFoundError } from '../common/errors';
 import { CONFIG_FILE, type Checkpoint } from '../common/model/checkpoint';
 import type { TensorChunk, WireDType } from '../common/wire/messages';
@@ -28,7 +27,7 @@ export function weightServiceHandlers(ckpt: Checkpoint, modelId: string): Weight
         return { configJson: await readFile(join(ckpt.dir, CONFIG_FILE), 'utf8'), model: modelId };
       })().then(
         (reply) => callback(null, reply),
-        (err: unknown) => callback(toServiceError(err) as grpc.ServiceError),
+        (err: unknown) => callback(toServiceError(err)),
       );
     },
 

@@ -6,7 +6,6 @@
  */
 import { nativeKernels, resolveLinearBackend } from '../common/kernels/native-kernels';
 import { existsSync } from 'node:fs';
-import type * as grpc from '@grpc/grpc-js';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import { EtcdKeys, createEtcdClient } from '../common/cluster/etcd-keys';
@@ -391,7 +390,7 @@ export class WorkerNode {
       CommitPlan: (call, callback) => {
         const pending = this.pendingCommit;
         if (pending === undefined || pending.epoch !== call.request.planEpoch) {
-          callback(toServiceError(new FailedPreconditionError(`worker ${this.options.id} has no loaded hand-over plan ${call.request.planEpoch} to commit`)) as grpc.ServiceError);
+          callback(toServiceError(new FailedPreconditionError(`worker ${this.options.id} has no loaded hand-over plan ${call.request.planEpoch} to commit`)));
           return;
         }
         pending.deliver({ sequences: call.request.sequences, reply: (result) => callback(null, result) });

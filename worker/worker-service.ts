@@ -64,7 +64,7 @@ export function workerServiceHandlers(state: WorkerState): WorkerServiceHandlers
       const ids = call.request.sequenceIds.map(sequenceId);
       Promise.all(state.runners().map((r) => r.stage.release(ids))).then(
         (counts) => callback(null, { released: counts.reduce((a, b) => Math.max(a, b), 0) }),
-        (err: unknown) => callback(toServiceError(err) as grpc.ServiceError),
+        (err: unknown) => callback(toServiceError(err)),
       );
     },
 
@@ -88,7 +88,7 @@ export function workerServiceHandlers(state: WorkerState): WorkerServiceHandlers
     RunExperts: (call, callback) => {
       runExperts(state, call.request).then(
         (reply) => callback(null, reply),
-        (err: unknown) => callback(toServiceError(err) as grpc.ServiceError),
+        (err: unknown) => callback(toServiceError(err)),
       );
     },
   };

@@ -1,8 +1,9 @@
 /**
  * Carries a BoraError across a worker-thread boundary. Structured cloning keeps an Error's
  * message and stack but not its class or own fields (code, retryable, file...), so a task thread
- * sends this plain record instead, and the pool rebuilds the same error class on the calling
- * thread: `assert.rejects(pool.sample(...), InvalidArgumentError)` holds as it would in-thread.
+ * sends this plain record instead, and the calling thread rebuilds the error with errorFromCode
+ * (errors.ts), as a gRPC client does with a status (grpc-status.ts):
+ * `assert.rejects(pool.sample(...), InvalidArgumentError)` holds as it would in-thread.
  */
 import { asBoraError, type BoraError, CheckpointError, errorFromCode, type ErrorCode } from '../errors';
 
