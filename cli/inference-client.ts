@@ -4,18 +4,12 @@ import { BoraError } from '../common/errors';
 import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
 import { eventFromWire, requestToWire } from '../common/wire/generate-codec';
 import { fromServiceError } from '../common/wire/grpc-status';
-import type { ClusterStatus, DrainReply, DrainRequest, GenerateEvent, GenerateRequest } from '../common/wire/messages';
-import { boraProto, channelOptions } from '../common/wire/proto';
-
-type InferenceClient = grpc.Client & {
-  generate(request: GenerateRequest, options: grpc.CallOptions): grpc.ClientReadableStream<GenerateEvent>;
-  status(request: object, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: ClusterStatus) => void): void;
-  drain(request: DrainRequest, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: DrainReply) => void): void;
-};
+import type { ClusterStatus, GenerateEvent } from '../common/wire/messages';
+import { boraProto, channelOptions, type InferenceClient } from '../common/wire/proto';
 
 export function inferenceClient(address: string): InferenceClient {
   const Inference = boraProto().Inference;
-  return new Inference(address, grpc.credentials.createInsecure(), channelOptions(10_000, 5_000)) as unknown as InferenceClient;
+  return new Inference(address, grpc.credentials.createInsecure(), channelOptions(10_000, 5_000));
 }
 
 export function generateOnce(address: string, request: GenerationRequest, onEvent: (e: GenerationEvent) => void, deadlineAtMs: number): Promise<void> {
@@ -31,9 +25,9 @@ export function generateOnce(address: string, request: GenerationRequest, onEven
 const RETRY_PAUSE_MS = 250;
 
 /**
- * Generates through the first coordinator of `addresses` (comma-separated) that serves. On
- * UNAVAILABLE (a standby, or a leader that died mid-stream) it retries on the next one until the
- * deadline. Generation is deterministic (greedy or seeded), so a retried request produces the
+ * Generates through the first coordinator of `addresses` (comma-separated) that serves. On a
+ * retryable error (UNAVAILABLE: a standby, or a leader that died mid-stream) it retries on the
+ * next one until the deadline. Generation is deterministic (greedy or seeded), so a retried request produces the
  * same tokens: the ones already delivered are skipped, and the caller sees each token once.
  */
 export async function generateRemote(addresses: string, request: GenerationRequest, onEvent: (e: GenerationEvent) => void, deadlineMs: number): Promise<void> {
@@ -53,7 +47,7 @@ export async function generateRemote(addresses: string, request: GenerationReque
       }, deadlineAtMs);
       return;
     } catch (err) {
-      const retryable = err instanceof BoraError && err.code === 'UNAVAILABLE' && Date.now() + RETRY_PAUSE_MS < deadlineAtMs;
+      const retryable = err instanceof BoraError && err.retryable && Date.now() + RETRY_PAUSE_MS < deadlineAtMs;
       if (!retryable) throw err;
       if (delivered > 0) resumes++;
       await new Promise((r) => setTimeout(r, attempt < list.length ? 0 : RETRY_PAUSE_MS));

@@ -1,7 +1,11 @@
 /**
  * Every error Bora raises. One base class carries a machine-readable `code`, whether a retry can
- * help (`retryable`), and the underlying `cause`. Mapping to and from gRPC status codes lives in
- * grpc-status.ts so that this module stays free of transport concerns.
+ * help (`retryable`), and the underlying `cause`. Each class has its own `retryable` default,
+ * which the thrower may override; callers decide whether to retry from `retryable`, never from
+ * the code. An error that crosses a boundary (gRPC: grpc-status.ts; a worker thread:
+ * pool/thread-errors.ts) travels as its code, message and ErrorDetails and is rebuilt on the
+ * other side by errorFromCode, the one place that maps codes back to classes; this module stays
+ * free of transport concerns.
  */
 
 export type ErrorCode =
@@ -17,7 +21,26 @@ export type ErrorCode =
 
 export interface BoraErrorOptions {
   readonly cause?: unknown;
+  /** Overrides the class's default. */
   readonly retryable?: boolean;
+}
+
+/** Every ErrorCode, as a Record so that the compiler finds one missing. */
+const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
+  INVALID_ARGUMENT: true,
+  CHECKPOINT_INVALID: true,
+  NOT_FOUND: true,
+  RESOURCE_EXHAUSTED: true,
+  FAILED_PRECONDITION: true,
+  UNAVAILABLE: true,
+  DEADLINE_EXCEEDED: true,
+  CANCELLED: true,
+  INTERNAL: true,
+};
+
+/** Whether `code` (read from another process) is one of Bora's error codes. */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code);
 }
 
 export class BoraError extends Error {
@@ -35,7 +58,7 @@ export class BoraError extends Error {
 /** A request that can never succeed as sent. */
 export class InvalidArgumentError extends BoraError {
   constructor(message: string, options: BoraErrorOptions = {}) {
-    super('INVALID_ARGUMENT', message, { ...options, retryable: false });
+    super('INVALID_ARGUMENT', message, { ...options, retryable: options.retryable ?? false });
   }
 }
 
@@ -48,22 +71,26 @@ export class CheckpointError extends BoraError {
   readonly tensor: string | undefined;
 
   constructor(file: string, message: string, options: BoraErrorOptions & { tensor?: string } = {}) {
-    const where = options.tensor === undefined ? file : `${file}: tensor ${options.tensor}`;
-    super('CHECKPOINT_INVALID', `${where}: ${message}`, { ...options, retryable: false });
+    super('CHECKPOINT_INVALID', `${checkpointWhere(file, options.tensor)}: ${message}`, { cause: options.cause, retryable: options.retryable ?? false });
     this.file = file;
     this.tensor = options.tensor;
   }
 }
 
+/** The "file[: tensor t]" a CheckpointError's message starts with. */
+function checkpointWhere(file: string, tensor: string | undefined): string {
+  return tensor === undefined ? file : `${file}: tensor ${tensor}`;
+}
+
 export class NotFoundError extends BoraError {
   constructor(message: string, options: BoraErrorOptions = {}) {
-    super('NOT_FOUND', message, { ...options, retryable: false });
+    super('NOT_FOUND', message, { ...options, retryable: options.retryable ?? false });
   }
 }
 
 export class ResourceExhaustedError extends BoraError {
   constructor(message: string, options: BoraErrorOptions = {}) {
-    super('RESOURCE_EXHAUSTED', message, { ...options, retryable: false });
+    super('RESOURCE_EXHAUSTED', message, { ...options, retryable: options.retryable ?? false });
   }
 }
 
@@ -83,13 +110,13 @@ export class StaleEpochError extends BoraError {
 
 export class UnavailableError extends BoraError {
   constructor(message: string, options: BoraErrorOptions = {}) {
-    super('UNAVAILABLE', message, { ...options, retryable: true });
+    super('UNAVAILABLE', message, { ...options, retryable: options.retryable ?? true });
   }
 }
 
 export class InternalError extends BoraError {
   constructor(message: string, options: BoraErrorOptions = {}) {
-    super('INTERNAL', message, { ...options, retryable: false });
+    super('INTERNAL', message, { ...options, retryable: options.retryable ?? false });
   }
 }
 
@@ -104,5 +131,48 @@ export function asBoraError(err: unknown): BoraError {
 export class FailedPreconditionError extends BoraError {
   constructor(message: string, options: BoraErrorOptions = {}) {
     super('FAILED_PRECONDITION', message, { ...options, retryable: options.retryable ?? false });
+  }
+}
+
+/** What an error carries across a boundary besides its code and message. */
+export interface ErrorDetails {
+  /** The thrower's `retryable`; absent: the class's default. */
+  readonly retryable?: boolean;
+  /** CheckpointError only. */
+  readonly file?: string;
+  readonly tensor?: string;
+}
+
+/**
+ * The error that `code`, `message` and `details` describe, rebuilt where it arrives (grpc-status.ts,
+ * pool/thread-errors.ts): the class of the code, the same message, and the thrower's `retryable`,
+ * `file` and `tensor`. A class whose instances hold more than that arrives as the class of its
+ * code: a StaleEpochError as a (retryable) FailedPreconditionError. A CHECKPOINT_INVALID without
+ * its file cannot be a CheckpointError, whose file is always set; it arrives as a plain BoraError.
+ */
+export function errorFromCode(code: ErrorCode, message: string, details: ErrorDetails = {}): BoraError {
+  const options = details.retryable === undefined ? {} : { retryable: details.retryable };
+  switch (code) {
+    case 'INVALID_ARGUMENT':
+      return new InvalidArgumentError(message, options);
+    case 'CHECKPOINT_INVALID': {
+      if (details.file === undefined) return new BoraError(code, message, { retryable: false, ...options });
+      // The constructor puts "file[: tensor t]: " in front; the message already starts with it.
+      const where = `${checkpointWhere(details.file, details.tensor)}: `;
+      const detail = message.startsWith(where) ? message.slice(where.length) : message;
+      return new CheckpointError(details.file, detail, { ...options, tensor: details.tensor });
+    }
+    case 'NOT_FOUND':
+      return new NotFoundError(message, options);
+    case 'RESOURCE_EXHAUSTED':
+      return new ResourceExhaustedError(message, options);
+    case 'FAILED_PRECONDITION':
+      return new FailedPreconditionError(message, options);
+    case 'UNAVAILABLE':
+      return new UnavailableError(message, options);
+    case 'INTERNAL':
+      return new InternalError(message, options);
+    default:
+      return new BoraError(code, message, options);
   }
 }

@@ -13,7 +13,6 @@
  * If anything fails (a worker does not migrate, the old pipeline breaks meanwhile), the sequences
  * are replayed as after a failure: the hand-over is an optimisation, never a risk to the output.
  */
-import * as grpc from '@grpc/grpc-js';
 import type { Handover, Plan } from '../common/cluster/plan';
 import { workersOf } from '../common/cluster/plan';
 import { asBoraError } from '../common/errors';
@@ -25,12 +24,8 @@ import { withWorkerClient } from '../common/wire/proto';
 /** A commit includes copying caches between workers: allow for large ones. */
 const COMMIT_DEADLINE_MS = 60_000;
 
-type CommitClient = grpc.Client & {
-  commitPlan(request: CommitRequest, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: CommitReply) => void): void;
-};
-
 export function commitPlan(address: string, request: CommitRequest, deadlineMs = COMMIT_DEADLINE_MS): Promise<CommitReply> {
-  return withWorkerClient<CommitClient, CommitReply>(
+  return withWorkerClient<CommitReply>(
     address,
     (client) =>
       new Promise((resolve, reject) => {

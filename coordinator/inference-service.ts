@@ -13,8 +13,8 @@ import { DEFAULT_MAX_TOKENS } from '../common/generation/request';
 import type { Tokenizer } from '../common/tokenizer/tokenizer';
 import { eventToWire, requestFromWire } from '../common/wire/generate-codec';
 import { failCall, toServiceError } from '../common/wire/grpc-status';
-import type { ChatTurn, ClusterStatus, DrainReply, DrainRequest, GenerateEvent, GenerateRequest, PromptHandle, PromptPiece } from '../common/wire/messages';
-import { boraProto } from '../common/wire/proto';
+import type { ChatTurn, ClusterStatus, GenerateEvent, PromptPiece } from '../common/wire/messages';
+import { boraProto, type InferenceHandlers } from '../common/wire/proto';
 import { PromptStore } from './prompt-store';
 
 export type RequestOutcome = 'ok' | 'cancelled' | 'invalid' | 'unavailable' | 'deadline' | 'error';
@@ -76,7 +76,7 @@ function runRequest(
   return handle.done;
 }
 
-export function inferenceHandlers(deps: InferenceDeps): grpc.UntypedServiceImplementation {
+export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
   const prompts = new PromptStore();
   const finish = (err: unknown): BoraError => {
     const bora = asBoraError(err);
@@ -85,7 +85,7 @@ export function inferenceHandlers(deps: InferenceDeps): grpc.UntypedServiceImple
   };
 
   return {
-    generate: (call: grpc.ServerWritableStream<GenerateRequest, GenerateEvent>) => {
+    Generate: (call) => {
       let request: GenerationRequest;
       try {
         if (call.request.model !== '' && deps.modelId !== '' && call.request.model !== deps.modelId) {
@@ -135,7 +135,7 @@ export function inferenceHandlers(deps: InferenceDeps): grpc.UntypedServiceImple
       );
     },
 
-    submitPrompt: (call: grpc.ServerReadableStream<PromptPiece, PromptHandle>, callback: grpc.sendUnaryData<PromptHandle>) => {
+    SubmitPrompt: (call, callback) => {
       const ids: number[] = [];
       let failed = false;
       call.on('data', (piece: PromptPiece) => {
@@ -146,7 +146,7 @@ export function inferenceHandlers(deps: InferenceDeps): grpc.UntypedServiceImple
           else throw new InvalidArgumentError('a prompt piece must set text or token_ids');
         } catch (err) {
           failed = true;
-          callback(toServiceError(err) as grpc.ServiceError);
+          callback(toServiceError(err));
         }
       });
       call.on('end', () => {
@@ -155,12 +155,12 @@ export function inferenceHandlers(deps: InferenceDeps): grpc.UntypedServiceImple
           if (ids.length === 0) throw new InvalidArgumentError('the uploaded prompt is empty');
           callback(null, { handle: prompts.put(ids), promptTokens: ids.length });
         } catch (err) {
-          callback(toServiceError(err) as grpc.ServiceError);
+          callback(toServiceError(err));
         }
       });
     },
 
-    chat: (call: grpc.ServerDuplexStream<ChatTurn, GenerateEvent>) => {
+    Chat: (call) => {
       // The conversation as token ids: <s>[INST] u1 [/INST] a1</s>[INST] u2 [/INST] ...
       const context: number[] = [];
       let turns: Promise<void> = Promise.resolve();
@@ -200,21 +200,21 @@ export function inferenceHandlers(deps: InferenceDeps): grpc.UntypedServiceImple
       });
     },
 
-    drain: (call: grpc.ServerUnaryCall<DrainRequest, DrainReply>, callback: grpc.sendUnaryData<DrainReply>) => {
+    Drain: (call, callback) => {
       (async () => {
         deps.checkServing?.();
         if (deps.drain === undefined) throw new BoraError('FAILED_PRECONDITION', 'this coordinator cannot drain workers');
         return { planEpoch: await deps.drain(parseWorkerId(call.request.workerId)) };
       })().then(
         (reply) => callback(null, reply),
-        (err: unknown) => callback(toServiceError(err) as grpc.ServiceError),
+        (err: unknown) => callback(toServiceError(err)),
       );
     },
 
-    status: (_call: grpc.ServerUnaryCall<unknown, ClusterStatus>, callback: grpc.sendUnaryData<ClusterStatus>) => {
+    Status: (_call, callback) => {
       deps.status().then(
         (s) => callback(null, s),
-        (err: unknown) => callback(toServiceError(err) as grpc.ServiceError),
+        (err: unknown) => callback(toServiceError(err)),
       );
     },
   };

@@ -8,14 +8,14 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { SliceInput } from '../common/engine/stage-engine';
-import { UnavailableError, type BoraError } from '../common/errors';
+import { InvalidArgumentError, UnavailableError, type BoraError } from '../common/errors';
 import type { Pipeline } from '../common/generation/pipeline';
 import type { SequenceId } from '../common/ids';
 import { ForwardClient } from '../common/wire/forward-client';
 import { Reassembler, decodeResult } from '../common/wire/frames';
-import { fromStatus } from '../common/wire/grpc-status';
-import type { ReleaseReply, ReleaseRequest, ResultFrame, ResultsRequest } from '../common/wire/messages';
-import { boraProto, channelOptions } from '../common/wire/proto';
+import { fromServiceError, fromStatus } from '../common/wire/grpc-status';
+import type { ResultFrame } from '../common/wire/messages';
+import { boraProto, channelOptions, type WorkerClient } from '../common/wire/proto';
 
 export interface RemotePipelineOptions {
   readonly epoch: number;
@@ -44,11 +44,6 @@ interface Pending {
 /** Round trips remembered for the typical step time. */
 const STEP_HISTORY = 32;
 
-type WorkerClient = grpc.Client & {
-  results(request: ResultsRequest): grpc.ClientReadableStream<ResultFrame>;
-  release(request: ReleaseRequest, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: ReleaseReply) => void): void;
-};
-
 export class RemotePipeline implements Pipeline {
   readonly epoch: number;
   readonly depth: number;
@@ -64,7 +59,7 @@ export class RemotePipeline implements Pipeline {
     this.depth = options.depth ?? options.stageAddresses.length;
     const Worker = boraProto().Worker;
     const channel = channelOptions(options.keepaliveTimeMs, options.keepaliveTimeoutMs);
-    this.clients = options.stageAddresses.map((a) => new Worker(a, grpc.credentials.createInsecure(), channel) as unknown as WorkerClient);
+    this.clients = options.stageAddresses.map((a) => new Worker(a, grpc.credentials.createInsecure(), channel));
     this.forward = new ForwardClient(options.stageAddresses[0], {
       hiddenSize: options.hiddenSize,
       drainTimeoutMs: options.stepTimeoutMs,
@@ -106,8 +101,9 @@ export class RemotePipeline implements Pipeline {
         resolve();
       });
       call.on('error', (err: grpc.ServiceError) => {
-        const bora = err.code === grpc.status.CANCELLED ? new UnavailableError('results stream cancelled') : fromStatus(err.code, err.details);
-        const failure = new UnavailableError(`results stream from ${address}: ${bora.message}`, { cause: err });
+        const bora = fromServiceError(err);
+        const reason = bora.code === 'CANCELLED' ? 'results stream cancelled' : bora.message;
+        const failure = new UnavailableError(`results stream from ${address}: ${reason}`, { cause: err });
         if (!confirmed) reject(failure);
         this.breakWith(failure);
       });
@@ -137,12 +133,14 @@ export class RemotePipeline implements Pipeline {
   }
 
   /**
-   * A stage refused or failed a micro-batch. A bad request (INVALID_ARGUMENT) fails only that
-   * micro-batch; anything else (a stale epoch, a position out of step, a stage in trouble) means
-   * the pipeline no longer matches the plan, so it breaks and its sequences are replayed.
+   * A stage refused or failed a micro-batch (the frame carries the status code and message). A
+   * bad request (InvalidArgumentError) fails only that micro-batch; anything else (a stale epoch,
+   * a position out of step, a stage in trouble) means the pipeline no longer matches the plan, so
+   * it breaks and its sequences are replayed.
    */
   private onBatchError(batchId: number, code: number, message: string): void {
-    if (code === grpc.status.INVALID_ARGUMENT) this.settle(batchId, fromStatus(code, message));
+    const err = fromStatus(code, message);
+    if (err instanceof InvalidArgumentError) this.settle(batchId, err);
     else this.breakWith(new UnavailableError(`micro-batch ${batchId}: ${message}`));
   }
 

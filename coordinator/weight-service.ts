@@ -6,32 +6,32 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type * as grpc from '@grpc/grpc-js';
 import { NotFoundError } from '../common/errors';
 import { CONFIG_FILE, type Checkpoint } from '../common/model/checkpoint';
-import type { ConfigReply, ConfigRequest, TensorChunk, TensorRequest, WireDType } from '../common/wire/messages';
+import type { TensorChunk, WireDType } from '../common/wire/messages';
 import { failCall, toServiceError } from '../common/wire/grpc-status';
+import type { WeightSourceHandlers } from '../common/wire/proto';
 
 export const TENSOR_CHUNK_BYTES = 1024 * 1024;
 
 const WIRE_DTYPE: Record<string, WireDType> = { F32: 'DTYPE_F32', F16: 'DTYPE_F16', BF16: 'DTYPE_BF16' };
 
-export function weightServiceHandlers(ckpt: Checkpoint, modelId: string): grpc.UntypedServiceImplementation {
+export function weightServiceHandlers(ckpt: Checkpoint, modelId: string): WeightSourceHandlers {
   const checkModel = (model: string): void => {
     if (model !== '' && model !== modelId) throw new NotFoundError(`model "${model}" is not served here (this coordinator serves "${modelId}")`);
   };
   return {
-    fetchConfig: (call: grpc.ServerUnaryCall<ConfigRequest, ConfigReply>, callback: grpc.sendUnaryData<ConfigReply>) => {
+    FetchConfig: (call, callback) => {
       (async () => {
         checkModel(call.request.model);
         return { configJson: await readFile(join(ckpt.dir, CONFIG_FILE), 'utf8'), model: modelId };
       })().then(
         (reply) => callback(null, reply),
-        (err: unknown) => callback(toServiceError(err) as grpc.ServiceError),
+        (err: unknown) => callback(toServiceError(err)),
       );
     },
 
-    fetchTensor: (call: grpc.ServerWritableStream<TensorRequest, TensorChunk>) => {
+    FetchTensor: (call) => {
       (async () => {
         checkModel(call.request.model);
         const raw = await ckpt.readRaw(call.request.name);

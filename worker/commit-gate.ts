@@ -2,11 +2,11 @@
  * Where a loaded hand-over plan waits for the coordinator's CommitPlan (the worker side of step 3
  * in coordinator/handover.ts). At most one plan waits at a time: a newer plan calls the wait off.
  */
-import type * as grpc from '@grpc/grpc-js';
 import { FailedPreconditionError } from '../common/errors';
 import type { WorkerId } from '../common/ids';
 import { toServiceError } from '../common/wire/grpc-status';
-import type { CommitReply, CommitRequest, SequencePosition } from '../common/wire/messages';
+import type { CommitReply, SequencePosition } from '../common/wire/messages';
+import type { WorkerHandlers } from '../common/wire/proto';
 
 /** The coordinator's commit of a hand-over plan, and where its answer goes. */
 export interface Commit {
@@ -43,10 +43,10 @@ export class CommitGate {
   }
 
   /** The CommitPlan handler: hands the commit to the waiting plan of that epoch, if any. */
-  commitPlan(call: grpc.ServerUnaryCall<CommitRequest, CommitReply>, callback: grpc.sendUnaryData<CommitReply>): void {
+  commitPlan(...[call, callback]: Parameters<WorkerHandlers['CommitPlan']>): void {
     const pending = this.pending;
     if (pending === undefined || pending.epoch !== call.request.planEpoch) {
-      callback(toServiceError(new FailedPreconditionError(`worker ${this.workerId} has no loaded hand-over plan ${call.request.planEpoch} to commit`)) as grpc.ServiceError);
+      callback(toServiceError(new FailedPreconditionError(`worker ${this.workerId} has no loaded hand-over plan ${call.request.planEpoch} to commit`)));
       return;
     }
     pending.deliver({ sequences: call.request.sequences, reply: (result) => callback(null, result) });

@@ -7,16 +7,12 @@ import * as grpc from '@grpc/grpc-js';
 import { UnavailableError, asBoraError } from '../common/errors';
 import type { ExpertReply, ExpertRequest } from '../common/wire/messages';
 import { fromServiceError } from '../common/wire/grpc-status';
-import { boraProto, channelOptions } from '../common/wire/proto';
+import { boraProto, channelOptions, type WorkerClient } from '../common/wire/proto';
 import { decodeF32, encodeF32 } from '../common/wire/tensor-codec';
 import type { ExpertRequestSpec, ExpertTransport } from './remote-experts';
 
-type ExpertClient = grpc.Client & {
-  runExperts(request: ExpertRequest, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: ExpertReply) => void): void;
-};
-
 export class GrpcExpertTransport implements ExpertTransport {
-  private readonly clients = new Map<string, ExpertClient>();
+  private readonly clients = new Map<string, WorkerClient>();
 
   constructor(private readonly keepaliveMs = 1000) {}
 
@@ -44,11 +40,11 @@ export class GrpcExpertTransport implements ExpertTransport {
     this.clients.clear();
   }
 
-  private clientFor(address: string): ExpertClient {
+  private clientFor(address: string): WorkerClient {
     let client = this.clients.get(address);
     if (client === undefined) {
       const Worker = boraProto().Worker;
-      client = new Worker(address, grpc.credentials.createInsecure(), channelOptions(this.keepaliveMs, this.keepaliveMs)) as unknown as ExpertClient;
+      client = new Worker(address, grpc.credentials.createInsecure(), channelOptions(this.keepaliveMs, this.keepaliveMs));
       this.clients.set(address, client);
     }
     return client;

@@ -9,8 +9,8 @@ import type { CacheSnapshot } from '../common/engine/kv-cache';
 import { FailedPreconditionError, UnavailableError } from '../common/errors';
 import { sequenceId, type LayerRange, type SequenceId } from '../common/ids';
 import { fromServiceError, failCall } from '../common/wire/grpc-status';
-import type { KvRequest, KvSlice } from '../common/wire/messages';
-import { withWorkerClient } from '../common/wire/proto';
+import type { KvSlice } from '../common/wire/messages';
+import { withWorkerClient, type WorkerHandlers } from '../common/wire/proto';
 import type { SequenceSnapshot } from './engine-protocol';
 
 /** Bytes of keys + values in one KvSlice. */
@@ -51,8 +51,8 @@ export class KvSources {
 }
 
 /** Server side of FetchKv. */
-export function fetchKvHandler(sources: KvSources) {
-  return (call: grpc.ServerWritableStream<KvRequest, KvSlice>): void => {
+export function fetchKvHandler(sources: KvSources): WorkerHandlers['FetchKv'] {
+  return (call) => {
     const r = call.request;
     const layers = { start: r.layerStart, end: r.layerEnd };
     (async () => {
@@ -95,12 +95,10 @@ export function toSlices(e: SequenceSnapshot, K: number, D: number, maxBytes = M
   return slices;
 }
 
-type KvClient = grpc.Client & { fetchKv(request: KvRequest, options: grpc.CallOptions): grpc.ClientReadableStream<KvSlice> };
-
 /** Fetches the caches of `ids` for `layers` from the worker at `address`, as it served `epoch`. */
 export function fetchKv(address: string, epoch: number, layers: LayerRange, ids: readonly SequenceId[], shape: { kvHeads: number; headDim: number }, deadlineMs: number): Promise<SequenceSnapshot[]> {
   const assembler = new SnapshotAssembler(layers, shape.kvHeads, shape.headDim);
-  return withWorkerClient<KvClient, SequenceSnapshot[]>(
+  return withWorkerClient<SequenceSnapshot[]>(
     address,
     (client) =>
       new Promise((resolve, reject) => {

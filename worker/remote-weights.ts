@@ -11,28 +11,23 @@ import { parseModelConfig, type ModelConfig } from '../common/model/config';
 import { toFloat32, type StorageDtype } from '../common/model/dtype';
 import type { WeightSource } from '../common/model/weight-source';
 import { fromServiceError } from '../common/wire/grpc-status';
-import type { ConfigReply, ConfigRequest, TensorChunk, TensorRequest, WireDType } from '../common/wire/messages';
-import { boraProto, channelOptions } from '../common/wire/proto';
-
-type WeightClient = grpc.Client & {
-  fetchConfig(request: ConfigRequest, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: ConfigReply) => void): void;
-  fetchTensor(request: TensorRequest, options: grpc.CallOptions): grpc.ClientReadableStream<TensorChunk>;
-};
+import type { ConfigReply, TensorChunk, WireDType } from '../common/wire/messages';
+import { boraProto, channelOptions, type WeightSourceClient } from '../common/wire/proto';
 
 const STORAGE: Partial<Record<WireDType, StorageDtype>> = { DTYPE_F32: 'F32', DTYPE_F16: 'F16', DTYPE_BF16: 'BF16' };
 const FETCH_TIMEOUT_MS = 120_000;
 
 export class RemoteWeightSource implements WeightSource {
   private constructor(
-    private readonly client: WeightClient,
+    private readonly client: WeightSourceClient,
     readonly address: string,
     readonly modelId: string,
     readonly config: ModelConfig,
   ) {}
 
   static async connect(address: string, modelId: string): Promise<RemoteWeightSource> {
-    const WeightSourceClient = boraProto().WeightSource;
-    const client = new WeightSourceClient(address, grpc.credentials.createInsecure(), channelOptions(10_000, 5_000)) as unknown as WeightClient;
+    const WeightSource = boraProto().WeightSource;
+    const client = new WeightSource(address, grpc.credentials.createInsecure(), channelOptions(10_000, 5_000));
     const reply = await new Promise<ConfigReply>((resolve, reject) =>
       client.fetchConfig({ model: modelId }, { deadline: Date.now() + 10_000 }, (err, r) => (err ? reject(fromServiceError(err)) : resolve(r!))),
     );

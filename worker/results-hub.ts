@@ -3,13 +3,14 @@
  * epoch. Results produced while no coordinator is subscribed wait in a small bounded buffer (the
  * coordinator subscribes before it sends, so this only bridges a reconnect).
  */
-import { Metadata, type ServerWritableStream } from '@grpc/grpc-js';
+import { Metadata } from '@grpc/grpc-js';
 import { encodeResult, type ResultBatch } from '../common/wire/frames';
-import type { ResultFrame, ResultsRequest } from '../common/wire/messages';
+import type { WorkerHandlers } from '../common/wire/proto';
 
 const MAX_BUFFERED_RESULTS = 256;
 
-type Subscriber = ServerWritableStream<ResultsRequest, ResultFrame>;
+/** A coordinator's Results call. */
+type Subscriber = Parameters<WorkerHandlers['Results']>[0];
 
 export class ResultsHub {
   private readonly subscribers = new Set<Subscriber>();

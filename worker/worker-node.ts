@@ -6,7 +6,6 @@
  */
 import { nativeKernels, resolveLinearBackend } from '../common/kernels/native-kernels';
 import { existsSync } from 'node:fs';
-import type * as grpc from '@grpc/grpc-js';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import { EtcdKeys, createEtcdClient } from '../common/cluster/etcd-keys';
@@ -16,7 +15,7 @@ import type { ComputeSettings } from '../common/engine/compute-settings';
 import { UnavailableError, asBoraError } from '../common/errors';
 import type { LayerRange, WorkerId } from '../common/ids';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
-import type { CommitReply, CommitRequest, SequencePosition } from '../common/wire/messages';
+import type { CommitReply, SequencePosition } from '../common/wire/messages';
 import { WorkerMetrics } from './worker-metrics';
 import { PlanStore, type PlanWatch } from '../common/cluster/plan-store';
 import type { WeightSourceSpec } from './engine-protocol';
@@ -31,7 +30,7 @@ import { StageHost, type StageInstall } from './stage-host';
 import { migrateStage } from './handover';
 import { KvSources, fetchKvHandler } from './kv-transfer';
 import { startWorkerServer, type BoundServer } from './worker-server';
-import type { WorkerState } from './worker-service';
+import type { HandoverHandlers, WorkerState } from './worker-service';
 
 export interface WorkerNodeOptions {
   readonly id: WorkerId;
@@ -329,10 +328,10 @@ export class WorkerNode {
   }
 
   /** CommitPlan and FetchKv (the worker side of a planned hand-over). */
-  private handoverHandlers(): grpc.UntypedServiceImplementation {
+  private handoverHandlers(): HandoverHandlers {
     return {
-      commitPlan: (call: grpc.ServerUnaryCall<CommitRequest, CommitReply>, callback: grpc.sendUnaryData<CommitReply>) => this.commits.commitPlan(call, callback),
-      fetchKv: fetchKvHandler(this.kvSources),
+      CommitPlan: (call, callback) => this.commits.commitPlan(call, callback),
+      FetchKv: fetchKvHandler(this.kvSources),
     };
   }
 

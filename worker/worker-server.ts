@@ -3,14 +3,14 @@ import * as grpc from '@grpc/grpc-js';
 import { bindServer, type BoundServer } from '../common/wire/bind-server';
 import { channelOptions } from '../common/wire/proto';
 export type { BoundServer } from '../common/wire/bind-server';
-import { addWorkerService, type WorkerState } from './worker-service';
+import { addWorkerService, type HandoverHandlers, type WorkerState } from './worker-service';
 
 export function startWorkerServer(
   state: WorkerState,
   host: string,
   port: number,
   keepalive: { timeMs: number; timeoutMs: number },
-  handover?: grpc.UntypedServiceImplementation,
+  handover?: Partial<HandoverHandlers>,
 ): Promise<BoundServer> {
   const server = new grpc.Server({
     ...channelOptions(keepalive.timeMs, keepalive.timeoutMs),

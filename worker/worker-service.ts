@@ -9,20 +9,9 @@ import { FailedPreconditionError, StaleEpochError, UnavailableError, asBoraError
 import type { ExpertBackend } from '../common/engine/experts';
 import { sequenceId, type WorkerId } from '../common/ids';
 import { Reassembler, decodeStageFrame } from '../common/wire/frames';
-import type {
-  ActivationFrame,
-  ExpertReply,
-  ExpertRequest,
-  ExpertTokenCount,
-  ForwardAck,
-  ReleaseReply,
-  ReleaseRequest,
-  ResultFrame,
-  ResultsRequest,
-  WorkerStatusReply,
-} from '../common/wire/messages';
+import type { ActivationFrame, ExpertReply, ExpertRequest, ExpertTokenCount } from '../common/wire/messages';
 import { STATUS_BY_CODE, failCall, toServiceError } from '../common/wire/grpc-status';
-import { boraProto } from '../common/wire/proto';
+import { boraProto, type WorkerHandlers } from '../common/wire/proto';
 import { decodeF32, encodeF32 } from '../common/wire/tensor-codec';
 import type { ResultsHub } from './results-hub';
 import type { StageRunner } from './stage-runner';
@@ -53,11 +42,16 @@ export interface WorkerState {
   loading?(): boolean;
 }
 
-export function workerServiceHandlers(state: WorkerState): grpc.UntypedServiceImplementation {
-  return {
-    forward: (call: grpc.ServerDuplexStream<ActivationFrame, ForwardAck>) => handleForward(state, call),
+/** The Worker service's RPCs served here; the hand-over ones come from the worker (worker-node.ts). */
+export type WorkerServiceHandlers = Pick<WorkerHandlers, 'Forward' | 'Results' | 'Release' | 'Status' | 'RunExperts'>;
+/** CommitPlan and FetchKv: the worker side of a planned hand-over. */
+export type HandoverHandlers = Pick<WorkerHandlers, 'CommitPlan' | 'FetchKv'>;
 
-    results: (call: grpc.ServerWritableStream<ResultsRequest, ResultFrame>) => {
+export function workerServiceHandlers(state: WorkerState): WorkerServiceHandlers {
+  return {
+    Forward: (call) => handleForward(state, call),
+
+    Results: (call) => {
       const epoch = state.servingEpoch();
       if (epoch !== call.request.planEpoch) {
         failCall(call, new StaleEpochError(call.request.planEpoch, epoch ?? 0));
@@ -66,15 +60,15 @@ export function workerServiceHandlers(state: WorkerState): grpc.UntypedServiceIm
       state.results.subscribe(call);
     },
 
-    release: (call: grpc.ServerUnaryCall<ReleaseRequest, ReleaseReply>, callback: grpc.sendUnaryData<ReleaseReply>) => {
+    Release: (call, callback) => {
       const ids = call.request.sequenceIds.map(sequenceId);
       Promise.all(state.runners().map((r) => r.stage.release(ids))).then(
         (counts) => callback(null, { released: counts.reduce((a, b) => Math.max(a, b), 0) }),
-        (err: unknown) => callback(toServiceError(err) as grpc.ServiceError),
+        (err: unknown) => callback(toServiceError(err)),
       );
     },
 
-    status: (_call: grpc.ServerUnaryCall<unknown, WorkerStatusReply>, callback: grpc.sendUnaryData<WorkerStatusReply>) => {
+    Status: (_call, callback) => {
       const runners = state.runners();
       callback(null, {
         workerId: state.workerId,
@@ -91,10 +85,10 @@ export function workerServiceHandlers(state: WorkerState): grpc.UntypedServiceIm
       });
     },
 
-    runExperts: (call: grpc.ServerUnaryCall<ExpertRequest, ExpertReply>, callback: grpc.sendUnaryData<ExpertReply>) => {
+    RunExperts: (call, callback) => {
       runExperts(state, call.request).then(
         (reply) => callback(null, reply),
-        (err: unknown) => callback(toServiceError(err) as grpc.ServiceError),
+        (err: unknown) => callback(toServiceError(err)),
       );
     },
   };
@@ -115,7 +109,7 @@ async function runExperts(state: WorkerState, request: ExpertRequest): Promise<E
   return { outputs: outputs.map((y, i) => encodeF32(y, [calls[i].tokens, y.length / Math.max(1, calls[i].tokens)])) };
 }
 
-function handleForward(state: WorkerState, call: grpc.ServerDuplexStream<ActivationFrame, ForwardAck>): void {
+function handleForward(state: WorkerState, call: Parameters<WorkerHandlers['Forward']>[0]): void {
   const reassembler = new Reassembler<ActivationFrame>((f) => f.hidden);
   let paused = false;
   call.on('end', () => call.end());
@@ -167,6 +161,6 @@ function handleForward(state: WorkerState, call: grpc.ServerDuplexStream<Activat
 }
 
 /** `handover`: the CommitPlan and FetchKv handlers (worker-node.ts); without them those calls are UNIMPLEMENTED. */
-export function addWorkerService(server: grpc.Server, state: WorkerState, handover: grpc.UntypedServiceImplementation = {}): void {
+export function addWorkerService(server: grpc.Server, state: WorkerState, handover: Partial<HandoverHandlers> = {}): void {
   server.addService(boraProto().Worker.service, { ...workerServiceHandlers(state), ...handover });
 }

@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { UnavailableError } from '../errors';
 import type { ActivationFrame, ForwardAck } from './messages';
 import { encodeStageFrame, type StageFrame } from './frames';
-import { boraProto, channelOptions } from './proto';
+import { boraProto, channelOptions, type WorkerClient } from './proto';
 
 export interface ForwardClientOptions {
   readonly hiddenSize: number;
@@ -23,7 +23,7 @@ export interface ForwardClientOptions {
 }
 
 export class ForwardClient {
-  private readonly client: grpc.Client;
+  private readonly client: WorkerClient;
   private readonly call: grpc.ClientDuplexStream<ActivationFrame, ForwardAck>;
   private broken: Error | undefined;
   private closing = false;
@@ -36,7 +36,7 @@ export class ForwardClient {
   ) {
     const Worker = boraProto().Worker;
     this.client = new Worker(address, grpc.credentials.createInsecure(), channelOptions(options.keepaliveTimeMs, options.keepaliveTimeoutMs));
-    this.call = (this.client as unknown as { forward(): grpc.ClientDuplexStream<ActivationFrame, ForwardAck> }).forward();
+    this.call = this.client.forward();
     this.call.on('data', (ack: ForwardAck) => {
       if (ack.error !== '') options.onRejected?.(ack.batchId, ack.error, ack.code);
     });

@@ -1,20 +1,10 @@
 /**
- * The one mapping between Bora's errors and gRPC status codes, both ways. A BoraError sent over
- * gRPC arrives as the same class with the same message on the other side.
+ * The one mapping between Bora's errors and gRPC statuses, both ways. A BoraError sent over gRPC
+ * arrives as the class errorFromCode (errors.ts) rebuilds from its code, with the same message,
+ * `retryable`, and a CheckpointError's file and tensor.
  */
 import { status as Status, Metadata, type ServiceError } from '@grpc/grpc-js';
-import {
-  BoraError,
-  CheckpointError,
-  FailedPreconditionError,
-  InternalError,
-  InvalidArgumentError,
-  NotFoundError,
-  ResourceExhaustedError,
-  UnavailableError,
-  asBoraError,
-  type ErrorCode,
-} from '../errors';
+import { type BoraError, CheckpointError, asBoraError, errorFromCode, isErrorCode, type ErrorCode, type ErrorDetails } from '../errors';
 
 export const STATUS_BY_CODE: Readonly<Record<ErrorCode, Status>> = Object.freeze({
   INVALID_ARGUMENT: Status.INVALID_ARGUMENT,
@@ -28,13 +18,23 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, Status>> = Object.freeze
   INTERNAL: Status.INTERNAL,
 });
 
-/** Metadata key carrying the Bora error code, so a status maps back to the exact class. */
+/** Metadata keys carrying what the status code cannot: the exact Bora code, `retryable`, and a
+ * CheckpointError's file and tensor. The last two are binary (-bin) keys because a path or tensor
+ * name need not be printable ASCII, which a plain metadata value must be. */
 const CODE_KEY = 'bora-error-code';
+const RETRYABLE_KEY = 'bora-error-retryable';
+const FILE_KEY = 'bora-error-file-bin';
+const TENSOR_KEY = 'bora-error-tensor-bin';
 
 export function toServiceError(err: unknown): Partial<ServiceError> {
   const bora = asBoraError(err);
   const metadata = new Metadata();
   metadata.set(CODE_KEY, bora.code);
+  metadata.set(RETRYABLE_KEY, String(bora.retryable));
+  if (bora instanceof CheckpointError) {
+    metadata.set(FILE_KEY, Buffer.from(bora.file, 'utf8'));
+    if (bora.tensor !== undefined) metadata.set(TENSOR_KEY, Buffer.from(bora.tensor, 'utf8'));
+  }
   return { code: STATUS_BY_CODE[bora.code], details: bora.message, message: bora.message, metadata };
 }
 
@@ -49,32 +49,31 @@ const CODE_BY_STATUS: Partial<Record<Status, ErrorCode>> = {
   [Status.INTERNAL]: 'INTERNAL',
 };
 
-/** A gRPC error (or a status code and message) back to a BoraError of the right class. */
-export function fromStatus(code: Status, message: string, boraCode?: string): BoraError {
-  const resolved = (boraCode as ErrorCode | undefined) ?? CODE_BY_STATUS[code] ?? 'UNAVAILABLE';
-  switch (resolved) {
-    case 'INVALID_ARGUMENT':
-      return new InvalidArgumentError(message);
-    case 'CHECKPOINT_INVALID':
-      return new CheckpointError('remote', message);
-    case 'NOT_FOUND':
-      return new NotFoundError(message);
-    case 'RESOURCE_EXHAUSTED':
-      return new ResourceExhaustedError(message);
-    case 'FAILED_PRECONDITION':
-      return new FailedPreconditionError(message);
-    case 'INTERNAL':
-      return new InternalError(message);
-    case 'UNAVAILABLE':
-      return new UnavailableError(message);
-    default:
-      return new BoraError(resolved, message);
-  }
+/**
+ * A status code and message back to a BoraError of the right class: of `boraCode` when the
+ * sender named one, else of the status (a status from gRPC itself, or a frame's error, which
+ * carries only the status code).
+ */
+export function fromStatus(code: Status, message: string, boraCode?: string, details: ErrorDetails = {}): BoraError {
+  return errorFromCode(isErrorCode(boraCode) ? boraCode : (CODE_BY_STATUS[code] ?? 'UNAVAILABLE'), message, details);
 }
 
+/** A gRPC error back to the BoraError the other side sent, with its class, message and details. */
 export function fromServiceError(err: ServiceError): BoraError {
-  const boraCode = err.metadata?.get(CODE_KEY)[0];
-  return fromStatus(err.code, err.details ?? err.message, typeof boraCode === 'string' ? boraCode : undefined);
+  const text = (key: string): string | undefined => {
+    const value = err.metadata?.get(key)[0];
+    return typeof value === 'string' ? value : undefined;
+  };
+  const utf8 = (key: string): string | undefined => {
+    const value = err.metadata?.get(key)[0];
+    return Buffer.isBuffer(value) ? value.toString('utf8') : undefined;
+  };
+  const retryable = text(RETRYABLE_KEY);
+  return fromStatus(err.code, err.details ?? err.message, text(CODE_KEY), {
+    retryable: retryable === undefined ? undefined : retryable === 'true',
+    file: utf8(FILE_KEY),
+    tensor: utf8(TENSOR_KEY),
+  });
 }
 
 /**

@@ -1,251 +1,77 @@
 /**
- * TypeScript types of the protobuf messages in proto/bora/v1, as @grpc/proto-loader presents
- * them with the options in proto.ts: camelCase fields, uint64 as number, bytes as Buffer, enums
- * as their names, oneofs naming the set field. Wire messages are converted to domain types at
- * one boundary (codec.ts); nothing else reads them.
+ * The protobuf messages of proto/bora/v1 under the names the code uses. The types are generated
+ * from the protos at every build (scripts/gen-proto-types.mjs writes ./generated), so a field the
+ * code reads or writes that a .proto no longer has, or has with another type, fails the build.
+ *
+ * Each name is a message as @grpc/proto-loader hands it to the receiver with the loader options
+ * of proto.ts (the generated `__Output` type): camelCase fields, every scalar and repeated field
+ * present with its default, uint64 as number, bytes as Buffer, enums as their names, oneofs
+ * naming their set field. Code that builds a message to send builds it whole, as the same type,
+ * so what a sender writes is what the receiver decodes and the codecs round-trip without casts;
+ * inline literals handed to a typed client or a handler's callback are checked against the
+ * generated input types instead. Wire messages become domain types in frames.ts,
+ * tensor-codec.ts and generate-codec.ts (the data path and the client API) and in the handlers
+ * of the smaller services; nothing past those boundaries reads them.
  */
+import type { ActivationFrame__Output } from './generated/bora/v1/ActivationFrame';
+import type { ChatTurn__Output } from './generated/bora/v1/ChatTurn';
+import type { ClusterStatus__Output } from './generated/bora/v1/ClusterStatus';
+import type { ConfigReply__Output } from './generated/bora/v1/ConfigReply';
+import type { CommitReply__Output } from './generated/bora/v1/CommitReply';
+import type { CommitRequest__Output } from './generated/bora/v1/CommitRequest';
+import type { DType__Output } from './generated/bora/v1/DType';
+import type { ExpertReply__Output } from './generated/bora/v1/ExpertReply';
+import type { ExpertRequest__Output } from './generated/bora/v1/ExpertRequest';
+import type { ExpertTokenCount__Output } from './generated/bora/v1/ExpertTokenCount';
+import type { FinishReason__Output } from './generated/bora/v1/FinishReason';
+import type { ForwardAck__Output } from './generated/bora/v1/ForwardAck';
+import type { GenerateEvent__Output } from './generated/bora/v1/GenerateEvent';
+import type { GenerateRequest__Output } from './generated/bora/v1/GenerateRequest';
+import type { KvSlice__Output } from './generated/bora/v1/KvSlice';
+import type { PromptPiece__Output } from './generated/bora/v1/PromptPiece';
+import type { ResultFrame__Output } from './generated/bora/v1/ResultFrame';
+import type { SamplingParams__Output } from './generated/bora/v1/SamplingParams';
+import type { SequencePosition__Output } from './generated/bora/v1/SequencePosition';
+import type { SequenceSlice__Output } from './generated/bora/v1/SequenceSlice';
+import type { Tensor__Output } from './generated/bora/v1/Tensor';
+import type { TensorChunk__Output } from './generated/bora/v1/TensorChunk';
+import type { WorkerStatusReply__Output } from './generated/bora/v1/WorkerStatusReply';
 
-export type WireDType = 'DTYPE_UNSPECIFIED' | 'DTYPE_F32' | 'DTYPE_F16' | 'DTYPE_BF16';
+// ---- data plane (worker.proto) ----
 
-export interface WireTensor {
-  dtype: WireDType;
-  shape: number[];
-  data: Buffer;
-}
+export type WireDType = DType__Output;
+export type WireTensor = Tensor__Output;
+export type WireSlice = SequenceSlice__Output;
+export type ActivationFrame = ActivationFrame__Output;
+export type ForwardAck = ForwardAck__Output;
+export type ResultFrame = ResultFrame__Output;
 
-export interface WireSlice {
-  sequenceId: string;
-  startPosition: number;
-  tokenCount: number;
-  tokenIds: number[];
-}
+/**
+ * A worker's Status reply. `expertTokens` and `loading` are always present when decoded; they
+ * are optional here so that replies built by hand (the chaos invariants' tests) may leave them out.
+ */
+export type WorkerStatusReply = Omit<WorkerStatusReply__Output, 'expertTokens' | 'loading'> &
+  Partial<Pick<WorkerStatusReply__Output, 'expertTokens' | 'loading'>>;
+export type ExpertTokenCount = ExpertTokenCount__Output;
 
-export interface ActivationFrame {
-  planEpoch: number;
-  batchId: number;
-  chunkIndex: number;
-  chunkCount: number;
-  slices: WireSlice[];
-  hidden: WireTensor | null;
-  stageIndex: number;
-  error: string;
-  code: number;
-  etcdOutage: boolean;
-}
+export type ExpertRequest = ExpertRequest__Output;
+export type ExpertReply = ExpertReply__Output;
 
-export interface ForwardAck {
-  batchId: number;
-  error: string;
-  code: number;
-}
+export type TensorChunk = TensorChunk__Output;
+export type ConfigReply = ConfigReply__Output;
 
-export interface ResultsRequest {
-  planEpoch: number;
-}
-
-export interface ResultFrame {
-  planEpoch: number;
-  batchId: number;
-  chunkIndex: number;
-  chunkCount: number;
-  slices: WireSlice[];
-  logits: WireTensor | null;
-  error: string;
-  code: number;
-}
-
-export interface ReleaseRequest {
-  planEpoch: number;
-  sequenceIds: string[];
-}
-
-export interface ReleaseReply {
-  released: number;
-}
-
-export interface WorkerStatusReply {
-  workerId: string;
-  planEpoch: number;
-  hasRange: boolean;
-  layerStart: number;
-  layerEnd: number;
-  sequences: number;
-  kvCacheBytes: number;
-  serving: boolean;
-  /** Tokens routed per (layer, expert) since the worker started. Always present when decoded;
-   * optional so that replies built by hand (the chaos observer's tests) may leave it out. */
-  expertTokens?: ExpertTokenCount[];
-  loading?: boolean;
-}
-
-export interface ExpertTokenCount {
-  layer: number;
-  expert: number;
-  tokens: number;
-}
-
-export interface ExpertCallMessage {
-  expert: number;
-  x: WireTensor | null;
-}
-
-export interface ExpertRequest {
-  planEpoch: number;
-  layer: number;
-  calls: ExpertCallMessage[];
-}
-
-export interface ExpertReply {
-  outputs: WireTensor[];
-}
-
-export interface TensorRequest {
-  model: string;
-  name: string;
-}
-
-export interface TensorChunk {
-  dtype: WireDType;
-  shape: number[];
-  totalBytes: number;
-  offset: number;
-  data: Buffer;
-  sha256: Buffer;
-}
-
-export interface ConfigRequest {
-  model: string;
-}
-
-export interface ConfigReply {
-  configJson: string;
-  model: string;
-}
+/** Planned hand-over (CommitPlan / FetchKv). */
+export type SequencePosition = SequencePosition__Output;
+export type CommitRequest = CommitRequest__Output;
+export type CommitReply = CommitReply__Output;
+export type KvSlice = KvSlice__Output;
 
 // ---- client API (inference.proto) ----
 
-export interface WireSamplingParams {
-  greedy: boolean;
-  temperature: number;
-  topK: number;
-  topP: number;
-  seed: number;
-}
-
-export interface GenerateRequest {
-  model: string;
-  text?: string;
-  tokenIds?: { ids: number[] } | null;
-  promptHandle?: string;
-  prompt?: 'text' | 'tokenIds' | 'promptHandle';
-  maxTokens: number;
-  sampling: WireSamplingParams | null;
-  stop: string[];
-  ignoreEos: boolean;
-  returnFirstLogits: boolean;
-}
-
-export type WireFinishReason = 'FINISH_REASON_UNSPECIFIED' | 'FINISH_REASON_EOS' | 'FINISH_REASON_LENGTH' | 'FINISH_REASON_STOP';
-
-export interface TokenEvent {
-  index: number;
-  tokenId: number;
-  text: string;
-  firstLogits: Buffer;
-}
-
-export interface FinishEvent {
-  reason: WireFinishReason;
-  text: string;
-  promptTokens: number;
-  generatedTokens: number;
-  timeToFirstTokenMs: number;
-  totalMs: number;
-  resumes: number;
-}
-
-export interface GenerateEvent {
-  token?: TokenEvent | null;
-  finish?: FinishEvent | null;
-  event?: 'token' | 'finish';
-}
-
-export interface PromptPiece {
-  text?: string;
-  tokenIds?: { ids: number[] } | null;
-  piece?: 'text' | 'tokenIds';
-}
-
-export interface PromptHandle {
-  handle: string;
-  promptTokens: number;
-}
-
-export interface ChatTurn {
-  user: string;
-  maxTokens: number;
-  sampling: WireSamplingParams | null;
-}
-
-export interface WorkerStatusMessage {
-  id: string;
-  address: string;
-  layerStart: number;
-  layerEnd: number;
-  sequences: number;
-  kvCacheBytes: number;
-  ready: boolean;
-  experts: { layer: number; experts: number[] }[];
-}
-
-export interface ClusterStatus {
-  planEpoch: number;
-  model: string;
-  workers: WorkerStatusMessage[];
-  activeSequences: number;
-  waitingRequests: number;
-  serving: boolean;
-  settled: boolean;
-}
-
-export interface DrainRequest {
-  workerId: string;
-}
-
-export interface DrainReply {
-  planEpoch: number;
-}
-
-/** Planned hand-over (worker.proto CommitPlan / FetchKv). */
-export interface SequencePosition {
-  sequenceId: string;
-  nextPosition: number;
-}
-
-export interface CommitRequest {
-  planEpoch: number;
-  sequences: SequencePosition[];
-}
-
-export interface CommitReply {
-  migrated: boolean;
-  detail: string;
-}
-
-export interface KvRequest {
-  planEpoch: number;
-  layerStart: number;
-  layerEnd: number;
-  sequenceIds: string[];
-}
-
-export interface KvSlice {
-  sequenceId: string;
-  layer: number;
-  nextPosition: number;
-  totalSlots: number;
-  slotStart: number;
-  positions: number[];
-  keys: Buffer;
-  values: Buffer;
-}
+export type WireSamplingParams = SamplingParams__Output;
+export type GenerateRequest = GenerateRequest__Output;
+export type WireFinishReason = FinishReason__Output;
+export type GenerateEvent = GenerateEvent__Output;
+export type PromptPiece = PromptPiece__Output;
+export type ChatTurn = ChatTurn__Output;
+export type ClusterStatus = ClusterStatus__Output;

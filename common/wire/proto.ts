@@ -1,8 +1,22 @@
-/** Loads proto/bora/v1 once and exposes the service definitions with the options messages.ts assumes. */
+/**
+ * Loads proto/bora/v1 once and exposes its services as typed client constructors and service
+ * definitions. The types are generated from the same protos with the same loader options
+ * (scripts/gen-proto-types.mjs), which is what makes the generated types describe what this
+ * loader hands the code; the two option lists must change together.
+ */
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import type { ProtoGrpcType as InferenceProto } from './generated/inference';
+import type { ProtoGrpcType as WorkerProto } from './generated/worker';
+import type { WorkerClient } from './generated/bora/v1/Worker';
+
+// Each service's typed client (methods in camelCase, as grpc-js adds them) and server handlers
+// (keyed by the proto's method names, the name grpc-js looks a handler up by first).
+export type { InferenceClient, InferenceHandlers } from './generated/bora/v1/Inference';
+export type { WeightSourceClient, WeightSourceHandlers } from './generated/bora/v1/WeightSource';
+export type { WorkerClient, WorkerHandlers } from './generated/bora/v1/Worker';
 
 /** Largest gRPC message either side accepts; frames are chunked well below it. */
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -16,10 +30,15 @@ function protoRoot(): string {
   }
 }
 
-interface BoraPackage {
-  Inference: grpc.ServiceClientConstructor;
-  Worker: grpc.ServiceClientConstructor;
-  WeightSource: grpc.ServiceClientConstructor;
+/** Package bora.v1: `new Worker(address, credentials, options)` is a WorkerClient, `Worker.service` its definition. */
+export type BoraPackage = InferenceProto['bora']['v1'] & WorkerProto['bora']['v1'];
+
+const SERVICES = ['Inference', 'Worker', 'WeightSource'] as const;
+
+/** Whether the loaded package has every service the generated types promise (checked once, at load). */
+function isBoraPackage(pkg: unknown): pkg is { bora: { v1: BoraPackage } } {
+  const v1 = (pkg as { bora?: { v1?: Record<string, unknown> } }).bora?.v1;
+  return SERVICES.every((name) => typeof v1?.[name] === 'function');
 }
 
 let loaded: BoraPackage | undefined;
@@ -36,7 +55,8 @@ export function boraProto(): BoraPackage {
     defaults: true,
     oneofs: true,
   });
-  const pkg = grpc.loadPackageDefinition(definition) as unknown as { bora: { v1: BoraPackage } };
+  const pkg: unknown = grpc.loadPackageDefinition(definition);
+  if (!isBoraPackage(pkg)) throw new Error(`${root}/bora/v1 does not define the services ${SERVICES.join(', ')}`);
   loaded = pkg.bora.v1;
   return loaded;
 }
@@ -58,8 +78,8 @@ export function channelOptions(keepaliveTimeMs: number, keepaliveTimeoutMs: numb
  * One exchange with the Worker service at `address` on a client of its own, closed once `exchange`
  * settles: for occasional calls (status probes, hand-over commits and cache copies), not the data path.
  */
-export async function withWorkerClient<C extends grpc.Client, T>(address: string, exchange: (client: C) => Promise<T>): Promise<T> {
-  const client = new (boraProto().Worker)(address, grpc.credentials.createInsecure()) as unknown as C;
+export async function withWorkerClient<T>(address: string, exchange: (client: WorkerClient) => Promise<T>): Promise<T> {
+  const client = new (boraProto().Worker)(address, grpc.credentials.createInsecure());
   try {
     return await exchange(client);
   } finally {
