@@ -32,7 +32,7 @@ export interface StageRunnerHooks {
 }
 
 /** Merge at most this many tokens into one engine call (bounds activation memory). */
-const MAX_MERGED_TOKENS = 4096;
+export const MAX_MERGED_TOKENS = 4096;
 
 export class StageRunner {
   private readonly queue: StageFrame[] = [];
@@ -98,20 +98,7 @@ export class StageRunner {
 
   /** The first queued frame plus following ones that can share its engine call. */
   private takeMergeable(): StageFrame[] {
-    const first = this.queue.shift()!;
-    if (first.error !== undefined) return [first];
-    const group = [first];
-    const ids = new Set(first.slices.map((s) => s.id));
-    let tokens = tokenCount(first);
-    while (this.queue.length > 0) {
-      const next = this.queue[0];
-      if (next.error !== undefined || next.slices.some((s) => ids.has(s.id)) || tokens + tokenCount(next) > MAX_MERGED_TOKENS) break;
-      this.queue.shift();
-      next.slices.forEach((s) => ids.add(s.id));
-      tokens += tokenCount(next);
-      group.push(next);
-    }
-    return group;
+    return this.queue.splice(0, mergeableCount(this.queue));
   }
 
   private async process(group: readonly StageFrame[]): Promise<void> {
@@ -132,21 +119,8 @@ export class StageRunner {
       return;
     }
     this.hooks.onForward?.(Number(process.hrtime.bigint() - started) / 1e9, slices.reduce((n, s) => n + s.tokenCount, 0));
-    // Split the merged output back into the frames it came from.
-    const H = this.stage.config.hiddenSize;
-    const V = this.stage.config.vocabSize;
-    let tokenOffset = 0;
-    let sliceOffset = 0;
-    for (const frame of group) {
-      const tokens = tokenCount(frame);
-      const part: StageOutput = {
-        hidden: output.hidden.subarray(tokenOffset * H, (tokenOffset + tokens) * H),
-        logits: output.logits?.subarray(sliceOffset * V, (sliceOffset + frame.slices.length) * V),
-      };
-      tokenOffset += tokens;
-      sliceOffset += frame.slices.length;
-      await this.emit(frame, part, undefined);
-    }
+    const parts = splitOutput(group, output, this.stage.config.hiddenSize, this.stage.config.vocabSize);
+    for (let i = 0; i < group.length; i++) await this.emit(group[i], parts[i], undefined);
   }
 
   private async emit(frame: StageFrame, output: StageOutput | undefined, error: FrameError | undefined): Promise<void> {
@@ -167,6 +141,47 @@ export class StageRunner {
       etcdOutage: frame.etcdOutage,
     });
   }
+}
+
+/**
+ * How many of the queue's leading frames can share one engine call: the first, then each next one
+ * while it carries no error, shares no sequence with those before it, and keeps the total within
+ * `maxTokens` tokens. An error frame always goes alone. 0 for an empty queue.
+ */
+export function mergeableCount(queue: readonly StageFrame[], maxTokens = MAX_MERGED_TOKENS): number {
+  if (queue.length === 0) return 0;
+  const first = queue[0];
+  if (first.error !== undefined) return 1;
+  const ids = new Set(first.slices.map((s) => s.id));
+  let tokens = tokenCount(first);
+  let count = 1;
+  while (count < queue.length) {
+    const next = queue[count];
+    if (next.error !== undefined || next.slices.some((s) => ids.has(s.id)) || tokens + tokenCount(next) > maxTokens) break;
+    next.slices.forEach((s) => ids.add(s.id));
+    tokens += tokenCount(next);
+    count++;
+  }
+  return count;
+}
+
+/**
+ * Splits one engine call's output over the frames merged into it: each frame's rows of hidden
+ * state (one per token) and of logits (one per slice), as views into the merged arrays.
+ */
+export function splitOutput(group: readonly StageFrame[], output: StageOutput, hiddenSize: number, vocabSize: number): StageOutput[] {
+  let tokenOffset = 0;
+  let sliceOffset = 0;
+  return group.map((frame) => {
+    const tokens = tokenCount(frame);
+    const part: StageOutput = {
+      hidden: output.hidden.subarray(tokenOffset * hiddenSize, (tokenOffset + tokens) * hiddenSize),
+      logits: output.logits?.subarray(sliceOffset * vocabSize, (sliceOffset + frame.slices.length) * vocabSize),
+    };
+    tokenOffset += tokens;
+    sliceOffset += frame.slices.length;
+    return part;
+  });
 }
 
 function tokenCount(frame: StageFrame): number {
