@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'UNAVAILABLE' // transient: a node or the cluster is not reachable right now
   | 'DEADLINE_EXCEEDED'
   | 'CANCELLED'
+  | 'UNAUTHENTICATED' // the caller did not prove who it is (no or bad credentials)
+  | 'PERMISSION_DENIED' // the caller is known, but its role may not do this
   | 'INTERNAL'; // a bug: an invariant did not hold
 
 export interface BoraErrorOptions {
@@ -64,6 +66,21 @@ export class NotFoundError extends BoraError {
 export class ResourceExhaustedError extends BoraError {
   constructor(message: string, options: BoraErrorOptions = {}) {
     super('RESOURCE_EXHAUSTED', message, { ...options, retryable: false });
+  }
+}
+
+/** The caller presented no credentials, or ones that do not check out (no client certificate,
+ * one from another CA, an unknown or malformed API key). Retrying with the same ones cannot help. */
+export class UnauthenticatedError extends BoraError {
+  constructor(message: string, options: BoraErrorOptions = {}) {
+    super('UNAUTHENTICATED', message, { ...options, retryable: false });
+  }
+}
+
+/** The caller is authenticated, but its role may not make this call. */
+export class PermissionDeniedError extends BoraError {
+  constructor(message: string, options: BoraErrorOptions = {}) {
+    super('PERMISSION_DENIED', message, { ...options, retryable: false });
   }
 }
 

@@ -10,7 +10,9 @@ import {
   InternalError,
   InvalidArgumentError,
   NotFoundError,
+  PermissionDeniedError,
   ResourceExhaustedError,
+  UnauthenticatedError,
   UnavailableError,
   asBoraError,
   type ErrorCode,
@@ -25,6 +27,8 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, Status>> = Object.freeze
   UNAVAILABLE: Status.UNAVAILABLE,
   DEADLINE_EXCEEDED: Status.DEADLINE_EXCEEDED,
   CANCELLED: Status.CANCELLED,
+  UNAUTHENTICATED: Status.UNAUTHENTICATED,
+  PERMISSION_DENIED: Status.PERMISSION_DENIED,
   INTERNAL: Status.INTERNAL,
 });
 
@@ -46,6 +50,8 @@ const CODE_BY_STATUS: Partial<Record<Status, ErrorCode>> = {
   [Status.UNAVAILABLE]: 'UNAVAILABLE',
   [Status.DEADLINE_EXCEEDED]: 'DEADLINE_EXCEEDED',
   [Status.CANCELLED]: 'CANCELLED',
+  [Status.UNAUTHENTICATED]: 'UNAUTHENTICATED',
+  [Status.PERMISSION_DENIED]: 'PERMISSION_DENIED',
   [Status.INTERNAL]: 'INTERNAL',
 };
 
@@ -67,6 +73,10 @@ export function fromStatus(code: Status, message: string, boraCode?: string): Bo
       return new InternalError(message);
     case 'UNAVAILABLE':
       return new UnavailableError(message);
+    case 'UNAUTHENTICATED':
+      return new UnauthenticatedError(message);
+    case 'PERMISSION_DENIED':
+      return new PermissionDeniedError(message);
     default:
       return new BoraError(resolved, message);
   }
