@@ -8,7 +8,8 @@
  *   plan                       current Plan JSON
  *   plan-epoch                 decimal epoch of `plan`; written with it in one transaction
  *   ready/<workerId>/<epoch>   empty value: the worker loaded its assignment for that epoch (on its lease)
- *   election/coordinator       prefix of the coordinator election
+ *   election/coordinator       name of the coordinator election (its keys live outside the prefix,
+ *                              see electionKeysPrefix)
  *   coordinator, coordinator-health/<pid>   written by the coordinator (leadership.ts)
  *
  * Every key a worker writes lies under a name of its own (members/<id> exactly, ready/<id>/ as a
@@ -79,13 +80,17 @@ export class EtcdKeys {
     return isValidWorkerId(rest) ? workerId(rest) : undefined;
   }
 
-  /** Prefix of the coordinator's election keys; ends with '/'. */
-  electionPrefix(): string {
-    return `${this.prefix}/election/`;
+  /** The election's name, as given to etcd3's `client.election(name)`. */
+  electionCoordinator(): string {
+    return `${this.prefix}/election/coordinator`;
   }
 
-  electionCoordinator(): string {
-    return `${this.electionPrefix()}coordinator`;
+  /**
+   * Where the election's keys really are: etcd3's Election stores them under
+   * `election/<name>/`, outside `<prefix>`, so this is what RBAC must grant.
+   */
+  electionKeysPrefix(): string {
+    return `election/${this.electionCoordinator()}/`;
   }
 
   /** The leader's client address (leadership.ts writes it inline today). */

@@ -11,7 +11,12 @@
  */
 import { InvalidArgumentError } from '../errors';
 
-export const NODE_ROLES = ['coordinator', 'worker', 'admin', 'client'] as const;
+/**
+ * `etcd` is the cluster's etcd server (its serving and peer certificate). It is a role of its own
+ * so that etcd's key can never pass for a Bora node or admin, and its CN names no etcd user with
+ * permissions.
+ */
+export const NODE_ROLES = ['coordinator', 'worker', 'admin', 'client', 'etcd'] as const;
 export type NodeRole = (typeof NODE_ROLES)[number];
 
 export interface Identity {
