@@ -35,8 +35,8 @@ export async function auditLeases(cluster: ChaosCluster): Promise<LeaseAudit> {
     return { leases: alive, leaks };
 
     async function ownerOf(key: string): Promise<string | undefined> {
-      const member = new RegExp(`^${DEFAULT_PREFIX}/(?:members|ready/\\d+)/([^/]+)$`).exec(key);
-      if (member !== null) return member[1];
+      const member = new RegExp(`^${DEFAULT_PREFIX}/(?:members/([^/]+)|ready/([^/]+)/\\d+)$`).exec(key);
+      if (member !== null) return member[1] ?? member[2];
       const value = await client.get(key).string().catch(() => null);
       return value === null ? undefined : coordinatorByAddress.get(value);
     }

@@ -8,6 +8,7 @@ import { downCommand, drainCommand, statusCommand, upCommand } from './cluster';
 import { coordinatorCommand } from './coordinator';
 import { generateCommand } from './generate';
 import { makeModelCommand } from './make-model';
+import { pkiCommand } from './pki';
 import { workerCommand } from './worker';
 
 type Command = (argv: string[]) => Promise<void>;
@@ -21,6 +22,7 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   down: { run: downCommand, help: 'stop the cluster of --state-dir D' },
   drain: { run: drainCommand, help: 'move a worker\'s layers to the others, then stop it (--state-dir D WORKER_ID)' },
   status: { run: statusCommand, help: "print a cluster's status (--state-dir D or --coordinator HOST:PORT)" },
+  pki: { run: pkiCommand, help: 'cluster CA, node certificates and API keys: pki init | issue | api-key --dir D' },
 };
 
 function usage(): string {

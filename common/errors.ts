@@ -17,6 +17,8 @@ export type ErrorCode =
   | 'UNAVAILABLE' // transient: a node or the cluster is not reachable right now
   | 'DEADLINE_EXCEEDED'
   | 'CANCELLED'
+  | 'UNAUTHENTICATED' // the caller did not prove who it is (no or bad credentials)
+  | 'PERMISSION_DENIED' // the caller is known, but its role may not do this
   | 'INTERNAL'; // a bug: an invariant did not hold
 
 export interface BoraErrorOptions {
@@ -36,6 +38,8 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   DEADLINE_EXCEEDED: true,
   CANCELLED: true,
   INTERNAL: true,
+  UNAUTHENTICATED: true,
+  PERMISSION_DENIED: true,
 };
 
 /** Whether `code` (read from another process) is one of Bora's error codes. */
@@ -91,6 +95,21 @@ export class NotFoundError extends BoraError {
 export class ResourceExhaustedError extends BoraError {
   constructor(message: string, options: BoraErrorOptions = {}) {
     super('RESOURCE_EXHAUSTED', message, { ...options, retryable: options.retryable ?? false });
+  }
+}
+
+/** The caller presented no credentials, or ones that do not check out (no client certificate,
+ * one from another CA, an unknown or malformed API key). Retrying with the same ones cannot help. */
+export class UnauthenticatedError extends BoraError {
+  constructor(message: string, options: BoraErrorOptions = {}) {
+    super('UNAUTHENTICATED', message, { ...options, retryable: false });
+  }
+}
+
+/** The caller is authenticated, but its role may not make this call. */
+export class PermissionDeniedError extends BoraError {
+  constructor(message: string, options: BoraErrorOptions = {}) {
+    super('PERMISSION_DENIED', message, { ...options, retryable: false });
   }
 }
 
@@ -172,6 +191,10 @@ export function errorFromCode(code: ErrorCode, message: string, details: ErrorDe
       return new UnavailableError(message, options);
     case 'INTERNAL':
       return new InternalError(message, options);
+    case 'UNAUTHENTICATED':
+      return new UnauthenticatedError(message, options);
+    case 'PERMISSION_DENIED':
+      return new PermissionDeniedError(message, options);
     default:
       return new BoraError(code, message, options);
   }

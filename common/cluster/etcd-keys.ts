@@ -7,8 +7,15 @@
  *   members/<workerId>         MemberInfo JSON, on the worker's lease (presence = membership)
  *   plan                       current Plan JSON
  *   plan-epoch                 decimal epoch of `plan`; written with it in one transaction
- *   ready/<epoch>/<workerId>   empty value: the worker loaded its assignment for that epoch (on its lease)
- *   election/coordinator       prefix of the coordinator election
+ *   ready/<workerId>/<epoch>   empty value: the worker loaded its assignment for that epoch (on its lease)
+ *   election/coordinator       name of the coordinator election (its keys live outside the prefix,
+ *                              see electionKeysPrefix)
+ *   coordinator, coordinator-health/<pid>   written by the coordinator (leadership.ts)
+ *
+ * Every key a worker writes lies under a name of its own (members/<id> exactly, ready/<id>/ as a
+ * prefix), so etcd's RBAC, whose permissions are a key or a key prefix, can confine each worker to
+ * its own records (see common/security/etcd-rbac.ts). That is why a ready mark is keyed by worker
+ * first and epoch second: `ready/<epoch>/` as a prefix would span every worker.
  */
 import { Etcd3, type IOptions } from 'etcd3';
 import { InvalidArgumentError } from '../errors';
@@ -51,24 +58,56 @@ export class EtcdKeys {
     return `${this.prefix}/plan-epoch`;
   }
 
-  /** Prefix of the ready marks of one epoch; ends with '/'. */
-  readyPrefix(epoch: number): string {
-    if (!Number.isSafeInteger(epoch) || epoch <= 0) throw new InvalidArgumentError(`epoch must be a positive integer, got ${epoch}`);
-    return `${this.prefix}/ready/${epoch}/`;
+  /** Prefix of every ready mark, all workers and epochs; ends with '/'. */
+  readyPrefix(): string {
+    return `${this.prefix}/ready/`;
+  }
+
+  /** Prefix of one worker's ready marks (its RBAC write permission); ends with '/'. */
+  workerReadyPrefix(id: WorkerId): string {
+    return `${this.readyPrefix()}${id}/`;
   }
 
   ready(epoch: number, id: WorkerId): string {
-    return `${this.readyPrefix(epoch)}${id}`;
+    return `${this.workerReadyPrefix(id)}${checkEpoch(epoch)}`;
   }
 
   /** The worker id in a ready key of `epoch`, or undefined when the key is not one. */
   readyIdOf(epoch: number, key: string): WorkerId | undefined {
-    return idAfter(key, this.readyPrefix(epoch));
+    const suffix = `/${checkEpoch(epoch)}`;
+    if (!key.startsWith(this.readyPrefix()) || !key.endsWith(suffix)) return undefined;
+    const rest = key.slice(this.readyPrefix().length, key.length - suffix.length);
+    return isValidWorkerId(rest) ? workerId(rest) : undefined;
   }
 
+  /** The election's name, as given to etcd3's `client.election(name)`. */
   electionCoordinator(): string {
     return `${this.prefix}/election/coordinator`;
   }
+
+  /**
+   * Where the election's keys really are: etcd3's Election stores them under
+   * `election/<name>/`, outside `<prefix>`, so this is what RBAC must grant.
+   */
+  electionKeysPrefix(): string {
+    return `election/${this.electionCoordinator()}/`;
+  }
+
+  /** The leader's client address (leadership.ts writes it inline today). */
+  coordinator(): string {
+    return `${this.prefix}/coordinator`;
+  }
+
+  /** Prefix of the coordinators' health probes (leadership.ts writes them inline today); ends with '/'. */
+  coordinatorHealthPrefix(): string {
+    return `${this.prefix}/coordinator-health/`;
+  }
+}
+
+/** A plan epoch: a positive integer. */
+export function checkEpoch(epoch: number): number {
+  if (!Number.isSafeInteger(epoch) || epoch <= 0) throw new InvalidArgumentError(`epoch must be a positive integer, got ${epoch}`);
+  return epoch;
 }
 
 function idAfter(key: string, prefix: string): WorkerId | undefined {

@@ -8,7 +8,7 @@
  * FailedPreconditionError and must re-read the plan before deciding again.
  */
 import { type Etcd3, type IRangeResponse, type ITxnResponse } from 'etcd3';
-import { type EtcdKeys, callDeadline } from './etcd-keys';
+import { type EtcdKeys, callDeadline, checkEpoch } from './etcd-keys';
 import { type Plan, decodePlan, encodePlan } from './plan';
 import { BoraError, FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../errors';
 import { type WorkerId } from '../ids';
@@ -128,7 +128,8 @@ export class PlanStore {
    */
   waitReady(epoch: number, workerIds: readonly WorkerId[], timeoutMs: number): Promise<void> {
     const { client, keys } = this.options;
-    const prefix = keys.readyPrefix(epoch);
+    checkEpoch(epoch);
+    const prefix = keys.readyPrefix(); // marks of every epoch: keys are ready/<worker>/<epoch>
     if (!(timeoutMs > 0)) return Promise.reject(new InvalidArgumentError(`timeoutMs must be positive, got ${timeoutMs}`));
     const wanted = new Set(workerIds);
     if (wanted.size === 0) return Promise.resolve();

@@ -17,8 +17,10 @@ import {
   InternalError,
   InvalidArgumentError,
   NotFoundError,
+  PermissionDeniedError,
   ResourceExhaustedError,
   StaleEpochError,
+  UnauthenticatedError,
   UnavailableError,
   errorFromCode,
 } from '../../../common/errors';
@@ -39,6 +41,8 @@ const CLASS_OF: Record<ErrorCode, ErrorClass> = {
   DEADLINE_EXCEEDED: BoraError,
   CANCELLED: BoraError,
   INTERNAL: InternalError,
+  UNAUTHENTICATED: UnauthenticatedError,
+  PERMISSION_DENIED: PermissionDeniedError,
 };
 
 interface Row {
@@ -95,6 +99,8 @@ const ROWS: readonly Row[] = [
   { name: 'DEADLINE_EXCEEDED', thrown: new BoraError('DEADLINE_EXCEEDED', 'too late'), code: 'DEADLINE_EXCEEDED', message: 'too late', retryable: false },
   { name: 'CANCELLED', thrown: new BoraError('CANCELLED', 'client went away'), code: 'CANCELLED', message: 'client went away', retryable: false },
   { name: 'InternalError', thrown: new InternalError('invariant broken'), code: 'INTERNAL', message: 'invariant broken', retryable: false },
+  { name: 'UnauthenticatedError', thrown: new UnauthenticatedError('no API key'), code: 'UNAUTHENTICATED', message: 'no API key', retryable: false },
+  { name: 'PermissionDeniedError', thrown: new PermissionDeniedError('Drain needs the admin role'), code: 'PERMISSION_DENIED', message: 'Drain needs the admin role', retryable: false },
   { name: 'a plain Error (as InternalError)', thrown: new Error('boom'), code: 'INTERNAL', message: 'boom', retryable: false },
   {
     name: 'override: a retryable FailedPreconditionError',
