@@ -1,17 +1,15 @@
 /**
  * The protobuf messages of proto/bora/v1 under the names the code uses. The types are generated
- * from the protos at every build (scripts/gen-proto-types.mjs writes ./generated), so a field the
- * code reads or writes that a .proto no longer has, or has with another type, fails the build.
+ * from the protos at every build (scripts/gen-proto-types.mjs writes ./generated), so code that
+ * reads or writes a field a .proto no longer has, or has with another type, fails to compile.
  *
- * Each name is a message as @grpc/proto-loader hands it to the receiver with the loader options
- * of proto.ts (the generated `__Output` type): camelCase fields, every scalar and repeated field
- * present with its default, uint64 as number, bytes as Buffer, enums as their names, oneofs
- * naming their set field. Code that builds a message to send builds it whole, as the same type,
- * so what a sender writes is what the receiver decodes and the codecs round-trip without casts;
- * inline literals handed to a typed client or a handler's callback are checked against the
- * generated input types instead. Wire messages become domain types in frames.ts,
- * tensor-codec.ts and generate-codec.ts (the data path and the client API) and in the handlers
- * of the smaller services; nothing past those boundaries reads them.
+ * Each name is a message as the loader of proto.ts hands it to its receiver (the generated
+ * `__Output` type): camelCase fields, every scalar and repeated field present with its default,
+ * uint64 as number, bytes as Buffer, enums as their names, oneofs naming their set field. A message
+ * built to send is built whole, as the same type, so what the sender writes is what the receiver
+ * decodes and the codecs round-trip without casts; literals handed straight to a typed client or
+ * a handler's callback are checked against the generated input types. Wire messages become domain
+ * types in frames.ts, tensor-codec.ts and generate-codec.ts, and in the smaller services' handlers.
  */
 import type { ActivationFrame__Output } from './generated/bora/v1/ActivationFrame';
 import type { ChatTurn__Output } from './generated/bora/v1/ChatTurn';
