@@ -6,9 +6,8 @@
  */
 import type { Plan } from '../../common/cluster/plan';
 import { detectionMs, recoveryMs } from '../measures';
-import { criterion, type Criterion, type Scenario, type ScenarioContext } from '../scenario';
-import { ms, onceToMidGeneration, standardRequests, waitUntil } from './helpers';
-import { basicsMissing } from './requirements';
+import { criterion, type Criterion, type ScenarioContext } from '../scenario';
+import { defineScenario, ms, onceToMidGeneration, waitUntil } from './helpers';
 
 /** Copies of every expert a plan must keep (the placement's rule: losing one worker loses none). */
 const MIN_COPIES = 2;
@@ -33,16 +32,12 @@ function copiesCriterion(plan: Plan | undefined, gone: string): Criterion {
   return criterion(`the next plan keeps ${MIN_COPIES} copies of every expert, none on the killed worker`, pass, detail);
 }
 
-export const E1: Scenario = {
+export const E1 = defineScenario({
   id: 'E1',
   title: 'SIGKILL a worker that holds experts only (experts spread)',
   passWhen: 'all streams complete, byte-identical to the fault-free run; the next plan keeps two live copies of every expert; recovery within TTL + 2 s',
   topology: { workers: 4, coordinators: 1 },
   placement: 'experts',
-  client: { retryMidStream: false },
-  allMustComplete: true,
-  unsupported: basicsMissing,
-  requests: (env) => standardRequests(env),
   async run(ctx) {
     const before = latestPlan(ctx);
     const target = before === undefined ? undefined : expertOnlyWorker(before);
@@ -66,4 +61,4 @@ export const E1: Scenario = {
       extra: { killed: target, killedExpertCopies: (before.experts ?? []).filter((e) => e.workers.includes(target as never)).length },
     };
   },
-};
+});

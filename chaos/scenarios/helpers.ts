@@ -1,9 +1,32 @@
-/** Small pieces the scenarios share: requests, picking targets, waiting, reading membership from the etcd log. */
+/** Small pieces the scenarios share: their common header, requests, picking targets, waiting, reading membership from the etcd log. */
 import type { ClusterStatus } from '../../common/wire/messages';
 import type { EtcdEvent, WorkerSample } from '../observer';
-import { DEFAULT_NEW_TOKENS, DEFAULT_STREAMS, type ChaosEnv, type ScenarioContext } from '../scenario';
+import { DEFAULT_NEW_TOKENS, DEFAULT_STREAMS, type ChaosEnv, type Scenario, type ScenarioContext } from '../scenario';
 import { sleep } from '../timeline';
 import { makeRequests, type RequestRecord, type RequestSpec, type Workload } from '../workload';
+import { basicsMissing } from './requirements';
+
+type HeaderField = 'topology' | 'client' | 'allMustComplete' | 'unsupported' | 'requests';
+
+/** A scenario as written: what it is and does, and only the header fields where it differs from the common ones. */
+export type ScenarioSpec = Omit<Scenario, HeaderField> & Partial<Pick<Scenario, HeaderField>>;
+
+/**
+ * The header most scenarios share: 3 workers and one coordinator, a client that does not retry a
+ * broken stream, every stream must complete, the basic capabilities, the standard requests.
+ */
+const COMMON_HEADER: Pick<Scenario, HeaderField> = {
+  topology: { workers: 3, coordinators: 1 },
+  client: { retryMidStream: false },
+  allMustComplete: true,
+  unsupported: basicsMissing,
+  requests: (env) => standardRequests(env),
+};
+
+/** A scenario: the common header, overridden by whatever `spec` sets. */
+export function defineScenario(spec: ScenarioSpec): Scenario {
+  return { ...COMMON_HEADER, ...spec };
+}
 
 /** 16 greedy streams of 64 new tokens, prompts of 4, 13, 22, ... 139 tokens. */
 export function standardRequests(env: ChaosEnv, maxTokens = DEFAULT_NEW_TOKENS): RequestSpec[] {

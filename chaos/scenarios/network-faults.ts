@@ -3,10 +3,10 @@ import { readFileSync } from 'node:fs';
 import { MAX_QUEUED_FRAMES } from '../../worker/worker-service';
 import { ownerViolations } from '../invariants';
 import { detectionMs, latencySummary, reshards } from '../measures';
-import { criterion, noViolations, type Criterion, type Scenario, type ScenarioContext } from '../scenario';
+import { criterion, noViolations, type Criterion, type ScenarioContext } from '../scenario';
 import { sleep } from '../timeline';
 import { makeRequests, type RequestRecord, type Workload } from '../workload';
-import { lanesUnderWay, lastServingBefore, memberDeletedAt, memberLease, memberRejoinedAt, ms, quarterOfTokens, servingAgainAt, stageWorker, standardRequests, waitUntil } from './helpers';
+import { defineScenario, lanesUnderWay, lastServingBefore, memberDeletedAt, memberLease, memberRejoinedAt, ms, quarterOfTokens, servingAgainAt, stageWorker, waitUntil } from './helpers';
 import { basicsMissing, blackholeMissing, missing } from './requirements';
 
 const BLACKHOLE_MS = 10_000;
@@ -40,15 +40,11 @@ function since(at: number | undefined, from: number): number | null {
   return at === undefined ? null : Math.round(at - from);
 }
 
-export const S3: Scenario = {
+export const S3 = defineScenario({
   id: 'S3',
   title: 'Blackhole one worker for 10 s, then heal',
   passWhen: 'detected within 2 s; outputs identical; worker rejoins within 5 s of healing',
-  topology: { workers: 3, coordinators: 1 },
-  client: { retryMidStream: false },
-  allMustComplete: true,
   unsupported: blackholeMissing,
-  requests: (env) => standardRequests(env),
   async run(ctx) {
     const target = await stageWorker(ctx, 'middle');
     const oldLease = memberLease(ctx.observer.etcd, target.name, ctx.timeline.nowMs());
@@ -83,17 +79,13 @@ export const S3: Scenario = {
       },
     };
   },
-};
+});
 
-export const S4: Scenario = {
+export const S4 = defineScenario({
   id: 'S4',
   title: 'Cut worker -> etcd only',
   passWhen: 'at every instant at most one serving owner per layer range; outputs identical',
-  topology: { workers: 3, coordinators: 1 },
-  client: { retryMidStream: false },
-  allMustComplete: true,
   unsupported: (caps) => basicsMissing(caps) ?? missing(caps, ['tcDrop']),
-  requests: (env) => standardRequests(env),
   async run(ctx) {
     const target = await stageWorker(ctx, 'middle');
     const oldLease = memberLease(ctx.observer.etcd, target.name, ctx.timeline.nowMs());
@@ -144,7 +136,7 @@ export const S4: Scenario = {
       },
     };
   },
-};
+});
 
 /** Forward passes (bora_stage_forward_seconds_count) `worker` made in [fromMs, toMs]; undefined without two scrapes. */
 function framesComputedBetween(ctx: ScenarioContext, worker: string, fromMs: number | undefined, toMs: number): number | undefined {
@@ -172,15 +164,11 @@ function zeroReshards(ctx: ScenarioContext, fromMs: number): Criterion {
   return criterion('zero reshards', n === 0 && statusEpochs === 0, `plan epoch delta ${n} in etcd; ${statusEpochs} Status replies above epoch ${ctx.epochBefore}`);
 }
 
-export const S5: Scenario = {
+export const S5 = defineScenario({
   id: 'S5',
   title: '100 +/- 50 ms delay on all links',
   passWhen: 'zero reshards, all succeed, outputs identical (and the latency bound holds)',
-  topology: { workers: 3, coordinators: 1 },
-  client: { retryMidStream: false },
-  allMustComplete: true,
   unsupported: (caps) => basicsMissing(caps) ?? missing(caps, ['netem']),
-  requests: (env) => standardRequests(env),
   async run(ctx) {
     const { records, faultAtMs } = await onceUnder(ctx, (node) => ctx.faults.netem(node, ['delay', '100ms', '50ms']));
     // Each decode step crosses coordinator -> stage 1 -> ... -> stage N -> coordinator: N + 1 hops, each delayed once by at most 150 ms.
@@ -192,7 +180,7 @@ export const S5: Scenario = {
       extra: { delayedHops: hops },
     };
   },
-};
+});
 
 /** p95 inter-token latency under the fault <= the fault-free p95 + `allowanceMs`. */
 function latencyBound(ctx: ScenarioContext, p95Ms: number | null, allowanceMs: number): Criterion {
@@ -200,15 +188,11 @@ function latencyBound(ctx: ScenarioContext, p95Ms: number | null, allowanceMs: n
   return criterion('latency bound: p95 inter-token <= fault-free p95 + the added delay', p95Ms !== null && p95Ms <= base + allowanceMs, `p95 ${p95Ms} ms; fault-free ${base} ms + ${allowanceMs} ms allowed`);
 }
 
-export const S6: Scenario = {
+export const S6 = defineScenario({
   id: 'S6',
   title: '10 % loss, 5 % duplicate / reorder, one TCP reset',
   passWhen: 'all succeed, outputs identical, no reshard',
-  topology: { workers: 3, coordinators: 1 },
-  client: { retryMidStream: false },
-  allMustComplete: true,
   unsupported: (caps) => basicsMissing(caps) ?? missing(caps, ['netem', 'tcpReset']),
-  requests: (env) => standardRequests(env),
   async run(ctx) {
     const first = await stageWorker(ctx, 0);
     const coordinator = ctx.cluster.coordinatorNames()[0];
@@ -227,20 +211,18 @@ export const S6: Scenario = {
       extra: { resetConnections: resets },
     };
   },
-};
+});
 
 const LONG_PROMPT_TOKENS = 1024;
 const RATE = '5mbit';
 /** Headroom over the fault-free run's peak resident memory before memory counts as unbounded. */
 const MEMORY_HEADROOM_BYTES = 256 * 1024 * 1024;
 
-export const S7: Scenario = {
+export const S7 = defineScenario({
   id: 'S7',
   title: '5 mbit link, prompts >= 1024 tokens',
   passWhen: 'bounded memory, all succeed (no RESOURCE_EXHAUSTED)',
-  topology: { workers: 3, coordinators: 1 },
   client: { retryMidStream: false, deadlineMs: 600_000 },
-  allMustComplete: true,
   unsupported: (caps) => basicsMissing(caps) ?? (caps.netem.ok || caps.tbf.ok ? undefined : `a rate limit needs netem or tbf: ${caps.tbf.ok ? '' : caps.tbf.reason}`),
   requests: (env) => makeRequests(16, LONG_PROMPT_TOKENS, 8, env.short ? 16 : 64, env.vocabSize, env.seed),
   async run(ctx) {
@@ -269,4 +251,4 @@ export const S7: Scenario = {
       extra: { rateLimited: `${target.name} (${RATE})`, reshards: reshards(ctx.observer.etcd, faultAtMs, ctx.timeline.nowMs()) },
     };
   },
-};
+});

@@ -2,10 +2,9 @@
 import { dualLeaderViolations, nonRetryableErrors } from '../invariants';
 import { detectionMs, recoveryMs } from '../measures';
 import { probeStaleFrame, type ProbeOutcome } from '../probe';
-import { criterion, noViolations, type Criterion, type Scenario, type ScenarioContext } from '../scenario';
+import { criterion, noViolations, type Criterion, type ScenarioContext } from '../scenario';
 import { sleep } from '../timeline';
-import { memberLease, memberRejoinedAt, ms, onceToMidGeneration, servingAgainAt, stageWorker, standardRequests, waitUntil } from './helpers';
-import { basicsMissing } from './requirements';
+import { defineScenario, memberLease, memberRejoinedAt, ms, onceToMidGeneration, servingAgainAt, stageWorker, waitUntil } from './helpers';
 
 const REJOIN_WAIT_MS = 15_000;
 
@@ -26,15 +25,10 @@ function describeProbe(p: ProbeOutcome): string {
   }
 }
 
-export const S1: Scenario = {
+export const S1 = defineScenario({
   id: 'S1',
   title: 'SIGKILL a stage worker mid-generation',
   passWhen: 'all streams complete, byte-identical to the fault-free run, no duplicate or missing token; new plan (epoch+1) within TTL + 1 s',
-  topology: { workers: 3, coordinators: 1 },
-  client: { retryMidStream: false },
-  allMustComplete: true,
-  unsupported: basicsMissing,
-  requests: (env) => standardRequests(env),
   async run(ctx) {
     const target = await stageWorker(ctx, 'middle');
     const load = ctx.workload();
@@ -58,17 +52,12 @@ export const S1: Scenario = {
       extra: { killed: target.name, killedStage: target.stageIndex },
     };
   },
-};
+});
 
-export const S2: Scenario = {
+export const S2 = defineScenario({
   id: 'S2',
   title: 'SIGSTOP a worker for 2 x TTL, then SIGCONT',
   passWhen: 'reshard as S1; the resumed worker accepts zero stale-epoch frames and rejoins with a new lease',
-  topology: { workers: 3, coordinators: 1 },
-  client: { retryMidStream: false },
-  allMustComplete: true,
-  unsupported: basicsMissing,
-  requests: (env) => standardRequests(env),
   async run(ctx) {
     const target = await stageWorker(ctx, 'middle');
     const address = ctx.cluster.apiAddress(target.name);
@@ -108,17 +97,14 @@ export const S2: Scenario = {
       },
     };
   },
-};
+});
 
-export const S9: Scenario = {
+export const S9 = defineScenario({
   id: 'S9',
   title: 'SIGKILL the active coordinator',
   passWhen: 'standby takes over; in-flight streams complete or fail UNAVAILABLE and succeed on retry',
   topology: { workers: 3, coordinators: 2 },
   client: { retryMidStream: true },
-  allMustComplete: true,
-  unsupported: basicsMissing,
-  requests: (env) => standardRequests(env),
   async run(ctx) {
     const leader = await ctx.cluster.leaderStatus();
     if (leader === undefined) throw new Error('no coordinator serves');
@@ -153,4 +139,4 @@ export const S9: Scenario = {
       extra: { killed: leader.name, standby, failedAttempts: brokenAttempts },
     };
   },
-};
+});

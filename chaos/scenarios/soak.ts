@@ -3,11 +3,10 @@ import { readFileSync } from 'node:fs';
 import { epochOrderViolations, memberIntervals } from '../invariants';
 import { auditLeases } from '../leases';
 import { detectionMs, longestStallMs, recoveryMs, reshards } from '../measures';
-import { criterion, noViolations, type Criterion, type Scenario, type ScenarioContext } from '../scenario';
+import { criterion, noViolations, type Criterion, type ScenarioContext } from '../scenario';
 import { sleep } from '../timeline';
 import { seededRandom } from '../workload';
-import { lanesUnderWay, ms, standardRequests, waitUntil } from './helpers';
-import { basicsMissing } from './requirements';
+import { defineScenario, lanesUnderWay, ms, waitUntil } from './helpers';
 
 const SOAK_MS = 60_000;
 const SOAK_SHORT_MS = 20_000;
@@ -37,15 +36,10 @@ function leaseLossViolations(ctx: ScenarioContext, fromMs: number, toMs: number)
   return out;
 }
 
-export const S0: Scenario = {
+export const S0 = defineScenario({
   id: 'S0',
   title: 'Fault-free soak, both cores busy',
   passWhen: 'no lease lost, no reshard',
-  topology: { workers: 3, coordinators: 1 },
-  client: { retryMidStream: false },
-  allMustComplete: true,
-  unsupported: basicsMissing,
-  requests: (env) => standardRequests(env),
   async run(ctx) {
     const fromMs = ctx.timeline.nowMs();
     const cpuBefore = cpuTimes();
@@ -68,17 +62,12 @@ export const S0: Scenario = {
       extra: { cpuBusyPercent: Math.round(busyPercent), soakMs: Math.round(toMs - fromMs) },
     };
   },
-};
+});
 
-export const S8: Scenario = {
+export const S8 = defineScenario({
   id: 'S8',
   title: 'Kill etcd, restart it after 5 s',
   passWhen: 'serving continues; no reshard caused by the outage',
-  topology: { workers: 3, coordinators: 1 },
-  client: { retryMidStream: false },
-  allMustComplete: true,
-  unsupported: basicsMissing,
-  requests: (env) => standardRequests(env),
   async run(ctx) {
     const load = ctx.workload();
     const { done: lanes } = await lanesUnderWay(ctx, load);
@@ -113,7 +102,7 @@ export const S8: Scenario = {
       extra: { etcdDownMs: Math.round(restartedAtMs - faultAtMs), tokensDuringOutage: duringOutage, longestStallDuringOutageMs: Math.round(stall) },
     };
   },
-};
+});
 
 type FaultKind = 'kill-worker' | 'pause-worker' | 'partition-worker' | 'delay-worker' | 'kill-coordinator';
 
@@ -127,15 +116,13 @@ const TICK_MS = 10_000;
 const UNDO_AFTER_MS = 5000;
 const S10_SHORT_MS = 40_000;
 
-export const S10: Scenario = {
+export const S10 = defineScenario({
   id: 'S10',
   title: 'Random kill / pause / partition / delay every 10 s',
   passWhen: 'every completed output identical; epochs strictly increase; no leaked leases or streams',
   topology: { workers: 3, coordinators: 2 },
   client: { retryMidStream: true, deadlineMs: 120_000 },
   allMustComplete: false,
-  unsupported: basicsMissing,
-  requests: (env) => standardRequests(env),
   async run(ctx) {
     const { cluster, faults, env, timeline } = ctx;
     const random = seededRandom(env.seed);
@@ -247,7 +234,7 @@ export const S10: Scenario = {
       },
     };
   },
-};
+});
 
 function epochBeforeAt(ctx: ScenarioContext, atMs: number): number {
   const before = ctx.observer.statuses.filter((s) => s.atMs <= atMs && s.status !== undefined && s.status.serving).map((s) => s.status!.planEpoch);

@@ -178,16 +178,6 @@ export async function startEtcd(): Promise<EtcdServer> {
   };
 }
 
-/** Polls `check` every 20 ms until it returns true; rejects naming `what` after `timeoutMs`. */
-export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 /** A member record for tests: only the id matters unless overridden. */
 export function testMember(id: string, overrides: Partial<MemberInfo> = {}): MemberInfo {
   return {

@@ -18,6 +18,7 @@ import { StageHost } from '../../../worker/stage-host';
 import { startWorkerServer, type BoundServer } from '../../../worker/worker-server';
 import { fixtureDir, loadReference } from '../../support/checkpoints';
 import { greedyBatch, loadPipeline } from '../../support/pipeline';
+import { eventually } from '../../support/wait';
 
 const STREAMS = { drainTimeoutMs: 5000, keepaliveTimeMs: 1000, keepaliveTimeoutMs: 1000 };
 const ref = loadReference('tiny-mistral');
@@ -99,8 +100,10 @@ describe('gRPC data path', () => {
     const scheduler = new Scheduler(fixedSource(cluster.pipeline), { maxBatchTokens: 256, maxBatchSequences: 16 });
     const tokens = await generate(scheduler, ref.cases.map((c) => c.prompt_ids), 40, 'ref');
     ref.cases.forEach((c, i) => assert.deepEqual(tokens[i], c.greedy_tokens, `case ${i}`));
-    await new Promise((r) => setTimeout(r, 200)); // releases are sent after the last token
-    cluster.hosts.forEach((h, i) => assert.equal(h.runner()!.stage.stats.sequenceCount, 0, `stage ${i} holds no sequence`));
+    // Releases are sent after the last token.
+    const held = () => cluster.hosts.map((h) => h.runner()!.stage.stats.sequenceCount);
+    await eventually(() => held().every((n) => n === 0), 5_000, 'every stage to free its sequences');
+    assert.deepEqual(held(), [0, 0, 0], 'no stage holds a sequence');
   });
 
   test('16 concurrent streams each produce exactly what they produce alone', async () => {
@@ -125,7 +128,7 @@ describe('gRPC data path', () => {
     await rogue.send({ planEpoch: 0, batchId: 901, stageIndex: 1, slices: [slice], hidden: new Float32Array(2 * 64) }); // stale epoch
     await rogue.send({ planEpoch: 1, batchId: 902, stageIndex: 1, slices: [slice], hidden: new Float32Array(3 * 64) }); // wrong size
     await rogue.send({ planEpoch: 1, batchId: 903, stageIndex: 0, slices: [slice], hidden: new Float32Array(2 * 64) }); // wrong stage
-    await new Promise((r) => setTimeout(r, 300));
+    await eventually(() => [901, 902, 903].every((id) => rejections.some((r) => r.batchId === id)), 5_000, 'the three rejections');
     rogue.close();
     const byBatch = new Map(rejections.map((r) => [r.batchId, r]));
     assert.equal(byBatch.get(901)?.code, Status.FAILED_PRECONDITION);
@@ -159,8 +162,9 @@ describe('gRPC data path', () => {
     const holding = await Promise.all(cluster.hosts.map(async (h) => (await h.runner()!.stage.positions([sequenceId('cancel-me')]))[0]));
     assert.ok(holding.every((p) => p !== undefined && p > 0), 'every stage held the sequence while it ran');
     handle!.cancel();
-    await new Promise((r) => setTimeout(r, 300));
-    for (const [i, h] of cluster.hosts.entries()) assert.deepEqual(await h.runner()!.stage.positions([sequenceId('cancel-me')]), [undefined], `stage ${i} freed it`);
+    const positions = () => Promise.all(cluster.hosts.map(async (h) => (await h.runner()!.stage.positions([sequenceId('cancel-me')]))[0]));
+    await eventually(async () => (await positions()).every((p) => p === undefined), 5_000, 'every stage to free the cancelled sequence');
+    assert.deepEqual(await positions(), [undefined, undefined, undefined], 'every stage freed it');
     assert.equal(scheduler.activeSequences, 0);
   });
 });

@@ -4,7 +4,8 @@ import { EtcdKeys } from '../../../common/cluster/etcd-keys';
 import { workerId } from '../../../common/ids';
 import { type MembershipEvent, MembershipWatch } from '../../../coordinator/membership-watch';
 import { Registration } from '../../../worker/registration';
-import { etcdSuite, eventually, testMember } from '../../support/etcd';
+import { etcdSuite, testMember } from '../../support/etcd';
+import { eventually } from '../../support/wait';
 
 const describeEvent = (e: MembershipEvent): string => `${e.type} ${e.member.id}`;
 

@@ -6,7 +6,8 @@ import { BoraError, FailedPreconditionError, InvalidArgumentError } from '../../
 import { type WorkerId, workerId } from '../../../common/ids';
 import { PlanStore } from '../../../common/cluster/plan-store';
 import { Registration } from '../../../worker/registration';
-import { etcdSuite, eventually, testMember } from '../../support/etcd';
+import { etcdSuite, testMember } from '../../support/etcd';
+import { eventually } from '../../support/wait';
 
 function plan(epoch: number, owner: string): Plan {
   return {

@@ -7,7 +7,8 @@ import { type MemberInfo } from '../../../common/cluster/member';
 import { workerId } from '../../../common/ids';
 import { type MembershipEvent, MembershipWatch } from '../../../coordinator/membership-watch';
 import { type Clock, Registration } from '../../../worker/registration';
-import { etcdSuite, eventually, testMember } from '../../support/etcd';
+import { etcdSuite, testMember } from '../../support/etcd';
+import { eventually } from '../../support/wait';
 
 const DIST_ROOT = join(__dirname, '..', '..', '..');
 

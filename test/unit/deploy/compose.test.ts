@@ -39,11 +39,20 @@ describe('docker-compose.yml and Dockerfile', () => {
   });
 
   test('a wrong flag in such a command would be caught', () => {
-    assert.throws(() =>
-      execFileSync(process.execPath, [boraBin(), 'worker', '--etcd', 'http://etcd:2379', '--listen', '0.0.0.0:7100', '--no-such-flag'], {
-        env: { ...process.env, BORA_CHECK_ARGS: '1' },
-        stdio: 'pipe',
-      }),
+    // The CLI itself must refuse the flag (usage error, exit 2), not fail for another reason
+    // such as a missing dist/.
+    assert.throws(
+      () =>
+        execFileSync(process.execPath, [boraBin(), 'worker', '--etcd', 'http://etcd:2379', '--listen', '0.0.0.0:7100', '--no-such-flag'], {
+          env: { ...process.env, BORA_CHECK_ARGS: '1' },
+          stdio: 'pipe',
+        }),
+      (err: unknown) => {
+        const failed = err as { status?: number | null; stderr?: Buffer };
+        assert.match(String(failed.stderr), /^bora: Unknown option '--no-such-flag'$/m);
+        assert.equal(failed.status, 2);
+        return true;
+      },
     );
   });
 

@@ -13,6 +13,7 @@ import { sequenceId, type SequenceId } from '../../../common/ids';
 import { Checkpoint } from '../../../common/model/checkpoint';
 import { fixtureDir, loadReference } from '../../support/checkpoints';
 import { loadPipeline } from '../../support/pipeline';
+import { turnOfEventLoop } from '../../support/wait';
 
 const ref = loadReference('tiny-mistral');
 const STEPS = 40;
@@ -22,19 +23,28 @@ class TestPipeline implements Pipeline {
   running = 0;
   maxRunning = 0;
   batches = 0;
+  private batchWaiters: { count: number; resolve(): void }[] = [];
   constructor(
     readonly epoch: number,
     readonly depth: number,
     private readonly inner: LocalPipeline,
     private readonly failAfter = Infinity,
   ) {}
+  /** Resolves once `count` micro-batches have started. */
+  started(count: number): Promise<void> {
+    if (this.batches >= count) return Promise.resolve();
+    return new Promise((resolve) => this.batchWaiters.push({ count, resolve }));
+  }
   async run(batchId: number, slices: readonly SliceInput[]): Promise<Float32Array> {
     this.batches++;
+    for (const w of this.batchWaiters.filter((w) => this.batches >= w.count)) w.resolve();
+    this.batchWaiters = this.batchWaiters.filter((w) => this.batches < w.count);
     if (this.batches > this.failAfter) throw new UnavailableError('stage died');
     this.running++;
     this.maxRunning = Math.max(this.maxRunning, this.running);
     try {
-      await new Promise((r) => setTimeout(r, 1));
+      // Returns on a later turn of the event loop, as a remote pipeline would.
+      await turnOfEventLoop();
       return await this.inner.run(batchId, slices);
     } finally {
       this.running--;
@@ -122,12 +132,14 @@ describe('Scheduler', () => {
     const source = new ListSource([first, second]);
     const scheduler = new Scheduler(source, { maxBatchTokens: 64, maxBatchSequences: 8 });
     const running = generateAll(scheduler, ref.cases.map((c) => c.prompt_ids));
-    while (first.batches < 10) await new Promise((r) => setTimeout(r, 1));
+    await first.started(10);
     const positions = await scheduler.quiesce();
     assert.ok(positions !== undefined && positions.size === ref.cases.length, 'every sequence has a position');
     assert.equal(first.running, 0, 'nothing in flight once quiesced');
     const batchesHeld = first.batches;
-    await new Promise((r) => setTimeout(r, 20));
+    // The scheduler has no timers: anything that could start a micro-batch is a callback already
+    // queued, and those have all run after a turn of the event loop.
+    await turnOfEventLoop();
     assert.equal(first.batches, batchesHeld, 'no micro-batch starts while held');
     scheduler.switchTo(second, true);
     const { tokens, resumes } = await running;

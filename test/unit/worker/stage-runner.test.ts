@@ -13,6 +13,7 @@ import type { ModelConfig } from '../../../common/model/config';
 import type { ResultBatch, StageFrame } from '../../../common/wire/frames';
 import type { StageBackend } from '../../../worker/stage-backend';
 import { MAX_MERGED_TOKENS, StageRunner, mergeableCount, splitOutput } from '../../../worker/stage-runner';
+import { eventually } from '../../support/wait';
 
 const H = 2;
 const V = 3;
@@ -92,12 +93,8 @@ describe('splitOutput', () => {
 });
 
 /** Resolves once `list` holds `count` items; fails after 5 s. */
-async function until<T>(list: readonly T[], count: number): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  while (list.length < count) {
-    if (Date.now() > deadline) throw new Error(`waited for ${count} items, have ${list.length}`);
-    await new Promise((r) => setTimeout(r, 1));
-  }
+function until<T>(list: readonly T[], count: number): Promise<void> {
+  return eventually(() => list.length >= count, 5_000, `${count} items`);
 }
 
 /** An engine whose output rows are its input rows plus 0.5, with calls that finish when the test says. */
