@@ -92,9 +92,14 @@ export class NotFoundError extends BoraError {
   }
 }
 
+/** A limit was hit. `retryAfterMs`, when set, says when a retry can succeed (rate and
+ * admission limits); it travels to the client in the call's trailers (grpc-status.ts). */
 export class ResourceExhaustedError extends BoraError {
-  constructor(message: string, options: BoraErrorOptions = {}) {
+  readonly retryAfterMs: number | undefined;
+
+  constructor(message: string, options: BoraErrorOptions & { retryAfterMs?: number } = {}) {
     super('RESOURCE_EXHAUSTED', message, { ...options, retryable: options.retryable ?? false });
+    this.retryAfterMs = options.retryAfterMs;
   }
 }
 
@@ -160,6 +165,8 @@ export interface ErrorDetails {
   /** CheckpointError only. */
   readonly file?: string;
   readonly tensor?: string;
+  /** ResourceExhaustedError only: when a retry can succeed. */
+  readonly retryAfterMs?: number;
 }
 
 /**
@@ -184,7 +191,7 @@ export function errorFromCode(code: ErrorCode, message: string, details: ErrorDe
     case 'NOT_FOUND':
       return new NotFoundError(message, options);
     case 'RESOURCE_EXHAUSTED':
-      return new ResourceExhaustedError(message, options);
+      return new ResourceExhaustedError(message, { ...options, retryAfterMs: details.retryAfterMs });
     case 'FAILED_PRECONDITION':
       return new FailedPreconditionError(message, options);
     case 'UNAVAILABLE':

@@ -4,7 +4,7 @@
  * `retryable`, and a CheckpointError's file and tensor.
  */
 import { status as Status, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { type BoraError, CheckpointError, asBoraError, errorFromCode, isErrorCode, type ErrorCode, type ErrorDetails } from '../errors';
+import { type BoraError, CheckpointError, ResourceExhaustedError, asBoraError, errorFromCode, isErrorCode, type ErrorCode, type ErrorDetails } from '../errors';
 
 export const STATUS_BY_CODE: Readonly<Record<ErrorCode, Status>> = Object.freeze({
   INVALID_ARGUMENT: Status.INVALID_ARGUMENT,
@@ -27,6 +27,10 @@ const CODE_KEY = 'bora-error-code';
 const RETRYABLE_KEY = 'bora-error-retryable';
 const FILE_KEY = 'bora-error-file-bin';
 const TENSOR_KEY = 'bora-error-tensor-bin';
+/** A ResourceExhaustedError's retry hint: milliseconds for Bora clients, and whole seconds in
+ * HTTP's Retry-After form for any other client. */
+export const RETRY_AFTER_MS_KEY = 'retry-after-ms';
+export const RETRY_AFTER_KEY = 'retry-after';
 
 export function toServiceError(err: unknown): Partial<ServiceError> {
   const bora = asBoraError(err);
@@ -36,6 +40,10 @@ export function toServiceError(err: unknown): Partial<ServiceError> {
   if (bora instanceof CheckpointError) {
     metadata.set(FILE_KEY, Buffer.from(bora.file, 'utf8'));
     if (bora.tensor !== undefined) metadata.set(TENSOR_KEY, Buffer.from(bora.tensor, 'utf8'));
+  }
+  if (bora instanceof ResourceExhaustedError && bora.retryAfterMs !== undefined) {
+    metadata.set(RETRY_AFTER_MS_KEY, String(Math.ceil(bora.retryAfterMs)));
+    metadata.set(RETRY_AFTER_KEY, String(Math.max(1, Math.ceil(bora.retryAfterMs / 1000))));
   }
   return { code: STATUS_BY_CODE[bora.code], details: bora.message, message: bora.message, metadata };
 }
@@ -73,10 +81,12 @@ export function fromServiceError(err: ServiceError): BoraError {
     return Buffer.isBuffer(value) ? value.toString('utf8') : undefined;
   };
   const retryable = text(RETRYABLE_KEY);
+  const retryAfterMs = Number(text(RETRY_AFTER_MS_KEY) ?? NaN);
   return fromStatus(err.code, err.details ?? err.message, text(CODE_KEY), {
     retryable: retryable === undefined ? undefined : retryable === 'true',
     file: utf8(FILE_KEY),
     tensor: utf8(TENSOR_KEY),
+    retryAfterMs: Number.isSafeInteger(retryAfterMs) && retryAfterMs >= 0 ? retryAfterMs : undefined,
   });
 }
 

@@ -3,14 +3,14 @@
  * past it with RESOURCE_EXHAUSTED and the right retry-after, and admits again once the hint has
  * passed. Every refusal has a row that fails if the refusal is removed.
  */
-import { Metadata } from '@grpc/grpc-js';
+import type { Metadata, ServiceError } from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
 import { setImmediate as flush } from 'node:timers/promises';
 import { describe, test } from 'node:test';
 import { BoraError, ResourceExhaustedError } from '../../../common/errors';
-import { toServiceError } from '../../../common/wire/grpc-status';
+import { fromServiceError, toServiceError } from '../../../common/wire/grpc-status';
 import { Admission, type AdmissionOptions, type AdmissionTicket, type KeyLimits } from '../../../coordinator/admission';
-import { type AdmissionLimit, AdmissionRefusedError, retryAfterMetadata, retryAfterMsOf } from '../../../coordinator/admission-error';
+import { type AdmissionLimit, AdmissionRefusedError } from '../../../coordinator/admission-error';
 import { TokenBucket } from '../../../coordinator/token-bucket';
 import { FakeClock } from '../../support/fake-clock';
 
@@ -208,12 +208,18 @@ describe('Admission', () => {
     const err = new AdmissionRefusedError('queue-full', 1_500, 'full');
     assert.ok(err instanceof ResourceExhaustedError && err.code === 'RESOURCE_EXHAUSTED');
     assert.match(err.message, /retry after 1500 ms/);
-    const trailers = retryAfterMetadata(err, toServiceError(err).metadata as Metadata);
+    const sent = toServiceError(err);
+    const trailers = sent.metadata as Metadata;
     assert.deepEqual(trailers.get('retry-after-ms'), ['1500']);
     assert.deepEqual(trailers.get('retry-after'), ['2']); // whole seconds, rounded up
     assert.deepEqual(trailers.get('bora-error-code'), ['RESOURCE_EXHAUSTED']);
-    assert.equal(retryAfterMsOf(trailers), 1_500);
-    assert.equal(retryAfterMsOf(new Metadata()), undefined);
+    const received = fromServiceError(sent as ServiceError);
+    assert.ok(received instanceof ResourceExhaustedError);
+    assert.equal(received.retryAfterMs, 1_500, 'the hint survives the trip');
+    const plain = fromServiceError(toServiceError(new ResourceExhaustedError('no hint')) as ServiceError);
+    assert.ok(plain instanceof ResourceExhaustedError);
+    assert.equal(plain.retryAfterMs, undefined);
+    assert.deepEqual((toServiceError(new ResourceExhaustedError('no hint')).metadata as Metadata).get('retry-after'), []);
   });
 
   test('refuses bad configuration', () => {
