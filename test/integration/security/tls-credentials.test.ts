@@ -13,7 +13,7 @@ import { certificateIdentity, issueCertificate } from '../../../common/security/
 import { writeIssuedFiles } from '../../../common/security/pki-files';
 import { clientApiServerCredentials, nodeChannelCredentials, nodeServerCredentials } from '../../../common/security/tls-credentials';
 import { fromServiceError } from '../../../common/wire/grpc-status';
-import { eventually } from '../../support/etcd';
+import { eventually } from '../../support/wait';
 import { ProbeClient, type ProbeServer, type TestPki, probe, startProbeServer, testPki } from '../../support/security';
 
 const REFRESH_MS = 50;
