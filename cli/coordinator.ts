@@ -4,6 +4,8 @@ import { InvalidArgumentError } from '../common/errors';
 import { CoordinatorNode, type CoordinatorOptions } from '../coordinator/coordinator-node';
 import { DEFAULT_EXPERT_REBALANCE_MS } from '../coordinator/expert-rebalancer';
 import { parseMicroBatches } from '../coordinator/pipeline-depth';
+import { loadApiKeyStore } from '../common/security/api-keys-file';
+import { ADMISSION_FLAGS, admissionFromFlags } from './admission-flags';
 import { intFlag, parseFlags, requireString } from './args';
 import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
 
@@ -25,6 +27,8 @@ const FLAGS = {
   'max-batch-sequences': { type: 'string' },
   'expert-rebalance-ms': { type: 'string' },
   'micro-batches': { type: 'string' },
+  'api-keys': { type: 'string' },
+  ...ADMISSION_FLAGS,
 } as const;
 
 export async function coordinatorCommand(argv: string[]): Promise<void> {
@@ -61,7 +65,10 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
     maxBatchSequences: intFlag(v['max-batch-sequences'], '--max-batch-sequences', 32),
     expertRebalanceIntervalMs,
     microBatches: parseMicroBatches(v['micro-batches']),
+    // With API keys, every key is held to the admission limits; without, the API is open.
+    ...(v['api-keys'] === undefined ? {} : { apiKeys: loadApiKeyStore(resolve(v['api-keys'])), admission: admissionFromFlags(v) }),
   };
+  if (options.apiKeys === undefined) console.error('bora coordinator: WARNING: no --api-keys: the client API is open to anyone who can reach it (development only)');
   // BORA_CHECK_ARGS=1: validate the command line and stop (deployment files are tested this way).
   if (process.env.BORA_CHECK_ARGS === '1') return;
   const node = new CoordinatorNode(options);

@@ -16,7 +16,8 @@ import type { GenerationEvent } from '../common/generation/request';
 import { DEFAULT_RATE_WINDOW_MS, type MonotonicClockMs, RateWindow } from '../common/metrics/rate-window';
 
 /** How a generation request ended. */
-export const REQUEST_OUTCOMES = ['ok', 'cancelled', 'invalid', 'unavailable', 'deadline', 'error'] as const;
+/** `refused`: no or a bad API key, a role not allowed, or past an admission limit. */
+export const REQUEST_OUTCOMES = ['ok', 'cancelled', 'invalid', 'refused', 'unavailable', 'deadline', 'error'] as const;
 export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number];
 
 /**

@@ -40,6 +40,10 @@ import { PlanLifecycle } from './plan-lifecycle';
 import type { MicroBatches } from './pipeline-depth';
 import type { ExpertsMode, ModelFootprint } from './placement';
 import { StallWatchdog } from './stall-watchdog';
+import { Admission, type AdmissionOptions } from './admission';
+import { ClientGate } from './client-gate';
+import type { ApiKeyStore } from '../common/security/api-keys';
+import type { AuditLog } from '../common/security/audit';
 import { weightServiceHandlers } from './weight-service';
 import { workerStatus } from './worker-probe';
 
@@ -74,6 +78,12 @@ export interface CoordinatorOptions {
   readonly expertRebalanceIntervalMs?: number;
   /** Micro-batches in flight per pipeline; 'auto' (default): one per host among the stages. */
   readonly microBatches?: MicroBatches;
+  /** The API keys the client API accepts; undefined: an open API (development only). */
+  readonly apiKeys?: ApiKeyStore;
+  /** Per-key limits and the admission queue; undefined: none. */
+  readonly admission?: AdmissionOptions;
+  /** Where refusals, admin calls, node admissions and plan changes are recorded. */
+  readonly audit?: AuditLog;
 }
 
 /**
@@ -155,6 +165,7 @@ export class CoordinatorNode {
       footprint,
       expertLoad: () => rebalancer?.load,
       dataPathFailed: () => this.onDataPathFailed(),
+      audit: o.audit,
       log: this.log,
     });
     const scheduler: Scheduler = new Scheduler(lifecycle, {
@@ -187,6 +198,7 @@ export class CoordinatorNode {
       checkServing: () => this.checkServing(),
       hasPipeline: () => lifecycle.current() !== undefined,
       drain: (workerId) => this.drain(workerId),
+      gate: new ClientGate({ keys: o.apiKeys, admission: o.admission === undefined ? undefined : new Admission(o.admission), audit: o.audit }),
     });
     grpcServer.addService(boraProto().WeightSource.service, weightServiceHandlers(ckpt, o.modelId));
     const bound = await bindServer(grpcServer, o.listenHost, o.listenPort);
@@ -212,6 +224,9 @@ export class CoordinatorNode {
     this.membership.onEvent((event) => {
       // Load figures change all the time; only what placement depends on is worth a new plan.
       if (event.type === 'update' && event.member.memoryBytes === event.previous.memoryBytes && event.member.address === event.previous.address) return;
+      if (event.type !== 'update') {
+        o.audit?.record({ who: `worker ${event.member.id} at ${event.member.address}`, what: event.type === 'join' ? 'node admitted' : 'node left', outcome: 'ok' });
+      }
       if (event.type === 'leave') {
         lifecycle.onWorkerLeft(event.member.id);
         this.draining.delete(event.member.id);

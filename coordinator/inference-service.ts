@@ -1,7 +1,8 @@
 /**
- * The client API (proto/bora/v1/inference.proto) on top of a Generator. Wire messages are turned
- * into domain requests at this boundary; every failure leaves as a gRPC status with a clear
- * message; a client that goes away cancels its request, which frees its caches on every stage.
+ * The client API (proto/bora/v1/inference.proto) on top of a Generator. Every call first passes
+ * the ClientGate (API key, role, admission: client-gate.ts). Wire messages are turned into domain
+ * requests at this boundary; every failure leaves as a gRPC status with a clear message; a client
+ * that goes away cancels its request, which frees its caches on every stage.
  */
 import * as grpc from '@grpc/grpc-js';
 import { BoraError, InvalidArgumentError, UnavailableError, asBoraError } from '../common/errors';
@@ -15,12 +16,15 @@ import { eventToWire, requestFromWire } from '../common/wire/generate-codec';
 import { failCall, toServiceError } from '../common/wire/grpc-status';
 import type { ChatTurn, ClusterStatus, GenerateEvent, PromptPiece } from '../common/wire/messages';
 import { boraProto, type InferenceHandlers } from '../common/wire/proto';
+import type { ApiKeyPrincipal } from '../common/security/api-keys';
+import type { AdmissionTicket } from './admission';
+import { ClientGate } from './client-gate';
+import type { RequestOutcome } from './coordinator-metrics';
 import { PromptStore } from './prompt-store';
 
-export type RequestOutcome = 'ok' | 'cancelled' | 'invalid' | 'unavailable' | 'deadline' | 'error';
 
 export interface InferenceDeps {
-  readonly generator: () => Generator;
+  readonly generator: () => Pick<Generator, 'start'>;
   readonly tokenizer: Tokenizer;
   /** Cluster status for the Status RPC. */
   readonly status: () => Promise<ClusterStatus>;
@@ -34,7 +38,11 @@ export interface InferenceDeps {
   readonly hasPipeline?: () => boolean;
   /** Moves a worker's assignments away; resolves with the first epoch without it. */
   readonly drain?: (workerId: WorkerId) => Promise<number>;
+  /** Who may call, and how much; default: an open gate (no keys, no limits). */
+  readonly gate?: ClientGate;
 }
+
+type GenerateCall = Parameters<InferenceHandlers['Generate']>[0];
 
 /** A request waiting for workers gives up this long before its deadline, with UNAVAILABLE. */
 const GIVE_UP_BEFORE_DEADLINE_MS = 100;
@@ -46,6 +54,10 @@ function outcomeOf(err: BoraError): RequestOutcome {
     case 'INVALID_ARGUMENT':
     case 'NOT_FOUND':
       return 'invalid';
+    case 'UNAUTHENTICATED':
+    case 'PERMISSION_DENIED':
+    case 'RESOURCE_EXHAUSTED':
+      return 'refused';
     case 'UNAVAILABLE':
       return 'unavailable';
     case 'DEADLINE_EXCEEDED':
@@ -55,10 +67,14 @@ function outcomeOf(err: BoraError): RequestOutcome {
   }
 }
 
-/** Runs one request, writing its events to `write`; settles when it ends. */
+/**
+ * Runs one admitted request, writing its events to `write`; settles when it ends, and then
+ * releases its admission ticket (each generated token is charged to the ticket's key).
+ */
 function runRequest(
   deps: InferenceDeps,
   request: GenerationRequest,
+  ticket: AdmissionTicket | undefined,
   write: (event: GenerateEvent) => void,
   onCancel: (cancel: () => void) => void,
 ): Promise<void> {
@@ -67,27 +83,81 @@ function runRequest(
     deps.checkServing?.();
     handle = deps.generator().start(request, (event) => {
       deps.onEvent?.(event);
+      if (event.type === 'token') ticket?.recordTokens(1);
       write(eventToWire(event));
     });
   } catch (err) {
+    ticket?.release();
     return Promise.reject(asBoraError(err));
   }
   onCancel(() => handle.cancel());
-  return handle.done;
+  return handle.done.finally(() => ticket?.release());
+}
+
+/** Aborted when the client cancels the call (ends a wait for admission). */
+function cancellation(call: { on(event: 'cancelled', listener: () => void): unknown }): AbortSignal {
+  const controller = new AbortController();
+  call.on('cancelled', () => controller.abort());
+  return controller.signal;
 }
 
 export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
   const prompts = new PromptStore();
+  const gate = deps.gate ?? new ClientGate({ keys: undefined, admission: undefined, audit: undefined });
   const finish = (err: unknown): BoraError => {
     const bora = asBoraError(err);
     deps.onOutcome?.(outcomeOf(bora));
     return bora;
   };
 
+  /** Streams an admitted Generate request; the call's deadline bounds a wait for workers. */
+  const serveGenerate = (call: GenerateCall, request: GenerationRequest, ticket: AdmissionTicket | undefined): void => {
+    let cancelRequest: () => void = () => undefined;
+    let answered = false;
+    // With no worker able to serve, the request waits, bounded by its deadline, and then fails
+    // with UNAVAILABLE (not DEADLINE_EXCEEDED): the cluster, not the request, is the problem.
+    const deadline = call.getDeadline();
+    const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+    const giveUp = Number.isFinite(deadlineMs)
+      ? setTimeout(() => {
+          if (deps.hasPipeline?.() !== false || answered) return;
+          answered = true;
+          cancelRequest();
+          failCall(call, finish(new UnavailableError('no worker can serve the model right now; retry later')));
+        }, Math.max(0, deadlineMs - Date.now() - GIVE_UP_BEFORE_DEADLINE_MS))
+      : undefined;
+    runRequest(
+      deps,
+      request,
+      ticket,
+      (event) => call.write(event),
+      (cancel) => {
+        cancelRequest = cancel;
+        call.on('cancelled', cancel);
+      },
+    ).then(
+      () => {
+        clearTimeout(giveUp);
+        if (answered) return;
+        answered = true;
+        deps.onOutcome?.('ok');
+        call.end();
+      },
+      (err: unknown) => {
+        clearTimeout(giveUp);
+        if (answered) return;
+        answered = true;
+        failCall(call, finish(err));
+      },
+    );
+  };
+
   return {
     Generate: (call) => {
       let request: GenerationRequest;
+      let who: ApiKeyPrincipal;
       try {
+        who = gate.principal(call, 'Generate');
         if (call.request.model !== '' && deps.modelId !== '' && call.request.model !== deps.modelId) {
           throw new BoraError('NOT_FOUND', `unknown model "${call.request.model}"; this cluster serves "${deps.modelId}"`);
         }
@@ -96,48 +166,21 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
         failCall(call, finish(err));
         return;
       }
-      let cancelRequest: () => void = () => undefined;
-      let answered = false;
-      // With no worker able to serve, the request waits, bounded by its deadline, and then fails
-      // with UNAVAILABLE (not DEADLINE_EXCEEDED): the cluster, not the request, is the problem.
-      const deadline = call.getDeadline();
-      const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
-      const giveUp = Number.isFinite(deadlineMs)
-        ? setTimeout(() => {
-            if (deps.hasPipeline?.() !== false || answered) return;
-            answered = true;
-            cancelRequest();
-            failCall(call, finish(new UnavailableError('no worker can serve the model right now; retry later')));
-          }, Math.max(0, deadlineMs - Date.now() - GIVE_UP_BEFORE_DEADLINE_MS))
-        : undefined;
-      runRequest(
-        deps,
-        request,
-        (event) => call.write(event),
-        (cancel) => {
-          cancelRequest = cancel;
-          call.on('cancelled', cancel);
-        },
-      ).then(
-        () => {
-          clearTimeout(giveUp);
-          if (answered) return;
-          answered = true;
-          deps.onOutcome?.('ok');
-          call.end();
-        },
-        (err: unknown) => {
-          clearTimeout(giveUp);
-          if (answered) return;
-          answered = true;
-          failCall(call, finish(err));
-        },
+      gate.admit(who, call, 'Generate', cancellation(call)).then(
+        (ticket) => serveGenerate(call, request, ticket),
+        (err: unknown) => failCall(call, finish(err)),
       );
     },
 
     SubmitPrompt: (call, callback) => {
       const ids: number[] = [];
       let failed = false;
+      try {
+        gate.principal(call, 'SubmitPrompt');
+      } catch (err) {
+        failed = true;
+        callback(toServiceError(finish(err)));
+      }
       call.on('data', (piece: PromptPiece) => {
         if (failed) return;
         try {
@@ -161,6 +204,14 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
     },
 
     Chat: (call) => {
+      let who: ApiKeyPrincipal;
+      try {
+        who = gate.principal(call, 'Chat');
+      } catch (err) {
+        failCall(call, finish(err));
+        return;
+      }
+      const cancelled = cancellation(call);
       // The conversation as token ids: <s>[INST] u1 [/INST] a1</s>[INST] u2 [/INST] ...
       const context: number[] = [];
       let turns: Promise<void> = Promise.resolve();
@@ -177,9 +228,11 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
             ),
           };
           const reply: number[] = [];
+          const ticket = await gate.admit(who, call, 'Chat', cancelled);
           await runRequest(
             deps,
             request,
+            ticket,
             (event) => {
               if (event.token) reply.push(event.token.tokenId);
               call.write(event);
@@ -201,19 +254,41 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
     },
 
     Drain: (call, callback) => {
+      let who: ApiKeyPrincipal;
+      try {
+        who = gate.principal(call, 'Drain');
+      } catch (err) {
+        callback(toServiceError(err));
+        return;
+      }
+      const what = `Drain ${call.request.workerId}`;
       (async () => {
         deps.checkServing?.();
         if (deps.drain === undefined) throw new BoraError('FAILED_PRECONDITION', 'this coordinator cannot drain workers');
         return { planEpoch: await deps.drain(parseWorkerId(call.request.workerId)) };
       })().then(
-        (reply) => callback(null, reply),
-        (err: unknown) => callback(toServiceError(err)),
+        (reply) => {
+          gate.audit(who, call, what, 'ok', `plan ${reply.planEpoch} serves without it`);
+          callback(null, reply);
+        },
+        (err: unknown) => {
+          gate.audit(who, call, what, 'failed', asBoraError(err).message);
+          callback(toServiceError(err));
+        },
       );
     },
 
-    Status: (_call, callback) => {
+    Status: (call, callback) => {
+      let who: ApiKeyPrincipal;
+      try {
+        who = gate.principal(call, 'Status');
+      } catch (err) {
+        callback(toServiceError(err));
+        return;
+      }
       deps.status().then(
-        (s) => callback(null, s),
+        // A client key sees the plan and load, not the workers' ids and addresses.
+        (s) => callback(null, who.role === 'admin' ? s : { ...s, workers: [] }),
         (err: unknown) => callback(toServiceError(err)),
       );
     },

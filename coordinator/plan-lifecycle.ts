@@ -21,6 +21,7 @@ import { commitHandover, handoverFrom } from './handover';
 import { pipelineDepth, type MicroBatches } from './pipeline-depth';
 import { planPlacement, type ExpertLoad, type ExpertsMode, type ModelFootprint } from './placement';
 import { RemotePipeline } from './remote-pipeline';
+import type { AuditLog } from '../common/security/audit';
 
 /** After a failed attempt, the next one waits this long. */
 const RETRY_DELAY_MS = 1000;
@@ -65,6 +66,8 @@ export interface PlanLifecycleOptions {
   readonly expertLoad: () => readonly ExpertLoad[] | undefined;
   /** The serving pipeline broke: find out why (probe) and plan (`schedule('failure', 0)`). */
   readonly dataPathFailed: () => void;
+  /** Each published plan is recorded here. */
+  readonly audit?: AuditLog;
   readonly log: (message: string) => void;
 }
 
@@ -221,7 +224,9 @@ export class PlanLifecycle implements PipelineSource {
     this.planAddresses = new Map(members.map((m) => [m.id, m.address]));
     o.metrics.setPlanEpoch(candidate.epoch);
     o.metrics.countReshard(reason);
-    o.log(`published plan ${candidate.epoch} (${reason}): ${candidate.stages.map((s) => `${s.workers[0]}[${s.range.start},${s.range.end})`).join(' ')}`);
+    const layout = candidate.stages.map((s) => `${s.workers[0]}[${s.range.start},${s.range.end})`).join(' ');
+    o.log(`published plan ${candidate.epoch} (${reason}): ${layout}`);
+    o.audit?.record({ who: 'coordinator', what: `plan change to epoch ${candidate.epoch}`, outcome: 'ok', detail: { reason, stages: layout, handover: candidate.handover !== undefined } });
 
     if (!(await this.waitLoaded(candidate))) return; // superseded while loading
     await this.open(candidate, previous, members);
