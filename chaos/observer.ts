@@ -15,12 +15,11 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
-import { inferenceClient } from '../cli/inference-client';
 import { createEtcdClient, DEFAULT_PREFIX } from '../common/cluster/etcd-keys';
 import { decodePlan, type Plan } from '../common/cluster/plan';
 import { SyncedWatch, type KeyState } from '../common/cluster/synced-watch';
 import type { ClusterStatus, WorkerStatusReply } from '../common/wire/messages';
-import { boraProto } from '../common/wire/proto';
+import { boraProto, type InferenceClient, type WorkerClient } from '../common/wire/proto';
 import type { ChaosCluster } from './cluster';
 import type { Timeline } from './timeline';
 
@@ -68,10 +67,6 @@ export type EtcdEvent =
 
 const SERIES = ['bora_stage_forward_seconds_count', 'bora_frames_rejected_total', 'bora_stage_queue_depth', 'bora_lease_serving', 'bora_plan_epoch'];
 
-type WorkerClient = grpc.Client & {
-  status(request: object, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, reply?: WorkerStatusReply) => void): void;
-};
-type StatusClient = ReturnType<typeof inferenceClient>;
 
 export class Observer {
   readonly statuses: StatusSample[] = [];
@@ -81,7 +76,7 @@ export class Observer {
   readonly etcd: EtcdEvent[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly inFlight = new Map<string, number>();
-  private readonly statusClients = new Map<string, StatusClient>();
+  private readonly statusClients = new Map<string, InferenceClient>();
   private readonly workerClients = new Map<string, WorkerClient>();
   private etcdClient: Etcd3 | undefined;
   private watch: SyncedWatch | undefined;
@@ -140,13 +135,13 @@ export class Observer {
     const address = this.cluster.apiAddress(name);
     let client = this.statusClients.get(name);
     if (client === undefined) {
-      client = new (boraProto().Inference)(address, grpc.credentials.createInsecure(), CLIENT_OPTIONS) as unknown as StatusClient;
+      client = new (boraProto().Inference)(address, grpc.credentials.createInsecure(), CLIENT_OPTIONS);
       this.statusClients.set(name, client);
     }
     const c = client;
     this.bounded(`status:${name}`, (done) => {
       const sentAtMs = this.timeline.nowMs();
-      c.status({}, { deadline: Date.now() + CALL_TIMEOUT_MS }, (err, reply) => {
+      c.Status({}, { deadline: Date.now() + CALL_TIMEOUT_MS }, (err, reply) => {
         done();
         this.statuses.push({ sentAtMs, atMs: this.timeline.nowMs(), coordinator: name, ...(err ? { error: err.details ?? err.message } : { status: reply! }) });
       });
@@ -156,13 +151,13 @@ export class Observer {
   private pollWorker(name: string): void {
     let client = this.workerClients.get(name);
     if (client === undefined) {
-      client = new (boraProto().Worker)(this.cluster.apiAddress(name), grpc.credentials.createInsecure(), CLIENT_OPTIONS) as unknown as WorkerClient;
+      client = new (boraProto().Worker)(this.cluster.apiAddress(name), grpc.credentials.createInsecure(), CLIENT_OPTIONS);
       this.workerClients.set(name, client);
     }
     const c = client;
     this.bounded(`worker:${name}`, (done) => {
       const sentAtMs = this.timeline.nowMs();
-      c.status({}, { deadline: Date.now() + CALL_TIMEOUT_MS }, (err, reply) => {
+      c.Status({}, { deadline: Date.now() + CALL_TIMEOUT_MS }, (err, reply) => {
         done();
         this.workers.push({ sentAtMs, atMs: this.timeline.nowMs(), worker: name, ...(err ? { error: err.details ?? err.message } : { reply: reply! }) });
       });

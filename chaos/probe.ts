@@ -8,7 +8,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { sequenceId } from '../common/ids';
 import { encodeStageFrame } from '../common/wire/frames';
-import type { ActivationFrame, ForwardAck } from '../common/wire/messages';
+import type { ForwardAck } from '../common/wire/messages';
 import { boraProto } from '../common/wire/proto';
 
 export type ProbeOutcome =
@@ -32,12 +32,9 @@ export function probeStaleFrame(address: string, epoch: number, stageIndex: numb
     },
     hiddenSize,
   );
-  const client = new (boraProto().Worker)(address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
-    forward(options: grpc.CallOptions): grpc.ClientDuplexStream<ActivationFrame, ForwardAck>;
-    release(request: object, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null) => void): void;
-  };
+  const client = new (boraProto().Worker)(address, grpc.credentials.createInsecure());
   return new Promise<ProbeOutcome>((resolve) => {
-    const call = client.forward({ deadline: Date.now() + PROBE_TIMEOUT_MS });
+    const call = client.Forward({ deadline: Date.now() + PROBE_TIMEOUT_MS });
     let settled = false;
     const settle = (outcome: ProbeOutcome): void => {
       if (settled) return;
@@ -45,7 +42,7 @@ export function probeStaleFrame(address: string, epoch: number, stageIndex: numb
       call.cancel();
       if (outcome.kind === 'accepted') {
         // Free what the worker took in, so the probe leaves no cache behind.
-        client.release({ planEpoch: epoch, sequenceIds: [id] }, { deadline: Date.now() + 1000 }, () => client.close());
+        client.Release({ planEpoch: epoch, sequenceIds: [id] }, { deadline: Date.now() + 1000 }, () => client.close());
       } else {
         client.close();
       }
