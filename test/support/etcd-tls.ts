@@ -5,7 +5,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
-import { type AddressInfo, createServer } from 'node:net';
+import { freePort } from '../../cli/processes';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { etcdTlsClientOptions, etcdTlsFlags } from '../../common/security/etcd-tls';
@@ -21,17 +21,6 @@ export interface TlsEtcd {
   /** A client presenting `files` (default: none of its own beyond what is given). */
   client(files: CertFiles): Etcd3;
   stop(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function healthy(url: string, files: CertFiles): Promise<boolean> {
@@ -57,8 +46,7 @@ export async function startTlsEtcd(): Promise<TlsEtcd> {
   const serverFiles = await pki.issue('etcd', 'e1');
   const probeFiles = await pki.issue('admin', 'probe');
   const clientPort = await freePort();
-  let peerPort = await freePort();
-  while (peerPort === clientPort) peerPort = await freePort();
+  const peerPort = await freePort(); // never clientPort: freePort hands each port out once
   const url = `https://127.0.0.1:${clientPort}`;
   const args = [
     ...etcdTlsFlags({ name: 'bora-tls-test', dataDir: join(pki.dir, 'etcd-data'), clientUrl: url, peerUrl: `https://127.0.0.1:${peerPort}`, files: serverFiles }),

@@ -10,7 +10,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { accessSync, constants as fsConstants } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
-import { type AddressInfo, createServer } from 'node:net';
+import { freePort } from '../../cli/processes';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { after, before } from 'node:test';
@@ -57,18 +57,6 @@ export function findEtcdBinary(): string | undefined {
   return undefined;
 }
 
-/** A port that was free a moment ago (the kernel picks it for a listener on port 0). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 function healthy(url: string): Promise<boolean> {
   return new Promise((resolve) => {
     const req = request(`${url}/health`, { timeout: 1_000 }, (res) => {
@@ -99,8 +87,7 @@ export async function startEtcd(): Promise<EtcdServer> {
   if (binary === undefined) throw new Error(ETCD_INSTALL_HINT);
   const dataDir = await mkdtemp(join(tmpdir(), 'bora-etcd-'));
   const clientPort = await freePort();
-  let peerPort = await freePort();
-  while (peerPort === clientPort) peerPort = await freePort();
+  const peerPort = await freePort(); // never clientPort: freePort hands each port out once
   const url = `http://127.0.0.1:${clientPort}`;
   const peerUrl = `http://127.0.0.1:${peerPort}`;
   const args = [
