@@ -5,6 +5,7 @@ import { CoordinatorNode, type CoordinatorOptions } from '../coordinator/coordin
 import { DEFAULT_EXPERT_REBALANCE_MS } from '../coordinator/expert-rebalancer';
 import { parseMicroBatches } from '../coordinator/pipeline-depth';
 import { intFlag, parseFlags, requireString } from './args';
+import { NODE_SECURITY_FLAGS, auditLogFromFlag, nodeSecurityFromFlags, warnIfInsecure } from './node-security-flags';
 import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
 
 const FLAGS = {
@@ -25,6 +26,7 @@ const FLAGS = {
   'max-batch-sequences': { type: 'string' },
   'expert-rebalance-ms': { type: 'string' },
   'micro-batches': { type: 'string' },
+  ...NODE_SECURITY_FLAGS,
 } as const;
 
 export async function coordinatorCommand(argv: string[]): Promise<void> {
@@ -61,11 +63,15 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
     maxBatchSequences: intFlag(v['max-batch-sequences'], '--max-batch-sequences', 32),
     expertRebalanceIntervalMs,
     microBatches: parseMicroBatches(v['micro-batches']),
+    security: nodeSecurityFromFlags(v, 'coordinator'),
   };
   // BORA_CHECK_ARGS=1: validate the command line and stop (deployment files are tested this way).
   if (process.env.BORA_CHECK_ARGS === '1') return;
-  const node = new CoordinatorNode(options);
+  warnIfInsecure(options.security!, 'the coordinator');
+  const audit = auditLogFromFlag(v['audit-log']);
+  const node = new CoordinatorNode({ ...options, audit });
   await node.start();
   await untilSignal();
   await node.stop();
+  await audit?.close();
 }

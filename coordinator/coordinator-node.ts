@@ -11,10 +11,15 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
-import { EtcdKeys, createEtcdClient } from '../common/cluster/etcd-keys';
+import { EtcdKeys } from '../common/cluster/etcd-keys';
 import type { MemberInfo } from '../common/cluster/member';
 import { workersOf } from '../common/cluster/plan';
-import { NotFoundError, UnavailableError, asBoraError } from '../common/errors';
+import { InvalidArgumentError, NotFoundError, UnavailableError, asBoraError } from '../common/errors';
+import type { AuditLog } from '../common/security/audit';
+import { formatIdentity } from '../common/security/identity';
+import { NodeAccess } from '../common/security/node-access';
+import { nodeEtcdClient } from '../common/security/node-etcd';
+import { INSECURE, type NodeSecurity, coordinatorPortCredentials } from '../common/security/node-security';
 import { Generator } from '../common/generation/generator';
 import { Scheduler } from '../common/generation/scheduler';
 import type { WorkerId } from '../common/ids';
@@ -74,6 +79,11 @@ export interface CoordinatorOptions {
   readonly expertRebalanceIntervalMs?: number;
   /** Micro-batches in flight per pipeline; 'auto' (default): one per host among the stages. */
   readonly microBatches?: MicroBatches;
+  /** TLS on its port (client certificate optional) and mutual TLS to workers, with the
+   * coordinator's certificate; plaintext when absent. */
+  readonly security?: NodeSecurity;
+  /** Where refused calls are recorded; none when absent. */
+  readonly audit?: AuditLog;
 }
 
 /**
@@ -108,11 +118,16 @@ export class CoordinatorNode {
   private parts: Started | undefined;
   /** Workers being drained: placement leaves them out until they leave the cluster. */
   private readonly draining = new Set<WorkerId>();
+  private readonly security: NodeSecurity;
 
   constructor(private readonly options: CoordinatorOptions) {
     this.log = options.log ?? ((m) => console.error(`${new Date().toISOString()} [coordinator] ${m}`));
     this.keys = new EtcdKeys(options.keysPrefix);
-    this.etcd = createEtcdClient({ hosts: options.etcdUrl });
+    this.security = options.security ?? INSECURE;
+    if (this.security.kind === 'tls' && this.security.self.role !== 'coordinator') {
+      throw new InvalidArgumentError(`the coordinator was given the certificate of ${formatIdentity(this.security.self)} (want a coordinator certificate)`);
+    }
+    this.etcd = nodeEtcdClient({ hosts: options.etcdUrl }, this.security);
     this.membership = new MembershipWatch({ client: this.etcd, keys: this.keys, log: this.log });
     this.plans = new PlanStore({ client: this.etcd, keys: this.keys, log: this.log });
   }
@@ -156,6 +171,7 @@ export class CoordinatorNode {
       expertLoad: () => rebalancer?.load,
       dataPathFailed: () => this.onDataPathFailed(),
       log: this.log,
+      security: this.security,
     });
     const scheduler: Scheduler = new Scheduler(lifecycle, {
       maxBatchTokens: o.maxBatchTokens,
@@ -174,6 +190,7 @@ export class CoordinatorNode {
       leaseTtlMs: o.leaseTtlMs,
       onSuspectCleared: () => lifecycle.schedule('join'),
       log: this.log,
+      security: this.security,
     });
 
     const grpcServer = new grpc.Server(channelOptions(o.keepaliveTimeMs, o.keepaliveTimeoutMs));
@@ -188,8 +205,8 @@ export class CoordinatorNode {
       hasPipeline: () => lifecycle.current() !== undefined,
       drain: (workerId) => this.drain(workerId),
     });
-    grpcServer.addService(boraProto().WeightSource.service, weightServiceHandlers(ckpt, o.modelId));
-    const bound = await bindServer(grpcServer, o.listenHost, o.listenPort);
+    grpcServer.addService(boraProto().WeightSource.service, weightServiceHandlers(ckpt, o.modelId, new NodeAccess(this.security, { audit: o.audit })));
+    const bound = await bindServer(grpcServer, o.listenHost, o.listenPort, coordinatorPortCredentials(this.security));
     const server = { ...bound, address: `${o.advertiseHost ?? o.listenHost}:${bound.port}` };
     const metricsServer = o.metricsPort === undefined ? undefined : await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort);
     const leadership = new Leadership({ client: this.etcd, keys: this.keys, address: server.address, ttlMs: o.leaseTtlMs, log: this.log });
@@ -202,7 +219,7 @@ export class CoordinatorNode {
         isLeader: () => this.role === 'leading',
         members: () => [...this.membership.members().values()],
         usable: (m) => this.usable(m),
-        statusOf: (address) => workerStatus(address, STATUS_TIMEOUT_MS),
+        statusOf: (address) => workerStatus(address, STATUS_TIMEOUT_MS, this.security),
         replan: () => lifecycle.schedule('update'),
         log: this.log,
       });
@@ -296,6 +313,7 @@ export class CoordinatorNode {
       waitingRequests: scheduler.waitingSequences,
       serving: lifecycle.current() !== undefined && this.role === 'leading',
       replanIdle: lifecycle.idle,
+      security: this.security,
     });
   }
 
