@@ -4,7 +4,7 @@
  * `--insecure` (plaintext, development only), and `--audit-log FILE`. Giving neither mode keeps
  * plaintext, with the same loud warning, so that callers from before TLS keep working.
  */
-import { InvalidArgumentError } from '../common/errors';
+import { BoraError, InvalidArgumentError } from '../common/errors';
 import { type AuditLog, openAuditFile } from '../common/security/audit';
 import type { NodeRole } from '../common/security/identity';
 import { INSECURE, type NodeSecurity, insecureWarning, tlsNodeSecurity } from '../common/security/node-security';
@@ -33,7 +33,12 @@ export function nodeSecurityFromFlags(v: NodeSecurityFlagValues, role: NodeRole)
   }
   if (given.length === 0) return INSECURE;
   if (given.length < 3) throw new InvalidArgumentError('--ca, --cert and --key go together (or --insecure, for development only)');
-  return tlsNodeSecurity({ ca: v.ca!, cert: v.cert!, key: v.key! }, role);
+  try {
+    return tlsNodeSecurity({ ca: v.ca!, cert: v.cert!, key: v.key! }, role);
+  } catch (err) {
+    if (err instanceof BoraError) throw err;
+    throw new InvalidArgumentError(`cannot read the node's certificate files: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /** Prints the insecure-mode warning on stderr; nothing with TLS. */
