@@ -100,6 +100,7 @@ export class WorkerNode {
   private latestPlan: Plan | undefined;
   /** The plan whose epoch the Worker service serves now. */
   private servedPlan: Plan | undefined;
+  private planWorkersCache: { served: Plan | undefined; latest: Plan | undefined; workers: ReadonlySet<WorkerId> } | undefined;
   private stopped = false;
   private statsTimer: NodeJS.Timeout | undefined;
   private advertisedLoad = { activeSequences: 0, queueDepth: 0 };
@@ -364,12 +365,16 @@ export class WorkerNode {
    * the new plan's workers copy caches while the old plan still serves).
    */
   private planWorkers(): ReadonlySet<WorkerId> {
+    // Asked on every chunk of a worker's Forward stream: computed once per pair of plans.
+    const cached = this.planWorkersCache;
+    if (cached !== undefined && cached.served === this.servedPlan && cached.latest === this.latestPlan) return cached.workers;
     const workers = new Set<WorkerId>();
     for (const plan of [this.servedPlan, this.latestPlan]) {
       if (plan === undefined) continue;
       for (const w of workersOf(plan)) workers.add(w);
       for (const s of plan.handover?.stages ?? []) workers.add(s.worker);
     }
+    this.planWorkersCache = { served: this.servedPlan, latest: this.latestPlan, workers };
     return workers;
   }
 
