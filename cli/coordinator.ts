@@ -7,6 +7,7 @@ import { parseMicroBatches } from '../coordinator/pipeline-depth';
 import { loadApiKeyStore } from '../common/security/api-keys-file';
 import { ADMISSION_FLAGS, admissionFromFlags } from './admission-flags';
 import { intFlag, parseFlags, requireString } from './args';
+import { NODE_SECURITY_FLAGS, auditLogFromFlag, nodeSecurityFromFlags, warnIfInsecure } from './node-security-flags';
 import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
 
 const FLAGS = {
@@ -29,6 +30,7 @@ const FLAGS = {
   'micro-batches': { type: 'string' },
   'api-keys': { type: 'string' },
   ...ADMISSION_FLAGS,
+  ...NODE_SECURITY_FLAGS,
 } as const;
 
 export async function coordinatorCommand(argv: string[]): Promise<void> {
@@ -65,14 +67,18 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
     maxBatchSequences: intFlag(v['max-batch-sequences'], '--max-batch-sequences', 32),
     expertRebalanceIntervalMs,
     microBatches: parseMicroBatches(v['micro-batches']),
+    security: nodeSecurityFromFlags(v, 'coordinator'),
     // With API keys, every key is held to the admission limits; without, the API is open.
     ...(v['api-keys'] === undefined ? {} : { apiKeys: loadApiKeyStore(resolve(v['api-keys'])), admission: admissionFromFlags(v) }),
   };
   if (options.apiKeys === undefined) console.error('bora coordinator: WARNING: no --api-keys: the client API is open to anyone who can reach it (development only)');
   // BORA_CHECK_ARGS=1: validate the command line and stop (deployment files are tested this way).
   if (process.env.BORA_CHECK_ARGS === '1') return;
-  const node = new CoordinatorNode(options);
+  warnIfInsecure(options.security!, 'the coordinator');
+  const audit = auditLogFromFlag(v['audit-log']);
+  const node = new CoordinatorNode({ ...options, audit });
   await node.start();
   await untilSignal();
   await node.stop();
+  await audit?.close();
 }

@@ -4,6 +4,7 @@ import { InvalidArgumentError } from '../common/errors';
 import { parseWorkerId } from '../common/cluster/member';
 import { WorkerNode, type WorkerNodeOptions } from '../worker/worker-node';
 import { intFlag, parseFlags, requireString } from './args';
+import { NODE_SECURITY_FLAGS, auditLogFromFlag, nodeSecurityFromFlags, warnIfInsecure } from './node-security-flags';
 import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
 
 const FLAGS = {
@@ -18,6 +19,7 @@ const FLAGS = {
   'metrics-port': { type: 'string' },
   'keepalive-ms': { type: 'string' },
   prefix: { type: 'string' },
+  ...NODE_SECURITY_FLAGS,
 } as const;
 
 export async function workerCommand(argv: string[]): Promise<void> {
@@ -27,8 +29,12 @@ export async function workerCommand(argv: string[]): Promise<void> {
   if (advertise !== undefined && listen.port !== 0 && advertise.port !== listen.port) throw new InvalidArgumentError('--advertise must use the --listen port');
   const threads = intFlag(v.threads, '--threads', 1);
   const keepaliveMs = intFlag(v['keepalive-ms'], '--keepalive-ms', DEFAULT_KEEPALIVE_MS);
+  const security = nodeSecurityFromFlags(v, 'worker');
+  // With a certificate the worker is who the certificate says; --id may only repeat it.
+  const certId = security.kind === 'tls' ? security.self.id : undefined;
+  if (certId !== undefined && v.id !== undefined && v.id !== certId) throw new InvalidArgumentError(`--id ${v.id} does not match the certificate's worker/${certId}`);
   const options: WorkerNodeOptions = {
-    id: parseWorkerId(v.id ?? `w-${process.pid}`),
+    id: parseWorkerId(v.id ?? certId ?? `w-${process.pid}`),
     etcdUrl: requireString(v.etcd, '--etcd'),
     listenHost: listen.host,
     listenPort: listen.port,
@@ -41,11 +47,15 @@ export async function workerCommand(argv: string[]): Promise<void> {
     keysPrefix: v.prefix,
     keepaliveTimeMs: keepaliveMs,
     keepaliveTimeoutMs: keepaliveMs,
+    security,
   };
   // BORA_CHECK_ARGS=1: validate the command line and stop (deployment files are tested this way).
   if (process.env.BORA_CHECK_ARGS === '1') return;
-  const node = new WorkerNode(options);
+  warnIfInsecure(security, `worker ${options.id}`);
+  const audit = auditLogFromFlag(v['audit-log']);
+  const node = new WorkerNode({ ...options, audit });
   await node.start();
   await untilSignal();
   await node.stop();
+  await audit?.close();
 }

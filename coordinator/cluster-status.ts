@@ -5,6 +5,7 @@
 import type { MemberInfo } from '../common/cluster/member';
 import type { Plan } from '../common/cluster/plan';
 import type { WorkerId } from '../common/ids';
+import { INSECURE, type NodeSecurity } from '../common/security/node-security';
 import type { ClusterStatus } from '../common/wire/messages';
 import { workerStatus } from './worker-probe';
 
@@ -24,6 +25,8 @@ export interface ClusterView {
   readonly serving: boolean;
   /** No re-plan is scheduled or running. */
   readonly replanIdle: boolean;
+  /** How the workers are dialed for their own status; plaintext when absent. */
+  readonly security?: NodeSecurity;
 }
 
 export async function clusterStatus(view: ClusterView): Promise<ClusterStatus> {
@@ -31,7 +34,7 @@ export async function clusterStatus(view: ClusterView): Promise<ClusterStatus> {
   let anyLoading = false;
   const workers = await Promise.all(
     [...view.members.values()].map(async (m) => {
-      const reply = await workerStatus(m.address, STATUS_TIMEOUT_MS);
+      const reply = await workerStatus(m.address, STATUS_TIMEOUT_MS, view.security ?? INSECURE);
       if (reply?.loading === true) anyLoading = true;
       const stage = plan?.stages.find((s) => s.workers[0] === m.id);
       const experts = (plan?.experts ?? []).filter((e) => e.workers.includes(m.id));

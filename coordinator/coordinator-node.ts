@@ -11,10 +11,15 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
-import { EtcdKeys, createEtcdClient } from '../common/cluster/etcd-keys';
+import { EtcdKeys } from '../common/cluster/etcd-keys';
 import type { MemberInfo } from '../common/cluster/member';
 import { workersOf } from '../common/cluster/plan';
-import { NotFoundError, UnavailableError, asBoraError } from '../common/errors';
+import { InvalidArgumentError, NotFoundError, UnavailableError, asBoraError } from '../common/errors';
+import type { AuditLog } from '../common/security/audit';
+import { formatIdentity } from '../common/security/identity';
+import { NodeAccess } from '../common/security/node-access';
+import { nodeEtcdClient } from '../common/security/node-etcd';
+import { INSECURE, type NodeSecurity, coordinatorPortCredentials } from '../common/security/node-security';
 import { Generator } from '../common/generation/generator';
 import { Scheduler } from '../common/generation/scheduler';
 import type { WorkerId } from '../common/ids';
@@ -43,7 +48,6 @@ import { StallWatchdog } from './stall-watchdog';
 import { Admission, type AdmissionOptions } from './admission';
 import { ClientGate } from './client-gate';
 import type { ApiKeyStore } from '../common/security/api-keys';
-import type { AuditLog } from '../common/security/audit';
 import { weightServiceHandlers } from './weight-service';
 import { workerStatus } from './worker-probe';
 
@@ -78,6 +82,9 @@ export interface CoordinatorOptions {
   readonly expertRebalanceIntervalMs?: number;
   /** Micro-batches in flight per pipeline; 'auto' (default): one per host among the stages. */
   readonly microBatches?: MicroBatches;
+  /** TLS on its port (client certificate optional) and mutual TLS to workers, with the
+   * coordinator's certificate; plaintext when absent. */
+  readonly security?: NodeSecurity;
   /** The API keys the client API accepts; undefined: an open API (development only). */
   readonly apiKeys?: ApiKeyStore;
   /** Per-key limits and the admission queue; undefined: none. */
@@ -118,11 +125,16 @@ export class CoordinatorNode {
   private parts: Started | undefined;
   /** Workers being drained: placement leaves them out until they leave the cluster. */
   private readonly draining = new Set<WorkerId>();
+  private readonly security: NodeSecurity;
 
   constructor(private readonly options: CoordinatorOptions) {
     this.log = options.log ?? ((m) => console.error(`${new Date().toISOString()} [coordinator] ${m}`));
     this.keys = new EtcdKeys(options.keysPrefix);
-    this.etcd = createEtcdClient({ hosts: options.etcdUrl });
+    this.security = options.security ?? INSECURE;
+    if (this.security.kind === 'tls' && this.security.self.role !== 'coordinator') {
+      throw new InvalidArgumentError(`the coordinator was given the certificate of ${formatIdentity(this.security.self)} (want a coordinator certificate)`);
+    }
+    this.etcd = nodeEtcdClient({ hosts: options.etcdUrl }, this.security);
     this.membership = new MembershipWatch({ client: this.etcd, keys: this.keys, log: this.log });
     this.plans = new PlanStore({ client: this.etcd, keys: this.keys, log: this.log });
   }
@@ -167,6 +179,7 @@ export class CoordinatorNode {
       dataPathFailed: () => this.onDataPathFailed(),
       audit: o.audit,
       log: this.log,
+      security: this.security,
     });
     const scheduler: Scheduler = new Scheduler(lifecycle, {
       maxBatchTokens: o.maxBatchTokens,
@@ -185,6 +198,7 @@ export class CoordinatorNode {
       leaseTtlMs: o.leaseTtlMs,
       onSuspectCleared: () => lifecycle.schedule('join'),
       log: this.log,
+      security: this.security,
     });
 
     const grpcServer = new grpc.Server(channelOptions(o.keepaliveTimeMs, o.keepaliveTimeoutMs));
@@ -200,8 +214,8 @@ export class CoordinatorNode {
       drain: (workerId) => this.drain(workerId),
       gate: new ClientGate({ keys: o.apiKeys, admission: o.admission === undefined ? undefined : new Admission(o.admission), audit: o.audit }),
     });
-    grpcServer.addService(boraProto().WeightSource.service, weightServiceHandlers(ckpt, o.modelId));
-    const bound = await bindServer(grpcServer, o.listenHost, o.listenPort);
+    grpcServer.addService(boraProto().WeightSource.service, weightServiceHandlers(ckpt, o.modelId, new NodeAccess(this.security, { audit: o.audit })));
+    const bound = await bindServer(grpcServer, o.listenHost, o.listenPort, coordinatorPortCredentials(this.security));
     const server = { ...bound, address: `${o.advertiseHost ?? o.listenHost}:${bound.port}` };
     const metricsServer = o.metricsPort === undefined ? undefined : await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort);
     const leadership = new Leadership({ client: this.etcd, keys: this.keys, address: server.address, ttlMs: o.leaseTtlMs, log: this.log });
@@ -214,7 +228,7 @@ export class CoordinatorNode {
         isLeader: () => this.role === 'leading',
         members: () => [...this.membership.members().values()],
         usable: (m) => this.usable(m),
-        statusOf: (address) => workerStatus(address, STATUS_TIMEOUT_MS),
+        statusOf: (address) => workerStatus(address, STATUS_TIMEOUT_MS, this.security),
         replan: () => lifecycle.schedule('update'),
         log: this.log,
       });
@@ -311,6 +325,7 @@ export class CoordinatorNode {
       waitingRequests: scheduler.waitingSequences,
       serving: lifecycle.current() !== undefined && this.role === 'leading',
       replanIdle: lifecycle.idle,
+      security: this.security,
     });
   }
 

@@ -19,14 +19,16 @@ import { asBoraError } from '../common/errors';
 import type { SequenceId, WorkerId } from '../common/ids';
 import { fromServiceError } from '../common/wire/grpc-status';
 import type { CommitReply, CommitRequest } from '../common/wire/messages';
+import type { NodeSecurity } from '../common/security/node-security';
 import { withWorkerClient } from '../common/wire/proto';
 
 /** A commit includes copying caches between workers: allow for large ones. */
 const COMMIT_DEADLINE_MS = 60_000;
 
-export function commitPlan(address: string, request: CommitRequest, deadlineMs = COMMIT_DEADLINE_MS): Promise<CommitReply> {
+export function commitPlan(address: string, request: CommitRequest, security: NodeSecurity, deadlineMs = COMMIT_DEADLINE_MS): Promise<CommitReply> {
   return withWorkerClient<CommitReply>(
     address,
+    security,
     (client) =>
       new Promise((resolve, reject) => {
         client.commitPlan(request, { deadline: Date.now() + deadlineMs }, (err, reply) => (err === null ? resolve(reply!) : reject(fromServiceError(err))));
@@ -55,6 +57,7 @@ export async function commitHandover(
   plan: Plan,
   positions: ReadonlyMap<SequenceId, number> | undefined,
   addressOf: (worker: WorkerId) => string | undefined,
+  security: NodeSecurity,
 ): Promise<CommitOutcome> {
   const sequences = [...(positions ?? [])].map(([sequenceId, nextPosition]) => ({ sequenceId, nextPosition }));
   const workers = [...new Set([...workersOf(previous), ...workersOf(plan)])];
@@ -63,7 +66,7 @@ export async function commitHandover(
       const address = addressOf(worker);
       if (address === undefined) return { worker, migrated: false, detail: 'gone' };
       try {
-        const reply = await commitPlan(address, { planEpoch: plan.epoch, sequences });
+        const reply = await commitPlan(address, { planEpoch: plan.epoch, sequences }, security);
         return { worker, ...reply };
       } catch (err) {
         return { worker, migrated: false, detail: asBoraError(err).message };

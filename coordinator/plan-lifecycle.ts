@@ -16,6 +16,7 @@ import type { Pipeline } from '../common/generation/pipeline';
 import type { PipelineSource, Scheduler } from '../common/generation/scheduler';
 import type { WorkerId } from '../common/ids';
 import type { ModelConfig } from '../common/model/config';
+import { INSECURE, type NodeSecurity } from '../common/security/node-security';
 import type { CoordinatorMetrics, ReshardReason } from './coordinator-metrics';
 import { commitHandover, handoverFrom } from './handover';
 import { pipelineDepth, type MicroBatches } from './pipeline-depth';
@@ -69,6 +70,8 @@ export interface PlanLifecycleOptions {
   /** Each published plan is recorded here. */
   readonly audit?: AuditLog;
   readonly log: (message: string) => void;
+  /** How workers are dialed (CommitPlan, the data path); plaintext when absent. */
+  readonly security?: NodeSecurity;
 }
 
 export class PlanLifecycle implements PipelineSource {
@@ -253,7 +256,7 @@ export class PlanLifecycle implements PipelineSource {
     let pipeline: RemotePipeline;
     try {
       if (holding) {
-        const outcome = await commitHandover(previous, plan, await scheduler.quiesce(), (w) => o.members().get(w)?.address);
+        const outcome = await commitHandover(previous, plan, await scheduler.quiesce(), (w) => o.members().get(w)?.address, o.security ?? INSECURE);
         keepPositions = outcome.migrated;
         o.log(`hand-over to plan ${plan.epoch}: ${outcome.migrated ? '' : 'replaying instead: '}${outcome.detail}`);
       }
@@ -268,6 +271,7 @@ export class PlanLifecycle implements PipelineSource {
         keepaliveTimeMs: o.keepaliveTimeMs,
         keepaliveTimeoutMs: o.keepaliveTimeoutMs,
         etcdOutage: o.etcdOutage,
+        security: o.security,
       });
     } catch (err) {
       if (holding) scheduler.resume(); // the old pipeline fails on its own and is replaced

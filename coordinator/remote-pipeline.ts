@@ -11,6 +11,7 @@ import type { SliceInput } from '../common/engine/stage-engine';
 import { InvalidArgumentError, UnavailableError, type BoraError } from '../common/errors';
 import type { Pipeline } from '../common/generation/pipeline';
 import type { SequenceId } from '../common/ids';
+import { INSECURE, dialNode, type NodeSecurity } from '../common/security/node-security';
 import { ForwardClient } from '../common/wire/forward-client';
 import { Reassembler, decodeResult } from '../common/wire/frames';
 import { fromServiceError, fromStatus } from '../common/wire/grpc-status';
@@ -32,6 +33,8 @@ export interface RemotePipelineOptions {
   readonly onBroken?: (err: BoraError) => void;
   /** Whether etcd is unreachable for the coordinator right now (stamped on every frame). */
   readonly etcdOutage?: () => boolean;
+  /** The coordinator's transport security (its certificate on every stream); plaintext when absent. */
+  readonly security?: NodeSecurity;
 }
 
 interface Pending {
@@ -59,8 +62,13 @@ export class RemotePipeline implements Pipeline {
     this.depth = options.depth ?? options.stageAddresses.length;
     const Worker = boraProto().Worker;
     const channel = channelOptions(options.keepaliveTimeMs, options.keepaliveTimeoutMs);
-    this.clients = options.stageAddresses.map((a) => new Worker(a, grpc.credentials.createInsecure(), channel));
+    const security = options.security ?? INSECURE;
+    this.clients = options.stageAddresses.map((a) => {
+      const dial = dialNode(security, a);
+      return new Worker(a, dial.credentials, { ...channel, ...dial.options });
+    });
     this.forward = new ForwardClient(options.stageAddresses[0], {
+      security,
       hiddenSize: options.hiddenSize,
       drainTimeoutMs: options.stepTimeoutMs,
       keepaliveTimeMs: options.keepaliveTimeMs,

@@ -10,6 +10,7 @@
 import type { MemberInfo } from '../common/cluster/member';
 import { workersOf, type Plan } from '../common/cluster/plan';
 import { UnavailableError } from '../common/errors';
+import { INSECURE, type NodeSecurity } from '../common/security/node-security';
 import type { WorkerId } from '../common/ids';
 import type { RemotePipeline } from './remote-pipeline';
 import { workerStatus } from './worker-probe';
@@ -35,6 +36,8 @@ export interface StallWatchdogOptions {
   readonly leaseTtlMs: number;
   /** A suspect's time is up and it is still a member: plan with it again. */
   readonly onSuspectCleared: () => void;
+  /** How workers are dialed for status probes; plaintext when absent. */
+  readonly security?: NodeSecurity;
   readonly log: (message: string) => void;
 }
 
@@ -100,7 +103,7 @@ export class StallWatchdog {
     await Promise.all(
       workersOf(plan).map(async (id) => {
         const member = members.get(id);
-        if (member === undefined || (await workerStatus(member.address, timeoutMs)) !== undefined) return;
+        if (member === undefined || (await workerStatus(member.address, timeoutMs, this.options.security ?? INSECURE)) !== undefined) return;
         if (this.suspects.has(id)) return;
         this.options.log(`worker ${id} does not answer: leaving it out of the next plan`);
         this.suspects.add(id);

@@ -2,6 +2,11 @@
  * Serves the checkpoint to workers that cannot see it: config.json, and any tensor streamed in
  * chunks with a SHA-256 of the whole on the last chunk, so a fresh machine can join with no copy
  * of the model.
+ *
+ * With TLS the checkpoint goes only to worker (and admin) certificates from the cluster CA: the
+ * coordinator's port also serves the client API, where a client certificate is optional, so this
+ * service checks the peer certificate itself (`access`). FetchConfig is guarded alike: only
+ * workers need it.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -10,19 +15,26 @@ import { NotFoundError } from '../common/errors';
 import { CONFIG_FILE, type Checkpoint } from '../common/model/checkpoint';
 import type { TensorChunk, WireDType } from '../common/wire/messages';
 import { failCall, toServiceError } from '../common/wire/grpc-status';
+import type { NodeRole } from '../common/security/identity';
+import { NodeAccess } from '../common/security/node-access';
+import { INSECURE } from '../common/security/node-security';
 import type { WeightSourceHandlers } from '../common/wire/proto';
 
 export const TENSOR_CHUNK_BYTES = 1024 * 1024;
 
 const WIRE_DTYPE: Record<string, WireDType> = { F32: 'DTYPE_F32', F16: 'DTYPE_F16', BF16: 'DTYPE_BF16' };
 
-export function weightServiceHandlers(ckpt: Checkpoint, modelId: string): WeightSourceHandlers {
+/** Who may fetch the checkpoint. */
+export const WEIGHT_READER_ROLES: readonly NodeRole[] = ['worker', 'admin'];
+
+export function weightServiceHandlers(ckpt: Checkpoint, modelId: string, access: NodeAccess = new NodeAccess(INSECURE)): WeightSourceHandlers {
   const checkModel = (model: string): void => {
     if (model !== '' && model !== modelId) throw new NotFoundError(`model "${model}" is not served here (this coordinator serves "${modelId}")`);
   };
   return {
     FetchConfig: (call, callback) => {
       (async () => {
+        access.require(call, WEIGHT_READER_ROLES, 'FetchConfig');
         checkModel(call.request.model);
         return { configJson: await readFile(join(ckpt.dir, CONFIG_FILE), 'utf8'), model: modelId };
       })().then(
@@ -33,6 +45,7 @@ export function weightServiceHandlers(ckpt: Checkpoint, modelId: string): Weight
 
     FetchTensor: (call) => {
       (async () => {
+        access.require(call, WEIGHT_READER_ROLES, 'FetchTensor');
         checkModel(call.request.model);
         const raw = await ckpt.readRaw(call.request.name);
         const hash = createHash('sha256').update(raw.bytes).digest();

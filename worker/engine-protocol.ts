@@ -6,9 +6,16 @@ import type { StageInput, StageOutput } from '../common/engine/stage-engine';
 import type { LayerRange } from '../common/ids';
 import type { ModelConfig } from '../common/model/config';
 import type { ThreadError } from '../common/pool/thread-errors';
+import type { TransportSpec } from '../common/security/node-security';
 import type { ExpertDispatchStats } from './expert-stats';
 import type { ExpertTable } from './remote-experts';
 import type { StageStats } from './stage-backend';
+
+/** What an engine thread starts with (its workerData). Certificates go as file names: the thread
+ * builds its own reloader, since a CertificateProvider cannot cross threads. */
+export interface EngineThreadData {
+  readonly transport: TransportSpec;
+}
 
 /** Where the engine thread reads weights: a directory it can see, or the coordinator. */
 export type WeightSourceSpec = { readonly kind: 'local'; readonly dir: string } | { readonly kind: 'remote'; readonly address: string; readonly modelId: string };

@@ -6,7 +6,7 @@
  * RunExperts in mid-forward; were expert runs queued behind it, two workers each waiting on the
  * other's experts would deadlock. Float32 outputs go back as transfers.
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { LocalExperts } from '../common/engine/experts';
 import { StageEngine } from '../common/engine/stage-engine';
 import { InternalError } from '../common/errors';
@@ -14,7 +14,8 @@ import { sequenceId } from '../common/ids';
 import { Checkpoint } from '../common/model/checkpoint';
 import type { WeightSource } from '../common/model/weight-source';
 import { toThreadError } from '../common/pool/thread-errors';
-import type { EngineReply, EngineReplyValue, EngineRequest, RemoteExpertsSpec, WeightSourceSpec } from './engine-protocol';
+import { type NodeSecurity, nodeSecurityFromSpec } from '../common/security/node-security';
+import type { EngineReply, EngineReplyValue, EngineRequest, EngineThreadData, RemoteExpertsSpec, WeightSourceSpec } from './engine-protocol';
 import { GrpcExpertTransport } from './expert-client';
 import { ExpertStatsCollector } from './expert-stats';
 import { RemoteExperts, type LocalHolder } from './remote-experts';
@@ -25,10 +26,17 @@ const expertSets = new Map<number, LocalExperts>();
 /** Stages loaded with their experts spread: their dispatcher and its figures, by stage handle. */
 const remotes = new Map<number, { backend: RemoteExperts; stats: ExpertStatsCollector }>();
 let nextHandle = 1;
+let security: NodeSecurity | undefined;
+
+/** This thread's transport security, made on first use from the files the worker gave it. */
+function transport(): NodeSecurity {
+  security ??= nodeSecurityFromSpec((workerData as EngineThreadData | undefined)?.transport ?? { kind: 'insecure' });
+  return security;
+}
 
 async function openSource(spec: WeightSourceSpec): Promise<{ source: WeightSource; close(): void }> {
   if (spec.kind === 'local') return { source: await Checkpoint.open(spec.dir), close: () => undefined };
-  const remote = await RemoteWeightSource.connect(spec.address, spec.modelId);
+  const remote = await RemoteWeightSource.connect(spec.address, spec.modelId, transport());
   return { source: remote, close: () => remote.close() };
 }
 
@@ -51,7 +59,7 @@ function localHolder(spec: RemoteExpertsSpec): LocalHolder | undefined {
 
 function remoteExperts(spec: RemoteExpertsSpec): { backend: RemoteExperts; stats: ExpertStatsCollector } {
   const stats = new ExpertStatsCollector();
-  const backend = new RemoteExperts(spec, { transport: new GrpcExpertTransport(), local: localHolder(spec), deadlineMs: spec.deadlineMs, hooks: stats.hooks });
+  const backend = new RemoteExperts(spec, { transport: new GrpcExpertTransport(transport()), local: localHolder(spec), deadlineMs: spec.deadlineMs, hooks: stats.hooks });
   return { backend, stats };
 }
 

@@ -12,7 +12,8 @@ import { UnavailableError } from '../common/errors';
 import type { LayerRange, SequenceId } from '../common/ids';
 import type { ModelConfig } from '../common/model/config';
 import { fromThreadError } from '../common/pool/thread-errors';
-import type { EngineReply, EngineReplyValue, EngineRequest, ExpertHolding, RemoteExpertsSpec, SequenceSnapshot, WeightSourceSpec } from './engine-protocol';
+import type { TransportSpec } from '../common/security/node-security';
+import type { EngineReply, EngineReplyValue, EngineRequest, EngineThreadData, ExpertHolding, RemoteExpertsSpec, SequenceSnapshot, WeightSourceSpec } from './engine-protocol';
 import type { ExpertDispatchStats } from './expert-stats';
 import type { StageBackend, StageStats } from './stage-backend';
 
@@ -31,8 +32,13 @@ export class EngineThread {
   /** Stages and expert sets loaded here and not closed yet. */
   openHandles = 0;
 
-  constructor(readonly hooks: EngineThreadHooks = {}) {
-    this.worker = new Worker(join(__dirname, 'engine-thread-main.js'));
+  /** `transport`: how the thread dials the coordinator (weights) and other workers (experts). */
+  constructor(
+    readonly hooks: EngineThreadHooks = {},
+    transport: TransportSpec = { kind: 'insecure' },
+  ) {
+    const workerData: EngineThreadData = { transport };
+    this.worker = new Worker(join(__dirname, 'engine-thread-main.js'), { workerData });
     this.worker.on('message', (reply: EngineReply) => {
       const p = this.pending.get(reply.id);
       if (p === undefined) return;

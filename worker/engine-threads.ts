@@ -4,6 +4,7 @@
  * here), and the stages serving meanwhile must not wait behind it. Threads whose stages have all
  * been closed are ended.
  */
+import type { TransportSpec } from '../common/security/node-security';
 import { EngineThread, type EngineThreadHooks } from './engine-thread';
 
 export class EngineThreads {
@@ -11,7 +12,10 @@ export class EngineThreads {
   /** Every thread that holds something, the latest included. */
   private readonly all = new Set<EngineThread>();
 
-  constructor(private readonly hooks: EngineThreadHooks) {
+  constructor(
+    private readonly hooks: EngineThreadHooks,
+    private readonly transport: TransportSpec = { kind: 'insecure' },
+  ) {
     this.latest = this.spawn();
   }
 
@@ -40,7 +44,7 @@ export class EngineThreads {
   }
 
   private spawn(): EngineThread {
-    const thread = new EngineThread(this.hooks);
+    const thread = new EngineThread(this.hooks, this.transport);
     this.all.add(thread);
     return thread;
   }

@@ -3,8 +3,8 @@
  * reused across layer steps. A reply that does not match its request (output count or shapes) is
  * the holder's fault and is reported as UnavailableError, so that the step moves to a replica.
  */
-import * as grpc from '@grpc/grpc-js';
 import { UnavailableError, asBoraError } from '../common/errors';
+import { INSECURE, dialNode, type NodeSecurity } from '../common/security/node-security';
 import type { ExpertReply, ExpertRequest } from '../common/wire/messages';
 import { fromServiceError } from '../common/wire/grpc-status';
 import { boraProto, channelOptions, type WorkerClient } from '../common/wire/proto';
@@ -14,7 +14,11 @@ import type { ExpertRequestSpec, ExpertTransport } from './remote-experts';
 export class GrpcExpertTransport implements ExpertTransport {
   private readonly clients = new Map<string, WorkerClient>();
 
-  constructor(private readonly keepaliveMs = 1000) {}
+  constructor(
+    /** The worker's transport security: its certificate on every call. */
+    private readonly security: NodeSecurity = INSECURE,
+    private readonly keepaliveMs = 1000,
+  ) {}
 
   run(address: string, request: ExpertRequestSpec, deadlineMs: number): Promise<Float32Array[]> {
     const client = this.clientFor(address);
@@ -44,7 +48,8 @@ export class GrpcExpertTransport implements ExpertTransport {
     let client = this.clients.get(address);
     if (client === undefined) {
       const Worker = boraProto().Worker;
-      client = new Worker(address, grpc.credentials.createInsecure(), channelOptions(this.keepaliveMs, this.keepaliveMs));
+      const dial = dialNode(this.security, address);
+      client = new Worker(address, dial.credentials, { ...channelOptions(this.keepaliveMs, this.keepaliveMs), ...dial.options });
       this.clients.set(address, client);
     }
     return client;

@@ -8,6 +8,7 @@
 import type { Handover } from '../common/cluster/plan';
 import { FailedPreconditionError } from '../common/errors';
 import { sequenceId, type LayerRange, type SequenceId, type WorkerId } from '../common/ids';
+import { INSECURE, type NodeSecurity } from '../common/security/node-security';
 import type { SequencePosition } from '../common/wire/messages';
 import type { SequenceSnapshot } from './engine-protocol';
 import { fetchKv, type KvSources } from './kv-transfer';
@@ -31,6 +32,8 @@ export interface HandoverContext {
   readonly sources: KvSources;
   addressOf(worker: WorkerId): Promise<string>;
   readonly shape: { readonly kvHeads: number; readonly headDim: number };
+  /** How other workers are dialed for FetchKv; plaintext when absent. */
+  readonly security?: NodeSecurity;
 }
 
 /** Puts the caches of `sequences` in place on `stage`; throws when any ends up missing or elsewhere. */
@@ -44,7 +47,7 @@ export async function migrateStage(ctx: HandoverContext, stage: HandoverStage, s
     for (const old of ctx.handover.stages) {
       const layers = { start: Math.max(old.range.start, stage.range.start), end: Math.min(old.range.end, stage.range.end) };
       if (layers.start >= layers.end || ids.length === 0) continue;
-      const entries = old.worker === ctx.self ? await ctx.sources.snapshot(from, layers, ids) : await fetchKv(await ctx.addressOf(old.worker), from, layers, ids, ctx.shape, FETCH_DEADLINE_MS);
+      const entries = old.worker === ctx.self ? await ctx.sources.snapshot(from, layers, ids) : await fetchKv(await ctx.addressOf(old.worker), from, layers, ids, ctx.shape, FETCH_DEADLINE_MS, ctx.security ?? INSECURE);
       await stage.restoreKv(entries);
     }
   }

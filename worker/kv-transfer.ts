@@ -9,6 +9,7 @@ import type { CacheSnapshot } from '../common/engine/kv-cache';
 import { FailedPreconditionError, UnavailableError } from '../common/errors';
 import { sequenceId, type LayerRange, type SequenceId } from '../common/ids';
 import { fromServiceError, failCall } from '../common/wire/grpc-status';
+import type { NodeSecurity } from '../common/security/node-security';
 import type { KvSlice } from '../common/wire/messages';
 import { withWorkerClient, type WorkerHandlers } from '../common/wire/proto';
 import type { SequenceSnapshot } from './engine-protocol';
@@ -96,10 +97,19 @@ export function toSlices(e: SequenceSnapshot, K: number, D: number, maxBytes = M
 }
 
 /** Fetches the caches of `ids` for `layers` from the worker at `address`, as it served `epoch`. */
-export function fetchKv(address: string, epoch: number, layers: LayerRange, ids: readonly SequenceId[], shape: { kvHeads: number; headDim: number }, deadlineMs: number): Promise<SequenceSnapshot[]> {
+export function fetchKv(
+  address: string,
+  epoch: number,
+  layers: LayerRange,
+  ids: readonly SequenceId[],
+  shape: { kvHeads: number; headDim: number },
+  deadlineMs: number,
+  security: NodeSecurity,
+): Promise<SequenceSnapshot[]> {
   const assembler = new SnapshotAssembler(layers, shape.kvHeads, shape.headDim);
   return withWorkerClient<SequenceSnapshot[]>(
     address,
+    security,
     (client) =>
       new Promise((resolve, reject) => {
         const call = client.fetchKv({ planEpoch: epoch, layerStart: layers.start, layerEnd: layers.end, sequenceIds: [...ids] }, { deadline: Date.now() + deadlineMs });

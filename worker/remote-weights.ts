@@ -10,6 +10,7 @@ import type { RawTensor } from '../common/model/checkpoint';
 import { parseModelConfig, type ModelConfig } from '../common/model/config';
 import { toFloat32, type StorageDtype } from '../common/model/dtype';
 import type { WeightSource } from '../common/model/weight-source';
+import { INSECURE, dialNode, type NodeSecurity } from '../common/security/node-security';
 import { fromServiceError } from '../common/wire/grpc-status';
 import type { ConfigReply, TensorChunk, WireDType } from '../common/wire/messages';
 import { boraProto, channelOptions, type WeightSourceClient } from '../common/wire/proto';
@@ -25,9 +26,11 @@ export class RemoteWeightSource implements WeightSource {
     readonly config: ModelConfig,
   ) {}
 
-  static async connect(address: string, modelId: string): Promise<RemoteWeightSource> {
+  /** `security`: the worker's; with TLS the coordinator serves weights only to worker certificates. */
+  static async connect(address: string, modelId: string, security: NodeSecurity = INSECURE): Promise<RemoteWeightSource> {
     const WeightSource = boraProto().WeightSource;
-    const client = new WeightSource(address, grpc.credentials.createInsecure(), channelOptions(10_000, 5_000));
+    const dial = dialNode(security, address);
+    const client = new WeightSource(address, dial.credentials, { ...channelOptions(10_000, 5_000), ...dial.options });
     const reply = await new Promise<ConfigReply>((resolve, reject) =>
       client.fetchConfig({ model: modelId }, { deadline: Date.now() + 10_000 }, (err, r) => (err ? reject(fromServiceError(err)) : resolve(r!))),
     );

@@ -4,6 +4,7 @@
  * accepted for exactly one epoch at a time.
  */
 import type { WorkerId } from '../common/ids';
+import type { NodeSecurity } from '../common/security/node-security';
 import type { ExpertBackend } from '../common/engine/experts';
 import { ForwardClient } from '../common/wire/forward-client';
 import type { StageFrame } from '../common/wire/frames';
@@ -16,6 +17,8 @@ export interface StreamSettings {
   readonly drainTimeoutMs: number;
   readonly keepaliveTimeMs: number;
   readonly keepaliveTimeoutMs: number;
+  /** The worker's transport security, for the stream to the next stage; plaintext when absent. */
+  readonly security?: NodeSecurity;
 }
 
 export interface StageInstall {

@@ -19,7 +19,7 @@ import { EXPERT_DISPATCH_BUCKETS_SECONDS, FORWARD_BATCH_BUCKETS_TOKENS, MODEL_LO
 export const WORKER_DEFAULT_METRICS_PREFIX = 'bora_worker_';
 
 /** Why a worker refused a frame: an old plan epoch, a frame that does not decode, or no lease. */
-export const FRAME_REJECT_REASONS = ['stale_epoch', 'malformed', 'not_serving'] as const;
+export const FRAME_REJECT_REASONS = ['stale_epoch', 'malformed', 'not_serving', 'unauthenticated', 'permission_denied'] as const;
 export type FrameRejectReason = (typeof FRAME_REJECT_REASONS)[number];
 
 /**

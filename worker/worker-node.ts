@@ -8,11 +8,15 @@ import { nativeKernels, resolveLinearBackend } from '../common/kernels/native-ke
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
-import { EtcdKeys, createEtcdClient } from '../common/cluster/etcd-keys';
+import { EtcdKeys } from '../common/cluster/etcd-keys';
 import { decodeMember, type MemberInfo } from '../common/cluster/member';
-import type { Plan } from '../common/cluster/plan';
+import { workersOf, type Plan } from '../common/cluster/plan';
 import type { ComputeSettings } from '../common/engine/compute-settings';
-import { UnavailableError, asBoraError } from '../common/errors';
+import { InvalidArgumentError, UnavailableError, asBoraError } from '../common/errors';
+import type { AuditLog } from '../common/security/audit';
+import { formatIdentity, sameIdentity } from '../common/security/identity';
+import { nodeEtcdClient } from '../common/security/node-etcd';
+import { INSECURE, type NodeSecurity, transportSpec } from '../common/security/node-security';
 import type { LayerRange, WorkerId } from '../common/ids';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
 import type { CommitReply, SequencePosition } from '../common/wire/messages';
@@ -31,6 +35,7 @@ import { migrateStage } from './handover';
 import { KvSources, fetchKvHandler } from './kv-transfer';
 import { startWorkerServer, type BoundServer } from './worker-server';
 import type { HandoverHandlers, WorkerState } from './worker-service';
+import { WorkerAccess } from './worker-access';
 
 export interface WorkerNodeOptions {
   readonly id: WorkerId;
@@ -50,6 +55,11 @@ export interface WorkerNodeOptions {
   readonly keepaliveTimeMs: number;
   readonly keepaliveTimeoutMs: number;
   readonly log?: (message: string) => void;
+  /** Mutual TLS on every link, and the Worker service's checks (worker-access.ts); plaintext
+   * and unchecked when absent. With TLS the certificate must be worker/<id>. */
+  readonly security?: NodeSecurity;
+  /** Where refused calls are recorded; none when absent. */
+  readonly audit?: AuditLog;
 }
 
 const STATS_INTERVAL_MS = 1000;
@@ -74,7 +84,8 @@ interface Loaded {
 export class WorkerNode {
   private readonly log: (message: string) => void;
   private readonly metrics = new WorkerMetrics();
-  private readonly threads = new EngineThreads({ onExpertStats: (stats) => recordExpertStats(stats, this.routedTokens, this.metrics, this.log) });
+  private readonly threads: EngineThreads;
+  private readonly security: NodeSecurity;
   private readonly host: StageHost;
   private readonly keys: EtcdKeys;
   private readonly etcd: Etcd3;
@@ -87,6 +98,9 @@ export class WorkerNode {
   private experts: { key: string; experts: ThreadedExperts } | undefined;
   private applying: Promise<void> = Promise.resolve();
   private latestPlan: Plan | undefined;
+  /** The plan whose epoch the Worker service serves now. */
+  private servedPlan: Plan | undefined;
+  private planWorkersCache: { served: Plan | undefined; latest: Plan | undefined; workers: ReadonlySet<WorkerId> } | undefined;
   private stopped = false;
   private statsTimer: NodeJS.Timeout | undefined;
   private advertisedLoad = { activeSequences: 0, queueDepth: 0 };
@@ -102,11 +116,16 @@ export class WorkerNode {
   constructor(private readonly options: WorkerNodeOptions) {
     this.log = options.log ?? ((m) => console.error(`${new Date().toISOString()} [worker ${options.id}] ${m}`));
     this.keys = new EtcdKeys(options.keysPrefix);
-    this.etcd = createEtcdClient({ hosts: options.etcdUrl });
+    this.security = options.security ?? INSECURE;
+    if (this.security.kind === 'tls' && !sameIdentity(this.security.self, { role: 'worker', id: options.id })) {
+      throw new InvalidArgumentError(`worker ${options.id} was given the certificate of ${formatIdentity(this.security.self)} (want worker/${options.id})`);
+    }
+    this.etcd = nodeEtcdClient({ hosts: options.etcdUrl }, this.security);
+    this.threads = new EngineThreads({ onExpertStats: (stats) => recordExpertStats(stats, this.routedTokens, this.metrics, this.log) }, transportSpec(this.security));
     this.commits = new CommitGate(options.id, HANDOVER_COMMIT_TIMEOUT_MS);
     this.host = new StageHost(
       options.id,
-      { drainTimeoutMs: 10_000, keepaliveTimeMs: options.keepaliveTimeMs, keepaliveTimeoutMs: options.keepaliveTimeoutMs },
+      { drainTimeoutMs: 10_000, keepaliveTimeMs: options.keepaliveTimeMs, keepaliveTimeoutMs: options.keepaliveTimeoutMs, security: this.security },
       {
         onForward: (seconds, tokens) => {
           const runner = this.host.runner();
@@ -132,7 +151,8 @@ export class WorkerNode {
 
   async start(): Promise<void> {
     const o = this.options;
-    const bound = await startWorkerServer(this.serviceState(), o.listenHost, o.listenPort, { timeMs: o.keepaliveTimeMs, timeoutMs: o.keepaliveTimeoutMs }, this.handoverHandlers());
+    const access = new WorkerAccess(this.security, { planWorkers: () => this.planWorkers(), audit: o.audit });
+    const bound = await startWorkerServer(this.serviceState(), o.listenHost, o.listenPort, { timeMs: o.keepaliveTimeMs, timeoutMs: o.keepaliveTimeoutMs }, this.handoverHandlers(), access);
     this.server = { ...bound, address: `${o.advertiseHost ?? o.listenHost}:${bound.port}` };
     if (o.metricsPort !== undefined) this.metricsServer = await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort);
 
@@ -278,6 +298,7 @@ export class WorkerNode {
     }
     const previousExperts = this.experts;
     this.host.installStages(plan.epoch, installs, experts === undefined ? undefined : meteredExperts(experts.experts, this.metrics));
+    this.servedPlan = plan;
     this.kvSources.set(plan.epoch, installs.map((i) => i.stage));
     this.experts = experts;
     if (previousExperts !== undefined && previousExperts !== experts) await previousExperts.experts.close();
@@ -316,6 +337,7 @@ export class WorkerNode {
             sources: this.kvSources,
             addressOf: (w) => this.addressOf(w),
             shape: { kvHeads: install.stage.config.numKvHeads, headDim: install.stage.config.headDim },
+            security: this.security,
           },
           install.stage,
           sequences,
@@ -336,6 +358,25 @@ export class WorkerNode {
   }
 
 
+
+  /**
+   * Workers allowed to send frames, expert calls and cache fetches here (worker-access.ts): those
+   * of the plan served and of the latest plan, with its hand-over's sources (during a hand-over
+   * the new plan's workers copy caches while the old plan still serves).
+   */
+  private planWorkers(): ReadonlySet<WorkerId> {
+    // Asked on every chunk of a worker's Forward stream: computed once per pair of plans.
+    const cached = this.planWorkersCache;
+    if (cached !== undefined && cached.served === this.servedPlan && cached.latest === this.latestPlan) return cached.workers;
+    const workers = new Set<WorkerId>();
+    for (const plan of [this.servedPlan, this.latestPlan]) {
+      if (plan === undefined) continue;
+      for (const w of workersOf(plan)) workers.add(w);
+      for (const s of plan.handover?.stages ?? []) workers.add(s.worker);
+    }
+    this.planWorkersCache = { served: this.servedPlan, latest: this.latestPlan, workers };
+    return workers;
+  }
 
   /** What the Worker service serves from: the stage host, plus the routed token counts. */
   private serviceState(): WorkerState {

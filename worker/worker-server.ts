@@ -1,7 +1,9 @@
-/** Binds the Worker gRPC service to an address (port 0 picks a free port). */
+/** Binds the Worker gRPC service to an address (port 0 picks a free port), mutual TLS when `access` has it. */
 import * as grpc from '@grpc/grpc-js';
 import { bindServer, type BoundServer } from '../common/wire/bind-server';
+import { nodePortCredentials } from '../common/security/node-security';
 import { channelOptions } from '../common/wire/proto';
+import { OPEN_WORKER_ACCESS, type WorkerAccess } from './worker-access';
 export type { BoundServer } from '../common/wire/bind-server';
 import { addWorkerService, type HandoverHandlers, type WorkerState } from './worker-service';
 
@@ -11,12 +13,14 @@ export function startWorkerServer(
   port: number,
   keepalive: { timeMs: number; timeoutMs: number },
   handover?: Partial<HandoverHandlers>,
+  /** The node's transport security and its Worker service policy; plaintext and unchecked when absent. */
+  access: WorkerAccess = OPEN_WORKER_ACCESS,
 ): Promise<BoundServer> {
   const server = new grpc.Server({
     ...channelOptions(keepalive.timeMs, keepalive.timeoutMs),
     // Accept the coordinator's and peers' keepalive pings at the cadence they send them.
     'grpc.http2.min_ping_interval_without_data_ms': Math.min(keepalive.timeMs, 1000),
   });
-  addWorkerService(server, state, handover);
-  return bindServer(server, host, port);
+  addWorkerService(server, state, handover, access);
+  return bindServer(server, host, port, nodePortCredentials(access.security));
 }

@@ -1,11 +1,13 @@
 /**
  * The Worker gRPC service: frames in (Forward), results out (Results), cache release, status
- * and remote expert calls. Every frame is checked before it is queued: plan epoch (fencing),
- * stage index, a serving lease, chunk order and tensor byte counts. A refused frame is answered
- * with an error ack; the stream and every other request carry on.
+ * and remote expert calls. Every call is first checked against the caller's certificate
+ * (worker-access.ts; with TLS only): a refused call ends with UNAUTHENTICATED or
+ * PERMISSION_DENIED before anything is read. Every frame is checked before it is queued: plan
+ * epoch (fencing), stage index, a serving lease, chunk order and tensor byte counts. A refused
+ * frame is answered with an error ack; the stream and every other request carry on.
  */
 import * as grpc from '@grpc/grpc-js';
-import { FailedPreconditionError, StaleEpochError, UnavailableError, asBoraError } from '../common/errors';
+import { FailedPreconditionError, PermissionDeniedError, StaleEpochError, UnavailableError, asBoraError } from '../common/errors';
 import type { ExpertBackend } from '../common/engine/experts';
 import { sequenceId, type WorkerId } from '../common/ids';
 import { Reassembler, decodeStageFrame } from '../common/wire/frames';
@@ -13,13 +15,17 @@ import type { ActivationFrame, ExpertReply, ExpertRequest, ExpertTokenCount } fr
 import { STATUS_BY_CODE, failCall, toServiceError } from '../common/wire/grpc-status';
 import { boraProto, type WorkerHandlers } from '../common/wire/proto';
 import { decodeF32, encodeF32 } from '../common/wire/tensor-codec';
+import type { Identity } from '../common/security/identity';
+import type { AuthCall } from '../common/security/node-access';
 import type { ResultsHub } from './results-hub';
 import type { StageRunner } from './stage-runner';
+import { OPEN_WORKER_ACCESS, type WorkerAccess, type WorkerMethod } from './worker-access';
 
 /** Frames queued at a stage before it stops reading its streams (HTTP/2 flow control then pushes back). */
 export const MAX_QUEUED_FRAMES = 8;
 
-export type RejectReason = 'stale_epoch' | 'malformed' | 'not_serving';
+/** Why a frame (or, for the two security reasons, a whole Forward stream) was refused. */
+export type RejectReason = 'stale_epoch' | 'malformed' | 'not_serving' | 'unauthenticated' | 'permission_denied';
 
 /** What the service needs from the worker it belongs to. */
 export interface WorkerState {
@@ -47,28 +53,63 @@ export type WorkerServiceHandlers = Pick<WorkerHandlers, 'Forward' | 'Results' |
 /** CommitPlan and FetchKv: the worker side of a planned hand-over. */
 export type HandoverHandlers = Pick<WorkerHandlers, 'CommitPlan' | 'FetchKv'>;
 
-export function workerServiceHandlers(state: WorkerState): WorkerServiceHandlers {
-  return {
-    Forward: (call) => handleForward(state, call),
+type UnaryHandler<C, B> = (call: C, callback: B) => void;
 
-    Results: (call) => {
+/** `handler` behind the access check; a refused call gets its status and the handler never runs. */
+function guardUnary<C extends AuthCall, B extends (err: ReturnType<typeof toServiceError>) => void>(access: WorkerAccess, method: WorkerMethod, handler: UnaryHandler<C, B>): UnaryHandler<C, B> {
+  return (call, callback) => {
+    try {
+      access.check(call, method);
+    } catch (err) {
+      callback(toServiceError(err));
+      return;
+    }
+    handler(call, callback);
+  };
+}
+
+function guardStream<C extends AuthCall & { emit(event: 'error', err: unknown): boolean }>(access: WorkerAccess, method: WorkerMethod, handler: (call: C) => void): (call: C) => void {
+  return (call) => {
+    try {
+      access.check(call, method);
+    } catch (err) {
+      failCall(call, err);
+      return;
+    }
+    handler(call);
+  };
+}
+
+/** The CommitPlan and FetchKv handlers behind the same checks as the rest of the service. */
+export function guardHandover(access: WorkerAccess, handover: Partial<HandoverHandlers>): Partial<HandoverHandlers> {
+  return {
+    ...(handover.CommitPlan === undefined ? {} : { CommitPlan: guardUnary(access, 'CommitPlan', handover.CommitPlan) }),
+    ...(handover.FetchKv === undefined ? {} : { FetchKv: guardStream(access, 'FetchKv', handover.FetchKv) }),
+  };
+}
+
+export function workerServiceHandlers(state: WorkerState, access: WorkerAccess = OPEN_WORKER_ACCESS): WorkerServiceHandlers {
+  return {
+    Forward: (call) => handleForward(state, call, access),
+
+    Results: guardStream(access, 'Results', (call: Parameters<WorkerHandlers['Results']>[0]) => {
       const epoch = state.servingEpoch();
       if (epoch !== call.request.planEpoch) {
         failCall(call, new StaleEpochError(call.request.planEpoch, epoch ?? 0));
         return;
       }
       state.results.subscribe(call);
-    },
+    }),
 
-    Release: (call, callback) => {
+    Release: guardUnary(access, 'Release', (call: Parameters<WorkerHandlers['Release']>[0], callback: Parameters<WorkerHandlers['Release']>[1]) => {
       const ids = call.request.sequenceIds.map(sequenceId);
       Promise.all(state.runners().map((r) => r.stage.release(ids))).then(
         (counts) => callback(null, { released: counts.reduce((a, b) => Math.max(a, b), 0) }),
         (err: unknown) => callback(toServiceError(err)),
       );
-    },
+    }),
 
-    Status: (_call, callback) => {
+    Status: guardUnary(access, 'Status', (_call: Parameters<WorkerHandlers['Status']>[0], callback: Parameters<WorkerHandlers['Status']>[1]) => {
       const runners = state.runners();
       callback(null, {
         workerId: state.workerId,
@@ -83,14 +124,14 @@ export function workerServiceHandlers(state: WorkerState): WorkerServiceHandlers
         expertTokens: state.expertTokens?.() ?? [],
         loading: state.loading?.() ?? false,
       });
-    },
+    }),
 
-    RunExperts: (call, callback) => {
+    RunExperts: guardUnary(access, 'RunExperts', (call: Parameters<WorkerHandlers['RunExperts']>[0], callback: Parameters<WorkerHandlers['RunExperts']>[1]) => {
       runExperts(state, call.request).then(
         (reply) => callback(null, reply),
         (err: unknown) => callback(toServiceError(err)),
       );
-    },
+    }),
   };
 }
 
@@ -109,9 +150,23 @@ async function runExperts(state: WorkerState, request: ExpertRequest): Promise<E
   return { outputs: outputs.map((y, i) => encodeF32(y, [calls[i].tokens, y.length / Math.max(1, calls[i].tokens)])) };
 }
 
-function handleForward(state: WorkerState, call: Parameters<WorkerHandlers['Forward']>[0]): void {
+/** A refused Forward stream ends with the refusal's status and counts as one rejected frame. */
+function refuseStream(state: WorkerState, call: Parameters<WorkerHandlers['Forward']>[0], err: unknown): void {
+  state.onRejected(asBoraError(err).code === 'PERMISSION_DENIED' ? 'permission_denied' : 'unauthenticated');
+  failCall(call, err);
+}
+
+function handleForward(state: WorkerState, call: Parameters<WorkerHandlers['Forward']>[0], access: WorkerAccess): void {
+  let who: Identity | undefined;
+  try {
+    who = access.check(call, 'Forward');
+  } catch (err) {
+    refuseStream(state, call, err);
+    return;
+  }
   const reassembler = new Reassembler<ActivationFrame>((f) => f.hidden);
   let paused = false;
+  let refused = false;
   call.on('end', () => call.end());
 
   const reject = (batchId: number, reason: RejectReason, err: unknown): void => {
@@ -121,6 +176,13 @@ function handleForward(state: WorkerState, call: Parameters<WorkerHandlers['Forw
   };
 
   call.on('data', (chunk: ActivationFrame) => {
+    if (refused) return;
+    // A stream outlives plans: a worker that has left the plan since it opened is cut off.
+    if (!access.stillAllowed(who, 'Forward')) {
+      refused = true;
+      refuseStream(state, call, new PermissionDeniedError(`Forward from worker/${who?.id}: no longer a worker of the current plan`));
+      return;
+    }
     let assembled;
     try {
       assembled = reassembler.push(chunk);
@@ -160,7 +222,10 @@ function handleForward(state: WorkerState, call: Parameters<WorkerHandlers['Forw
   });
 }
 
-/** `handover`: the CommitPlan and FetchKv handlers (worker-node.ts); without them those calls are UNIMPLEMENTED. */
-export function addWorkerService(server: grpc.Server, state: WorkerState, handover: Partial<HandoverHandlers> = {}): void {
-  server.addService(boraProto().Worker.service, { ...workerServiceHandlers(state), ...handover });
+/**
+ * `handover`: the CommitPlan and FetchKv handlers (worker-node.ts); without them those calls are
+ * UNIMPLEMENTED. `access` checks every call (no checks without TLS).
+ */
+export function addWorkerService(server: grpc.Server, state: WorkerState, handover: Partial<HandoverHandlers> = {}, access: WorkerAccess = OPEN_WORKER_ACCESS): void {
+  server.addService(boraProto().Worker.service, { ...workerServiceHandlers(state, access), ...guardHandover(access, handover) });
 }

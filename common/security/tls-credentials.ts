@@ -12,7 +12,7 @@
  * passes its two providers to the constructor in swapped order; giving the same reloader as both
  * the CA and the identity provider makes that harmless.
  */
-import { type ChannelCredentials, type ServerCredentials, experimental } from '@grpc/grpc-js';
+import { type ChannelCredentials, type ServerCredentials, type VerifyOptions, experimental } from '@grpc/grpc-js';
 import type { CertificateReloader } from './certificate-reloader';
 
 /** Mutual TLS: the peer must present a certificate issued by the cluster CA. */
@@ -26,7 +26,10 @@ export function clientApiServerCredentials(reloader: CertificateReloader): Serve
   return experimental.createCertificateProviderServerCredentials(reloader, reloader, false);
 }
 
-/** For a node (or admin tool) dialing a node: presents its certificate, trusts only the cluster CA. */
-export function nodeChannelCredentials(reloader: CertificateReloader): ChannelCredentials {
-  return experimental.createCertificateProviderChannelCredentials(reloader, reloader);
+/**
+ * For a node (or admin tool) dialing a node: presents its certificate, trusts only the cluster CA.
+ * `verify` may replace the host name check (node-security.ts checks the node identity too).
+ */
+export function nodeChannelCredentials(reloader: CertificateReloader, verify?: VerifyOptions): ChannelCredentials {
+  return experimental.createCertificateProviderChannelCredentials(reloader, reloader, verify);
 }

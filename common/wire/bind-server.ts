@@ -1,4 +1,8 @@
-/** Binds a gRPC server to an address (port 0 picks a free port) and closes it gracefully. */
+/**
+ * Binds a gRPC server to an address (port 0 picks a free port) and closes it gracefully.
+ * `credentials` come from the node's transport security (common/security/node-security.ts);
+ * plaintext only when none are given (tests, --insecure).
+ */
 import * as grpc from '@grpc/grpc-js';
 
 export interface BoundServer {
@@ -9,9 +13,9 @@ export interface BoundServer {
   close(): Promise<void>;
 }
 
-export async function bindServer(server: grpc.Server, host: string, port: number): Promise<BoundServer> {
+export async function bindServer(server: grpc.Server, host: string, port: number, credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure()): Promise<BoundServer> {
   const bound = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, actual) => (err ? reject(err) : resolve(actual)));
+    server.bindAsync(`${host}:${port}`, credentials, (err, actual) => (err ? reject(err) : resolve(actual)));
   });
   return {
     server,

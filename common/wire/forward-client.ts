@@ -6,6 +6,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { UnavailableError } from '../errors';
+import { INSECURE, dialNode, type NodeSecurity } from '../security/node-security';
 import type { ActivationFrame, ForwardAck } from './messages';
 import { encodeStageFrame, type StageFrame } from './frames';
 import { boraProto, channelOptions, type WorkerClient } from './proto';
@@ -20,6 +21,8 @@ export interface ForwardClientOptions {
   readonly onRejected?: (batchId: number, message: string, code: number) => void;
   /** Called once when the stream breaks for any reason other than close(). */
   readonly onBroken?: (err: Error) => void;
+  /** The sender's transport security; plaintext when absent. */
+  readonly security?: NodeSecurity;
 }
 
 export class ForwardClient {
@@ -35,7 +38,8 @@ export class ForwardClient {
     private readonly options: ForwardClientOptions,
   ) {
     const Worker = boraProto().Worker;
-    this.client = new Worker(address, grpc.credentials.createInsecure(), channelOptions(options.keepaliveTimeMs, options.keepaliveTimeoutMs));
+    const dial = dialNode(options.security ?? INSECURE, address);
+    this.client = new Worker(address, dial.credentials, { ...channelOptions(options.keepaliveTimeMs, options.keepaliveTimeoutMs), ...dial.options });
     this.call = this.client.forward();
     this.call.on('data', (ack: ForwardAck) => {
       if (ack.error !== '') options.onRejected?.(ack.batchId, ack.error, ack.code);

@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import type { ProtoGrpcType as InferenceProto } from './generated/inference';
 import type { ProtoGrpcType as WorkerProto } from './generated/worker';
 import type { WorkerClient } from './generated/bora/v1/Worker';
+import { dialNode, type NodeSecurity } from '../security/node-security';
 
 // Each service's typed client (methods in camelCase, as grpc-js adds them) and server handlers
 // (keyed by the proto's method names, the name grpc-js looks a handler up by first).
@@ -77,9 +78,11 @@ export function channelOptions(keepaliveTimeMs: number, keepaliveTimeoutMs: numb
 /**
  * One exchange with the Worker service at `address` on a client of its own, closed once `exchange`
  * settles: for occasional calls (status probes, hand-over commits and cache copies), not the data path.
+ * `security` is the caller's (node-security.ts): with TLS it presents the caller's certificate.
  */
-export async function withWorkerClient<T>(address: string, exchange: (client: WorkerClient) => Promise<T>): Promise<T> {
-  const client = new (boraProto().Worker)(address, grpc.credentials.createInsecure());
+export async function withWorkerClient<T>(address: string, security: NodeSecurity, exchange: (client: WorkerClient) => Promise<T>): Promise<T> {
+  const dial = dialNode(security, address);
+  const client = new (boraProto().Worker)(address, dial.credentials, dial.options);
   try {
     return await exchange(client);
   } finally {

@@ -1,0 +1,159 @@
+/**
+ * The data path over mutual TLS: two stages of tiny-mistral on Worker servers that accept only
+ * certificates from the test CA, the coordinator's RemotePipeline dialing stage 0 and subscribing
+ * to the last stage's results with its certificate, stage 0 forwarding to stage 1 with its own.
+ * The tokens equal the plaintext run's (and the reference), so TLS demonstrably carries every hop;
+ * a plaintext sender and an out-of-plan worker are refused on the same servers meanwhile.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { status as Status } from '@grpc/grpc-js';
+import type { Pipeline } from '../../../common/generation/pipeline';
+import { Scheduler, type PipelineSource } from '../../../common/generation/scheduler';
+import { sequenceId, workerId } from '../../../common/ids';
+import { Checkpoint } from '../../../common/model/checkpoint';
+import { INSECURE, type NodeSecurity, tlsNodeSecurity } from '../../../common/security/node-security';
+import { ForwardClient } from '../../../common/wire/forward-client';
+import { RemotePipeline } from '../../../coordinator/remote-pipeline';
+import { InThreadStage } from '../../../worker/stage-backend';
+import { StageHost } from '../../../worker/stage-host';
+import { OPEN_WORKER_ACCESS, WorkerAccess } from '../../../worker/worker-access';
+import { startWorkerServer, type BoundServer } from '../../../worker/worker-server';
+import { fixtureDir, loadReference } from '../../support/checkpoints';
+import { loadPipeline } from '../../support/pipeline';
+import { type TestPki, testPki } from '../../support/security';
+
+const STREAMS = { drainTimeoutMs: 5000, keepaliveTimeMs: 1000, keepaliveTimeoutMs: 1000 };
+const ref = loadReference('tiny-mistral');
+const STEPS = 24;
+
+interface Cluster {
+  readonly servers: BoundServer[];
+  readonly pipeline: RemotePipeline;
+  close(): Promise<void>;
+}
+
+/** Two stages; `workers[i]` is stage i's security, `coordinator` the pipeline's. */
+async function startCluster(ckpt: Checkpoint, workers: readonly NodeSecurity[], coordinator: NodeSecurity): Promise<Cluster> {
+  const epoch = 1;
+  const engines = await loadPipeline(ckpt, [3]);
+  const plan = new Set([workerId('w0'), workerId('w1')]);
+  const hosts = engines.map((_, i) => new StageHost(workerId(`w${i}`), { ...STREAMS, security: workers[i] }));
+  const servers = await Promise.all(
+    hosts.map((h, i) =>
+      startWorkerServer(h, '127.0.0.1', 0, { timeMs: 1000, timeoutMs: 1000 }, undefined, workers[i].kind === 'tls' ? new WorkerAccess(workers[i], { planWorkers: () => plan }) : OPEN_WORKER_ACCESS),
+    ),
+  );
+  engines.forEach((engine, i) =>
+    hosts[i].install(epoch, { assignment: { epoch, stageIndex: i, stageCount: engines.length, range: engine.range }, stage: new InThreadStage(engine), nextAddress: servers[i + 1]?.address }, undefined),
+  );
+  const pipeline = await RemotePipeline.open({
+    epoch,
+    stageAddresses: servers.map((s) => s.address),
+    hiddenSize: ckpt.config.hiddenSize,
+    vocabSize: ckpt.config.vocabSize,
+    stepTimeoutMs: 10_000,
+    keepaliveTimeMs: 1000,
+    keepaliveTimeoutMs: 1000,
+    security: coordinator,
+  });
+  return {
+    servers,
+    pipeline,
+    close: async () => {
+      pipeline.close();
+      for (const h of hosts) h.uninstall();
+      await Promise.all(servers.map((s) => s.close()));
+      await Promise.all(engines.map((e) => e.close()));
+    },
+  };
+}
+
+function fixedSource(pipeline: Pipeline): PipelineSource {
+  return { current: () => pipeline, next: () => new Promise(() => undefined) };
+}
+
+function generate(pipeline: Pipeline, prompts: readonly (readonly number[])[], tag: string): Promise<number[][]> {
+  const scheduler = new Scheduler(fixedSource(pipeline), { maxBatchTokens: 256, maxBatchSequences: 16 });
+  return Promise.all(
+    prompts.map(
+      (promptIds, i) =>
+        new Promise<number[]>((resolve, reject) => {
+          const tokens: number[] = [];
+          scheduler.submit({
+            id: sequenceId(`${tag}${i}`),
+            promptIds,
+            sampling: { kind: 'greedy' },
+            sink: {
+              onToken: (t) => {
+                tokens.push(t);
+                if (tokens.length === STEPS) resolve(tokens);
+                return tokens.length === STEPS;
+              },
+              onError: reject,
+            },
+          });
+        }),
+    ),
+  );
+}
+
+/** How a Forward stream from `security` to `address` ends: 'acked' or the gRPC status code. */
+function forwardOutcome(address: string, security: NodeSecurity, hiddenSize: number): Promise<'acked' | number> {
+  return new Promise((resolve) => {
+    const client: ForwardClient = new ForwardClient(address, {
+      hiddenSize,
+      ...STREAMS,
+      security,
+      onRejected: () => {
+        resolve('acked');
+        client.close();
+      },
+      onBroken: (err) => resolve((err as { code?: number }).code ?? -1),
+    });
+    client.send({ planEpoch: 0, batchId: 1, stageIndex: 1, slices: [{ id: sequenceId('x'), startPosition: 0, tokenCount: 1 }], hidden: new Float32Array(hiddenSize) }).catch(() => undefined);
+  });
+}
+
+describe('the data path over mutual TLS', () => {
+  let pki: TestPki;
+  let ckpt: Checkpoint;
+  let secure: Cluster;
+  let prompts: (readonly number[])[];
+  let plaintextTokens: number[][];
+
+  before(async () => {
+    pki = await testPki();
+    ckpt = await Checkpoint.open(fixtureDir('tiny-mistral'));
+    prompts = ref.cases.map((c) => c.prompt_ids);
+    const plaintext = await startCluster(ckpt, [INSECURE, INSECURE], INSECURE);
+    try {
+      plaintextTokens = await generate(plaintext.pipeline, prompts, 'plain');
+    } finally {
+      await plaintext.close();
+    }
+    const workers = [tlsNodeSecurity(await pki.issue('worker', 'w0'), 'worker'), tlsNodeSecurity(await pki.issue('worker', 'w1'), 'worker')];
+    secure = await startCluster(ckpt, workers, tlsNodeSecurity(await pki.issue('coordinator', 'c1'), 'coordinator'));
+  });
+  after(async () => {
+    await secure?.close();
+    pki?.remove();
+  });
+
+  test('2 stages over TLS give the same tokens as over plaintext, and the reference', async () => {
+    const tokens = await generate(secure.pipeline, prompts, 'tls');
+    assert.deepEqual(tokens, plaintextTokens);
+    ref.cases.forEach((c, i) => assert.deepEqual(tokens[i], c.greedy_tokens.slice(0, STEPS), `case ${i}`));
+  });
+
+  test('meanwhile a plaintext sender and a worker outside the plan are refused; the pipeline keeps serving', async () => {
+    const hidden = ckpt.config.hiddenSize;
+    const plaintext = await forwardOutcome(secure.servers[1].address, INSECURE, hidden);
+    assert.equal(plaintext, Status.UNAVAILABLE);
+    const outsider = await forwardOutcome(secure.servers[1].address, tlsNodeSecurity(await pki.issue('worker', 'w7')), hidden);
+    assert.equal(outsider, Status.PERMISSION_DENIED);
+    const [tokens] = await generate(secure.pipeline, [prompts[0]], 'after');
+    assert.deepEqual(tokens, plaintextTokens[0]);
+    assert.equal(secure.pipeline.isBroken, false);
+  });
+});
