@@ -26,6 +26,6 @@ export const INSECURE_WARNING = [
   '*** INSECURE CLUSTER: for development only. ***',
   'etcd and every gRPC port speak plaintext, nodes and clients are not authenticated, and anyone',
   'who can reach a port can register a worker, read every stream, drain nodes and fetch weights.',
-  'Leave out --insecure for a cluster with TLS, certificates and API keys.',
+  '`bora up --secure` starts one with TLS, certificates, etcd RBAC and API keys.',
   '',
 ].join('\n');
