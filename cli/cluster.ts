@@ -22,7 +22,7 @@ import { type ClusterFile, type ClusterSecurity, clusterFilePath, readClusterFil
 import { drainWorker, fetchStatus } from './inference-client';
 import { startLocalEtcd } from './local-etcd';
 import { type LocalPki, createLocalPki } from './local-pki';
-import { coordinatorSecurityArgs, workerSecurityArgs } from './node-security-args';
+import { coordinatorSecurityArgs, insecureNodeArgs, workerSecurityArgs } from './node-security-args';
 import { freePort, spawnDetached, stopProcesses, waitFor } from './processes';
 import { INSECURE_WARNING, securityMode } from './security-mode';
 
@@ -90,7 +90,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   const coordinatorMetricsPort = await freePort();
   const coordinatorPid = spawnDetached(
     process.execPath,
-    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--model', modelDir, '--placement', placement, '--replicas', v.replicas ?? '1', '--metrics-port', String(coordinatorMetricsPort), ...ttl, ...rebalance, ...microBatchArgs, ...(pki === undefined ? [] : coordinatorSecurityArgs(pki, auditLog))],
+    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--model', modelDir, '--placement', placement, '--replicas', v.replicas ?? '1', '--metrics-port', String(coordinatorMetricsPort), ...ttl, ...rebalance, ...microBatchArgs, ...(pki === undefined ? insecureNodeArgs() : coordinatorSecurityArgs(pki, auditLog))],
     join(stateDir, 'coordinator.log'),
   );
   // Every process runs on this machine, so by default (--micro-batches auto) one micro-batch is in
@@ -104,7 +104,7 @@ export async function upCommand(argv: string[]): Promise<void> {
     workerMetrics.set(id, `127.0.0.1:${metricsPort}`);
     const args = [BORA_JS, 'worker', ...common, '--id', id, '--listen', '127.0.0.1:0', '--models-dir', dirname(modelDir), '--threads', threads, '--metrics-port', String(metricsPort), ...ttl];
     if (v['memory-bytes'] !== undefined) args.push('--memory-bytes', v['memory-bytes']);
-    if (pki !== undefined) args.push(...workerSecurityArgs(pki, id, auditLog));
+    args.push(...(pki === undefined ? insecureNodeArgs() : workerSecurityArgs(pki, id, auditLog)));
     workerPids.set(id, spawnDetached(process.execPath, args, join(stateDir, `${id}.log`)));
   }
   const partial: ClusterFile = {

@@ -5,6 +5,16 @@
  */
 import type { CertFiles } from '../common/security/pki-files';
 import type { LocalPki } from './local-pki';
+import { SECURE_BY_DEFAULT } from './security-mode';
+
+/**
+ * What a node started without certificates is told. Once the nodes are secure by default (the
+ * same switch as `bora up`'s) they need `--insecure` to start plaintext; until then they have no
+ * such flag and need nothing.
+ */
+export function insecureNodeArgs(secureByDefault: boolean = SECURE_BY_DEFAULT): string[] {
+  return secureByDefault ? ['--insecure'] : [];
+}
 
 export function nodeTlsArgs(files: CertFiles): string[] {
   return ['--ca', files.ca, '--cert', files.cert, '--key', files.key];
