@@ -10,6 +10,7 @@ import { etcdRbacCommand } from './etcd-rbac';
 import { generateCommand } from './generate';
 import { makeModelCommand } from './make-model';
 import { pkiCommand } from './pki';
+import { quietIpServernameWarning } from './quiet-warnings';
 import { workerCommand } from './worker';
 
 type Command = (argv: string[]) => Promise<void>;
@@ -43,6 +44,7 @@ async function main(argv: string[]): Promise<void> {
   await command.run(rest);
 }
 
+quietIpServernameWarning();
 main(process.argv.slice(2)).then(
   () => {
     process.exitCode ??= 0;

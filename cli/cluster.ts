@@ -9,11 +9,11 @@
  * STATE/audit.log, and the coordinator the API key hashes. `--insecure` is today's plaintext
  * cluster, for development only.
  */
-import { mkdirSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseMicroBatches } from '../coordinator/pipeline-depth';
-import { InvalidArgumentError, NotFoundError } from '../common/errors';
+import { InvalidArgumentError, NotFoundError, UnavailableError } from '../common/errors';
 import type { ClusterStatus } from '../common/wire/messages';
 import { intFlag, parseFlags, requireString } from './args';
 import { ACCESS_FLAGS, type AccessRole, resolveAccess } from './client-access';
@@ -23,7 +23,7 @@ import { drainWorker, fetchStatus } from './inference-client';
 import { startLocalEtcd } from './local-etcd';
 import { type LocalPki, createLocalPki } from './local-pki';
 import { coordinatorSecurityArgs, insecureNodeArgs, workerSecurityArgs } from './node-security-args';
-import { freePort, spawnDetached, stopProcesses, waitFor } from './processes';
+import { freePort, isAlive, spawnDetached, stopProcesses, waitFor } from './processes';
 import { INSECURE_WARNING, securityMode } from './security-mode';
 
 export { type ClusterFile, type ClusterSecurity, readClusterFile } from './cluster-file';
@@ -121,11 +121,21 @@ export async function upCommand(argv: string[]): Promise<void> {
   writeClusterFile(stateDir, partial); // so that `down` works even if `up` fails below
 
   const adminAccess = clusterAccess(partial, 'admin');
-  const status = await waitFor(`the plan to be ready on ${workerCount} workers (see ${stateDir}/*.log)`, timeoutMs, async () => {
+  const nodes: [string, number][] = [['coordinator', coordinatorPid], ...workerPids];
+  const outcome = await waitFor(`the plan to be ready on ${workerCount} workers (see ${stateDir}/*.log)`, timeoutMs, async () => {
+    // A node that refused its command line or crashed will not come back: say so now, not at the deadline.
+    const exited = nodes.find(([, pid]) => !isAlive(pid));
+    if (exited !== undefined) return { exited: exited[0] };
     const s = await fetchStatus(coordinatorAddress, undefined, adminAccess);
     const ready = s.serving && s.settled && s.planEpoch > 0 && s.workers.length >= workerCount && s.workers.every((w) => w.ready);
-    return ready ? s : undefined;
+    return ready ? { status: s } : undefined;
   });
+  const { status, exited } = outcome;
+  if (status === undefined) {
+    const log = join(stateDir, `${exited}.log`);
+    const last = readFileSync(log, 'utf8').trim().split('\n').at(-1) ?? '';
+    throw new UnavailableError(`${exited} exited while the cluster started (${log}: ${last}); \`bora down --state-dir ${stateDir}\` stops the rest`);
+  }
   const file: ClusterFile = { ...partial, workers: workersOf(status, workerPids, workerMetrics) };
   writeClusterFile(stateDir, file);
   process.stdout.write(`${JSON.stringify({ coordinator: file.coordinator, etcd: file.etcd, planEpoch: status.planEpoch, workers: file.workers.length, model: basename(modelDir), secure: pki !== undefined })}\n`);
