@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readClusterFile } from '../cli/cluster';
+import { clusterAccess, readClusterFile } from '../cli/cluster';
 import { generateRemote } from '../cli/inference-client';
 import { openLocalGenerator } from '../common/generation/local-generator';
 import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
@@ -67,7 +67,9 @@ async function measure(dir: string): Promise<Measured> {
   bora(['up', '--model', dir, '--workers', String(WORKERS), '--state-dir', stateDir, '--threads', THREADS, '--timeout-ms', '600000']);
   const local = await openLocalGenerator(dir);
   try {
-    const { coordinator } = readClusterFile(stateDir);
+    const file = readClusterFile(stateDir);
+    const { coordinator } = file;
+    const access = clusterAccess(file, 'client');
     const runLocal = async (seed: number): Promise<Run> => {
       let run: Run | undefined;
       await local.generator.start(request(seed), collect((r) => (run = r))).done;
@@ -75,7 +77,7 @@ async function measure(dir: string): Promise<Measured> {
     };
     const runCluster = async (seed: number): Promise<Run> => {
       let run: Run | undefined;
-      await generateRemote(coordinator, request(seed), collect((r) => (run = r)), 600_000);
+      await generateRemote(coordinator, request(seed), collect((r) => (run = r)), 600_000, access);
       return run!;
     };
     await runLocal(99); // warm-up both sides
@@ -92,7 +94,7 @@ async function measure(dir: string): Promise<Measured> {
     }
     const concurrent: Run[] = [];
     const started = performance.now();
-    await Promise.all(Array.from({ length: STREAMS }, (_, i) => generateRemote(coordinator, request(100 + i), collect((r) => concurrent.push(r)), 600_000)));
+    await Promise.all(Array.from({ length: STREAMS }, (_, i) => generateRemote(coordinator, request(100 + i), collect((r) => concurrent.push(r)), 600_000, access)));
     return { pairs, concurrent, wallMs: performance.now() - started };
   } finally {
     await local.close();

@@ -11,7 +11,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { downCommand, readClusterFile, upCommand, type ClusterFile } from '../cli/cluster';
+import { clusterAccess, downCommand, readClusterFile, upCommand, type ClusterFile } from '../cli/cluster';
 import { generateRemote } from '../cli/inference-client';
 import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
 import { scrapeMetrics, type MetricSample } from '../common/metrics/exposition';
@@ -44,9 +44,9 @@ function request(ids: readonly number[], maxTokens: number): GenerationRequest {
   return { prompt: { kind: 'ids', ids }, maxTokens, sampling: { kind: 'greedy' }, stop: [], ignoreEos: true, returnFirstLogits: false };
 }
 
-async function stream(coordinator: string, ids: readonly number[], maxTokens: number): Promise<StreamResult> {
+async function stream(file: ClusterFile, ids: readonly number[], maxTokens: number): Promise<StreamResult> {
   let finish: Extract<GenerationEvent, { type: 'finish' }> | undefined;
-  await generateRemote(coordinator, request(ids, maxTokens), (e) => (finish = e.type === 'finish' ? e : finish), 600_000);
+  await generateRemote(file.coordinator, request(ids, maxTokens), (e) => (finish = e.type === 'finish' ? e : finish), 600_000, clusterAccess(file, 'client'));
   if (finish === undefined) throw new Error('stream ended without a finish event');
   return { tokens: finish.generatedTokens, ttftMs: finish.timeToFirstTokenMs, totalMs: finish.totalMs };
 }
@@ -102,11 +102,11 @@ async function measure(placement: Placement, dir: string, config: ModelConfig): 
   const upSeconds = (Date.now() - upStarted) / 1000;
   try {
     const file = readClusterFile(stateDir);
-    await stream(file.coordinator, promptIds(999, config.vocabSize), 4); // warm-up: first-call costs in every process
+    await stream(file, promptIds(999, config.vocabSize), 4); // warm-up: first-call costs in every process
 
     let before = await scrapeTotals(file);
     const ones: StreamResult[] = [];
-    for (let r = 0; r < BATCH1_RUNS; r++) ones.push(await stream(file.coordinator, promptIds(r, config.vocabSize), DECODE_TOKENS));
+    for (let r = 0; r < BATCH1_RUNS; r++) ones.push(await stream(file, promptIds(r, config.vocabSize), DECODE_TOKENS));
     let after = await scrapeTotals(file);
     const batch1: PhaseResult = {
       tokensPerSecond: median(ones.map(decodeRate)),
@@ -117,7 +117,7 @@ async function measure(placement: Placement, dir: string, config: ModelConfig): 
 
     before = after;
     const started = performance.now();
-    const many = await Promise.all(Array.from({ length: CONCURRENT }, (_, i) => stream(file.coordinator, promptIds(100 + i, config.vocabSize), DECODE_TOKENS)));
+    const many = await Promise.all(Array.from({ length: CONCURRENT }, (_, i) => stream(file, promptIds(100 + i, config.vocabSize), DECODE_TOKENS)));
     const wallSeconds = (performance.now() - started) / 1000;
     after = await scrapeTotals(file);
     const generated = many.reduce((n, r) => n + r.tokens, 0);

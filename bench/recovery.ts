@@ -10,7 +10,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readClusterFile } from '../cli/cluster';
+import { clusterAccess, readClusterFile } from '../cli/cluster';
 import { fetchStatus, generateRemote } from '../cli/inference-client';
 import { BENCH_DIR, MISTRAL_1B, ensureBenchModel } from './bench-model';
 import { sampleValue, scrapeMetrics } from '../common/metrics/exposition';
@@ -42,7 +42,8 @@ async function measure(dir: string, replicas: 1 | 2, fault: 'kill' | 'drain'): P
   bora(['up', '--model', dir, '--workers', '3', '--state-dir', stateDir, '--threads', '1', '--replicas', String(replicas), '--timeout-ms', '900000']);
   try {
     const file = readClusterFile(stateDir);
-    const before = (await fetchStatus(file.coordinator)).planEpoch;
+    const admin = clusterAccess(file, 'admin');
+    const before = (await fetchStatus(file.coordinator, undefined, admin)).planEpoch;
     const arrivals: number[] = [];
     const perStream: number[][] = Array.from({ length: STREAMS }, () => []);
     let killedAt = 0;
@@ -63,6 +64,7 @@ async function measure(dir: string, replicas: 1 | 2, fault: 'kill' | 'drain'): P
           }
         },
         900_000,
+        clusterAccess(file, 'client'),
       ),
     );
     let newPlanAt = 0;
@@ -70,7 +72,7 @@ async function measure(dir: string, replicas: 1 | 2, fault: 'kill' | 'drain'): P
       while (newPlanAt === 0) {
         await new Promise((r) => setTimeout(r, 100));
         if (killedAt === 0) continue;
-        const s = await fetchStatus(file.coordinator).catch(() => undefined);
+        const s = await fetchStatus(file.coordinator, undefined, admin).catch(() => undefined);
         if (s !== undefined && s.planEpoch > before && s.serving) newPlanAt = performance.now();
       }
     })();
@@ -89,7 +91,7 @@ async function measure(dir: string, replicas: 1 | 2, fault: 'kill' | 'drain'): P
     const worstStreamGapMs = Math.max(...gaps.filter((g) => g.from + g.gapMs >= killedAt).map((g) => g.gapMs));
     const metrics = file.coordinatorMetrics === undefined ? [] : await scrapeMetrics(file.coordinatorMetrics);
     const handoverPauseMs = (1000 * sampleValue(metrics, 'bora_handover_pause_seconds_sum')) / Math.max(1, sampleValue(metrics, 'bora_handover_pause_seconds_count'));
-    return { stallMs, newPlanMs: newPlanAt - killedAt, epochs: (await fetchStatus(file.coordinator)).planEpoch - before, stepMs, worstStreamGapMs, handoverPauseMs };
+    return { stallMs, newPlanMs: newPlanAt - killedAt, epochs: (await fetchStatus(file.coordinator, undefined, admin)).planEpoch - before, stepMs, worstStreamGapMs, handoverPauseMs };
   } finally {
     bora(['down', '--state-dir', stateDir]);
     rmSync(stateDir, { recursive: true, force: true });

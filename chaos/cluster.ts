@@ -4,12 +4,16 @@
  * command, so the pid the harness holds is the node process itself and signals reach it).
  * Each process's output goes, line by line and stamped with the run's clock, to
  * RUN_DIR/logs/<node>.log; an exit the harness did not cause is recorded on the timeline.
+ *
+ * The cluster is plaintext, said explicitly to the nodes (insecureNodeArgs): the harness's own
+ * clients (workload, observer, probes, the etcd watch) do not yet carry certificates and API keys.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fetchStatus } from '../cli/inference-client';
+import { insecureNodeArgs } from '../cli/node-security-args';
 import { findEtcd } from '../cli/processes';
 import type { ClusterStatus } from '../common/wire/messages';
 import type { NetNode, Topology } from './netns';
@@ -167,13 +171,13 @@ export class ChaosCluster {
       }
       case 'coordinator': {
         const address = `${node.address}:${COORDINATOR_PORT}`;
-        return [process.execPath, s.boraJs, 'coordinator', '--etcd', this.etcdUrl, '--listen', address, '--advertise', address, '--model', s.modelDir, '--metrics-port', String(METRICS_PORT), ...ttl, ...(s.replicas === 1 ? [] : ['--replicas', String(s.replicas)]), ...(s.placement === 'experts' ? ['--placement', 'experts'] : [])];
+        return [process.execPath, s.boraJs, 'coordinator', '--etcd', this.etcdUrl, '--listen', address, '--advertise', address, '--model', s.modelDir, '--metrics-port', String(METRICS_PORT), ...ttl, ...(s.replicas === 1 ? [] : ['--replicas', String(s.replicas)]), ...(s.placement === 'experts' ? ['--placement', 'experts'] : []), ...insecureNodeArgs()];
       }
       case 'worker': {
         const address = `${node.address}:${WORKER_PORT}`;
         return [
           process.execPath, s.boraJs, 'worker', '--etcd', this.etcdUrl, '--listen', address, '--advertise', address, '--id', node.name,
-          '--models-dir', s.modelsDir, '--threads', '1', '--metrics-port', String(METRICS_PORT), ...ttl,
+          '--models-dir', s.modelsDir, '--threads', '1', '--metrics-port', String(METRICS_PORT), ...ttl, ...insecureNodeArgs(),
         ];
       }
     }

@@ -6,9 +6,11 @@
 import { BoraError, asBoraError } from '../common/errors';
 import { downCommand, drainCommand, statusCommand, upCommand } from './cluster';
 import { coordinatorCommand } from './coordinator';
+import { etcdRbacCommand } from './etcd-rbac';
 import { generateCommand } from './generate';
 import { makeModelCommand } from './make-model';
 import { pkiCommand } from './pki';
+import { quietIpServernameWarning } from './quiet-warnings';
 import { workerCommand } from './worker';
 
 type Command = (argv: string[]) => Promise<void>;
@@ -18,11 +20,12 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   'make-model': { run: makeModelCommand, help: 'write a random hub-format checkpoint of any size' },
   worker: { run: workerCommand, help: 'run a worker node: registers in etcd, serves the layers the plan gives it' },
   coordinator: { run: coordinatorCommand, help: 'run a coordinator: placement, plans, the client API' },
-  up: { run: upCommand, help: 'start etcd, a coordinator and N workers on 127.0.0.1 (--state-dir D)' },
+  up: { run: upCommand, help: 'start etcd, a coordinator and N workers on 127.0.0.1 (--state-dir D; --insecure: plaintext, development only)' },
   down: { run: downCommand, help: 'stop the cluster of --state-dir D' },
   drain: { run: drainCommand, help: 'move a worker\'s layers to the others, then stop it (--state-dir D WORKER_ID)' },
   status: { run: statusCommand, help: "print a cluster's status (--state-dir D or --coordinator HOST:PORT)" },
   pki: { run: pkiCommand, help: 'cluster CA, node certificates and API keys: pki init | issue | api-key --dir D' },
+  'etcd-rbac': { run: etcdRbacCommand, help: "give a TLS etcd Bora's users and roles and enable auth (--etcd https://... --workers w1,w2 ...)" },
 };
 
 function usage(): string {
@@ -41,6 +44,7 @@ async function main(argv: string[]): Promise<void> {
   await command.run(rest);
 }
 
+quietIpServernameWarning();
 main(process.argv.slice(2)).then(
   () => {
     process.exitCode ??= 0;

@@ -1,72 +1,44 @@
 /**
- * bora up / down / status: a local cluster on 127.0.0.1, each part its own process: etcd (unless
- * --etcd is given), one coordinator and N workers. `up` returns once the plan is ready and writes
- * STATE/cluster.json; `down` stops everything it started.
+ * bora up / down / status / drain: a local cluster on 127.0.0.1, each part its own process: etcd
+ * (unless --etcd is given), one coordinator and N workers. `up` returns once the plan is ready and
+ * writes STATE/cluster.json (cluster-file.ts); `down` stops everything it started.
+ *
+ * A secure `up` (security-mode.ts) first creates STATE/pki/ (local-pki.ts: the CA, a certificate
+ * per node, admin and client certificates, two API keys), starts etcd with TLS, client
+ * certificates and RBAC (local-etcd.ts), and gives every node its certificate, the audit log
+ * STATE/audit.log, and the coordinator the API key hashes. `--insecure` is today's plaintext
+ * cluster, for development only.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseMicroBatches } from '../coordinator/pipeline-depth';
-import { InvalidArgumentError, NotFoundError } from '../common/errors';
+import { InvalidArgumentError, NotFoundError, UnavailableError } from '../common/errors';
 import type { ClusterStatus } from '../common/wire/messages';
 import { intFlag, parseFlags, requireString } from './args';
+import { ACCESS_FLAGS, type AccessRole, resolveAccess } from './client-access';
+import type { CoordinatorAccess } from './client-credentials';
+import { type ClusterFile, type ClusterSecurity, clusterFilePath, readClusterFile, writeClusterFile } from './cluster-file';
 import { drainWorker, fetchStatus } from './inference-client';
-import { findEtcd, freePort, spawnDetached, stopProcesses, waitFor } from './processes';
+import { startLocalEtcd } from './local-etcd';
+import { type LocalPki, createLocalPki } from './local-pki';
+import { coordinatorSecurityArgs, insecureNodeArgs, workerSecurityArgs } from './node-security-args';
+import { freePort, isAlive, spawnDetached, stopProcesses, waitFor } from './processes';
+import { INSECURE_WARNING, securityMode } from './security-mode';
 
-/** The contract of STATE/cluster.json (tests and operators read it). */
-export interface ClusterFile {
-  readonly coordinator: string;
-  readonly etcd: string;
-  readonly workers: {
-    id: string;
-    pid: number;
-    address: string;
-    /** host:port of the worker's Prometheus /metrics. */
-    metrics?: string;
-    layers: [number, number] | null;
-    /** With --placement experts: the experts this worker holds, per layer. */
-    experts?: { layer: number; experts: number[] }[];
-  }[];
-  readonly coordinatorPid: number;
-  /** host:port of the coordinator's Prometheus /metrics. */
-  readonly coordinatorMetrics?: string;
-  readonly etcdPid: number | null;
-  readonly modelDir: string;
-}
+export { type ClusterFile, type ClusterSecurity, readClusterFile } from './cluster-file';
 
 const BORA_JS = join(__dirname, 'bora.js');
+export const AUDIT_LOG_FILE = 'audit.log';
 
-function clusterFilePath(stateDir: string): string {
-  return join(stateDir, 'cluster.json');
+/** cluster.json's `security` block for a local PKI. */
+export function clusterSecurity(pki: LocalPki): ClusterSecurity {
+  return { ca: pki.client.ca, clientCert: pki.client.cert, clientKey: pki.client.key, apiKey: pki.apiKey, adminKey: pki.adminKey };
 }
 
-export function readClusterFile(stateDir: string): ClusterFile {
-  const path = clusterFilePath(stateDir);
-  if (!existsSync(path)) throw new NotFoundError(`${path} does not exist: no cluster was started with --state-dir ${stateDir}`);
-  return JSON.parse(readFileSync(path, 'utf8')) as ClusterFile;
-}
-
-async function startEtcd(stateDir: string): Promise<{ url: string; pid: number }> {
-  const binary = findEtcd();
-  const clientPort = await freePort();
-  const peerPort = await freePort();
-  const url = `http://127.0.0.1:${clientPort}`;
-  const peer = `http://127.0.0.1:${peerPort}`;
-  const pid = spawnDetached(
-    binary,
-    [
-      '--name', 'bora', '--data-dir', join(stateDir, 'etcd-data'),
-      '--listen-client-urls', url, '--advertise-client-urls', url,
-      '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
-      '--initial-cluster', `bora=${peer}`,
-    ],
-    join(stateDir, 'etcd.log'),
-  );
-  await waitFor('etcd to answer', 20_000, async () => {
-    const response = await fetch(`${url}/health`).catch(() => undefined);
-    return response?.ok === true ? true : undefined;
-  });
-  return { url, pid };
+/** What a client command presents to the cluster of cluster.json, as `role`, with no flags given. */
+export function clusterAccess(file: ClusterFile, role: AccessRole): CoordinatorAccess | undefined {
+  return resolveAccess({}, file.security, role, {});
 }
 
 const UP_FLAGS = {
@@ -82,6 +54,8 @@ const UP_FLAGS = {
   'timeout-ms': { type: 'string' },
   'expert-rebalance-ms': { type: 'string' },
   'micro-batches': { type: 'string' },
+  secure: { type: 'boolean' },
+  insecure: { type: 'boolean' },
 } as const;
 
 export async function upCommand(argv: string[]): Promise<void> {
@@ -95,8 +69,17 @@ export async function upCommand(argv: string[]): Promise<void> {
   if (!existsSync(join(modelDir, 'config.json'))) throw new NotFoundError(`${modelDir} holds no config.json`);
   mkdirSync(stateDir, { recursive: true });
   const timeoutMs = intFlag(v['timeout-ms'], '--timeout-ms', 120_000);
+  const mode = securityMode(v);
+  if (mode === 'insecure') process.stderr.write(`${INSECURE_WARNING}\n`);
+  const workerIds = Array.from({ length: workerCount }, (_, i) => `w${i + 1}`);
+  const pki = mode === 'secure' ? await createLocalPki({ stateDir, workerIds }) : undefined;
+  if (pki !== undefined && v.etcd !== undefined && !v.etcd.startsWith('https://')) {
+    throw new InvalidArgumentError(`a secure cluster needs an https:// etcd (got ${v.etcd}); leave out --etcd to have one started, or give --insecure`);
+  }
+  const auditLog = join(stateDir, AUDIT_LOG_FILE);
 
-  const etcd = v.etcd !== undefined ? { url: v.etcd, pid: null } : await startEtcd(stateDir);
+  // With --etcd, that etcd's TLS, users and roles are its operator's business (see `bora etcd-rbac`).
+  const etcd = v.etcd !== undefined ? { url: v.etcd, pid: null } : await startLocalEtcd(stateDir, pki);
   const coordinatorAddress = `127.0.0.1:${await freePort()}`;
   const common = ['--etcd', etcd.url];
   const ttl = v['lease-ttl-ms'] === undefined ? [] : ['--lease-ttl-ms', v['lease-ttl-ms']];
@@ -107,7 +90,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   const coordinatorMetricsPort = await freePort();
   const coordinatorPid = spawnDetached(
     process.execPath,
-    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--model', modelDir, '--placement', placement, '--replicas', v.replicas ?? '1', '--metrics-port', String(coordinatorMetricsPort), ...ttl, ...rebalance, ...microBatchArgs],
+    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--model', modelDir, '--placement', placement, '--replicas', v.replicas ?? '1', '--metrics-port', String(coordinatorMetricsPort), ...ttl, ...rebalance, ...microBatchArgs, ...(pki === undefined ? insecureNodeArgs() : coordinatorSecurityArgs(pki, auditLog))],
     join(stateDir, 'coordinator.log'),
   );
   // Every process runs on this machine, so by default (--micro-batches auto) one micro-batch is in
@@ -116,12 +99,12 @@ export async function upCommand(argv: string[]): Promise<void> {
   const threads = v.threads ?? String(microBatches === 'auto' || microBatches === 1 ? availableParallelism() : 1);
   const workerPids = new Map<string, number>();
   const workerMetrics = new Map<string, string>();
-  for (let i = 1; i <= workerCount; i++) {
-    const id = `w${i}`;
+  for (const id of workerIds) {
     const metricsPort = await freePort();
     workerMetrics.set(id, `127.0.0.1:${metricsPort}`);
     const args = [BORA_JS, 'worker', ...common, '--id', id, '--listen', '127.0.0.1:0', '--models-dir', dirname(modelDir), '--threads', threads, '--metrics-port', String(metricsPort), ...ttl];
     if (v['memory-bytes'] !== undefined) args.push('--memory-bytes', v['memory-bytes']);
+    args.push(...(pki === undefined ? insecureNodeArgs() : workerSecurityArgs(pki, id, auditLog)));
     workerPids.set(id, spawnDetached(process.execPath, args, join(stateDir, `${id}.log`)));
   }
   const partial: ClusterFile = {
@@ -133,17 +116,29 @@ export async function upCommand(argv: string[]): Promise<void> {
     coordinatorMetrics: `127.0.0.1:${coordinatorMetricsPort}`,
     etcdPid: etcd.pid,
     modelDir,
+    ...(pki === undefined ? {} : { security: clusterSecurity(pki) }),
   };
-  writeFileSync(clusterFilePath(stateDir), JSON.stringify(partial, null, 2)); // so that `down` works even if `up` fails below
+  writeClusterFile(stateDir, partial); // so that `down` works even if `up` fails below
 
-  const status = await waitFor(`the plan to be ready on ${workerCount} workers (see ${stateDir}/*.log)`, timeoutMs, async () => {
-    const s = await fetchStatus(coordinatorAddress);
+  const adminAccess = clusterAccess(partial, 'admin');
+  const nodes: [string, number][] = [['coordinator', coordinatorPid], ...workerPids];
+  const outcome = await waitFor(`the plan to be ready on ${workerCount} workers (see ${stateDir}/*.log)`, timeoutMs, async () => {
+    // A node that refused its command line or crashed will not come back: say so now, not at the deadline.
+    const exited = nodes.find(([, pid]) => !isAlive(pid));
+    if (exited !== undefined) return { exited: exited[0] };
+    const s = await fetchStatus(coordinatorAddress, undefined, adminAccess);
     const ready = s.serving && s.settled && s.planEpoch > 0 && s.workers.length >= workerCount && s.workers.every((w) => w.ready);
-    return ready ? s : undefined;
+    return ready ? { status: s } : undefined;
   });
+  const { status, exited } = outcome;
+  if (status === undefined) {
+    const log = join(stateDir, `${exited}.log`);
+    const last = readFileSync(log, 'utf8').trim().split('\n').at(-1) ?? '';
+    throw new UnavailableError(`${exited} exited while the cluster started (${log}: ${last}); \`bora down --state-dir ${stateDir}\` stops the rest`);
+  }
   const file: ClusterFile = { ...partial, workers: workersOf(status, workerPids, workerMetrics) };
-  writeFileSync(clusterFilePath(stateDir), JSON.stringify(file, null, 2));
-  process.stdout.write(`${JSON.stringify({ coordinator: file.coordinator, etcd: file.etcd, planEpoch: status.planEpoch, workers: file.workers.length, model: basename(modelDir) })}\n`);
+  writeClusterFile(stateDir, file);
+  process.stdout.write(`${JSON.stringify({ coordinator: file.coordinator, etcd: file.etcd, planEpoch: status.planEpoch, workers: file.workers.length, model: basename(modelDir), secure: pki !== undefined })}\n`);
 }
 
 function workersOf(status: ClusterStatus, pids: ReadonlyMap<string, number>, metrics: ReadonlyMap<string, string>): ClusterFile['workers'] {
@@ -168,23 +163,25 @@ export async function downCommand(argv: string[]): Promise<void> {
 }
 
 export async function statusCommand(argv: string[]): Promise<void> {
-  const { values: v } = parseFlags(argv, { 'state-dir': { type: 'string' }, coordinator: { type: 'string' } } as const);
-  const address = v.coordinator ?? readClusterFile(resolve(requireString(v['state-dir'], '--state-dir or --coordinator'))).coordinator;
-  process.stdout.write(`${JSON.stringify(await fetchStatus(address), null, 2)}\n`);
+  const { values: v } = parseFlags(argv, { 'state-dir': { type: 'string' }, coordinator: { type: 'string' }, ...ACCESS_FLAGS } as const);
+  const file = v['state-dir'] === undefined ? undefined : readClusterFile(resolve(v['state-dir']));
+  const address = v.coordinator ?? file?.coordinator ?? requireString(undefined, '--state-dir or --coordinator');
+  const access = resolveAccess(v, file?.security, 'admin');
+  process.stdout.write(`${JSON.stringify(await fetchStatus(address, undefined, access), null, 2)}\n`);
 }
 
 /** bora drain --state-dir D WORKER_ID: move the worker's layers away, then stop it. */
 export async function drainCommand(argv: string[]): Promise<void> {
-  const { values: v, positionals } = parseFlags(argv, { 'state-dir': { type: 'string' }, 'keep-running': { type: 'boolean' } } as const, true);
+  const { values: v, positionals } = parseFlags(argv, { 'state-dir': { type: 'string' }, 'keep-running': { type: 'boolean' }, ...ACCESS_FLAGS } as const, true);
   const stateDir = resolve(requireString(v['state-dir'], '--state-dir'));
   const workerId = positionals[0];
   if (workerId === undefined || positionals.length > 1) throw new InvalidArgumentError('usage: bora drain --state-dir D WORKER_ID');
   const file = readClusterFile(stateDir);
   const worker = file.workers.find((w) => w.id === workerId);
   if (worker === undefined) throw new NotFoundError(`no worker "${workerId}" in ${clusterFilePath(stateDir)}`);
-  const epoch = await drainWorker(file.coordinator, workerId);
+  const epoch = await drainWorker(file.coordinator, workerId, undefined, resolveAccess(v, file.security, 'admin'));
   if (v['keep-running'] !== true && worker.pid > 0) await stopProcesses([worker.pid]);
   const remaining = file.workers.filter((w) => w.id !== workerId || v['keep-running'] === true);
-  writeFileSync(clusterFilePath(stateDir), JSON.stringify({ ...file, workers: remaining }, null, 2));
+  writeClusterFile(stateDir, { ...file, workers: remaining });
   process.stdout.write(`${JSON.stringify({ drained: workerId, planEpoch: epoch, stopped: v['keep-running'] !== true })}\n`);
 }

@@ -28,9 +28,8 @@ async function main(): Promise<void> {
     bora(['status', '--state-dir', STATE]);
     const prompt = 'The capital of France is';
     console.error(`\nprompt: ${prompt}\ncompletion (streamed through 3 pipeline stages):`);
-    const { coordinator } = JSON.parse(execFileSync(process.execPath, ['-e', `process.stdout.write(require('fs').readFileSync(${JSON.stringify(join(STATE, 'cluster.json'))}, 'utf8'))`]).toString()) as { coordinator: string };
     await new Promise<void>((resolveRun, reject) => {
-      const child = spawn(process.execPath, [BORA, 'generate', '--coordinator', coordinator, '--prompt', prompt, '--max-tokens', '48', '--temperature', '0.8', '--top-p', '0.95', '--seed', '42'], { stdio: 'inherit' });
+      const child = spawn(process.execPath, [BORA, 'generate', '--state-dir', STATE, '--prompt', prompt, '--max-tokens', '48', '--temperature', '0.8', '--top-p', '0.95', '--seed', '42'], { stdio: 'inherit' });
       child.on('exit', (code) => (code === 0 ? resolveRun() : reject(new Error(`generate exited with ${code}`))));
     });
   } finally {

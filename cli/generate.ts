@@ -1,19 +1,26 @@
 /**
  * bora generate: runs the model in this process (--model DIR) or sends the request to a
- * coordinator (--coordinator HOST:PORT), streaming text as it is generated, or with --json
- * printing {"tokens":[...],"text":"..."} at the end.
+ * coordinator (--coordinator HOST:PORT, or the one of --state-dir D), streaming text as it is
+ * generated, or with --json printing {"tokens":[...],"text":"..."} at the end. On a secure cluster
+ * --state-dir brings the CA, the client certificate and the client API key from D/cluster.json;
+ * --ca/--cert/--key/--api-key (or BORA_API_KEY) give them by hand.
  */
 import { writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { InvalidArgumentError } from '../common/errors';
 import { DEFAULT_MAX_TOKENS, type GenerationEvent, type GenerationRequest } from '../common/generation/request';
 import { openLocalGenerator } from '../common/generation/local-generator';
 import { parseSamplingParams, type SamplingParams } from '../common/sampling/sampler';
 import { floatFlag, idListFlag, intFlag, parseFlags } from './args';
+import { ACCESS_FLAGS, resolveAccess } from './client-access';
+import { type ClusterFile, readClusterFile } from './cluster-file';
 import { generateRemote } from './inference-client';
 
 const FLAGS = {
   model: { type: 'string' },
   coordinator: { type: 'string' },
+  'state-dir': { type: 'string' },
+  ...ACCESS_FLAGS,
   prompt: { type: 'string' },
   'prompt-ids': { type: 'string' },
   'max-tokens': { type: 'string' },
@@ -93,12 +100,15 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const { values } = parseFlags(argv, FLAGS);
   const request = parseGenerateRequest(values);
   const output = new GenerateOutput(values.json === true, values['logits-out']);
-  if (values.coordinator !== undefined) {
-    if (values.model !== undefined) throw new InvalidArgumentError('give --model (in process) or --coordinator (cluster), not both');
-    await generateRemote(values.coordinator, request, output.onEvent, intFlag(values['deadline-ms'], '--deadline-ms', 600_000));
+  if (values.coordinator !== undefined || values['state-dir'] !== undefined) {
+    if (values.model !== undefined) throw new InvalidArgumentError('give --model (in process) or --coordinator / --state-dir (cluster), not both');
+    const cluster: ClusterFile | undefined = values['state-dir'] === undefined ? undefined : readClusterFile(resolve(values['state-dir']));
+    const coordinator = values.coordinator ?? cluster!.coordinator;
+    const access = resolveAccess(values, cluster?.security, 'client');
+    await generateRemote(coordinator, request, output.onEvent, intFlag(values['deadline-ms'], '--deadline-ms', 600_000), access);
     return;
   }
-  if (values.model === undefined) throw new InvalidArgumentError('--model DIR (in process) or --coordinator HOST:PORT is required');
+  if (values.model === undefined) throw new InvalidArgumentError('--model DIR (in process), --coordinator HOST:PORT or --state-dir D is required');
   const compute = values.threads === undefined ? undefined : { threads: intFlag(values.threads, '--threads') };
   const local = await openLocalGenerator(values.model, compute);
   try {

@@ -1,19 +1,30 @@
-/** The Inference gRPC API from the command line: generation with events streamed back, and status. */
-import * as grpc from '@grpc/grpc-js';
+/**
+ * The Inference gRPC API from the command line: generation with events streamed back, and status.
+ * Every call takes an optional CoordinatorAccess (client-credentials.ts): absent, the channel is
+ * plaintext, as an --insecure cluster serves.
+ */
+import type * as grpc from '@grpc/grpc-js';
 import { BoraError } from '../common/errors';
 import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
 import { eventFromWire, requestToWire } from '../common/wire/generate-codec';
 import { fromServiceError } from '../common/wire/grpc-status';
 import type { ClusterStatus, GenerateEvent } from '../common/wire/messages';
 import { boraProto, channelOptions, type InferenceClient } from '../common/wire/proto';
+import { type CoordinatorAccess, clientChannelCredentials } from './client-credentials';
 
-export function inferenceClient(address: string): InferenceClient {
+export function inferenceClient(address: string, access?: CoordinatorAccess): InferenceClient {
   const Inference = boraProto().Inference;
-  return new Inference(address, grpc.credentials.createInsecure(), channelOptions(10_000, 5_000));
+  return new Inference(address, clientChannelCredentials(access), channelOptions(10_000, 5_000));
 }
 
-export function generateOnce(address: string, request: GenerationRequest, onEvent: (e: GenerationEvent) => void, deadlineAtMs: number): Promise<void> {
-  const client = inferenceClient(address);
+export function generateOnce(
+  address: string,
+  request: GenerationRequest,
+  onEvent: (e: GenerationEvent) => void,
+  deadlineAtMs: number,
+  access?: CoordinatorAccess,
+): Promise<void> {
+  const client = inferenceClient(address, access);
   return new Promise<void>((resolve, reject) => {
     const call = client.generate(requestToWire(request), { deadline: deadlineAtMs });
     call.on('data', (event: GenerateEvent) => onEvent(eventFromWire(event)));
@@ -30,7 +41,13 @@ const RETRY_PAUSE_MS = 250;
  * next one until the deadline. Generation is deterministic (greedy or seeded), so a retried request produces the
  * same tokens: the ones already delivered are skipped, and the caller sees each token once.
  */
-export async function generateRemote(addresses: string, request: GenerationRequest, onEvent: (e: GenerationEvent) => void, deadlineMs: number): Promise<void> {
+export async function generateRemote(
+  addresses: string,
+  request: GenerationRequest,
+  onEvent: (e: GenerationEvent) => void,
+  deadlineMs: number,
+  access?: CoordinatorAccess,
+): Promise<void> {
   const list = addresses.split(',').map((a) => a.trim()).filter((a) => a !== '');
   const deadlineAtMs = Date.now() + deadlineMs;
   let delivered = 0;
@@ -44,7 +61,7 @@ export async function generateRemote(addresses: string, request: GenerationReque
           delivered++;
           onEvent(event);
         } else onEvent({ ...event, resumes: event.resumes + resumes });
-      }, deadlineAtMs);
+      }, deadlineAtMs, access);
       return;
     } catch (err) {
       const retryable = err instanceof BoraError && err.retryable && Date.now() + RETRY_PAUSE_MS < deadlineAtMs;
@@ -55,16 +72,16 @@ export async function generateRemote(addresses: string, request: GenerationReque
   }
 }
 
-export function fetchStatus(address: string, timeoutMs = 2000): Promise<ClusterStatus> {
-  const client = inferenceClient(address);
+export function fetchStatus(address: string, timeoutMs = 2000, access?: CoordinatorAccess): Promise<ClusterStatus> {
+  const client = inferenceClient(address, access);
   return new Promise<ClusterStatus>((resolve, reject) => {
     client.status({}, { deadline: Date.now() + timeoutMs }, (err, reply) => (err ? reject(fromServiceError(err)) : resolve(reply!)));
   }).finally(() => client.close());
 }
 
 /** Asks the coordinator to move a worker's assignments away; resolves with the new plan epoch. */
-export function drainWorker(address: string, workerId: string, timeoutMs = 300_000): Promise<number> {
-  const client = inferenceClient(address);
+export function drainWorker(address: string, workerId: string, timeoutMs = 300_000, access?: CoordinatorAccess): Promise<number> {
+  const client = inferenceClient(address, access);
   return new Promise<number>((resolve, reject) => {
     client.drain({ workerId }, { deadline: Date.now() + timeoutMs }, (err, reply) => (err ? reject(fromServiceError(err)) : resolve(reply!.planEpoch)));
   }).finally(() => client.close());

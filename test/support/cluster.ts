@@ -1,6 +1,10 @@
 /**
  * Local clusters for tests, started and stopped through the real CLI (`bora up` / `bora down`),
  * each process separate, with etcd from the machine (apt-get install -y etcd-server).
+ *
+ * These clusters are --insecure unless `extra` says --secure: the tests that use them are about
+ * serving and failure, and the security tests (test/integration/security/) start secure ones. A
+ * test that does start a secure one reaches it with `access` / `adminAccess`.
  */
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -8,7 +12,8 @@ import { promisify } from 'node:util';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import type { ClusterFile } from '../../cli/cluster';
-import { readClusterFile } from '../../cli/cluster';
+import { clusterAccess, readClusterFile } from '../../cli/cluster';
+import type { CoordinatorAccess } from '../../cli/client-credentials';
 import { generateRemote } from '../../cli/inference-client';
 import type { GenerationEvent, GenerationRequest } from '../../common/generation/request';
 import { makeTempDir, repoRoot } from './checkpoints';
@@ -28,6 +33,9 @@ export async function bora(args: readonly string[], timeoutMs = 120_000): Promis
 export interface TestCluster {
   readonly stateDir: string;
   readonly file: ClusterFile;
+  /** How to reach the coordinator as a client / as an admin (undefined: plaintext). */
+  readonly access: CoordinatorAccess | undefined;
+  readonly adminAccess: CoordinatorAccess | undefined;
   down(): Promise<void>;
 }
 
@@ -42,15 +50,17 @@ export async function startCluster(t: TestContext | undefined, modelDir: string,
     await dir.remove();
   };
   t?.after(down);
+  const mode = extra.includes('--secure') || extra.includes('--insecure') ? [] : ['--insecure'];
   try {
-    await bora(['up', '--model', modelDir, '--workers', String(workers), '--state-dir', stateDir, '--timeout-ms', '90000', ...extra]);
+    await bora(['up', '--model', modelDir, '--workers', String(workers), '--state-dir', stateDir, '--timeout-ms', '90000', ...mode, ...extra]);
   } catch (err) {
     // The state dir goes with `down`: keep the end of every process's log in the failure.
     const logs = logTails(stateDir);
     await down();
     throw new Error(`${err instanceof Error ? err.message : String(err)}\n${logs}`, { cause: err });
   }
-  return { stateDir, file: readClusterFile(stateDir), down };
+  const file = readClusterFile(stateDir);
+  return { stateDir, file, access: clusterAccess(file, 'client'), adminAccess: clusterAccess(file, 'admin'), down };
 }
 
 /** The last lines of each *.log in `dir`, for a failure message. */
@@ -72,7 +82,7 @@ export interface Collected {
 }
 
 /** One request through the coordinator's gRPC API, collecting its events. */
-export async function generateOn(coordinator: string, request: GenerationRequest, deadlineMs = 120_000): Promise<Collected> {
+export async function generateOn(coordinator: string, request: GenerationRequest, deadlineMs = 120_000, access?: CoordinatorAccess): Promise<Collected> {
   const tokens: number[] = [];
   let text = '';
   let finish: (GenerationEvent & { type: 'finish' }) | undefined;
@@ -85,6 +95,7 @@ export async function generateOn(coordinator: string, request: GenerationRequest
       text += event.text;
     },
     deadlineMs,
+    access,
   );
   if (finish === undefined) throw new Error('the stream ended without a finish event');
   return { tokens, text, finish };
