@@ -9,7 +9,6 @@ import { parseWorkerId } from '../common/cluster/member';
 import type { WorkerId } from '../common/ids';
 import type { Generator, GenerationHandle } from '../common/generation/generator';
 import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
-import { DEFAULT_MAX_TOKENS } from '../common/generation/request';
 import type { Tokenizer } from '../common/tokenizer/tokenizer';
 import { eventToWire, requestFromWire } from '../common/wire/generate-codec';
 import { failCall, toServiceError } from '../common/wire/grpc-status';
@@ -172,7 +171,7 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
           context.push(...deps.tokenizer.encode(`[INST] ${turn.user} [/INST]`, { addBos: prefix }));
           const request: GenerationRequest = {
             ...requestFromWire(
-              { model: '', tokenIds: { ids: context }, prompt: 'tokenIds', maxTokens: turn.maxTokens || DEFAULT_MAX_TOKENS, sampling: turn.sampling, stop: [], ignoreEos: false, returnFirstLogits: false },
+              { model: '', tokenIds: { ids: context }, prompt: 'tokenIds', maxTokens: turn.maxTokens, sampling: turn.sampling, stop: [], ignoreEos: false, returnFirstLogits: false },
               () => undefined,
             ),
           };
