@@ -1,6 +1,7 @@
 /** bora coordinator: placement, plans and the client API, until SIGTERM / SIGINT. */
 import { basename, resolve } from 'node:path';
 import { InvalidArgumentError } from '../common/errors';
+import { DEFAULT_MAX_PROMPT_BYTES, MAX_PROMPT_BYTES_CEILING } from '../common/generation/prompt-limits';
 import { CoordinatorNode, type CoordinatorOptions } from '../coordinator/coordinator-node';
 import { DEFAULT_EXPERT_REBALANCE_MS } from '../coordinator/expert-rebalancer';
 import { parseMicroBatches } from '../coordinator/pipeline-depth';
@@ -25,6 +26,7 @@ const FLAGS = {
   'max-batch-sequences': { type: 'string' },
   'expert-rebalance-ms': { type: 'string' },
   'micro-batches': { type: 'string' },
+  'max-prompt-bytes': { type: 'string' },
 } as const;
 
 export async function coordinatorCommand(argv: string[]): Promise<void> {
@@ -61,6 +63,8 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
     maxBatchSequences: intFlag(v['max-batch-sequences'], '--max-batch-sequences', 32),
     expertRebalanceIntervalMs,
     microBatches: parseMicroBatches(v['micro-batches']),
+    // Prompt text over this many UTF-8 bytes is refused before it is tokenized.
+    maxPromptBytes: intFlag(v['max-prompt-bytes'], '--max-prompt-bytes', DEFAULT_MAX_PROMPT_BYTES, { min: 1, max: MAX_PROMPT_BYTES_CEILING }),
   };
   // BORA_CHECK_ARGS=1: validate the command line and stop (deployment files are tested this way).
   if (process.env.BORA_CHECK_ARGS === '1') return;
