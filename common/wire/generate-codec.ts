@@ -19,7 +19,7 @@ function samplingToWire(s: SamplingParams): WireSamplingParams {
 function samplingFromWire(w: WireSamplingParams | null | undefined): SamplingParams {
   if (w === null || w === undefined || w.greedy) return { kind: 'greedy' };
   const topP = w.topP ?? 1;
-  return parseSamplingParams({ kind: 'random', temperature: w.temperature, topK: w.topK, topP, seed: checkUint64Exact(w.seed, 'seed') });
+  return parseSamplingParams({ kind: 'random', temperature: w.temperature, topK: checkUint32(w.topK, 'top_k'), topP, seed: checkUint64Exact(w.seed, 'seed') });
 }
 
 /**
