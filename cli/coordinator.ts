@@ -1,6 +1,7 @@
 /** bora coordinator: placement, plans and the client API, until SIGTERM / SIGINT. */
 import { basename, resolve } from 'node:path';
 import { InvalidArgumentError } from '../common/errors';
+import { DEFAULT_MAX_PROMPT_BYTES, MAX_PROMPT_BYTES_CEILING } from '../common/generation/prompt-limits';
 import { CoordinatorNode, type CoordinatorOptions } from '../coordinator/coordinator-node';
 import { DEFAULT_EXPERT_REBALANCE_MS } from '../coordinator/expert-rebalancer';
 import { parseMicroBatches } from '../coordinator/pipeline-depth';
@@ -28,6 +29,7 @@ const FLAGS = {
   'max-batch-sequences': { type: 'string' },
   'expert-rebalance-ms': { type: 'string' },
   'micro-batches': { type: 'string' },
+  'max-prompt-bytes': { type: 'string' },
   'api-keys': { type: 'string' },
   ...ADMISSION_FLAGS,
   ...NODE_SECURITY_FLAGS,
@@ -67,6 +69,8 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
     maxBatchSequences: intFlag(v['max-batch-sequences'], '--max-batch-sequences', 32),
     expertRebalanceIntervalMs,
     microBatches: parseMicroBatches(v['micro-batches']),
+    // Prompt text over this many UTF-8 bytes is refused before it is tokenized.
+    maxPromptBytes: intFlag(v['max-prompt-bytes'], '--max-prompt-bytes', DEFAULT_MAX_PROMPT_BYTES, { min: 1, max: MAX_PROMPT_BYTES_CEILING }),
     security: nodeSecurityFromFlags(v, 'coordinator'),
     // With API keys, every key is held to the admission limits; without, the API is open.
     ...(v['api-keys'] === undefined ? {} : { apiKeys: loadApiKeyStore(resolve(v['api-keys'])), admission: admissionFromFlags(v) }),

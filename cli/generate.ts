@@ -11,7 +11,7 @@ import { InvalidArgumentError } from '../common/errors';
 import { DEFAULT_MAX_TOKENS, type GenerationEvent, type GenerationRequest } from '../common/generation/request';
 import { openLocalGenerator } from '../common/generation/local-generator';
 import { parseSamplingParams, type SamplingParams } from '../common/sampling/sampler';
-import { floatFlag, idListFlag, intFlag, parseFlags } from './args';
+import { NON_NEGATIVE, UINT32, floatFlag, idListFlag, intFlag, parseFlags } from './args';
 import { ACCESS_FLAGS, resolveAccess } from './client-access';
 import { type ClusterFile, readClusterFile } from './cluster-file';
 import { generateRemote } from './inference-client';
@@ -47,7 +47,7 @@ function samplingFrom(values: Record<string, string | boolean | string[] | undef
     kind: 'random',
     temperature: floatFlag(values.temperature as string | undefined, '--temperature', 1),
     topP: floatFlag(values['top-p'] as string | undefined, '--top-p', 1),
-    topK: intFlag(values['top-k'] as string | undefined, '--top-k', 0),
+    topK: intFlag(values['top-k'] as string | undefined, '--top-k', 0, UINT32),
     seed: values.seed === undefined ? 0 : (values.seed as string),
   });
 }
@@ -58,7 +58,7 @@ export function parseGenerateRequest(values: Record<string, string | boolean | s
   if ((text === undefined) === (ids === undefined)) throw new InvalidArgumentError('give exactly one of --prompt TEXT or --prompt-ids 1,415,...');
   return {
     prompt: text !== undefined ? { kind: 'text', text } : { kind: 'ids', ids: idListFlag(ids!, '--prompt-ids') },
-    maxTokens: intFlag(values['max-tokens'] as string | undefined, '--max-tokens', DEFAULT_MAX_TOKENS),
+    maxTokens: intFlag(values['max-tokens'] as string | undefined, '--max-tokens', DEFAULT_MAX_TOKENS, { min: 1, max: UINT32.max }),
     sampling: samplingFrom(values),
     stop: (values.stop as string[] | undefined) ?? [],
     ignoreEos: values['ignore-eos'] === true,
@@ -105,11 +105,11 @@ export async function generateCommand(argv: string[]): Promise<void> {
     const cluster: ClusterFile | undefined = values['state-dir'] === undefined ? undefined : readClusterFile(resolve(values['state-dir']));
     const coordinator = values.coordinator ?? cluster!.coordinator;
     const access = resolveAccess(values, cluster?.security, 'client');
-    await generateRemote(coordinator, request, output.onEvent, intFlag(values['deadline-ms'], '--deadline-ms', 600_000), access);
+    await generateRemote(coordinator, request, output.onEvent, intFlag(values['deadline-ms'], '--deadline-ms', 600_000, { min: 1, max: NON_NEGATIVE.max }), access);
     return;
   }
   if (values.model === undefined) throw new InvalidArgumentError('--model DIR (in process), --coordinator HOST:PORT or --state-dir D is required');
-  const compute = values.threads === undefined ? undefined : { threads: intFlag(values.threads, '--threads') };
+  const compute = values.threads === undefined ? undefined : { threads: intFlag(values.threads, '--threads', undefined, { min: 1, max: 1024 }) };
   const local = await openLocalGenerator(values.model, compute);
   try {
     await local.generator.start(request, output.onEvent).done;

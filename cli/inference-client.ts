@@ -3,8 +3,8 @@
  * Every call takes an optional CoordinatorAccess (client-credentials.ts): absent, the channel is
  * plaintext, as an --insecure cluster serves.
  */
-import type * as grpc from '@grpc/grpc-js';
-import { BoraError } from '../common/errors';
+import * as grpc from '@grpc/grpc-js';
+import { BoraError, UnavailableError } from '../common/errors';
 import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
 import { eventFromWire, requestToWire } from '../common/wire/generate-codec';
 import { fromServiceError } from '../common/wire/grpc-status';
@@ -17,6 +17,43 @@ export function inferenceClient(address: string, access?: CoordinatorAccess): In
   return new Inference(address, clientChannelCredentials(access), channelOptions(10_000, 5_000));
 }
 
+/**
+ * How long a coordinator gets to accept the connection. A call on a channel that cannot connect
+ * would otherwise wait out its whole deadline (600 s for generate) without a word.
+ */
+export const CONNECT_TIMEOUT_MS = 5000;
+
+/** A connection failure: no coordinator answered at the address. */
+export class NotConnectedError extends UnavailableError {
+  constructor(
+    readonly address: string,
+    why: string,
+  ) {
+    super(`no coordinator answers at ${address} (${why})`);
+  }
+}
+
+/**
+ * Resolves once the client's channel is connected. A refused or failed connection is a
+ * NotConnectedError at once (so failing over to the next coordinator stays fast); a peer that
+ * accepts but never answers is one after `timeoutMs`.
+ */
+export function connect(client: grpc.Client, address: string, timeoutMs = CONNECT_TIMEOUT_MS): Promise<void> {
+  const channel = client.getChannel();
+  const deadline = Date.now() + timeoutMs;
+  return new Promise<void>((resolve, reject) => {
+    const check = (): void => {
+      const state = channel.getConnectivityState(true);
+      if (state === grpc.connectivityState.READY) return resolve();
+      if (state === grpc.connectivityState.TRANSIENT_FAILURE || state === grpc.connectivityState.SHUTDOWN) {
+        return reject(new NotConnectedError(address, 'the connection failed'));
+      }
+      channel.watchConnectivityState(state, deadline, (err) => (err ? reject(new NotConnectedError(address, `no connection within ${timeoutMs / 1000} s`)) : check()));
+    };
+    check();
+  });
+}
+
 export function generateOnce(
   address: string,
   request: GenerationRequest,
@@ -24,13 +61,14 @@ export function generateOnce(
   deadlineAtMs: number,
   access?: CoordinatorAccess,
 ): Promise<void> {
+  const wire = requestToWire(request);
   const client = inferenceClient(address, access);
-  return new Promise<void>((resolve, reject) => {
-    const call = client.generate(requestToWire(request), { deadline: deadlineAtMs });
+  return connect(client, address, Math.max(1, Math.min(CONNECT_TIMEOUT_MS, deadlineAtMs - Date.now()))).then(() => new Promise<void>((resolve, reject) => {
+    const call = client.generate(wire, { deadline: deadlineAtMs });
     call.on('data', (event: GenerateEvent) => onEvent(eventFromWire(event)));
     call.on('error', (err: grpc.ServiceError) => reject(fromServiceError(err)));
     call.on('end', () => resolve());
-  }).finally(() => client.close());
+  })).finally(() => client.close());
 }
 
 const RETRY_PAUSE_MS = 250;
@@ -52,6 +90,8 @@ export async function generateRemote(
   const deadlineAtMs = Date.now() + deadlineMs;
   let delivered = 0;
   let resumes = 0;
+  // Connection failures in a row: once every address has failed to connect, none is up.
+  let unreachable = 0;
   for (let attempt = 0; ; attempt++) {
     let seen = 0;
     try {
@@ -64,6 +104,8 @@ export async function generateRemote(
       }, deadlineAtMs, access);
       return;
     } catch (err) {
+      unreachable = err instanceof NotConnectedError ? unreachable + 1 : 0;
+      if (unreachable >= list.length) throw list.length === 1 ? err : new NotConnectedError(list.join(', '), 'none of them connects');
       const retryable = err instanceof BoraError && err.retryable && Date.now() + RETRY_PAUSE_MS < deadlineAtMs;
       if (!retryable) throw err;
       if (delivered > 0) resumes++;
@@ -74,15 +116,15 @@ export async function generateRemote(
 
 export function fetchStatus(address: string, timeoutMs = 2000, access?: CoordinatorAccess): Promise<ClusterStatus> {
   const client = inferenceClient(address, access);
-  return new Promise<ClusterStatus>((resolve, reject) => {
+  return connect(client, address, Math.min(CONNECT_TIMEOUT_MS, timeoutMs)).then(() => new Promise<ClusterStatus>((resolve, reject) => {
     client.status({}, { deadline: Date.now() + timeoutMs }, (err, reply) => (err ? reject(fromServiceError(err)) : resolve(reply!)));
-  }).finally(() => client.close());
+  })).finally(() => client.close());
 }
 
 /** Asks the coordinator to move a worker's assignments away; resolves with the new plan epoch. */
 export function drainWorker(address: string, workerId: string, timeoutMs = 300_000, access?: CoordinatorAccess): Promise<number> {
   const client = inferenceClient(address, access);
-  return new Promise<number>((resolve, reject) => {
+  return connect(client, address).then(() => new Promise<number>((resolve, reject) => {
     client.drain({ workerId }, { deadline: Date.now() + timeoutMs }, (err, reply) => (err ? reject(fromServiceError(err)) : resolve(reply!.planEpoch)));
-  }).finally(() => client.close());
+  })).finally(() => client.close());
 }

@@ -21,6 +21,7 @@ import { NodeAccess } from '../common/security/node-access';
 import { nodeEtcdClient } from '../common/security/node-etcd';
 import { INSECURE, type NodeSecurity, coordinatorPortCredentials } from '../common/security/node-security';
 import { Generator } from '../common/generation/generator';
+import { DEFAULT_MAX_PROMPT_BYTES } from '../common/generation/prompt-limits';
 import { Scheduler } from '../common/generation/scheduler';
 import type { WorkerId } from '../common/ids';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
@@ -82,6 +83,8 @@ export interface CoordinatorOptions {
   readonly expertRebalanceIntervalMs?: number;
   /** Micro-batches in flight per pipeline; 'auto' (default): one per host among the stages. */
   readonly microBatches?: MicroBatches;
+  /** UTF-8 bytes of prompt text a request may carry, refused before tokenizing; default DEFAULT_MAX_PROMPT_BYTES. */
+  readonly maxPromptBytes?: number;
   /** TLS on its port (client certificate optional) and mutual TLS to workers, with the
    * coordinator's certificate; plaintext when absent. */
   readonly security?: NodeSecurity;
@@ -104,6 +107,7 @@ interface Started {
   readonly ckpt: Checkpoint;
   readonly tokenizer: Tokenizer;
   readonly pool: CpuPool;
+  readonly tokenizerPool: CpuPool;
   readonly scheduler: Scheduler;
   readonly lifecycle: PlanLifecycle;
   readonly watchdog: StallWatchdog;
@@ -153,6 +157,11 @@ export class CoordinatorNode {
     const ckpt = await Checkpoint.open(o.modelDir);
     const tokenizer = await loadTokenizer(o.modelDir, ckpt.config);
     const pool = await CpuPool.create({ threads: 1 });
+    // Tokenizing gets a thread of its own: a long prompt takes seconds to tokenize, and queued on
+    // the sampling thread it would hold back every stream's next token.
+    const tokenizerPool = await CpuPool.create({ threads: 1 });
+    const maxPromptBytes = o.maxPromptBytes ?? DEFAULT_MAX_PROMPT_BYTES;
+    const encode = (text: string, options: { addBos: boolean }): Promise<number[]> => tokenizerPool.encode(o.modelDir, text, ckpt.config, options);
     const footprint = (members: readonly MemberInfo[]): ModelFootprint => modelFootprintOf(ckpt, members);
     let rebalancer: ExpertRebalancer | undefined;
     const lifecycle: PlanLifecycle = new PlanLifecycle({
@@ -188,7 +197,8 @@ export class CoordinatorNode {
     });
     this.metrics.readQueueFrom(() => ({ active: scheduler.activeSequences, waiting: scheduler.waitingSequences }));
     const generator = new Generator(scheduler, tokenizer, ckpt.config, {
-      encode: (text) => pool.encode(o.modelDir, text, ckpt.config),
+      encode: (text) => encode(text, { addBos: true }),
+      maxPromptBytes,
     });
     const watchdog = new StallWatchdog({
       pipeline: () => lifecycle.serving,
@@ -205,6 +215,9 @@ export class CoordinatorNode {
     addInferenceService(grpcServer, {
       generator: () => generator,
       tokenizer,
+      encode,
+      maxPromptBytes,
+      maxPromptTokens: ckpt.config.maxPositionEmbeddings,
       modelId: o.modelId,
       status: () => this.status(),
       onOutcome: (outcome) => this.metrics.countRequest(outcome),
@@ -233,7 +246,7 @@ export class CoordinatorNode {
         log: this.log,
       });
     }
-    this.parts = { ckpt, tokenizer, pool, scheduler, lifecycle, watchdog, rebalancer, leadership, server, metricsServer };
+    this.parts = { ckpt, tokenizer, pool, tokenizerPool, scheduler, lifecycle, watchdog, rebalancer, leadership, server, metricsServer };
 
     this.membership.onEvent((event) => {
       // Load figures change all the time; only what placement depends on is worth a new plan.
@@ -343,6 +356,7 @@ export class CoordinatorNode {
     await this.membership.close();
     await parts?.leadership.stop();
     await parts?.pool.close();
+    await parts?.tokenizerPool.close();
     this.etcd.close();
   }
 }

@@ -10,7 +10,7 @@ import { parseWorkerId } from '../common/cluster/member';
 import type { WorkerId } from '../common/ids';
 import type { Generator, GenerationHandle } from '../common/generation/generator';
 import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
-import { DEFAULT_MAX_TOKENS } from '../common/generation/request';
+import { checkPromptBytes } from '../common/generation/prompt-limits';
 import type { Tokenizer } from '../common/tokenizer/tokenizer';
 import { eventToWire, requestFromWire } from '../common/wire/generate-codec';
 import { failCall, toServiceError } from '../common/wire/grpc-status';
@@ -26,6 +26,15 @@ import { PromptStore } from './prompt-store';
 export interface InferenceDeps {
   readonly generator: () => Pick<Generator, 'start'>;
   readonly tokenizer: Tokenizer;
+  /**
+   * Tokenizes text off the event loop (the CPU pool): a long prompt tokenized here would stall
+   * every stream. Generate's text goes through the Generator's own encode option.
+   */
+  readonly encode: (text: string, options: { addBos: boolean }) => Promise<number[]>;
+  /** UTF-8 bytes of prompt text accepted per chat turn and per uploaded prompt, checked before tokenizing. */
+  readonly maxPromptBytes: number;
+  /** Tokens an uploaded prompt may hold (the model's context). */
+  readonly maxPromptTokens: number;
   /** Cluster status for the Status RPC. */
   readonly status: () => Promise<ClusterStatus>;
   /** The model id the coordinator serves ('' accepts any request's empty model field). */
@@ -173,33 +182,55 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
     },
 
     SubmitPrompt: (call, callback) => {
+      // Pieces are tokenized in order, one at a time, with the stream paused meanwhile: an
+      // uploader cannot queue up work faster than it is done.
       const ids: number[] = [];
+      let textBytes = 0;
       let failed = false;
+      let pending: Promise<void> = Promise.resolve();
+      const fail = (err: unknown): void => {
+        if (failed) return;
+        failed = true;
+        callback(toServiceError(err));
+      };
       try {
         gate.principal(call, 'SubmitPrompt');
       } catch (err) {
-        failed = true;
-        callback(toServiceError(finish(err)));
+        fail(finish(err));
       }
+      const addPiece = async (piece: PromptPiece): Promise<void> => {
+        if (piece.piece === 'text') {
+          const text = piece.text ?? '';
+          // The limit covers the upload as a whole, not each piece.
+          checkPromptBytes(text, deps.maxPromptBytes, 'the uploaded prompt text (all pieces together)', textBytes);
+          textBytes += Buffer.byteLength(text, 'utf8');
+          ids.push(...(await deps.encode(text, { addBos: ids.length === 0 })));
+        } else if (piece.piece === 'tokenIds') ids.push(...(piece.tokenIds?.ids ?? []));
+        else throw new InvalidArgumentError('a prompt piece must set text or token_ids');
+        if (ids.length > deps.maxPromptTokens) {
+          throw new InvalidArgumentError(`the uploaded prompt is over ${deps.maxPromptTokens} tokens, the context limit`);
+        }
+      };
       call.on('data', (piece: PromptPiece) => {
         if (failed) return;
-        try {
-          if (piece.piece === 'text') ids.push(...deps.tokenizer.encode(piece.text ?? '', { addBos: ids.length === 0 }));
-          else if (piece.piece === 'tokenIds') ids.push(...(piece.tokenIds?.ids ?? []));
-          else throw new InvalidArgumentError('a prompt piece must set text or token_ids');
-        } catch (err) {
-          failed = true;
-          callback(toServiceError(err));
-        }
+        call.pause();
+        pending = pending.then(() => addPiece(piece)).then(
+          () => {
+            call.resume();
+          },
+          (err: unknown) => fail(err),
+        );
       });
       call.on('end', () => {
-        if (failed) return;
-        try {
-          if (ids.length === 0) throw new InvalidArgumentError('the uploaded prompt is empty');
-          callback(null, { handle: prompts.put(ids), promptTokens: ids.length });
-        } catch (err) {
-          callback(toServiceError(err));
-        }
+        pending.then(() => {
+          if (failed) return;
+          try {
+            if (ids.length === 0) throw new InvalidArgumentError('the uploaded prompt is empty');
+            callback(null, { handle: prompts.put(ids), promptTokens: ids.length });
+          } catch (err) {
+            fail(err);
+          }
+        }, fail);
       });
     },
 
@@ -220,10 +251,11 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
       call.on('data', (turn: ChatTurn) => {
         turns = turns.then(async () => {
           const prefix = context.length === 0;
-          context.push(...deps.tokenizer.encode(`[INST] ${turn.user} [/INST]`, { addBos: prefix }));
+          checkPromptBytes(turn.user, deps.maxPromptBytes, 'the chat message');
+          context.push(...(await deps.encode(`[INST] ${turn.user} [/INST]`, { addBos: prefix })));
           const request: GenerationRequest = {
             ...requestFromWire(
-              { model: '', tokenIds: { ids: context }, prompt: 'tokenIds', maxTokens: turn.maxTokens || DEFAULT_MAX_TOKENS, sampling: turn.sampling, stop: [], ignoreEos: false, returnFirstLogits: false },
+              { model: '', tokenIds: { ids: context }, prompt: 'tokenIds', maxTokens: turn.maxTokens, sampling: turn.sampling, stop: [], ignoreEos: false, returnFirstLogits: false },
               () => undefined,
             ),
           };

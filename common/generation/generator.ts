@@ -8,6 +8,7 @@ import { BoraError, asBoraError } from '../errors';
 import { sequenceId } from '../ids';
 import type { ModelConfig } from '../model/config';
 import type { Tokenizer } from '../tokenizer/tokenizer';
+import { DEFAULT_MAX_PROMPT_BYTES, checkPromptBytes } from './prompt-limits';
 import { validatePromptIds, type GenerationEvent, type GenerationRequest, type Prompt } from './request';
 import type { Scheduler } from './scheduler';
 import { TextSink } from './text-sink';
@@ -17,6 +18,8 @@ export interface GeneratorOptions {
   readonly encode?: (text: string) => Promise<number[]> | number[];
   /** Context limit for prompt + generated tokens; defaults to the model's. */
   readonly maxContextTokens?: number;
+  /** UTF-8 bytes of prompt text accepted, checked before tokenizing; DEFAULT_MAX_PROMPT_BYTES. */
+  readonly maxPromptBytes?: number;
 }
 
 export interface GenerationHandle {
@@ -36,6 +39,7 @@ export class Generator {
   async promptIds(prompt: Prompt): Promise<number[]> {
     if (prompt.kind === 'ids') return [...prompt.ids];
     if (prompt.text === '') return [];
+    checkPromptBytes(prompt.text, this.options.maxPromptBytes ?? DEFAULT_MAX_PROMPT_BYTES);
     return this.options.encode !== undefined ? this.options.encode(prompt.text) : this.tokenizer.encode(prompt.text, { addBos: true });
   }
 

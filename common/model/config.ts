@@ -33,12 +33,27 @@ export interface ModelConfig {
 
 type Json = Record<string, unknown>;
 
+/**
+ * The largest size config.json may give any dimension: far above any real model, and small
+ * enough that products of two sizes stay exact (1e300 is an integer to Number.isInteger, and a
+ * tensor sized from it would be an allocation no one can make).
+ */
+export const MAX_CONFIG_SIZE = 2 ** 31 - 1;
+
 function positiveInt(raw: Json, key: string, file: string, fallback?: number): number {
   const value = raw[key] ?? fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
-    throw new CheckpointError(file, `"${key}" must be a positive integer, got ${JSON.stringify(raw[key])}`);
+  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0 || value > MAX_CONFIG_SIZE) {
+    throw new CheckpointError(file, `"${key}" must be a positive integer, got ${JSON.stringify(raw[key])}${typeof value === 'number' && value > MAX_CONFIG_SIZE ? ` (at most ${MAX_CONFIG_SIZE})` : ''}`);
   }
   return value;
+}
+
+/** A special token id: an integer inside the vocabulary. */
+function tokenId(id: number, key: string, vocabSize: number, file: string): number {
+  if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
+    throw new CheckpointError(file, `"${key}" ${id} is not a token id of the vocabulary [0, ${vocabSize})`);
+  }
+  return id;
 }
 
 function positiveNumber(raw: Json, key: string, file: string, fallback: number): number {
@@ -96,9 +111,10 @@ export function parseModelConfig(text: string, file: string): ModelConfig {
   if (expertsPerToken > numExperts) {
     throw new CheckpointError(file, `num_experts_per_tok ${expertsPerToken} exceeds num_local_experts ${numExperts}`);
   }
+  const vocabSize = positiveInt(json, 'vocab_size', file);
   return Object.freeze({
     modelType,
-    vocabSize: positiveInt(json, 'vocab_size', file),
+    vocabSize,
     hiddenSize,
     intermediateSize: positiveInt(json, 'intermediate_size', file),
     numLayers: positiveInt(json, 'num_hidden_layers', file),
@@ -111,8 +127,8 @@ export function parseModelConfig(text: string, file: string): ModelConfig {
     maxPositionEmbeddings: positiveInt(json, 'max_position_embeddings', file, 32768),
     numExperts,
     expertsPerToken,
-    bosTokenId: firstId(json.bos_token_id, 1),
-    eosTokenId: firstId(json.eos_token_id, 2),
+    bosTokenId: tokenId(firstId(json.bos_token_id, 1), 'bos_token_id', vocabSize, file),
+    eosTokenId: tokenId(firstId(json.eos_token_id, 2), 'eos_token_id', vocabSize, file),
     tieWordEmbeddings: json.tie_word_embeddings === true,
   });
 }

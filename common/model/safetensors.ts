@@ -39,31 +39,46 @@ export async function readSafetensorsHeader(path: string): Promise<Map<string, T
     if (fileBytes < 8) throw new CheckpointError(path, `truncated: ${fileBytes} bytes, too short for a safetensors header`);
     const lengthBuf = Buffer.alloc(8);
     await handle.read(lengthBuf, 0, 8, 0);
-    const headerBytes = Number(lengthBuf.readBigUInt64LE(0));
-    if (headerBytes > MAX_HEADER_BYTES || 8 + headerBytes > fileBytes) {
-      throw new CheckpointError(path, `header length ${headerBytes} does not fit in a file of ${fileBytes} bytes (truncated or not safetensors)`);
-    }
+    const headerBytes = safetensorsHeaderLength(path, lengthBuf, fileBytes);
     const headerBuf = Buffer.alloc(headerBytes);
     await handle.read(headerBuf, 0, headerBytes, 8);
-    let header: unknown;
-    try {
-      header = JSON.parse(headerBuf.toString('utf8'));
-    } catch (err) {
-      throw new CheckpointError(path, `header is not valid JSON (${(err as Error).message})`, { cause: err });
-    }
-    if (header === null || typeof header !== 'object' || Array.isArray(header)) {
-      throw new CheckpointError(path, 'header must be a JSON object');
-    }
-    const dataStart = 8 + headerBytes;
-    const entries = new Map<string, TensorEntry>();
-    for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
-      if (name === '__metadata__') continue;
-      entries.set(name, parseEntry(path, name, value, dataStart, fileBytes));
-    }
-    return entries;
+    return parseSafetensorsHeader(path, headerBuf, fileBytes);
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * The header length a file's first 8 bytes claim, refused before anything is allocated for it
+ * when it exceeds MAX_HEADER_BYTES or the file.
+ */
+export function safetensorsHeaderLength(path: string, first8: Uint8Array, fileBytes: number): number {
+  if (first8.byteLength < 8 || fileBytes < 8) throw new CheckpointError(path, `truncated: ${fileBytes} bytes, too short for a safetensors header`);
+  const headerBytes = Number(Buffer.from(first8.buffer, first8.byteOffset, 8).readBigUInt64LE(0));
+  if (headerBytes > MAX_HEADER_BYTES || 8 + headerBytes > fileBytes) {
+    throw new CheckpointError(path, `header length ${headerBytes} does not fit in a file of ${fileBytes} bytes (truncated or not safetensors)`);
+  }
+  return headerBytes;
+}
+
+/** Parses and validates the JSON header (`header`, the bytes after the length) of a file of `fileBytes` bytes. */
+export function parseSafetensorsHeader(path: string, header: Uint8Array, fileBytes: number): Map<string, TensorEntry> {
+  let json: unknown;
+  try {
+    json = JSON.parse(Buffer.from(header.buffer, header.byteOffset, header.byteLength).toString('utf8'));
+  } catch (err) {
+    throw new CheckpointError(path, `header is not valid JSON (${(err as Error).message})`, { cause: err });
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw new CheckpointError(path, 'header must be a JSON object');
+  }
+  const dataStart = 8 + header.byteLength;
+  const entries = new Map<string, TensorEntry>();
+  for (const [name, value] of Object.entries(json as Record<string, unknown>)) {
+    if (name === '__metadata__') continue;
+    entries.set(name, parseEntry(path, name, value, dataStart, fileBytes));
+  }
+  return entries;
 }
 
 function parseEntry(path: string, name: string, value: unknown, dataStart: number, fileBytes: number): TensorEntry {
@@ -73,8 +88,9 @@ function parseEntry(path: string, name: string, value: unknown, dataStart: numbe
   if (value === null || typeof value !== 'object') fail('header entry is not an object');
   const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
   if (typeof dtype !== 'string') fail('missing dtype');
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) fail('shape must be a list of non-negative integers');
-  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o) && o >= 0)) {
+  // Safe integers: 1e300 is an integer to Number.isInteger, and products of such sizes are not.
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail('shape must be a list of non-negative integers');
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
     fail('data_offsets must be [begin, end]');
   }
   const [begin, end] = offsets as number[];

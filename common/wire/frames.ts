@@ -101,6 +101,13 @@ export function encodeResult(r: ResultBatch, vocabSize: number): ResultFrame[] {
   }));
 }
 
+/**
+ * The most tensor bytes one reassembled frame may hold: far above a real frame (a 512-token
+ * micro-batch of a 4096-wide model is 8 MiB of activations; 32 rows of 32000 logits are 4 MiB)
+ * and far below what would hurt a worker.
+ */
+export const MAX_FRAME_TENSOR_BYTES = 256 * 1024 * 1024;
+
 interface ChunkLike {
   batchId: number;
   planEpoch: number;
@@ -115,8 +122,17 @@ interface ChunkLike {
 export class Reassembler<F extends ChunkLike> {
   private first: F | undefined;
   private pieces: Buffer[] = [];
+  private bytes = 0;
 
-  constructor(private readonly tensorOf: (f: F) => WireTensor | null) {}
+  /**
+   * `maxTensorBytes`: the most a frame's chunks may add up to. A sender that keeps sending
+   * chunks of a frame that never ends would otherwise grow this buffer without bound; the chunk
+   * that crosses the limit is refused and the partial frame dropped.
+   */
+  constructor(
+    private readonly tensorOf: (f: F) => WireTensor | null,
+    private readonly maxTensorBytes = MAX_FRAME_TENSOR_BYTES,
+  ) {}
 
   /** Adds a chunk; returns the first chunk and the whole tensor once the last chunk is in. */
   push(chunk: F): { frame: F; tensor: WireTensor | null } | undefined {
@@ -127,6 +143,7 @@ export class Reassembler<F extends ChunkLike> {
       if (this.first !== undefined) throw new InvalidArgumentError(`frame ${chunk.batchId} started before frame ${this.first.batchId} ended`);
       this.first = chunk;
       this.pieces = [];
+      this.bytes = 0;
     } else {
       const f = this.first;
       if (f === undefined || f.batchId !== chunk.batchId || f.planEpoch !== chunk.planEpoch || f.chunkCount !== chunk.chunkCount || chunk.chunkIndex !== this.pieces.length) {
@@ -135,7 +152,15 @@ export class Reassembler<F extends ChunkLike> {
       }
     }
     const tensor = this.tensorOf(chunk);
-    if (tensor !== null) this.pieces.push(tensor.data);
+    if (tensor !== null) {
+      this.bytes += tensor.data.byteLength;
+      if (this.bytes > this.maxTensorBytes) {
+        this.first = undefined;
+        this.pieces = [];
+        throw new InvalidArgumentError(`frame ${chunk.batchId}: chunks add up to more than ${this.maxTensorBytes} bytes`);
+      }
+      this.pieces.push(tensor.data);
+    }
     else if (chunk.chunkCount > 1) throw new InvalidArgumentError(`frame ${chunk.batchId}: chunk ${chunk.chunkIndex} has no data`);
     if (chunk.chunkIndex + 1 < chunk.chunkCount) return undefined;
     const frame = this.first!;

@@ -6,24 +6,38 @@ import { InvalidArgumentError } from '../errors';
 import { DEFAULT_MAX_TOKENS, type GenerationEvent, type GenerationRequest, type Prompt } from '../generation/request';
 import { parseSamplingParams, type SamplingParams } from '../sampling/sampler';
 import type { FinishReason } from '../sampling/stop';
+import { checkUint32, checkUint64Exact } from './field-ranges';
 import type { GenerateEvent, GenerateRequest, WireFinishReason, WireSamplingParams } from './messages';
 
+/** Checked here, on the sending side: the encoder would wrap or round an out-of-range value. */
 function samplingToWire(s: SamplingParams): WireSamplingParams {
   if (s.kind === 'greedy') return { greedy: true, temperature: 0, topK: 0, topP: 1, seed: 0 };
-  return { greedy: false, temperature: s.temperature, topK: s.topK, topP: s.topP, seed: Number(s.seed) };
+  return { greedy: false, temperature: s.temperature, topK: checkUint32(s.topK, 'top_k'), topP: s.topP, seed: checkUint64Exact(s.seed, 'seed') };
 }
 
+/** `top_p` is `optional`: unset means 1 (off), an explicit 0 is refused by parseSamplingParams. */
 function samplingFromWire(w: WireSamplingParams | null | undefined): SamplingParams {
   if (w === null || w === undefined || w.greedy) return { kind: 'greedy' };
-  return parseSamplingParams({ kind: 'random', temperature: w.temperature, topK: w.topK, topP: w.topP === 0 ? 1 : w.topP, seed: w.seed });
+  const topP = w.topP ?? 1;
+  return parseSamplingParams({ kind: 'random', temperature: w.temperature, topK: checkUint32(w.topK, 'top_k'), topP, seed: checkUint64Exact(w.seed, 'seed') });
+}
+
+/**
+ * `max_tokens` as received: unset (it is `optional`) means DEFAULT_MAX_TOKENS; an explicit 0 is
+ * refused, never silently replaced by the default.
+ */
+export function maxTokensFromWire(maxTokens: number | null | undefined): number {
+  if (maxTokens === undefined || maxTokens === null) return DEFAULT_MAX_TOKENS;
+  return checkUint32(maxTokens, 'max_tokens (leave it unset for the default of 64)', 1);
 }
 
 export function requestToWire(r: GenerationRequest, model = ''): GenerateRequest {
+  if (r.prompt.kind === 'ids') r.prompt.ids.forEach((id, i) => checkUint32(id, `prompt token id #${i}`));
   const prompt = r.prompt.kind === 'text' ? { text: r.prompt.text, prompt: 'text' as const } : { tokenIds: { ids: [...r.prompt.ids] }, prompt: 'tokenIds' as const };
   return {
     model,
     ...prompt,
-    maxTokens: r.maxTokens,
+    maxTokens: checkUint32(r.maxTokens, 'max_tokens', 1),
     sampling: samplingToWire(r.sampling),
     stop: [...r.stop],
     ignoreEos: r.ignoreEos,
@@ -53,7 +67,7 @@ export function requestFromWire(w: GenerateRequest, handles: (handle: string) =>
   if (w.stop.some((s) => s === '')) throw new InvalidArgumentError('stop strings must not be empty');
   return {
     prompt,
-    maxTokens: w.maxTokens === 0 ? DEFAULT_MAX_TOKENS : w.maxTokens,
+    maxTokens: maxTokensFromWire(w.maxTokens),
     sampling: samplingFromWire(w.sampling),
     stop: w.stop,
     ignoreEos: w.ignoreEos,

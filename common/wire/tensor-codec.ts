@@ -14,6 +14,10 @@ export function encodeF32(values: Float32Array, shape: readonly number[]): WireT
 export function decodeF32(tensor: WireTensor | null | undefined, what: string, expectedShape?: readonly number[]): Float32Array {
   if (tensor === null || tensor === undefined) throw new InvalidArgumentError(`${what}: tensor missing`);
   if (tensor.dtype !== 'DTYPE_F32') throw new InvalidArgumentError(`${what}: dtype ${tensor.dtype} is not supported here (expected DTYPE_F32)`);
+  // Each dimension on its own: [-1, -1] or [0, 2^53] multiply to a plausible count.
+  if (!tensor.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw new InvalidArgumentError(`${what}: shape [${tensor.shape.join(', ')}] has a dimension that is not a non-negative integer`);
+  }
   const elements = tensor.shape.reduce((a, b) => a * b, 1);
   if (tensor.data.byteLength !== elements * 4) {
     throw new InvalidArgumentError(`${what}: shape [${tensor.shape.join(', ')}] needs ${elements * 4} bytes, got ${tensor.data.byteLength}`);

@@ -84,9 +84,13 @@ describe('client API gate', () => {
     sink.on('data', (chunk: Buffer) => {
       for (const line of chunk.toString('utf8').split('\n')) if (line !== '') auditLines.push(JSON.parse(line) as Record<string, unknown>);
     });
+    const tokenizer = await loadTokenizer(fixtureDir('tiny-mistral'), { bosTokenId: 1, eosTokenId: 2 });
     const deps: InferenceDeps = {
       generator: () => fakeGenerator(3, 40),
-      tokenizer: await loadTokenizer(fixtureDir('tiny-mistral'), { bosTokenId: 1, eosTokenId: 2 }),
+      tokenizer,
+      encode: async (text, options) => tokenizer.encode(text, options),
+      maxPromptBytes: 1 << 20,
+      maxPromptTokens: 1024,
       status: async () => STATUS,
       modelId: 'm',
       drain: async (id) => {

@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { InvalidArgumentError } from '../../../common/errors';
 import { DEFAULT_MAX_TOKENS, type GenerationEvent, type GenerationRequest } from '../../../common/generation/request';
-import { eventFromWire, eventToWire, requestFromWire, requestToWire } from '../../../common/wire/generate-codec';
+import { UINT32_MAX } from '../../../common/wire/field-ranges';
+import { eventFromWire, eventToWire, maxTokensFromWire, requestFromWire, requestToWire } from '../../../common/wire/generate-codec';
+import { boraProto } from '../../../common/wire/proto';
 
 type WireRequest = ReturnType<typeof requestToWire>;
 type WireEvent = ReturnType<typeof eventToWire>;
@@ -21,7 +23,7 @@ function isInvalid(message: RegExp) {
 
 /** A wire request as a client would send it, with proto3 defaults for what it leaves out. */
 function wireRequest(fields: Partial<WireRequest>): WireRequest {
-  return { model: '', maxTokens: 0, sampling: null, stop: [], ignoreEos: false, returnFirstLogits: false, ...fields };
+  return { model: '', sampling: null, stop: [], ignoreEos: false, returnFirstLogits: false, ...fields };
 }
 
 describe('requestToWire', () => {
@@ -83,7 +85,7 @@ describe('requestFromWire', () => {
     });
   });
 
-  test('proto3 defaults: max tokens 0 means the default, no sampling means greedy', () => {
+  test('defaults: unset max tokens means the default, no sampling means greedy', () => {
     assert.deepEqual(requestFromWire(wireRequest({ prompt: 'text', text: 'a' }), noHandles), {
       prompt: { kind: 'text', text: 'a' },
       maxTokens: DEFAULT_MAX_TOKENS,
@@ -104,8 +106,8 @@ describe('requestFromWire', () => {
     assert.deepEqual(requestFromWire(w, noHandles).sampling, { kind: 'greedy' });
   });
 
-  test('random sampling: top-p 0 (unset) means 1, the seed becomes a bigint', () => {
-    const w = wireRequest({ prompt: 'text', text: 'a', sampling: { greedy: false, temperature: 0.8, topK: 0, topP: 0, seed: 77 } });
+  test('random sampling: top-p unset means 1, the seed becomes a bigint', () => {
+    const w = wireRequest({ prompt: 'text', text: 'a', sampling: { greedy: false, temperature: 0.8, topK: 0, seed: 77 } });
     assert.deepEqual(requestFromWire(w, noHandles).sampling, { kind: 'random', temperature: 0.8, topK: 0, topP: 1, seed: 77n });
   });
 
@@ -128,12 +130,15 @@ describe('requestFromWire', () => {
     { name: 'an empty stop string', fields: { prompt: 'text', text: 'a', stop: ['ok', ''] }, message: /^stop strings must not be empty$/ },
     { name: 'temperature 0 with random sampling', fields: { prompt: 'text', text: 'a', ...random({ temperature: 0 }) }, message: /temperature must be a finite number > 0, got 0/ },
     { name: 'a negative temperature', fields: { prompt: 'text', text: 'a', ...random({ temperature: -1 }) }, message: /temperature must be a finite number > 0, got -1/ },
-    { name: 'a negative top-k', fields: { prompt: 'text', text: 'a', ...random({ topK: -1 }) }, message: /topK must be an integer >= 0 \(0 = off\), got -1/ },
-    { name: 'a fractional top-k', fields: { prompt: 'text', text: 'a', ...random({ topK: 2.5 }) }, message: /topK must be an integer >= 0 \(0 = off\), got 2.5/ },
+    { name: 'a negative top-k', fields: { prompt: 'text', text: 'a', ...random({ topK: -1 }) }, message: /^top_k must be an integer in \[0, 4294967295\], got -1$/ },
+    { name: 'a fractional top-k', fields: { prompt: 'text', text: 'a', ...random({ topK: 2.5 }) }, message: /^top_k must be an integer in \[0, 4294967295\], got 2.5$/ },
     { name: 'top-p over 1', fields: { prompt: 'text', text: 'a', ...random({ topP: 1.5 }) }, message: /topP must be in \(0, 1\] \(1 = off\), got 1.5/ },
     { name: 'a negative top-p', fields: { prompt: 'text', text: 'a', ...random({ topP: -0.1 }) }, message: /topP must be in \(0, 1\]/ },
-    { name: 'a negative seed', fields: { prompt: 'text', text: 'a', ...random({ seed: -1 }) }, message: /sampling seed must be an integer in \[0, 2\^64\), got -1/ },
-    { name: 'a fractional seed', fields: { prompt: 'text', text: 'a', ...random({ seed: 0.5 }) }, message: /sampling seed must be an integer/ },
+    { name: 'a negative seed', fields: { prompt: 'text', text: 'a', ...random({ seed: -1 }) }, message: /^seed must be an integer in \[0, 9007199254740991\], got -1$/ },
+    { name: 'a fractional seed', fields: { prompt: 'text', text: 'a', ...random({ seed: 0.5 }) }, message: /seed must be an integer/ },
+    { name: 'an explicit max_tokens 0', fields: { prompt: 'text', text: 'a', maxTokens: 0 }, message: /^max_tokens \(leave it unset for the default of 64\) must be an integer in \[1, 4294967295\], got 0$/ },
+    { name: 'an explicit top-p 0', fields: { prompt: 'text', text: 'a', ...random({ topP: 0 }) }, message: /topP must be in \(0, 1\] \(1 = off\), got 0/ },
+    { name: 'a seed above 2^53 - 1 (already rounded as a number)', fields: { prompt: 'text', text: 'a', ...random({ seed: 2 ** 53 }) }, message: /^seed must be an integer in \[0, 9007199254740991\], got 9007199254740992$/ },
   ];
   for (const b of bad) {
     test(`refuses ${b.name}`, () => {
@@ -181,5 +186,81 @@ describe('events', () => {
   test('an unspecified finish reason reads as "length"', () => {
     const wire: WireEvent = { finish: { reason: 'FINISH_REASON_UNSPECIFIED', text: '', promptTokens: 1, generatedTokens: 0, timeToFirstTokenMs: 0, totalMs: 0, resumes: 0 } };
     assert.equal((eventFromWire(wire) as { reason: string }).reason, 'length');
+  });
+});
+
+/**
+ * Every numeric field of GenerateRequest at and beyond its bounds, through grpc-js's own
+ * serializer and deserializer: what a client sends is what the coordinator reads, or the
+ * sending side refuses it (the encoder would wrap a uint32 and round a uint64).
+ */
+describe('numeric fields over the wire', () => {
+  const method = boraProto().Inference.service.Generate;
+  const overTheWire = (w: WireRequest): WireRequest => method.requestDeserialize(method.requestSerialize(w)) as WireRequest;
+  const base: GenerationRequest = { prompt: { kind: 'ids', ids: [1] }, maxTokens: 1, sampling: { kind: 'greedy' }, stop: [], ignoreEos: false, returnFirstLogits: false };
+  const random = (fields: Partial<{ temperature: number; topK: number; topP: number; seed: bigint }>): GenerationRequest['sampling'] => ({ kind: 'random', temperature: 1, topK: 0, topP: 1, seed: 1n, ...fields });
+
+  const accepted: { name: string; request: GenerationRequest }[] = [
+    { name: 'max_tokens 1', request: { ...base, maxTokens: 1 } },
+    { name: 'max_tokens 2^32 - 1', request: { ...base, maxTokens: UINT32_MAX } },
+    { name: 'token id 2^32 - 1', request: { ...base, prompt: { kind: 'ids', ids: [UINT32_MAX] } } },
+    { name: 'top_k 2^32 - 1', request: { ...base, sampling: random({ topK: UINT32_MAX }) } },
+    { name: 'top_p 1', request: { ...base, sampling: random({ topP: 1 }) } },
+    { name: 'top_p 0.5 (exact in float32)', request: { ...base, sampling: random({ topP: 0.5 }) } },
+    { name: 'seed 0', request: { ...base, sampling: random({ seed: 0n }) } },
+    { name: 'seed 2^53 - 1', request: { ...base, sampling: random({ seed: 2n ** 53n - 1n }) } },
+    { name: 'temperature 2^-10 (exact in float32)', request: { ...base, sampling: random({ temperature: 2 ** -10 }) } },
+  ];
+  for (const a of accepted) {
+    test(`${a.name} arrives unchanged`, () => {
+      assert.deepEqual(requestFromWire(overTheWire(requestToWire(a.request)), noHandles), a.request);
+    });
+  }
+
+  const refusedBySender: { name: string; request: GenerationRequest; message: RegExp }[] = [
+    { name: 'max_tokens 2^32 + 1 (would wrap to 1)', request: { ...base, maxTokens: 2 ** 32 + 1 }, message: /^max_tokens must be an integer in \[1, 4294967295\], got 4294967297$/ },
+    { name: 'max_tokens 2^32 (would wrap to 0)', request: { ...base, maxTokens: 2 ** 32 }, message: /max_tokens must be an integer in \[1, 4294967295\]/ },
+    { name: 'max_tokens 0', request: { ...base, maxTokens: 0 }, message: /max_tokens must be an integer in \[1, 4294967295\], got 0/ },
+    { name: 'token id 2^32', request: { ...base, prompt: { kind: 'ids', ids: [1, 2 ** 32] } }, message: /^prompt token id #1 must be an integer in \[0, 4294967295\], got 4294967296$/ },
+    { name: 'top_k 2^32', request: { ...base, sampling: random({ topK: 2 ** 32 }) }, message: /^top_k must be an integer in \[0, 4294967295\]/ },
+    { name: 'seed 2^53 (would round)', request: { ...base, sampling: random({ seed: 2n ** 53n }) }, message: /^seed must be an integer in \[0, 9007199254740991\]/ },
+    { name: 'seed 2^64 - 1', request: { ...base, sampling: random({ seed: 2n ** 64n - 1n }) }, message: /^seed must be an integer in \[0, 9007199254740991\]/ },
+  ];
+  for (const r of refusedBySender) {
+    test(`the sender refuses ${r.name}`, () => {
+      assert.throws(() => requestToWire(r.request), isInvalid(r.message));
+    });
+  }
+
+  test('max_tokens: unset and an explicit 0 are told apart on the wire', () => {
+    const unset = overTheWire(wireRequest({ prompt: 'text', text: 'a' }));
+    assert.equal(unset.maxTokens, undefined);
+    assert.equal(requestFromWire(unset, noHandles).maxTokens, DEFAULT_MAX_TOKENS);
+    const zero = overTheWire(wireRequest({ prompt: 'text', text: 'a', maxTokens: 0 }));
+    assert.equal(zero.maxTokens, 0);
+    assert.throws(() => requestFromWire(zero, noHandles), isInvalid(/max_tokens .* got 0$/));
+  });
+
+  test('top_p: unset and an explicit 0 are told apart on the wire', () => {
+    const sampling = { greedy: false, temperature: 1, topK: 0, seed: 3 };
+    const unset = overTheWire(wireRequest({ prompt: 'text', text: 'a', sampling }));
+    assert.deepEqual(requestFromWire(unset, noHandles).sampling, { kind: 'random', temperature: 1, topK: 0, topP: 1, seed: 3n });
+    const zero = overTheWire(wireRequest({ prompt: 'text', text: 'a', sampling: { ...sampling, topP: 0 } }));
+    assert.throws(() => requestFromWire(zero, noHandles), isInvalid(/topP must be in \(0, 1\]/));
+  });
+
+  test('a uint64 seed above 2^53 sent by another client (as a string) is refused, not rounded', () => {
+    const w = { ...wireRequest({ prompt: 'text', text: 'a' }), sampling: { greedy: false, temperature: 1, topK: 0, topP: 1, seed: '18446744073709551615' } };
+    const received = method.requestDeserialize(method.requestSerialize(w as unknown as WireRequest)) as WireRequest;
+    assert.throws(() => requestFromWire(received, noHandles), isInvalid(/^seed must be an integer in \[0, 9007199254740991\]/));
+  });
+
+  test('ChatTurn.max_tokens has presence too', () => {
+    const chat = boraProto().Inference.service.Chat;
+    const back = (turn: object) => chat.requestDeserialize(chat.requestSerialize(turn)) as { maxTokens?: number };
+    assert.equal(back({ user: 'hi' }).maxTokens, undefined);
+    assert.equal(back({ user: 'hi', maxTokens: 0 }).maxTokens, 0);
+    assert.equal(maxTokensFromWire(undefined), DEFAULT_MAX_TOKENS);
+    assert.throws(() => maxTokensFromWire(0), isInvalid(/got 0$/));
   });
 });

@@ -1,0 +1,32 @@
+/**
+ * The byte limit on prompt text, checked before any tokenizing. Tokenizing is the one step whose
+ * cost a client controls with a single field, and it is far from linear (a 64 KiB prompt takes
+ * about 0.9 s on the Mistral v1 tokenizer, 1 MiB about 27 s), so the length has to be refused
+ * from the byte count, which costs nothing, not from the token count, which costs the tokenizing.
+ */
+import { InvalidArgumentError } from '../errors';
+
+/** Default UTF-8 bytes of prompt text a request (or a chat turn, or an uploaded prompt) may carry. */
+export const DEFAULT_MAX_PROMPT_BYTES = 1024 * 1024;
+
+/**
+ * The largest limit an operator may configure: the client API's message limit (proto.ts) is
+ * sized from it, so a larger one would let prompts through that the channel then refuses.
+ */
+export const MAX_PROMPT_BYTES_CEILING = 16 * 1024 * 1024;
+
+/**
+ * Refuses text of more than `maxBytes` UTF-8 bytes, counting `priorBytes` already accepted (the
+ * earlier pieces of an upload); `what` names the field in the message.
+ */
+export function checkPromptBytes(text: string, maxBytes: number, what = 'the prompt text', priorBytes = 0): void {
+  const room = maxBytes - priorBytes;
+  // UTF-8 takes one to three bytes per UTF-16 unit: the length alone decides the clear cases
+  // (a 10 MB prompt is refused without being walked).
+  if (text.length * 3 <= room) return;
+  const bytes = text.length > room ? undefined : Buffer.byteLength(text, 'utf8');
+  if (bytes === undefined || bytes > room) {
+    const size = bytes === undefined ? `at least ${priorBytes + text.length}` : `${priorBytes + bytes}`;
+    throw new InvalidArgumentError(`${what} is ${size} bytes; the limit is ${maxBytes} bytes of UTF-8 (the coordinator's --max-prompt-bytes)`);
+  }
+}
