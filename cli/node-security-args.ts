@@ -7,11 +7,7 @@ import type { CertFiles } from '../common/security/pki-files';
 import type { LocalPki } from './local-pki';
 import { SECURE_BY_DEFAULT } from './security-mode';
 
-/**
- * What a node started without certificates is told. Once the nodes are secure by default (the
- * same switch as `bora up`'s) they need `--insecure` to start plaintext; until then they have no
- * such flag and need nothing.
- */
+/** What a node started without certificates is told: plaintext must be asked for (`--insecure`). */
 export function insecureNodeArgs(secureByDefault: boolean = SECURE_BY_DEFAULT): string[] {
   return secureByDefault ? ['--insecure'] : [];
 }

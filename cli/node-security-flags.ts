@@ -31,7 +31,7 @@ export function nodeSecurityFromFlags(v: NodeSecurityFlagValues, role: NodeRole)
     if (given.length > 0) throw new InvalidArgumentError(`--insecure cannot be combined with ${given.map((f) => `--${f}`).join(', ')}`);
     return INSECURE;
   }
-  if (given.length === 0) return INSECURE;
+  if (given.length === 0) throw new InvalidArgumentError('give the node its certificate (--ca, --cert and --key), or --insecure for a plaintext node (development only)');
   if (given.length < 3) throw new InvalidArgumentError('--ca, --cert and --key go together (or --insecure, for development only)');
   try {
     return tlsNodeSecurity({ ca: v.ca!, cert: v.cert!, key: v.key! }, role);

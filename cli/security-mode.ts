@@ -1,15 +1,11 @@
 /**
  * Whether `bora up` builds a secure cluster (PKI, API keys, etcd with TLS, client-certificate
- * auth and RBAC, nodes and clients with certificates) or today's plaintext one.
- *
- * Secure is meant to be the default (issue 9, part 5). It can only be once `bora worker` and
- * `bora coordinator` accept `--ca/--cert/--key/--audit-log` and the coordinator `--api-keys`:
- * until then a secure `up` would start nodes that refuse their command lines. So the default is
- * this one constant, flipped when those flags land; `--secure` and `--insecure` choose explicitly.
+ * auth and RBAC, nodes and clients with certificates) or a plaintext one for development.
+ * Secure is the default; `--secure` and `--insecure` choose explicitly.
  */
 import { InvalidArgumentError } from '../common/errors';
 
-export const SECURE_BY_DEFAULT = false;
+export const SECURE_BY_DEFAULT = true;
 
 export type SecurityMode = 'secure' | 'insecure';
 

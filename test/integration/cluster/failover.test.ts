@@ -141,7 +141,7 @@ describe('failover in a local cluster', () => {
     const registered = new Promise<void>((resolve) => watcher.once('put', () => resolve()));
     const pid = spawnDetached(
       process.execPath,
-      [boraBin(), 'worker', '--etcd', cluster.file.etcd, '--id', 'w4', '--listen', '127.0.0.1:0', '--models-dir', join(MODEL, '..'), '--threads', '1'],
+      [boraBin(), 'worker', '--etcd', cluster.file.etcd, '--id', 'w4', '--listen', '127.0.0.1:0', '--models-dir', join(MODEL, '..'), '--threads', '1', '--insecure'],
       join(cluster.stateDir, 'w4.log'),
     );
     t.after(() => stopProcesses([pid]));
@@ -180,7 +180,7 @@ describe('failover in a local cluster', () => {
     assert.ok(err instanceof BoraError && err.code === 'UNAVAILABLE', `UNAVAILABLE, got ${String(err)}`);
     assert.ok(Date.now() - started >= 2000, 'the request waited for its deadline');
     const pids = [1, 2].map((i) =>
-      spawnDetached(process.execPath, [boraBin(), 'worker', '--etcd', cluster.file.etcd, '--id', `n${i}`, '--listen', '127.0.0.1:0', '--models-dir', join(MODEL, '..'), '--threads', '1'], join(cluster.stateDir, `n${i}.log`)),
+      spawnDetached(process.execPath, [boraBin(), 'worker', '--etcd', cluster.file.etcd, '--id', `n${i}`, '--listen', '127.0.0.1:0', '--models-dir', join(MODEL, '..'), '--threads', '1', '--insecure'], join(cluster.stateDir, `n${i}.log`)),
     );
     t.after(() => stopProcesses(pids));
     const [expected] = await reference([[1, 415, 5565]], 8);
@@ -219,7 +219,7 @@ describe('failover in a local cluster', () => {
     const standbyAddress = `127.0.0.1:${await freePort()}`;
     const standby = spawnDetached(
       process.execPath,
-      [boraBin(), 'coordinator', '--etcd', cluster.file.etcd, '--listen', standbyAddress, '--model', MODEL],
+      [boraBin(), 'coordinator', '--etcd', cluster.file.etcd, '--listen', standbyAddress, '--model', MODEL, '--insecure'],
       join(cluster.stateDir, 'standby.log'),
     );
     t.after(() => stopProcesses([standby]));

@@ -99,7 +99,7 @@ describe('a 3-worker cluster serving many requests', () => {
     await new Promise((r) => setTimeout(r, 300));
     const pid = spawnDetached(
       process.execPath,
-      [boraBin(), 'worker', '--etcd', cluster.file.etcd, '--id', 'w9', '--listen', '127.0.0.1:0', '--models-dir', fixtureDir('tiny-mistral').replace(/\/tiny-mistral$/, ''), '--threads', '1'],
+      [boraBin(), 'worker', '--etcd', cluster.file.etcd, '--id', 'w9', '--listen', '127.0.0.1:0', '--models-dir', fixtureDir('tiny-mistral').replace(/\/tiny-mistral$/, ''), '--threads', '1', '--insecure'],
       `${cluster.stateDir}/w9.log`,
     );
     try {

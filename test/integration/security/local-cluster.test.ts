@@ -2,8 +2,7 @@
  * What a secure `bora up` builds, tested piece by piece with the real etcd: STATE/pki/ (CA,
  * certificates per node, admin and client certificates, API key hashes), etcd with TLS, client
  * certificates and RBAC, cluster.json's security block (mode 0600). Then the whole secure cluster
- * through the CLI, which is skipped while `bora worker` / `bora coordinator` lack the security
- * flags (see node-security-flags.ts).
+ * through the CLI.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -27,7 +26,6 @@ import { verifyCertificate } from '../../../common/security/pki';
 import type { CertFiles } from '../../../common/security/pki-files';
 import { fixtureDir } from '../../support/checkpoints';
 import { boraBin, generateOn, greedyIds, startCluster } from '../../support/cluster';
-import { missingNodeSecurityFlags } from '../../support/node-security-flags';
 import { type TestPki, testPki } from '../../support/security';
 
 const keys = new EtcdKeys();
@@ -152,11 +150,6 @@ describe('bora up, secure: PKI, API keys, etcd with TLS and RBAC', () => {
 
 describe('bora up, secure: the whole cluster through the CLI', () => {
   test('status, generate and drain work with --state-dir; a plaintext client is refused', async (t) => {
-    const missing = await missingNodeSecurityFlags();
-    if (missing !== undefined) {
-      t.skip(`waiting for the node security flags: ${missing}`);
-      return;
-    }
     const cluster = await startCluster(t, fixtureDir('tiny-mistral'), 2, ['--secure']);
     const { security } = cluster.file;
     assert.ok(security !== undefined, 'cluster.json has a security block');

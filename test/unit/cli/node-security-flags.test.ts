@@ -70,8 +70,12 @@ describe('--ca/--cert/--key and --insecure', () => {
     assert.match(missing.stderr, /missing\.pem/);
   });
 
-  test('neither mode keeps plaintext (existing callers), and the identity comes from the certificate', () => {
-    assert.equal(nodeSecurityFromFlags({}, 'worker').kind, 'insecure');
+  test('neither mode is refused (a node is secure unless told --insecure), and the identity comes from the certificate', () => {
+    assert.throws(() => nodeSecurityFromFlags({}, 'worker'), /give the node its certificate \(--ca, --cert and --key\), or --insecure/);
+    const none = bora(...workerArgs);
+    assert.equal(none.status, 2);
+    assert.match(none.stderr, /or --insecure for a plaintext node/);
+    assert.equal(nodeSecurityFromFlags({ insecure: true }, 'worker').kind, 'insecure');
     const security = nodeSecurityFromFlags({ ca: worker[1], cert: worker[3], key: worker[5] }, 'worker');
     assert.equal(security.kind, 'tls');
     assert.deepEqual(security.kind === 'tls' ? security.self : undefined, { role: 'worker', id: 'w1' });
