@@ -6,8 +6,12 @@
  */
 import { InvalidArgumentError } from '../errors';
 
-/** Default UTF-8 bytes of prompt text a request (or a chat turn, or an uploaded prompt) may carry. */
-export const DEFAULT_MAX_PROMPT_BYTES = 1024 * 1024;
+/**
+ * Default UTF-8 bytes of prompt text a request (or a chat turn, or an uploaded prompt) may carry:
+ * 128 KiB, about 32k tokens of English, Mistral's whole context, so no prompt that could run is
+ * refused, while the longest tokenizing a request can ask for stays about 2 s.
+ */
+export const DEFAULT_MAX_PROMPT_BYTES = 128 * 1024;
 
 /**
  * The largest limit an operator may configure: the client API's message limit (proto.ts) is
