@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import { EtcdKeys } from '../common/cluster/etcd-keys';
 import { decodeMember, type MemberInfo } from '../common/cluster/member';
-import { workersOf, type Plan } from '../common/cluster/plan';
+import type { Plan } from '../common/cluster/plan';
 import type { ComputeSettings } from '../common/engine/compute-settings';
 import { InvalidArgumentError, UnavailableError, asBoraError } from '../common/errors';
 import type { AuditLog } from '../common/security/audit';
@@ -36,6 +36,7 @@ import { KvSources, fetchKvHandler } from './kv-transfer';
 import { startWorkerServer, type BoundServer } from './worker-server';
 import type { HandoverHandlers, WorkerState } from './worker-service';
 import { WorkerAccess } from './worker-access';
+import { PlanPeers } from './plan-peers';
 
 export interface WorkerNodeOptions {
   readonly id: WorkerId;
@@ -100,7 +101,7 @@ export class WorkerNode {
   private latestPlan: Plan | undefined;
   /** The plan whose epoch the Worker service serves now. */
   private servedPlan: Plan | undefined;
-  private planWorkersCache: { served: Plan | undefined; latest: Plan | undefined; workers: ReadonlySet<WorkerId> } | undefined;
+  private readonly planPeers = new PlanPeers();
   private stopped = false;
   private statsTimer: NodeJS.Timeout | undefined;
   private advertisedLoad = { activeSequences: 0, queueDepth: 0 };
@@ -151,7 +152,7 @@ export class WorkerNode {
 
   async start(): Promise<void> {
     const o = this.options;
-    const access = new WorkerAccess(this.security, { planWorkers: () => this.planWorkers(), audit: o.audit });
+    const access = new WorkerAccess(this.security, { planWorkers: () => this.planPeers.of(this.servedPlan, this.latestPlan), audit: o.audit });
     const bound = await startWorkerServer(this.serviceState(), o.listenHost, o.listenPort, { timeMs: o.keepaliveTimeMs, timeoutMs: o.keepaliveTimeoutMs }, this.handoverHandlers(), access);
     this.server = { ...bound, address: `${o.advertiseHost ?? o.listenHost}:${bound.port}` };
     if (o.metricsPort !== undefined) this.metricsServer = await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort);
@@ -355,27 +356,6 @@ export class WorkerNode {
       CommitPlan: (call, callback) => this.commits.commitPlan(call, callback),
       FetchKv: fetchKvHandler(this.kvSources),
     };
-  }
-
-
-
-  /**
-   * Workers allowed to send frames, expert calls and cache fetches here (worker-access.ts): those
-   * of the plan served and of the latest plan, with its hand-over's sources (during a hand-over
-   * the new plan's workers copy caches while the old plan still serves).
-   */
-  private planWorkers(): ReadonlySet<WorkerId> {
-    // Asked on every chunk of a worker's Forward stream: computed once per pair of plans.
-    const cached = this.planWorkersCache;
-    if (cached !== undefined && cached.served === this.servedPlan && cached.latest === this.latestPlan) return cached.workers;
-    const workers = new Set<WorkerId>();
-    for (const plan of [this.servedPlan, this.latestPlan]) {
-      if (plan === undefined) continue;
-      for (const w of workersOf(plan)) workers.add(w);
-      for (const s of plan.handover?.stages ?? []) workers.add(s.worker);
-    }
-    this.planWorkersCache = { served: this.servedPlan, latest: this.latestPlan, workers };
-    return workers;
   }
 
   /** What the Worker service serves from: the stage host, plus the routed token counts. */
