@@ -3,11 +3,11 @@
  * its own PKI directory (CA, etcd server certificate), free loopback ports, a temporary data dir.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
-import { request } from 'node:https';
+import { rmSync } from 'node:fs';
 import { freePort } from '../../cli/processes';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
+import { tlsHealthy } from '../../cli/local-etcd';
 import { etcdTlsClientOptions, etcdTlsFlags } from '../../common/security/etcd-tls';
 import type { CertFiles } from '../../common/security/pki-files';
 import { ETCD_INSTALL_HINT, findEtcdBinary } from './etcd';
@@ -21,22 +21,6 @@ export interface TlsEtcd {
   /** A client presenting `files` (default: none of its own beyond what is given). */
   client(files: CertFiles): Etcd3;
   stop(): Promise<void>;
-}
-
-function healthy(url: string, files: CertFiles): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = request(
-      `${url}/health`,
-      { timeout: 1_000, ca: readFileSync(files.ca), cert: readFileSync(files.cert), key: readFileSync(files.key) },
-      (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode === 200));
-      },
-    );
-    req.on('error', () => resolve(false));
-    req.on('timeout', () => req.destroy());
-    req.end();
-  });
 }
 
 export async function startTlsEtcd(): Promise<TlsEtcd> {
@@ -76,7 +60,7 @@ export async function startTlsEtcd(): Promise<TlsEtcd> {
       await stop();
       throw new Error(`etcd exited during start (code ${child.exitCode}): ${stderrTail}`);
     }
-    if (await healthy(url, probeFiles)) break;
+    if (await tlsHealthy(url, probeFiles)) break;
     if (Date.now() > deadline) {
       await stop();
       throw new Error(`TLS etcd did not become healthy at ${url}: ${stderrTail}`);

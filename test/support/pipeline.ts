@@ -1,7 +1,10 @@
 /**
  * In-process pipelines for tests: a chain of StageEngines handing the hidden state on, and greedy
- * decoding of a batch of prompts through it.
+ * decoding of a batch of prompts through it; and greedy decoding through a scheduler over any
+ * Pipeline (a remote one, say).
  */
+import type { Pipeline } from '../../common/generation/pipeline';
+import { Scheduler, type PipelineSource } from '../../common/generation/scheduler';
 import type { LinearBackend } from '../../common/kernels/native-kernels';
 import { StageEngine, type SliceInput, type StageOutput } from '../../common/engine/stage-engine';
 import type { LayerRange } from '../../common/ids';
@@ -80,4 +83,34 @@ export async function greedyAlone(ckpt: Checkpoint, prompts: readonly (readonly 
   } finally {
     await engine.close();
   }
+}
+
+/** A source that always offers `pipeline` and never a later one. */
+export function fixedSource(pipeline: Pipeline): PipelineSource {
+  return { current: () => pipeline, next: () => new Promise(() => undefined) };
+}
+
+/** Each prompt decoded greedily through `scheduler`, `steps` tokens each, all submitted at once. */
+export function greedyThrough(scheduler: Scheduler, prompts: readonly (readonly number[])[], steps: number, tag: string): Promise<number[][]> {
+  return Promise.all(
+    prompts.map(
+      (promptIds, i) =>
+        new Promise<number[]>((resolve, reject) => {
+          const tokens: number[] = [];
+          scheduler.submit({
+            id: sequenceId(`${tag}${i}`),
+            promptIds,
+            sampling: { kind: 'greedy' },
+            sink: {
+              onToken: (t) => {
+                tokens.push(t);
+                if (tokens.length === steps) resolve(tokens);
+                return tokens.length === steps;
+              },
+              onError: reject,
+            },
+          });
+        }),
+    ),
+  );
 }

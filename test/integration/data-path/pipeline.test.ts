@@ -7,8 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { status as Status } from '@grpc/grpc-js';
-import { Scheduler, type PipelineSource } from '../../../common/generation/scheduler';
-import type { Pipeline } from '../../../common/generation/pipeline';
+import { Scheduler } from '../../../common/generation/scheduler';
 import { sequenceId, workerId } from '../../../common/ids';
 import { Checkpoint } from '../../../common/model/checkpoint';
 import { ForwardClient } from '../../../common/wire/forward-client';
@@ -17,7 +16,7 @@ import { InThreadStage } from '../../../worker/stage-backend';
 import { StageHost } from '../../../worker/stage-host';
 import { startWorkerServer, type BoundServer } from '../../../worker/worker-server';
 import { fixtureDir, loadReference } from '../../support/checkpoints';
-import { greedyBatch, loadPipeline } from '../../support/pipeline';
+import { fixedSource, greedyBatch, greedyThrough, loadPipeline } from '../../support/pipeline';
 import { eventually } from '../../support/wait';
 
 const STREAMS = { drainTimeoutMs: 5000, keepaliveTimeMs: 1000, keepaliveTimeoutMs: 1000 };
@@ -59,34 +58,6 @@ async function startCluster(ckpt: Checkpoint, splits: number[], epoch = 1): Prom
   };
 }
 
-function fixedSource(pipeline: Pipeline): PipelineSource {
-  return { current: () => pipeline, next: () => new Promise(() => undefined) };
-}
-
-function generate(scheduler: Scheduler, prompts: readonly (readonly number[])[], steps: number, tag: string) {
-  return Promise.all(
-    prompts.map(
-      (promptIds, i) =>
-        new Promise<number[]>((resolve, reject) => {
-          const tokens: number[] = [];
-          scheduler.submit({
-            id: sequenceId(`${tag}${i}`),
-            promptIds,
-            sampling: { kind: 'greedy' },
-            sink: {
-              onToken: (t) => {
-                tokens.push(t);
-                if (tokens.length === steps) resolve(tokens);
-                return tokens.length === steps;
-              },
-              onError: reject,
-            },
-          });
-        }),
-    ),
-  );
-}
-
 describe('gRPC data path', () => {
   let ckpt: Checkpoint;
   let cluster: Cluster;
@@ -98,7 +69,7 @@ describe('gRPC data path', () => {
 
   test('3 stages over gRPC give the reference tokens for every case, and free every cache', async () => {
     const scheduler = new Scheduler(fixedSource(cluster.pipeline), { maxBatchTokens: 256, maxBatchSequences: 16 });
-    const tokens = await generate(scheduler, ref.cases.map((c) => c.prompt_ids), 40, 'ref');
+    const tokens = await greedyThrough(scheduler, ref.cases.map((c) => c.prompt_ids), 40, 'ref');
     ref.cases.forEach((c, i) => assert.deepEqual(tokens[i], c.greedy_tokens, `case ${i}`));
     // Releases are sent after the last token.
     const held = () => cluster.hosts.map((h) => h.runner()!.stage.stats.sequenceCount);
@@ -113,7 +84,7 @@ describe('gRPC data path', () => {
     for (const [i, p] of prompts.entries()) alone.push((await greedyBatch([engine], [p], 12, `alone${i}`)).tokens[0]);
     await engine.close();
     const scheduler = new Scheduler(fixedSource(cluster.pipeline), { maxBatchTokens: 256, maxBatchSequences: 16 });
-    const together = await generate(scheduler, prompts, 12, 'c');
+    const together = await greedyThrough(scheduler, prompts, 12, 'c');
     together.forEach((t, i) => assert.deepEqual(t, alone[i], `stream ${i}`));
   });
 
@@ -136,7 +107,7 @@ describe('gRPC data path', () => {
     assert.equal(byBatch.get(902)?.code, Status.INVALID_ARGUMENT);
     assert.equal(byBatch.get(903)?.code, Status.FAILED_PRECONDITION);
     const scheduler = new Scheduler(fixedSource(cluster.pipeline), { maxBatchTokens: 256, maxBatchSequences: 16 });
-    const [tokens] = await generate(scheduler, [ref.cases[0].prompt_ids], 40, 'after');
+    const [tokens] = await greedyThrough(scheduler, [ref.cases[0].prompt_ids], 40, 'after');
     assert.deepEqual(tokens, ref.cases[0].greedy_tokens);
     assert.equal(cluster.pipeline.isBroken, false);
   });

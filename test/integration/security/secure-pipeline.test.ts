@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { status as Status } from '@grpc/grpc-js';
 import type { Pipeline } from '../../../common/generation/pipeline';
-import { Scheduler, type PipelineSource } from '../../../common/generation/scheduler';
+import { Scheduler } from '../../../common/generation/scheduler';
 import { sequenceId, workerId } from '../../../common/ids';
 import { Checkpoint } from '../../../common/model/checkpoint';
 import { INSECURE, type NodeSecurity, tlsNodeSecurity } from '../../../common/security/node-security';
@@ -20,7 +20,7 @@ import { StageHost } from '../../../worker/stage-host';
 import { OPEN_WORKER_ACCESS, WorkerAccess } from '../../../worker/worker-access';
 import { startWorkerServer, type BoundServer } from '../../../worker/worker-server';
 import { fixtureDir, loadReference } from '../../support/checkpoints';
-import { loadPipeline } from '../../support/pipeline';
+import { fixedSource, greedyThrough, loadPipeline } from '../../support/pipeline';
 import { type TestPki, testPki } from '../../support/security';
 
 const STREAMS = { drainTimeoutMs: 5000, keepaliveTimeMs: 1000, keepaliveTimeoutMs: 1000 };
@@ -69,35 +69,6 @@ async function startCluster(ckpt: Checkpoint, workers: readonly NodeSecurity[], 
   };
 }
 
-function fixedSource(pipeline: Pipeline): PipelineSource {
-  return { current: () => pipeline, next: () => new Promise(() => undefined) };
-}
-
-function generate(pipeline: Pipeline, prompts: readonly (readonly number[])[], tag: string): Promise<number[][]> {
-  const scheduler = new Scheduler(fixedSource(pipeline), { maxBatchTokens: 256, maxBatchSequences: 16 });
-  return Promise.all(
-    prompts.map(
-      (promptIds, i) =>
-        new Promise<number[]>((resolve, reject) => {
-          const tokens: number[] = [];
-          scheduler.submit({
-            id: sequenceId(`${tag}${i}`),
-            promptIds,
-            sampling: { kind: 'greedy' },
-            sink: {
-              onToken: (t) => {
-                tokens.push(t);
-                if (tokens.length === STEPS) resolve(tokens);
-                return tokens.length === STEPS;
-              },
-              onError: reject,
-            },
-          });
-        }),
-    ),
-  );
-}
-
 /** How a Forward stream from `security` to `address` ends: 'acked' or the gRPC status code. */
 function forwardOutcome(address: string, security: NodeSecurity, hiddenSize: number): Promise<'acked' | number> {
   return new Promise((resolve) => {
@@ -113,6 +84,10 @@ function forwardOutcome(address: string, security: NodeSecurity, hiddenSize: num
     });
     client.send({ planEpoch: 0, batchId: 1, stageIndex: 1, slices: [{ id: sequenceId('x'), startPosition: 0, tokenCount: 1 }], hidden: new Float32Array(hiddenSize) }).catch(() => undefined);
   });
+}
+
+function generate(pipeline: Pipeline, prompts: readonly (readonly number[])[], tag: string): Promise<number[][]> {
+  return greedyThrough(new Scheduler(fixedSource(pipeline), { maxBatchTokens: 256, maxBatchSequences: 16 }), prompts, STEPS, tag);
 }
 
 describe('the data path over mutual TLS', () => {
