@@ -94,7 +94,14 @@ export interface Scenario {
   readonly title: string;
   /** FAULTS.md's "passes when". */
   readonly passWhen: string;
-  readonly topology: { readonly workers: number; readonly coordinators: number };
+  /**
+   * `secure`: certificates, API keys, etcd RBAC and audit logs (cluster.ts), with `clientKeys`
+   * client API keys (default 1). Without it the cluster is plaintext, as the fault scenarios have
+   * always run, so their figures stay comparable run to run.
+   */
+  readonly topology: { readonly workers: number; readonly coordinators: number; readonly secure?: boolean; readonly clientKeys?: number };
+  /** Added to every coordinator's command line (S12's admission limits). */
+  readonly coordinatorArgs?: readonly string[];
   /** 'experts': the Mixtral model with its experts spread over the workers (--placement experts). */
   readonly placement?: 'layers' | 'experts';
   readonly client: Omit<ClientPolicy, 'deadlineMs'> & { readonly deadlineMs?: number };
