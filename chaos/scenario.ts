@@ -12,8 +12,8 @@ import type { Observer } from './observer';
 import type { Timeline } from './timeline';
 import type { ClientPolicy, RequestRecord, RequestSpec, Workload } from './workload';
 
-/** FAULTS.md's S0-S10, then Bora's own: E1 (an expert holder dies, issue 5). */
-export const SCENARIO_IDS = ['S0', 'S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'S8', 'S9', 'S10', 'E1'] as const;
+/** FAULTS.md's S0-S10, then Bora's own: E1 (an expert holder dies, issue 5), S11 (a rogue node) and S12 (overload), issue 9. */
+export const SCENARIO_IDS = ['S0', 'S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'S8', 'S9', 'S10', 'E1', 'S11', 'S12'] as const;
 export type ScenarioId = (typeof SCENARIO_IDS)[number];
 
 /** Settings of one harness run, parsed once. */
