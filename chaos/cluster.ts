@@ -5,17 +5,29 @@
  * Each process's output goes, line by line and stamped with the run's clock, to
  * RUN_DIR/logs/<node>.log; an exit the harness did not cause is recorded on the timeline.
  *
- * The cluster is plaintext, said explicitly to the nodes (insecureNodeArgs): the harness's own
- * clients (workload, observer, probes, the etcd watch) do not yet carry certificates and API keys.
+ * A cluster is plaintext, said explicitly to the nodes (insecureNodeArgs), unless its spec asks
+ * for `secure`: then start() first makes the run's PKI (chaos-pki.ts), etcd serves TLS with
+ * client certificates and RBAC (as `bora up` does), every node gets its certificate and an audit
+ * log of its own (RUN_DIR/audit/<node>.log), the coordinators the API key hashes. The harness's
+ * clients then ask the cluster for their credentials: adminAccess() and clientAccess() for the
+ * client API, adminDial() for a worker's port, etcdClient() for etcd.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { Etcd3 } from 'etcd3';
+import type { CoordinatorAccess } from '../cli/client-credentials';
 import { fetchStatus } from '../cli/inference-client';
-import { insecureNodeArgs } from '../cli/node-security-args';
+import { tlsHealthy } from '../cli/local-etcd';
+import { insecureNodeArgs, nodeTlsArgs } from '../cli/node-security-args';
 import { findEtcd } from '../cli/processes';
+import { createEtcdClient, EtcdKeys } from '../common/cluster/etcd-keys';
+import { applyEtcdRbac, etcdRbacPlan } from '../common/security/etcd-rbac';
+import { etcdTlsClientOptions, etcdTlsFlags } from '../common/security/etcd-tls';
+import { dialNode, INSECURE, tlsNodeSecurity, type NodeDial, type NodeSecurity } from '../common/security/node-security';
 import type { ClusterStatus } from '../common/wire/messages';
+import { CHAOS_ID, createChaosPki, DEFAULT_CLIENT_KEY, type ChaosPki } from './chaos-pki';
 import type { NetNode, Topology } from './netns';
 import { sleep, type Timeline } from './timeline';
 
@@ -43,6 +55,10 @@ export interface ClusterSpec {
   readonly replicas: number;
   /** The coordinators' --placement (layers by default). */
   readonly placement?: 'layers' | 'experts';
+  /** TLS everywhere, API keys, etcd RBAC and audit logs; `clientKeys` client API keys are made. */
+  readonly secure?: { readonly clientKeys: number };
+  /** Added to every coordinator's command line (e.g. admission limits). */
+  readonly coordinatorArgs?: readonly string[];
 }
 
 interface Running {
@@ -57,6 +73,11 @@ export class ChaosCluster {
   private readonly running = new Map<string, Running>();
   private readonly logs = new Map<string, WriteStream>();
   private readonly logDir: string;
+  /** RUN_DIR: logs/, pki/, audit/ and whatever a scenario keeps of its own. */
+  readonly runDir: string;
+  private pkiMade: ChaosPki | undefined;
+  private adminSecurity: NodeSecurity = INSECURE;
+  private rbacApplied = false;
 
   constructor(
     private readonly topology: Topology,
@@ -64,6 +85,7 @@ export class ChaosCluster {
     private readonly timeline: Timeline,
     runDir: string,
   ) {
+    this.runDir = runDir;
     this.logDir = join(runDir, 'logs');
     mkdirSync(this.logDir, { recursive: true });
     topology.addNode('etcd', 'etcd');
@@ -71,8 +93,51 @@ export class ChaosCluster {
     for (let i = 1; i <= spec.workers; i++) topology.addNode(`w${i}`, 'worker');
   }
 
+  get secure(): boolean {
+    return this.spec.secure !== undefined;
+  }
+
   get etcdUrl(): string {
-    return `http://${this.topology.node('etcd').address}:${ETCD_CLIENT_PORT}`;
+    return `${this.secure ? 'https' : 'http'}://${this.topology.node('etcd').address}:${ETCD_CLIENT_PORT}`;
+  }
+
+  /** The run's certificates and keys; throws on a plaintext cluster or before start(). */
+  get pki(): ChaosPki {
+    if (this.pkiMade === undefined) throw new Error('this chaos cluster has no PKI (plaintext, or not started)');
+    return this.pkiMade;
+  }
+
+  /** The harness's own address on the cluster's bridge (where S11's rogue calls from). */
+  get harnessAddress(): string {
+    return this.topology.gateway;
+  }
+
+  /** A node's audit log (secure clusters only). */
+  auditLog(name: string): string {
+    return join(this.runDir, 'audit', `${name}.log`);
+  }
+
+  /** The client API as an admin (Status of every worker; Drain): TLS and the admin key, or plaintext. */
+  adminAccess(): CoordinatorAccess | undefined {
+    return this.secure ? { tls: { ca: this.pki.caFile }, apiKey: this.pki.adminKey } : undefined;
+  }
+
+  /** The client API as the client key `keyName` (default client-1), or plaintext. */
+  clientAccess(keyName: string = DEFAULT_CLIENT_KEY): CoordinatorAccess | undefined {
+    if (!this.secure) return undefined;
+    const apiKey = this.pki.clientKeys.get(keyName);
+    if (apiKey === undefined) throw new Error(`no client key ${keyName} was made for this run (have ${[...this.pki.clientKeys.keys()].join(', ')})`);
+    return { tls: { ca: this.pki.caFile }, apiKey };
+  }
+
+  /** How the harness dials a node's port: with the admin certificate on a secure cluster. */
+  adminDial(address: string): NodeDial {
+    return dialNode(this.adminSecurity, address);
+  }
+
+  /** A new etcd client (the caller closes it): the admin certificate on a secure cluster. */
+  etcdClient(): Etcd3 {
+    return this.secure ? new Etcd3(etcdTlsClientOptions({ hosts: this.etcdUrl }, this.pki.admin)) : createEtcdClient({ hosts: this.etcdUrl });
   }
 
   get etcdDataDir(): string {
@@ -123,6 +188,18 @@ export class ChaosCluster {
   }
 
   async start(): Promise<ClusterStatus> {
+    if (this.spec.secure !== undefined && this.pkiMade === undefined) {
+      const addresses = (names: string[]): Map<string, string> => new Map(names.map((n) => [n, this.topology.node(n).address]));
+      this.pkiMade = await createChaosPki({
+        dir: join(this.runDir, 'pki'),
+        etcdAddress: this.topology.node('etcd').address,
+        coordinators: addresses(this.coordinatorNames()),
+        workers: addresses(this.workerNames()),
+        clientKeys: this.spec.secure.clientKeys,
+      });
+      this.adminSecurity = tlsNodeSecurity(this.pkiMade.admin, 'admin');
+      mkdirSync(join(this.runDir, 'audit'), { recursive: true });
+    }
     await this.startNode('etcd');
     for (const name of this.coordinatorNames()) await this.startNode(name);
     for (const name of this.workerNames()) await this.startNode(name);
@@ -153,7 +230,22 @@ export class ChaosCluster {
     });
     this.running.set(name, { child, pid: child.pid, exited, expectedExit: false });
     this.timeline.record('process', `started ${name} (pid ${child.pid})`);
-    if (node.role === 'etcd') await this.waitEtcdHealthy(20_000);
+    if (node.role === 'etcd') {
+      await this.waitEtcdHealthy(20_000);
+      if (this.secure && !this.rbacApplied) await this.applyRbac();
+    }
+  }
+
+  /** etcd users and roles for every node, then `auth enable` (as `bora up`; once: it survives restarts in the data dir). */
+  private async applyRbac(): Promise<void> {
+    const admin = this.etcdClient();
+    try {
+      const plan = etcdRbacPlan(new EtcdKeys(), { workers: this.workerNames(), coordinators: this.coordinatorNames(), admins: [CHAOS_ID] });
+      await applyEtcdRbac(admin, plan, { enable: true });
+      this.rbacApplied = true;
+    } finally {
+      admin.close();
+    }
   }
 
   private commandFor(node: NetNode): string[] {
@@ -161,8 +253,10 @@ export class ChaosCluster {
     const ttl = ['--lease-ttl-ms', String(s.leaseTtlMs)];
     switch (node.role) {
       case 'etcd': {
-        const client = `http://${node.address}:${ETCD_CLIENT_PORT}`;
-        const peer = `http://${node.address}:${ETCD_PEER_PORT}`;
+        const scheme = this.secure ? 'https' : 'http';
+        const client = `${scheme}://${node.address}:${ETCD_CLIENT_PORT}`;
+        const peer = `${scheme}://${node.address}:${ETCD_PEER_PORT}`;
+        if (this.secure) return [findEtcd(), ...etcdTlsFlags({ name: 'chaos', dataDir: this.etcdDataDir, clientUrl: client, peerUrl: peer, files: this.pki.etcd })];
         return [
           findEtcd(), '--name', 'chaos', '--data-dir', this.etcdDataDir,
           '--listen-client-urls', client, '--advertise-client-urls', client,
@@ -171,16 +265,24 @@ export class ChaosCluster {
       }
       case 'coordinator': {
         const address = `${node.address}:${COORDINATOR_PORT}`;
-        return [process.execPath, s.boraJs, 'coordinator', '--etcd', this.etcdUrl, '--listen', address, '--advertise', address, '--model', s.modelDir, '--metrics-port', String(METRICS_PORT), ...ttl, ...(s.replicas === 1 ? [] : ['--replicas', String(s.replicas)]), ...(s.placement === 'experts' ? ['--placement', 'experts'] : []), ...insecureNodeArgs()];
+        return [process.execPath, s.boraJs, 'coordinator', '--etcd', this.etcdUrl, '--listen', address, '--advertise', address, '--model', s.modelDir, '--metrics-port', String(METRICS_PORT), ...ttl, ...(s.replicas === 1 ? [] : ['--replicas', String(s.replicas)]), ...(s.placement === 'experts' ? ['--placement', 'experts'] : []), ...(s.coordinatorArgs ?? []), ...this.securityArgs(node)];
       }
       case 'worker': {
         const address = `${node.address}:${WORKER_PORT}`;
         return [
           process.execPath, s.boraJs, 'worker', '--etcd', this.etcdUrl, '--listen', address, '--advertise', address, '--id', node.name,
-          '--models-dir', s.modelsDir, '--threads', '1', '--metrics-port', String(METRICS_PORT), ...ttl, ...insecureNodeArgs(),
+          '--models-dir', s.modelsDir, '--threads', '1', '--metrics-port', String(METRICS_PORT), ...ttl, ...this.securityArgs(node),
         ];
       }
     }
+  }
+
+  /** A node's certificate and audit log (the coordinator's also the API key hashes), or --insecure. */
+  private securityArgs(node: NetNode): string[] {
+    if (!this.secure) return insecureNodeArgs();
+    const files = (node.role === 'coordinator' ? this.pki.coordinators : this.pki.workers).get(node.name);
+    if (files === undefined) throw new Error(`no certificate was issued for ${node.name}`); // a bug in start()
+    return [...nodeTlsArgs(files), '--audit-log', this.auditLog(node.name), ...(node.role === 'coordinator' ? ['--api-keys', this.pki.apiKeysFile] : [])];
   }
 
   private logOf(name: string): WriteStream {
@@ -211,17 +313,22 @@ export class ChaosCluster {
   async waitEtcdHealthy(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const response = await fetch(`${this.etcdUrl}/health`, { signal: AbortSignal.timeout(1000) }).catch(() => undefined);
-      if (response?.ok === true) return;
+      if (await this.etcdHealthy()) return;
       if (Date.now() > deadline) throw new Error(`etcd did not answer ${this.etcdUrl}/health within ${timeoutMs} ms (see ${this.logFile('etcd')})`);
       await sleep(100);
     }
   }
 
+  private async etcdHealthy(): Promise<boolean> {
+    if (this.secure) return tlsHealthy(this.etcdUrl, this.pki.admin);
+    const response = await fetch(`${this.etcdUrl}/health`, { signal: AbortSignal.timeout(1000) }).catch(() => undefined);
+    return response?.ok === true;
+  }
+
   /** The status of whichever coordinator serves, or undefined when none does. */
   async leaderStatus(): Promise<{ name: string; status: ClusterStatus } | undefined> {
     const replies = await Promise.all(
-      this.coordinatorNames().map(async (name) => ({ name, status: await fetchStatus(this.apiAddress(name), LEADER_STATUS_TIMEOUT_MS).catch(() => undefined) })),
+      this.coordinatorNames().map(async (name) => ({ name, status: await fetchStatus(this.apiAddress(name), LEADER_STATUS_TIMEOUT_MS, this.adminAccess()).catch(() => undefined) })),
     );
     const serving = replies.filter((r): r is { name: string; status: ClusterStatus } => r.status?.serving === true);
     return serving.sort((a, b) => b.status.planEpoch - a.status.planEpoch)[0];

@@ -4,7 +4,7 @@
  * a worker's `members/<id>` (and its ready marks), a coordinator's election key or its address.
  * A lease holding no key, or only keys of processes that are gone, is a leak.
  */
-import { createEtcdClient, DEFAULT_PREFIX } from '../common/cluster/etcd-keys';
+import { DEFAULT_PREFIX } from '../common/cluster/etcd-keys';
 import type { ChaosCluster } from './cluster';
 
 export interface LeaseAudit {
@@ -13,7 +13,7 @@ export interface LeaseAudit {
 }
 
 export async function auditLeases(cluster: ChaosCluster): Promise<LeaseAudit> {
-  const client = createEtcdClient({ hosts: cluster.etcdUrl });
+  const client = cluster.etcdClient();
   try {
     const running = new Set([...cluster.pids().keys()]);
     const coordinatorByAddress = new Map(cluster.coordinatorNames().map((n) => [cluster.apiAddress(n), n]));

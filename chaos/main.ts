@@ -14,6 +14,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join, resolve } from 'node:path';
 import { intFlag, parseFlags } from '../cli/args';
+import { quietIpServernameWarning } from '../cli/quiet-warnings';
 import { parseModelConfig } from '../common/model/config';
 import { snapshotBuild } from './build-snapshot';
 import { describeCapabilities, probeCapabilities } from './capabilities';
@@ -87,6 +88,7 @@ function installCleanup(): void {
 }
 
 async function main(argv: string[]): Promise<number> {
+  quietIpServernameWarning(); // the secure scenarios dial nodes by IP (DEP0123 on every TLS call)
   const { values: v } = parseFlags(argv, FLAGS);
   const ids = parseScenarioIds(v.scenarios);
   const outDir = resolve(v.out ?? 'chaos-report');

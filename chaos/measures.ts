@@ -35,11 +35,13 @@ export function interTokenGapsMs(records: readonly RequestRecord[]): number[] {
 export interface LatencySummary {
   readonly p50Ms: number | null;
   readonly p95Ms: number | null;
+  /** S12's bound is on the tail: admitted streams must not stall behind refused ones. */
+  readonly p99Ms: number | null;
 }
 
 export function latencySummary(records: readonly RequestRecord[]): LatencySummary {
   const gaps = interTokenGapsMs(records);
-  return { p50Ms: round(percentile(gaps, 50)), p95Ms: round(percentile(gaps, 95)) };
+  return { p50Ms: round(percentile(gaps, 50)), p95Ms: round(percentile(gaps, 95)), p99Ms: round(percentile(gaps, 99)) };
 }
 
 /**

@@ -6,6 +6,8 @@
  *   does not blind the observer for that long;
  * - each worker's own Worker.Status (serving flag, epoch, range) every WORKER_INTERVAL_MS: the
  *   ground truth for "at most one serving owner per layer range";
+ * - on a secure cluster, Status goes with the admin API key and Worker.Status and the etcd watch
+ *   with the admin certificate (cluster.ts), as an operator's tools would;
  * - each node's Prometheus metrics (frames computed and rejected, queue depth) and resident memory;
  * - every change under the cluster's etcd prefix (members and their leases, plans and their
  *   epochs), followed with the product's own list-then-watch (SyncedWatch), which survives
@@ -15,7 +17,8 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
-import { createEtcdClient, DEFAULT_PREFIX } from '../common/cluster/etcd-keys';
+import { clientChannelCredentials } from '../cli/client-credentials';
+import { DEFAULT_PREFIX } from '../common/cluster/etcd-keys';
 import { decodePlan, type Plan } from '../common/cluster/plan';
 import { SyncedWatch, type KeyState } from '../common/cluster/synced-watch';
 import type { ClusterStatus, WorkerStatusReply } from '../common/wire/messages';
@@ -88,7 +91,7 @@ export class Observer {
   ) {}
 
   async start(): Promise<void> {
-    this.etcdClient = createEtcdClient({ hosts: this.cluster.etcdUrl });
+    this.etcdClient = this.cluster.etcdClient();
     this.watch = new SyncedWatch({
       client: this.etcdClient,
       range: { prefix: `${DEFAULT_PREFIX}/` },
@@ -135,7 +138,7 @@ export class Observer {
     const address = this.cluster.apiAddress(name);
     let client = this.statusClients.get(name);
     if (client === undefined) {
-      client = new (boraProto().Inference)(address, grpc.credentials.createInsecure(), CLIENT_OPTIONS);
+      client = new (boraProto().Inference)(address, clientChannelCredentials(this.cluster.adminAccess()), CLIENT_OPTIONS);
       this.statusClients.set(name, client);
     }
     const c = client;
@@ -151,7 +154,9 @@ export class Observer {
   private pollWorker(name: string): void {
     let client = this.workerClients.get(name);
     if (client === undefined) {
-      client = new (boraProto().Worker)(this.cluster.apiAddress(name), grpc.credentials.createInsecure(), CLIENT_OPTIONS);
+      const address = this.cluster.apiAddress(name);
+      const dial = this.cluster.adminDial(address);
+      client = new (boraProto().Worker)(address, dial.credentials, { ...dial.options, ...CLIENT_OPTIONS });
       this.workerClients.set(name, client);
     }
     const c = client;

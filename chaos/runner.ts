@@ -14,7 +14,7 @@ import { Topology, removeStale } from './netns';
 import { Observer } from './observer';
 import { criterion, noViolations, type ChaosEnv, type Criterion, type Extra, type FaultedRun, type Scenario, type ScenarioContext } from './scenario';
 import { Timeline, type TimelineEntry } from './timeline';
-import { Workload, type RequestRecord } from './workload';
+import { Workload, type RequestAccess, type RequestRecord } from './workload';
 
 export type ScenarioStatus = 'pass' | 'fail' | 'skipped';
 
@@ -83,7 +83,10 @@ export async function runScenario(scenario: Scenario, env: ChaosEnv, log: (line:
     cluster = new ChaosCluster(
       topology,
       {
-        ...scenario.topology,
+        workers: scenario.topology.workers,
+        coordinators: scenario.topology.coordinators,
+        ...(scenario.topology.secure === true ? { secure: { clientKeys: scenario.topology.clientKeys ?? 1 } } : {}),
+        ...(scenario.coordinatorArgs === undefined ? {} : { coordinatorArgs: scenario.coordinatorArgs }),
         placement: scenario.placement ?? 'layers',
         modelDir: scenario.placement === 'experts' ? env.expertsModelDir : env.modelDir,
         modelsDir: env.modelsDir,
@@ -102,10 +105,11 @@ export async function runScenario(scenario: Scenario, env: ChaosEnv, log: (line:
     faults = new Faults(env.caps, cluster, timeline);
     const requests = scenario.requests(env);
     const coordinators = (): string[] => cluster!.coordinatorAddresses();
+    const access: RequestAccess = (spec) => cluster!.clientAccess(spec.keyName);
 
     timeline.record('phase', 'reference run');
     const referenceFromMs = timeline.nowMs();
-    const referenceRecords = await new Workload(coordinators, { retryMidStream: false, deadlineMs: REFERENCE_DEADLINE_MS }, timeline).runOnce(requests);
+    const referenceRecords = await new Workload(coordinators, { retryMidStream: false, deadlineMs: REFERENCE_DEADLINE_MS }, timeline, access).runOnce(requests);
     const referenceToMs = timeline.nowMs();
     const refFailures = incomplete(referenceRecords);
     if (refFailures.length > 0) throw new Error(`the fault-free reference run did not complete: ${refFailures.join('; ')}`);
@@ -128,7 +132,7 @@ export async function runScenario(scenario: Scenario, env: ChaosEnv, log: (line:
       epochBefore,
       referenceWindowMs: { fromMs: referenceFromMs, toMs: referenceToMs },
       referenceLatency: latencySummary(referenceRecords),
-      workload: () => new Workload(coordinators, policy, timeline),
+      workload: () => new Workload(coordinators, policy, timeline, access),
     };
     const run = await scenario.run(ctx);
     const endMs = timeline.nowMs();

@@ -12,8 +12,8 @@ import type { Observer } from './observer';
 import type { Timeline } from './timeline';
 import type { ClientPolicy, RequestRecord, RequestSpec, Workload } from './workload';
 
-/** FAULTS.md's S0-S10, then Bora's own: E1 (an expert holder dies, issue 5). */
-export const SCENARIO_IDS = ['S0', 'S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'S8', 'S9', 'S10', 'E1'] as const;
+/** FAULTS.md's S0-S10, then Bora's own: E1 (an expert holder dies, issue 5), S11 (a rogue node) and S12 (overload), issue 9. */
+export const SCENARIO_IDS = ['S0', 'S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'S8', 'S9', 'S10', 'E1', 'S11', 'S12'] as const;
 export type ScenarioId = (typeof SCENARIO_IDS)[number];
 
 /** Settings of one harness run, parsed once. */
@@ -94,7 +94,14 @@ export interface Scenario {
   readonly title: string;
   /** FAULTS.md's "passes when". */
   readonly passWhen: string;
-  readonly topology: { readonly workers: number; readonly coordinators: number };
+  /**
+   * `secure`: certificates, API keys, etcd RBAC and audit logs (cluster.ts), with `clientKeys`
+   * client API keys (default 1). Without it the cluster is plaintext, as the fault scenarios have
+   * always run, so their figures stay comparable run to run.
+   */
+  readonly topology: { readonly workers: number; readonly coordinators: number; readonly secure?: boolean; readonly clientKeys?: number };
+  /** Added to every coordinator's command line (S12's admission limits). */
+  readonly coordinatorArgs?: readonly string[];
   /** 'experts': the Mixtral model with its experts spread over the workers (--placement experts). */
   readonly placement?: 'layers' | 'experts';
   readonly client: Omit<ClientPolicy, 'deadlineMs'> & { readonly deadlineMs?: number };

@@ -12,7 +12,12 @@
  * unless the scenario lets clients retry on UNAVAILABLE (coordinator failover): then the request
  * starts again from scratch on another coordinator, and the broken attempt is kept for the check
  * that what it showed was a prefix of the reference.
+ *
+ * On a secure cluster each request goes over TLS with an API key: the one its spec names
+ * (`keyName`, so that S12 can spread its load over several keys), else the cluster's default
+ * client key; `access` turns a spec into those credentials.
  */
+import type { CoordinatorAccess } from '../cli/client-credentials';
 import { generateOnce } from '../cli/inference-client';
 import { asBoraError, type ErrorCode } from '../common/errors';
 import type { GenerationRequest } from '../common/generation/request';
@@ -22,7 +27,14 @@ export interface RequestSpec {
   readonly lane: number;
   readonly promptIds: readonly number[];
   readonly maxTokens: number;
+  /** Sent instead of promptIds when set (S12's oversized prompts: text is what a byte limit bounds). */
+  readonly promptText?: string;
+  /** The API key (by name) the request is sent with on a secure cluster; the default client key when absent. */
+  readonly keyName?: string;
 }
+
+/** Credentials for a request's calls; undefined for plaintext. */
+export type RequestAccess = (spec: RequestSpec) => CoordinatorAccess | undefined;
 
 export interface TokenRecord {
   readonly index: number;
@@ -83,7 +95,7 @@ export function makeRequests(count: number, minLength: number, step: number, max
 }
 
 function toRequest(spec: RequestSpec): GenerationRequest {
-  return { prompt: { kind: 'ids', ids: spec.promptIds }, maxTokens: spec.maxTokens, sampling: { kind: 'greedy' }, stop: [], ignoreEos: true, returnFirstLogits: false };
+  return { prompt: spec.promptText === undefined ? { kind: 'ids', ids: spec.promptIds } : { kind: 'text', text: spec.promptText }, maxTokens: spec.maxTokens, sampling: { kind: 'greedy' }, stop: [], ignoreEos: true, returnFirstLogits: false };
 }
 
 export class Workload {
@@ -98,6 +110,7 @@ export class Workload {
     private readonly coordinators: () => readonly string[],
     private readonly policy: ClientPolicy,
     private readonly timeline: Timeline,
+    private readonly access: RequestAccess = () => undefined,
   ) {}
 
   /** Tokens received so far, over every stream. */
@@ -182,6 +195,7 @@ export class Workload {
           }
         },
         Date.now() + Math.max(1, remainingMs),
+        this.access(spec),
       );
       if (!attempt.finished) attempt.error = { code: 'INTERNAL', message: 'the stream ended without a finish event' };
     } catch (err) {

@@ -22,8 +22,9 @@ describe('chaos scenario headers', () => {
     placement: string | undefined;
     client: { retryMidStream: boolean; deadlineMs?: number };
     allMustComplete: boolean;
+    secure: boolean | undefined;
   }
-  const common: Header = { workers: 3, coordinators: 1, placement: undefined, client: { retryMidStream: false }, allMustComplete: true };
+  const common: Header = { workers: 3, coordinators: 1, placement: undefined, client: { retryMidStream: false }, allMustComplete: true, secure: undefined };
   const expected: Record<string, Partial<Header>> = {
     S0: {},
     S1: {},
@@ -37,6 +38,8 @@ describe('chaos scenario headers', () => {
     S9: { coordinators: 2, client: { retryMidStream: true } },
     S10: { coordinators: 2, client: { retryMidStream: true, deadlineMs: 120_000 }, allMustComplete: false },
     E1: { workers: 4, placement: 'experts' },
+    S11: { secure: true },
+    S12: { secure: true, allMustComplete: false },
   };
 
   test('the scenarios, in order', () => {
@@ -50,14 +53,14 @@ describe('chaos scenario headers', () => {
     test(`${s.id}: topology, placement, client, completion`, () => {
       const want = { ...common, ...expected[s.id] };
       assert.deepEqual(
-        { workers: s.topology.workers, coordinators: s.topology.coordinators, placement: s.placement, client: s.client, allMustComplete: s.allMustComplete },
+        { workers: s.topology.workers, coordinators: s.topology.coordinators, placement: s.placement, client: s.client, allMustComplete: s.allMustComplete, secure: s.topology.secure },
         want,
       );
     });
   }
 
   test('requests: 16 streams each; the standard ones have prompts of 4, 13, ... 139 tokens and 64 new tokens, S7 long prompts', () => {
-    for (const s of SCENARIOS) {
+    for (const s of SCENARIOS.filter((x) => x.id !== 'S12')) {
       const requests = s.requests(env);
       assert.equal(requests.length, 16, s.id);
       const lengths = requests.map((r) => r.promptIds.length);
@@ -69,6 +72,14 @@ describe('chaos scenario headers', () => {
         assert.ok(requests.every((r) => r.maxTokens === 64), s.id);
       }
     }
+  });
+
+  test('S12: its reference is what the limits run at once (4 streams, 2 per key), on a coordinator given those limits', () => {
+    const s12 = SCENARIOS.find((s) => s.id === 'S12')!;
+    const requests = s12.requests(env);
+    assert.deepEqual(requests.map((r) => [r.promptIds.length, r.keyName]), [[4, 'client-1'], [13, 'client-1'], [22, 'client-2'], [31, 'client-2']]);
+    assert.deepEqual(s12.coordinatorArgs, ['--key-streams', '2', '--max-streams', '4', '--max-queued-streams', '2', '--queue-wait-ms', '2000', '--max-prompt-bytes', String(1024 * 1024)]);
+    assert.equal(s12.topology.clientKeys, 4);
   });
 
   test('every scenario runs on a machine with every capability, and none without root, netns or etcd', () => {
@@ -89,6 +100,6 @@ describe('chaos scenario headers', () => {
     assert.equal(unsupported('S6', { tcpReset: no('no ss -K') }), 'needs tcpReset: no ss -K');
     assert.equal(unsupported('S7', { netem: no('x') }), undefined, 'S7 rate-limits with tbf without netem');
     assert.match(unsupported('S7', { netem: no('x'), tbf: no('no tbf') }) ?? '', /^a rate limit needs netem or tbf: no tbf$/);
-    for (const id of ['S0', 'S1', 'S2', 'S8', 'S9', 'S10', 'E1']) assert.equal(unsupported(id, { netem: no('x'), tcDrop: no('x'), tbf: no('x'), tcpReset: no('x') }), undefined, id);
+    for (const id of ['S0', 'S1', 'S2', 'S8', 'S9', 'S10', 'E1', 'S11', 'S12']) assert.equal(unsupported(id, { netem: no('x'), tcDrop: no('x'), tbf: no('x'), tcpReset: no('x') }), undefined, id);
   });
 });
