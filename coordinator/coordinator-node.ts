@@ -221,6 +221,7 @@ export class CoordinatorNode {
       modelId: o.modelId,
       status: () => this.status(),
       onOutcome: (outcome) => this.metrics.countRequest(outcome),
+      onStreamCutOff: (stream, err) => this.log(`cut off a ${stream} stream: ${err.message}`),
       onEvent: (event) => this.metrics.observeGeneration(event),
       checkServing: () => this.checkServing(),
       hasPipeline: () => lifecycle.current() !== undefined,

@@ -13,6 +13,7 @@ import type { GenerationEvent, GenerationRequest } from '../common/generation/re
 import { checkPromptBytes } from '../common/generation/prompt-limits';
 import type { Tokenizer } from '../common/tokenizer/tokenizer';
 import { eventToWire, requestFromWire } from '../common/wire/generate-codec';
+import { BoundedWriter } from '../common/wire/bounded-writer';
 import { failCall, toServiceError } from '../common/wire/grpc-status';
 import type { ChatTurn, ClusterStatus, GenerateEvent, PromptPiece } from '../common/wire/messages';
 import { boraProto, type InferenceHandlers } from '../common/wire/proto';
@@ -49,7 +50,23 @@ export interface InferenceDeps {
   readonly drain?: (workerId: WorkerId) => Promise<number>;
   /** Who may call, and how much; default: an open gate (no keys, no limits). */
   readonly gate?: ClientGate;
+  /** Event bytes a Generate or Chat client may leave unread before it is cut off; default MAX_UNSENT_EVENT_BYTES. */
+  readonly maxUnsentEventBytes?: number;
+  /** A Generate or Chat stream whose client stopped reading was cut off (its request is cancelled). */
+  readonly onStreamCutOff?: (stream: 'Generate' | 'Chat', err: Error) => void;
 }
+
+/**
+ * Event bytes a Generate or Chat client may leave unread before its stream is cut off with
+ * RESOURCE_EXHAUSTED and its request cancelled: a token event is tens of bytes and the one event
+ * with first logits is (vocab x 4) bytes, 512 KiB for a 128K vocabulary, so this is thousands of
+ * tokens' worth; a client that stopped reading would otherwise make the coordinator queue every
+ * event of its request.
+ */
+export const MAX_UNSENT_EVENT_BYTES = 4 * 1024 * 1024;
+
+/** An event's size in bytes, near enough. */
+const eventBytes = (e: GenerateEvent): number => 32 + (e.token === undefined || e.token === null ? 0 : e.token.text.length * 3 + e.token.firstLogits.byteLength);
 
 type GenerateCall = Parameters<InferenceHandlers['Generate']>[0];
 
@@ -123,6 +140,12 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
   const serveGenerate = (call: GenerateCall, request: GenerationRequest, ticket: AdmissionTicket | undefined): void => {
     let cancelRequest: () => void = () => undefined;
     let answered = false;
+    const events = new BoundedWriter(call, deps.maxUnsentEventBytes ?? MAX_UNSENT_EVENT_BYTES, eventBytes, 'Generate', (err) => {
+      answered = true;
+      cancelRequest();
+      deps.onOutcome?.('refused');
+      deps.onStreamCutOff?.('Generate', err);
+    });
     // With no worker able to serve, the request waits, bounded by its deadline, and then fails
     // with UNAVAILABLE (not DEADLINE_EXCEEDED): the cluster, not the request, is the problem.
     const deadline = call.getDeadline();
@@ -139,7 +162,7 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
       deps,
       request,
       ticket,
-      (event) => call.write(event),
+      (event) => events.write(event),
       (cancel) => {
         cancelRequest = cancel;
         call.on('cancelled', cancel);
@@ -248,6 +271,11 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
       let turns: Promise<void> = Promise.resolve();
       let cancelCurrent: () => void = () => undefined;
       call.on('cancelled', () => cancelCurrent());
+      const events = new BoundedWriter(call, deps.maxUnsentEventBytes ?? MAX_UNSENT_EVENT_BYTES, eventBytes, 'Chat', (err) => {
+        cancelCurrent();
+        deps.onOutcome?.('refused');
+        deps.onStreamCutOff?.('Chat', err);
+      });
       call.on('data', (turn: ChatTurn) => {
         turns = turns.then(async () => {
           const prefix = context.length === 0;
@@ -267,7 +295,7 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
             ticket,
             (event) => {
               if (event.token) reply.push(event.token.tokenId);
-              call.write(event);
+              events.write(event);
             },
             (cancel) => (cancelCurrent = cancel),
           );

@@ -45,9 +45,13 @@ export class StageHost implements WorkerState {
   constructor(
     readonly workerId: WorkerId,
     private readonly streams: StreamSettings,
-    private readonly hooks: StageRunnerHooks & { onRejected?(reason: RejectReason): void; onDownstreamBroken?(err: Error): void } = {},
+    private readonly hooks: StageRunnerHooks & { onRejected?(reason: RejectReason): void; onDownstreamBroken?(err: Error): void; onStreamCutOff?(stream: string, err: Error): void } = {},
   ) {
-    this.results = new ResultsHub(() => this.runner()?.stage.config.vocabSize ?? 0);
+    this.results = new ResultsHub(
+      () => this.runner()?.stage.config.vocabSize ?? 0,
+      undefined,
+      (err) => this.onStreamCutOff('Results', err),
+    );
   }
 
   /** The lease check that decides whether frames are accepted (self-fencing). */
@@ -83,6 +87,10 @@ export class StageHost implements WorkerState {
 
   onRejected(reason: RejectReason): void {
     this.hooks.onRejected?.(reason);
+  }
+
+  onStreamCutOff(stream: string, err: Error): void {
+    this.hooks.onStreamCutOff?.(stream, err);
   }
 
   /** Serves `epoch` from now on, with the given stage (or none) and experts (or none). */

@@ -46,6 +46,8 @@ export class WorkerMetrics {
   private readonly expertTokens: Counter<'layer' | 'expert'>;
   private readonly expertCalls: Counter<'role'>;
   private readonly expertHolderFailures: Counter;
+  private readonly streamsCutOff: Counter<'stream'>;
+  private readonly idleReleases: Counter;
 
   constructor() {
     const registers = [this.registry];
@@ -128,6 +130,17 @@ export class WorkerMetrics {
       help: 'RunExperts calls that failed on a holder and were moved to another copy.',
       registers,
     });
+    this.streamsCutOff = new Counter({
+      name: 'bora_streams_cut_off_total',
+      help: 'Server streams ended because their client stopped reading (over the unsent-bytes limit), by stream.',
+      labelNames: ['stream'],
+      registers,
+    });
+    this.idleReleases = new Counter({
+      name: 'bora_idle_sequences_released_total',
+      help: 'Sequences whose KV cache was freed because no frame reached them for the idle limit.',
+      registers,
+    });
     this.serving.set(0);
     for (const reason of FRAME_REJECT_REASONS) this.framesRejected.inc({ reason }, 0);
     for (const role of EXPERT_CALL_ROLES) this.expertCalls.inc({ role }, 0);
@@ -169,6 +182,14 @@ export class WorkerMetrics {
 
   countRejectedFrame(reason: FrameRejectReason): void {
     this.framesRejected.inc({ reason });
+  }
+
+  countStreamCutOff(stream: string): void {
+    this.streamsCutOff.inc({ stream });
+  }
+
+  countIdleReleases(sequences: number): void {
+    this.idleReleases.inc(sequences);
   }
 
   setServing(serving: boolean): void {

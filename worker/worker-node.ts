@@ -137,6 +137,10 @@ export class WorkerNode {
         onQueueDepth: (depth) => this.metrics.setQueueDepth(this.host.runner()?.assignment.stageIndex ?? 0, depth),
         onRejected: (reason) => this.metrics.countRejectedFrame(reason),
         onDownstreamBroken: (err) => this.log(`stream to the next stage broke: ${err.message}`),
+        onStreamCutOff: (stream, err) => {
+          this.metrics.countStreamCutOff(stream);
+          this.log(`cut off a ${stream} stream: ${err.message}`);
+        },
         onSendFailed: (err) => this.log(`could not pass a micro-batch on: ${err.message}`),
       },
     );
@@ -370,6 +374,7 @@ export class WorkerNode {
       runners: () => host.runners(),
       experts: () => host.experts(),
       onRejected: (reason) => host.onRejected(reason),
+      onStreamCutOff: (stream, err) => host.onStreamCutOff(stream, err),
       expertTokens: () => this.routedTokens.list(),
       loading: () => this.plansApplying > 0,
     };

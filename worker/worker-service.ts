@@ -10,8 +10,9 @@ import * as grpc from '@grpc/grpc-js';
 import { FailedPreconditionError, PermissionDeniedError, StaleEpochError, UnavailableError, asBoraError } from '../common/errors';
 import type { ExpertBackend } from '../common/engine/experts';
 import { sequenceId, type WorkerId } from '../common/ids';
+import { BoundedWriter } from '../common/wire/bounded-writer';
 import { Reassembler, decodeStageFrame } from '../common/wire/frames';
-import type { ActivationFrame, ExpertReply, ExpertRequest, ExpertTokenCount } from '../common/wire/messages';
+import type { ActivationFrame, ForwardAck, ExpertReply, ExpertRequest, ExpertTokenCount } from '../common/wire/messages';
 import { STATUS_BY_CODE, failCall, toServiceError } from '../common/wire/grpc-status';
 import { boraProto, type WorkerHandlers } from '../common/wire/proto';
 import { decodeF32, encodeF32 } from '../common/wire/tensor-codec';
@@ -23,6 +24,16 @@ import { OPEN_WORKER_ACCESS, type WorkerAccess, type WorkerMethod } from './work
 
 /** Frames queued at a stage before it stops reading its streams (HTTP/2 flow control then pushes back). */
 export const MAX_QUEUED_FRAMES = 8;
+
+/**
+ * Ack bytes a Forward sender may leave unread before its stream is cut off: an ack is a few dozen
+ * bytes (an error ack a few hundred), so this is thousands of frames' acks; a sender that never
+ * reads them would otherwise make the worker queue one per frame it sends, without limit.
+ */
+export const MAX_UNSENT_ACK_BYTES = 1024 * 1024;
+
+/** An ack's size in bytes, near enough. */
+const ackBytes = (ack: ForwardAck): number => 32 + Buffer.byteLength(ack.error, 'utf8');
 
 /** Why a frame (or, for the two security reasons, a whole Forward stream) was refused. */
 export type RejectReason = 'stale_epoch' | 'malformed' | 'not_serving' | 'unauthenticated' | 'permission_denied';
@@ -41,6 +52,8 @@ export interface WorkerState {
   experts(): ExpertBackend | undefined;
   readonly results: ResultsHub;
   onRejected(reason: RejectReason): void;
+  /** A stream whose client stopped reading was cut off (bounded-writer.ts); absent: not reported. */
+  onStreamCutOff?(stream: string, err: Error): void;
   /** Tokens this worker's stages routed per (layer, expert) since it started (Status reply);
    * none when absent. */
   expertTokens?(): ExpertTokenCount[];
@@ -88,9 +101,9 @@ export function guardHandover(access: WorkerAccess, handover: Partial<HandoverHa
   };
 }
 
-export function workerServiceHandlers(state: WorkerState, access: WorkerAccess = OPEN_WORKER_ACCESS): WorkerServiceHandlers {
+export function workerServiceHandlers(state: WorkerState, access: WorkerAccess = OPEN_WORKER_ACCESS, maxUnsentAckBytes = MAX_UNSENT_ACK_BYTES): WorkerServiceHandlers {
   return {
-    Forward: (call) => handleForward(state, call, access),
+    Forward: (call) => handleForward(state, call, access, maxUnsentAckBytes),
 
     Results: guardStream(access, 'Results', (call: Parameters<WorkerHandlers['Results']>[0]) => {
       const epoch = state.servingEpoch();
@@ -156,7 +169,7 @@ function refuseStream(state: WorkerState, call: Parameters<WorkerHandlers['Forwa
   failCall(call, err);
 }
 
-function handleForward(state: WorkerState, call: Parameters<WorkerHandlers['Forward']>[0], access: WorkerAccess): void {
+function handleForward(state: WorkerState, call: Parameters<WorkerHandlers['Forward']>[0], access: WorkerAccess, maxUnsentAckBytes: number): void {
   let who: Identity | undefined;
   try {
     who = access.check(call, 'Forward');
@@ -168,11 +181,15 @@ function handleForward(state: WorkerState, call: Parameters<WorkerHandlers['Forw
   let paused = false;
   let refused = false;
   call.on('end', () => call.end());
+  const acks = new BoundedWriter(call, maxUnsentAckBytes, ackBytes, 'Forward acks', (err) => {
+    refused = true;
+    state.onStreamCutOff?.('Forward', err);
+  });
 
   const reject = (batchId: number, reason: RejectReason, err: unknown): void => {
     state.onRejected(reason);
     const bora = asBoraError(err);
-    call.write({ batchId, error: bora.message, code: STATUS_BY_CODE[bora.code] });
+    acks.write({ batchId, error: bora.message, code: STATUS_BY_CODE[bora.code] });
   };
 
   call.on('data', (chunk: ActivationFrame) => {
@@ -209,7 +226,7 @@ function handleForward(state: WorkerState, call: Parameters<WorkerHandlers['Forw
       return reject(head.batchId, 'malformed', err);
     }
     runner.enqueue(frame);
-    call.write({ batchId: head.batchId, error: '', code: 0 });
+    acks.write({ batchId: head.batchId, error: '', code: 0 });
     if (runner.queueDepth >= MAX_QUEUED_FRAMES && !paused) {
       // Stop reading: HTTP/2 flow control then holds the sender back until the queue drains.
       paused = true;
