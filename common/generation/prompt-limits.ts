@@ -14,10 +14,20 @@ import { InvalidArgumentError } from '../errors';
 export const DEFAULT_MAX_PROMPT_BYTES = 128 * 1024;
 
 /**
- * The largest limit an operator may configure: the client API's message limit (proto.ts) is
+ * The largest limit an operator may configure: the client API's message limit (below) is
  * sized from it, so a larger one would let prompts through that the channel then refuses.
  */
 export const MAX_PROMPT_BYTES_CEILING = 16 * 1024 * 1024;
+
+/**
+ * Bytes of one message the client API (the coordinator's port: Inference and WeightSource)
+ * accepts: the largest prompt text an operator may allow plus 1 MiB for the rest of a request
+ * (sampling, stop strings, and token ids: a 128k-token prompt is at most 640 KiB of varints).
+ * Every other request on that port (WeightSource's FetchTensor, Status, Drain) is a few hundred
+ * bytes; what the port sends (1 MiB tensor chunks, token events) is not bounded by this. A larger
+ * message is refused by grpc-js with RESOURCE_EXHAUSTED before it is decoded.
+ */
+export const MAX_CLIENT_REQUEST_BYTES = MAX_PROMPT_BYTES_CEILING + 1024 * 1024;
 
 /**
  * Refuses text of more than `maxBytes` UTF-8 bytes, counting `priorBytes` already accepted (the

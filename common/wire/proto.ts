@@ -19,7 +19,8 @@ export type { InferenceClient, InferenceHandlers } from './generated/bora/v1/Inf
 export type { WeightSourceClient, WeightSourceHandlers } from './generated/bora/v1/WeightSource';
 export type { WorkerClient, WorkerHandlers } from './generated/bora/v1/Worker';
 
-/** Largest gRPC message either side accepts; frames are chunked well below it. */
+/** Largest gRPC message either side accepts unless a server or client names its own receive
+ * limit (channelOptions); frames are chunked well below it. */
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 /** Tensor bytes per frame chunk. */
 export const FRAME_CHUNK_BYTES = 2 * 1024 * 1024;
@@ -62,10 +63,14 @@ export function boraProto(): BoraPackage {
   return loaded;
 }
 
-/** Channel options used by every Bora client and server. */
-export function channelOptions(keepaliveTimeMs: number, keepaliveTimeoutMs: number): grpc.ChannelOptions {
+/**
+ * Channel options used by every Bora client and server; `maxReceiveBytes` is the largest message
+ * it accepts (grpc-js limits per server or channel, not per method, so a server that takes
+ * untrusted input names the limit of its largest legitimate request).
+ */
+export function channelOptions(keepaliveTimeMs: number, keepaliveTimeoutMs: number, maxReceiveBytes = MAX_MESSAGE_BYTES): grpc.ChannelOptions {
   return {
-    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    'grpc.max_receive_message_length': maxReceiveBytes,
     'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
     'grpc.keepalive_time_ms': keepaliveTimeMs,
     'grpc.keepalive_timeout_ms': keepaliveTimeoutMs,
