@@ -6,6 +6,7 @@ import { WorkerNode, type WorkerNodeOptions } from '../worker/worker-node';
 import { intFlag, parseFlags, requireString } from './args';
 import { NODE_SECURITY_FLAGS, auditLogFromFlag, nodeSecurityFromFlags, warnIfInsecure } from './node-security-flags';
 import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
+import { DEFAULT_SEQUENCE_IDLE_MS } from '../worker/idle-sequences';
 
 const FLAGS = {
   etcd: { type: 'string' },
@@ -16,6 +17,7 @@ const FLAGS = {
   'memory-bytes': { type: 'string' },
   threads: { type: 'string' },
   'lease-ttl-ms': { type: 'string' },
+  'sequence-idle-ms': { type: 'string' },
   'metrics-port': { type: 'string' },
   'keepalive-ms': { type: 'string' },
   prefix: { type: 'string' },
@@ -48,6 +50,7 @@ export async function workerCommand(argv: string[]): Promise<void> {
     keepaliveTimeMs: keepaliveMs,
     keepaliveTimeoutMs: keepaliveMs,
     security,
+    sequenceIdleMs: intFlag(v['sequence-idle-ms'], '--sequence-idle-ms', DEFAULT_SEQUENCE_IDLE_MS, { min: 1_000, max: 86_400_000 }),
   };
   // BORA_CHECK_ARGS=1: validate the command line and stop (deployment files are tested this way).
   if (process.env.BORA_CHECK_ARGS === '1') return;

@@ -8,6 +8,7 @@ import type { NodeSecurity } from '../common/security/node-security';
 import type { ExpertBackend } from '../common/engine/experts';
 import { ForwardClient } from '../common/wire/forward-client';
 import type { StageFrame } from '../common/wire/frames';
+import { IdleSequences } from './idle-sequences';
 import { ResultsHub } from './results-hub';
 import type { StageBackend } from './stage-backend';
 import { StageRunner, type StageAssignment, type StageRunnerHooks } from './stage-runner';
@@ -19,6 +20,8 @@ export interface StreamSettings {
   readonly keepaliveTimeoutMs: number;
   /** The worker's transport security, for the stream to the next stage; plaintext when absent. */
   readonly security?: NodeSecurity;
+  /** A sequence no frame touched for this long has its caches freed (idle-sequences.ts); never when absent. */
+  readonly sequenceIdleMs?: number;
 }
 
 export interface StageInstall {
@@ -110,7 +113,7 @@ export class StageHost implements WorkerState {
     const nextAddress = stage.nextAddress;
     const link: HostedStage['link'] = { downstream: undefined };
     if (nextAddress === undefined) {
-      return { runner: new StageRunner(stage.assignment, stage.stage, { kind: 'results', publish: (r) => this.results.publish(r) }, this.hooks), link };
+      return { runner: new StageRunner(stage.assignment, stage.stage, { kind: 'results', publish: (r) => this.results.publish(r) }, this.hooks, this.idleTracker()), link };
     }
     // A broken stream to the next stage is reopened for the next frame; the frames lost with it
     // are the coordinator's to time out and replay.
@@ -124,7 +127,11 @@ export class StageHost implements WorkerState {
       }
       return link.downstream.send(frame);
     };
-    return { runner: new StageRunner(stage.assignment, stage.stage, { kind: 'next', send }, this.hooks), link };
+    return { runner: new StageRunner(stage.assignment, stage.stage, { kind: 'next', send }, this.hooks, this.idleTracker()), link };
+  }
+
+  private idleTracker(): IdleSequences | undefined {
+    return this.streams.sequenceIdleMs === undefined ? undefined : new IdleSequences(this.streams.sequenceIdleMs);
   }
 
   private stopStages(): void {

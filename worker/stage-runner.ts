@@ -12,6 +12,7 @@ import type { LayerRange } from '../common/ids';
 import type { FrameError, ResultBatch, StageFrame } from '../common/wire/frames';
 import { STATUS_BY_CODE } from '../common/wire/grpc-status';
 import type { StageBackend } from './stage-backend';
+import type { IdleSequences } from './idle-sequences';
 
 export interface StageAssignment {
   readonly epoch: number;
@@ -27,6 +28,8 @@ export type StageSink =
 
 export interface StageRunnerHooks {
   onForward?(seconds: number, tokens: number): void;
+  /** Sequences whose caches were freed after no frame for the idle limit (idle-sequences.ts). */
+  onIdleReleased?(count: number): void;
   onQueueDepth?(depth: number): void;
   onSendFailed?(err: Error): void;
 }
@@ -39,13 +42,30 @@ export class StageRunner {
   private running = false;
   private closed = false;
   private belowWaiters: { depth: number; resolve(): void }[] = [];
+  private readonly sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly assignment: StageAssignment,
     readonly stage: StageBackend,
     private readonly sink: StageSink,
     private readonly hooks: StageRunnerHooks = {},
-  ) {}
+    /** Frees the caches of sequences no frame touched for its limit; none when absent. */
+    private readonly idle?: IdleSequences,
+  ) {
+    if (idle !== undefined) {
+      this.sweepTimer = setInterval(() => void this.releaseIdle(), Math.min(5_000, Math.max(10, idle.idleLimitMs / 4)));
+      this.sweepTimer.unref();
+    }
+  }
+
+  /** Frees the caches of the sequences idle past the limit; resolves with how many went. */
+  async releaseIdle(): Promise<number> {
+    const ids = this.idle?.takeIdle() ?? [];
+    if (ids.length === 0 || this.closed) return 0;
+    const released = await this.stage.release(ids).catch(() => 0); // the stage may be closing
+    if (released > 0) this.hooks.onIdleReleased?.(released);
+    return released;
+  }
 
   get queueDepth(): number {
     return this.queue.length;
@@ -72,6 +92,7 @@ export class StageRunner {
   }
 
   close(): void {
+    clearInterval(this.sweepTimer);
     this.closed = true;
     this.queue.length = 0;
     this.notifyDepth();
@@ -107,6 +128,7 @@ export class StageRunner {
       return;
     }
     const slices = group.flatMap((f) => f.slices);
+    this.idle?.touch(slices.map((s) => s.id));
     const hidden = this.stage.isFirst ? undefined : concat(group.map((f) => f.hidden!));
     let output: StageOutput;
     const started = process.hrtime.bigint();

@@ -37,6 +37,7 @@ import { startWorkerServer, type BoundServer } from './worker-server';
 import type { HandoverHandlers, WorkerState } from './worker-service';
 import { WorkerAccess } from './worker-access';
 import { PlanPeers } from './plan-peers';
+import { DEFAULT_SEQUENCE_IDLE_MS } from './idle-sequences';
 
 export interface WorkerNodeOptions {
   readonly id: WorkerId;
@@ -61,6 +62,8 @@ export interface WorkerNodeOptions {
   readonly security?: NodeSecurity;
   /** Where refused calls are recorded; none when absent. */
   readonly audit?: AuditLog;
+  /** A sequence no frame reached for this long has its caches freed; default DEFAULT_SEQUENCE_IDLE_MS. */
+  readonly sequenceIdleMs?: number;
 }
 
 const STATS_INTERVAL_MS = 1000;
@@ -126,7 +129,13 @@ export class WorkerNode {
     this.commits = new CommitGate(options.id, HANDOVER_COMMIT_TIMEOUT_MS);
     this.host = new StageHost(
       options.id,
-      { drainTimeoutMs: 10_000, keepaliveTimeMs: options.keepaliveTimeMs, keepaliveTimeoutMs: options.keepaliveTimeoutMs, security: this.security },
+      {
+        drainTimeoutMs: 10_000,
+        keepaliveTimeMs: options.keepaliveTimeMs,
+        keepaliveTimeoutMs: options.keepaliveTimeoutMs,
+        security: this.security,
+        sequenceIdleMs: options.sequenceIdleMs ?? DEFAULT_SEQUENCE_IDLE_MS,
+      },
       {
         onForward: (seconds, tokens) => {
           const runner = this.host.runner();
@@ -142,6 +151,10 @@ export class WorkerNode {
           this.log(`cut off a ${stream} stream: ${err.message}`);
         },
         onSendFailed: (err) => this.log(`could not pass a micro-batch on: ${err.message}`),
+        onIdleReleased: (count) => {
+          this.metrics.countIdleReleases(count);
+          this.log(`freed the caches of ${count} sequence(s) no frame reached for ${options.sequenceIdleMs ?? DEFAULT_SEQUENCE_IDLE_MS} ms`);
+        },
       },
     );
   }

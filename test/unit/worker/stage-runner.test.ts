@@ -12,6 +12,7 @@ import { sequenceId, type LayerRange, type SequenceId } from '../../../common/id
 import type { ModelConfig } from '../../../common/model/config';
 import type { ResultBatch, StageFrame } from '../../../common/wire/frames';
 import type { StageBackend } from '../../../worker/stage-backend';
+import { IdleSequences } from '../../../worker/idle-sequences';
 import { MAX_MERGED_TOKENS, StageRunner, mergeableCount, splitOutput } from '../../../worker/stage-runner';
 import { eventually } from '../../support/wait';
 
@@ -123,7 +124,9 @@ class FakeStage implements StageBackend {
     this.gates.shift()!();
   }
 
+  readonly released: SequenceId[][] = [];
   async release(ids: readonly SequenceId[]): Promise<number> {
+    this.released.push([...ids]);
     return ids.length;
   }
   async positions(ids: readonly SequenceId[]): Promise<(number | undefined)[]> {
@@ -223,5 +226,49 @@ describe('StageRunner', () => {
     await below0;
     assert.deepEqual(order, ['below 2', 'below 1', 'below 0 (closed)']);
     await stage.finishNext();
+  });
+});
+
+describe('idle sequences', () => {
+  test('IdleSequences hands out exactly the sequences untouched for longer than the limit, once', () => {
+    const clock = { ms: 0 };
+    const idle = new IdleSequences(1000, () => clock.ms);
+    idle.touch([sequenceId('a'), sequenceId('b')]);
+    clock.ms = 600;
+    idle.touch([sequenceId('b'), sequenceId('c')]);
+    clock.ms = 1000;
+    assert.deepEqual(idle.takeIdle(), [], 'a at exactly the limit is not yet idle');
+    clock.ms = 1001;
+    assert.deepEqual(idle.takeIdle(), [sequenceId('a')]);
+    assert.deepEqual(idle.takeIdle(), [], 'handed out once');
+    clock.ms = 1601;
+    assert.deepEqual(idle.takeIdle().sort(), [sequenceId('b'), sequenceId('c')]);
+    assert.equal(idle.size, 0);
+  });
+
+  test('a stage frees the caches of sequences no frame reached for the limit, and of no other', async () => {
+    const stage = new FakeStage();
+    const clock = { ms: 0 };
+    const freed: number[] = [];
+    const assignment = { epoch: 1, stageIndex: 1, stageCount: 3, range: { start: 2, end: 4 } };
+    const runner = new StageRunner(assignment, stage, { kind: 'next', send: async () => {} }, { onIdleReleased: (n) => freed.push(n) }, new IdleSequences(60_000, () => clock.ms));
+    try {
+      runner.enqueue(frame(1, ['forged', 'live']));
+      await stage.finishNext();
+      clock.ms = 30_000;
+      runner.enqueue(frame(2, ['live']));
+      await stage.finishNext();
+      await eventually(() => stage.calls.length === 2, 5000, 'both frames computed');
+      clock.ms = 60_001;
+      assert.equal(await runner.releaseIdle(), 1);
+      assert.deepEqual(stage.released, [[sequenceId('forged')]], 'the sequence touched 30 s ago stays');
+      assert.deepEqual(freed, [1]);
+      clock.ms = 90_001;
+      assert.equal(await runner.releaseIdle(), 1);
+      assert.deepEqual(stage.released[1], [sequenceId('live')]);
+      assert.equal(await runner.releaseIdle(), 0, 'nothing left to free');
+    } finally {
+      runner.close();
+    }
   });
 });
