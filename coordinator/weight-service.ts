@@ -19,6 +19,7 @@ import type { NodeRole } from '../common/security/identity';
 import { NodeAccess } from '../common/security/node-access';
 import { INSECURE } from '../common/security/node-security';
 import type { WeightSourceHandlers } from '../common/wire/proto';
+import { writeWithBackpressure } from '../common/wire/stream-write';
 
 export const TENSOR_CHUNK_BYTES = 1024 * 1024;
 
@@ -60,7 +61,7 @@ export function weightServiceHandlers(ckpt: Checkpoint, modelId: string, access:
             data: Buffer.from(raw.bytes.buffer, raw.bytes.byteOffset + offset, Math.min(TENSOR_CHUNK_BYTES, total - offset)),
             sha256: last ? hash : Buffer.alloc(0),
           };
-          if (!call.write(chunk)) await new Promise((resolve) => call.once('drain', resolve));
+          if (!(await writeWithBackpressure(call, chunk))) return;
           if (last) break;
         }
         call.end();

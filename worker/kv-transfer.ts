@@ -13,6 +13,7 @@ import type { NodeSecurity } from '../common/security/node-security';
 import type { KvSlice } from '../common/wire/messages';
 import { withWorkerClient, type WorkerHandlers } from '../common/wire/proto';
 import type { SequenceSnapshot } from './engine-protocol';
+import { writeWithBackpressure } from '../common/wire/stream-write';
 
 /** Bytes of keys + values in one KvSlice. */
 const MAX_SLICE_BYTES = 1024 * 1024;
@@ -59,7 +60,11 @@ export function fetchKvHandler(sources: KvSources): WorkerHandlers['FetchKv'] {
     (async () => {
       const stage = sources.find(r.planEpoch, layers);
       const entries = await stage.snapshotKv(r.sequenceIds.map(sequenceId), layers);
-      for (const e of entries) for (const slice of toSlices(e, stage.config.numKvHeads, stage.config.headDim)) call.write(slice);
+      for (const e of entries) {
+        for (const slice of toSlices(e, stage.config.numKvHeads, stage.config.headDim)) {
+          if (!(await writeWithBackpressure(call, slice))) return;
+        }
+      }
       call.end();
     })().catch((err: unknown) => failCall(call, err));
   };
