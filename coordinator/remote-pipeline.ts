@@ -16,7 +16,7 @@ import { ForwardClient } from '../common/wire/forward-client';
 import { Reassembler, decodeResult } from '../common/wire/frames';
 import { fromServiceError, fromStatus } from '../common/wire/grpc-status';
 import type { ResultFrame } from '../common/wire/messages';
-import { boraProto, channelOptions, type WorkerClient } from '../common/wire/proto';
+import { MAX_NODE_MESSAGE_BYTES, boraProto, channelOptions, type WorkerClient } from '../common/wire/proto';
 
 export interface RemotePipelineOptions {
   readonly epoch: number;
@@ -61,7 +61,7 @@ export class RemotePipeline implements Pipeline {
     this.epoch = options.epoch;
     this.depth = options.depth ?? options.stageAddresses.length;
     const Worker = boraProto().Worker;
-    const channel = channelOptions(options.keepaliveTimeMs, options.keepaliveTimeoutMs);
+    const channel = channelOptions(options.keepaliveTimeMs, options.keepaliveTimeoutMs, MAX_NODE_MESSAGE_BYTES);
     const security = options.security ?? INSECURE;
     this.clients = options.stageAddresses.map((a) => {
       const dial = dialNode(security, a);

@@ -1,14 +1,15 @@
 /**
  * The gRPC side of RemoteExperts: RunExperts calls to expert holders, one channel per address,
- * reused across layer steps. A reply that does not match its request (output count or shapes) is
+ * reused across layer steps; a step larger than MAX_EXPERT_REQUEST_BYTES goes as several calls. A reply that does not match its request (output count or shapes) is
  * the holder's fault and is reported as UnavailableError, so that the step moves to a replica.
  */
 import { UnavailableError, asBoraError } from '../common/errors';
 import { INSECURE, dialNode, type NodeSecurity } from '../common/security/node-security';
 import type { ExpertReply, ExpertRequest } from '../common/wire/messages';
 import { fromServiceError } from '../common/wire/grpc-status';
-import { boraProto, channelOptions, type WorkerClient } from '../common/wire/proto';
+import { MAX_EXPERT_REQUEST_BYTES, MAX_NODE_MESSAGE_BYTES, boraProto, channelOptions, type WorkerClient } from '../common/wire/proto';
 import { decodeF32, encodeF32 } from '../common/wire/tensor-codec';
+import { joinExpertOutputs, splitExpertCalls } from './expert-request-split';
 import type { ExpertRequestSpec, ExpertTransport } from './remote-experts';
 
 export class GrpcExpertTransport implements ExpertTransport {
@@ -18,9 +19,17 @@ export class GrpcExpertTransport implements ExpertTransport {
     /** The worker's transport security: its certificate on every call. */
     private readonly security: NodeSecurity = INSECURE,
     private readonly keepaliveMs = 1000,
+    /** Activation bytes per request; a step's calls beyond it go in several (expert-request-split.ts). */
+    private readonly maxRequestBytes = MAX_EXPERT_REQUEST_BYTES,
   ) {}
 
-  run(address: string, request: ExpertRequestSpec, deadlineMs: number): Promise<Float32Array[]> {
+  async run(address: string, request: ExpertRequestSpec, deadlineMs: number): Promise<Float32Array[]> {
+    const pieces = splitExpertCalls(request.calls, this.maxRequestBytes);
+    const outputs = await Promise.all(pieces.map((piece) => this.runPiece(address, { ...request, calls: piece.calls }, deadlineMs)));
+    return joinExpertOutputs(request.calls, pieces, outputs);
+  }
+
+  private runPiece(address: string, request: ExpertRequestSpec, deadlineMs: number): Promise<Float32Array[]> {
     const client = this.clientFor(address);
     const message: ExpertRequest = {
       planEpoch: request.epoch,
@@ -49,7 +58,7 @@ export class GrpcExpertTransport implements ExpertTransport {
     if (client === undefined) {
       const Worker = boraProto().Worker;
       const dial = dialNode(this.security, address);
-      client = new Worker(address, dial.credentials, { ...channelOptions(this.keepaliveMs, this.keepaliveMs), ...dial.options });
+      client = new Worker(address, dial.credentials, { ...channelOptions(this.keepaliveMs, this.keepaliveMs, MAX_NODE_MESSAGE_BYTES), ...dial.options });
       this.clients.set(address, client);
     }
     return client;

@@ -13,7 +13,7 @@ import type { WeightSource } from '../common/model/weight-source';
 import { INSECURE, dialNode, type NodeSecurity } from '../common/security/node-security';
 import { fromServiceError } from '../common/wire/grpc-status';
 import type { ConfigReply, TensorChunk, WireDType } from '../common/wire/messages';
-import { boraProto, channelOptions, type WeightSourceClient } from '../common/wire/proto';
+import { MAX_NODE_MESSAGE_BYTES, boraProto, channelOptions, type WeightSourceClient } from '../common/wire/proto';
 
 const STORAGE: Partial<Record<WireDType, StorageDtype>> = { DTYPE_F32: 'F32', DTYPE_F16: 'F16', DTYPE_BF16: 'BF16' };
 const FETCH_TIMEOUT_MS = 120_000;
@@ -30,7 +30,7 @@ export class RemoteWeightSource implements WeightSource {
   static async connect(address: string, modelId: string, security: NodeSecurity = INSECURE): Promise<RemoteWeightSource> {
     const WeightSource = boraProto().WeightSource;
     const dial = dialNode(security, address);
-    const client = new WeightSource(address, dial.credentials, { ...channelOptions(10_000, 5_000), ...dial.options });
+    const client = new WeightSource(address, dial.credentials, { ...channelOptions(10_000, 5_000, MAX_NODE_MESSAGE_BYTES), ...dial.options });
     const reply = await new Promise<ConfigReply>((resolve, reject) =>
       client.fetchConfig({ model: modelId }, { deadline: Date.now() + 10_000 }, (err, r) => (err ? reject(fromServiceError(err)) : resolve(r!))),
     );

@@ -2,7 +2,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { bindServer, type BoundServer } from '../common/wire/bind-server';
 import { nodePortCredentials } from '../common/security/node-security';
-import { channelOptions } from '../common/wire/proto';
+import { MAX_NODE_MESSAGE_BYTES, channelOptions } from '../common/wire/proto';
 import { OPEN_WORKER_ACCESS, type WorkerAccess } from './worker-access';
 export type { BoundServer } from '../common/wire/bind-server';
 import { addWorkerService, type HandoverHandlers, type WorkerState } from './worker-service';
@@ -17,7 +17,8 @@ export function startWorkerServer(
   access: WorkerAccess = OPEN_WORKER_ACCESS,
 ): Promise<BoundServer> {
   const server = new grpc.Server({
-    ...channelOptions(keepalive.timeMs, keepalive.timeoutMs),
+    // Only nodes call here, and no message between nodes is larger (proto.ts).
+    ...channelOptions(keepalive.timeMs, keepalive.timeoutMs, MAX_NODE_MESSAGE_BYTES),
     // Accept the coordinator's and peers' keepalive pings at the cadence they send them.
     'grpc.http2.min_ping_interval_without_data_ms': Math.min(keepalive.timeMs, 1000),
   });

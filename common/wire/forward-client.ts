@@ -9,7 +9,7 @@ import { UnavailableError } from '../errors';
 import { INSECURE, dialNode, type NodeSecurity } from '../security/node-security';
 import type { ActivationFrame, ForwardAck } from './messages';
 import { encodeStageFrame, type StageFrame } from './frames';
-import { boraProto, channelOptions, type WorkerClient } from './proto';
+import { MAX_NODE_MESSAGE_BYTES, boraProto, channelOptions, type WorkerClient } from './proto';
 
 export interface ForwardClientOptions {
   readonly hiddenSize: number;
@@ -39,7 +39,7 @@ export class ForwardClient {
   ) {
     const Worker = boraProto().Worker;
     const dial = dialNode(options.security ?? INSECURE, address);
-    this.client = new Worker(address, dial.credentials, { ...channelOptions(options.keepaliveTimeMs, options.keepaliveTimeoutMs), ...dial.options });
+    this.client = new Worker(address, dial.credentials, { ...channelOptions(options.keepaliveTimeMs, options.keepaliveTimeoutMs, MAX_NODE_MESSAGE_BYTES), ...dial.options });
     this.call = this.client.forward();
     this.call.on('data', (ack: ForwardAck) => {
       if (ack.error !== '') options.onRejected?.(ack.batchId, ack.error, ack.code);

@@ -24,6 +24,17 @@ export type { WorkerClient, WorkerHandlers } from './generated/bora/v1/Worker';
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 /** Tensor bytes per frame chunk. */
 export const FRAME_CHUNK_BYTES = 2 * 1024 * 1024;
+/** Activation bytes one RunExperts request carries at most: the sender splits larger steps
+ * (worker/expert-request-split.ts). */
+export const MAX_EXPERT_REQUEST_BYTES = 8 * 1024 * 1024;
+/**
+ * Largest message a node accepts from another node (worker ports, and what nodes receive on the
+ * streams they open): the biggest message between nodes is a RunExperts request or reply
+ * (MAX_EXPERT_REQUEST_BYTES of activations plus per-call framing); frame chunks
+ * (FRAME_CHUNK_BYTES plus the slices' token ids), KV slices and tensor chunks (1 MiB each) are
+ * smaller. Twice the largest leaves room for the framing.
+ */
+export const MAX_NODE_MESSAGE_BYTES = 2 * MAX_EXPERT_REQUEST_BYTES;
 
 function protoRoot(): string {
   for (let dir = __dirname; ; dir = dirname(dir)) {
@@ -87,7 +98,7 @@ export function channelOptions(keepaliveTimeMs: number, keepaliveTimeoutMs: numb
  */
 export async function withWorkerClient<T>(address: string, security: NodeSecurity, exchange: (client: WorkerClient) => Promise<T>): Promise<T> {
   const dial = dialNode(security, address);
-  const client = new (boraProto().Worker)(address, dial.credentials, dial.options);
+  const client = new (boraProto().Worker)(address, dial.credentials, { 'grpc.max_receive_message_length': MAX_NODE_MESSAGE_BYTES, ...dial.options });
   try {
     return await exchange(client);
   } finally {

@@ -140,6 +140,25 @@ describe('experts spread over in-process workers', () => {
     }
   });
 
+  test('a layer step split over several RunExperts requests gives bit-identical outputs', async () => {
+    const H = ckpt.config.hiddenSize;
+    const tokens = 37;
+    const calls = [0, 1, 2, 3].map((expert) => ({ expert, tokens, x: Float32Array.from({ length: tokens * H }, (_, i) => Math.sin(expert * 7 + i * 0.01)) }));
+    const address = holders.servers[0].address; // holds experts 0, 2 and 3 of every layer (holdersOf)
+    const held = calls.filter((c) => holdersOf(c.expert).includes(0));
+    const whole = new GrpcExpertTransport();
+    const split = new GrpcExpertTransport(undefined, 1000, 5 * H * 4); // 5 rows a request: 8 requests for 37 rows
+    try {
+      const request = { epoch: EPOCH, layer: 1, calls: held };
+      const [a, b] = await Promise.all([whole.run(address, request, 5000), split.run(address, request, 5000)]);
+      assert.equal(b.length, held.length);
+      for (let i = 0; i < held.length; i++) assert.deepEqual(new Uint32Array(b[i].buffer), new Uint32Array(a[i].buffer), `expert ${held[i].expert}, bit for bit`);
+    } finally {
+      whole.close();
+      split.close();
+    }
+  });
+
   test('a holder killed mid-generation: its experts move to their replicas, tokens stay the reference', async (t) => {
     const victim = 1;
     const d = dispatcher(holders.table);
