@@ -8,62 +8,24 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { status as Status } from '@grpc/grpc-js';
 import { Scheduler } from '../../../common/generation/scheduler';
-import { sequenceId, workerId } from '../../../common/ids';
+import { sequenceId } from '../../../common/ids';
 import { Checkpoint } from '../../../common/model/checkpoint';
 import { ForwardClient } from '../../../common/wire/forward-client';
 import { RemotePipeline } from '../../../coordinator/remote-pipeline';
-import { InThreadStage } from '../../../worker/stage-backend';
-import { StageHost } from '../../../worker/stage-host';
-import { startWorkerServer, type BoundServer } from '../../../worker/worker-server';
 import { fixtureDir, loadReference } from '../../support/checkpoints';
 import { fixedSource, greedyBatch, greedyThrough, loadPipeline } from '../../support/pipeline';
+import { startRemoteStages, type RemoteStages } from '../../support/remote-pipeline';
 import { eventually } from '../../support/wait';
 
 const STREAMS = { drainTimeoutMs: 5000, keepaliveTimeMs: 1000, keepaliveTimeoutMs: 1000 };
 const ref = loadReference('tiny-mistral');
 
-interface Cluster {
-  hosts: StageHost[];
-  servers: BoundServer[];
-  pipeline: RemotePipeline;
-  close(): Promise<void>;
-}
-
-async function startCluster(ckpt: Checkpoint, splits: number[], epoch = 1): Promise<Cluster> {
-  const engines = await loadPipeline(ckpt, splits);
-  const hosts = engines.map((_, i) => new StageHost(workerId(`w${i}`), STREAMS));
-  const servers = await Promise.all(hosts.map((h) => startWorkerServer(h, '127.0.0.1', 0, { timeMs: 1000, timeoutMs: 1000 })));
-  engines.forEach((engine, i) =>
-    hosts[i].install(epoch, { assignment: { epoch, stageIndex: i, stageCount: engines.length, range: engine.range }, stage: new InThreadStage(engine), nextAddress: servers[i + 1]?.address }, undefined),
-  );
-  const pipeline = await RemotePipeline.open({
-    epoch,
-    stageAddresses: servers.map((s) => s.address),
-    hiddenSize: ckpt.config.hiddenSize,
-    vocabSize: ckpt.config.vocabSize,
-    stepTimeoutMs: 10_000,
-    keepaliveTimeMs: 1000,
-    keepaliveTimeoutMs: 1000,
-  });
-  return {
-    hosts,
-    servers,
-    pipeline,
-    close: async () => {
-      pipeline.close();
-      for (const h of hosts) h.uninstall();
-      await Promise.all(servers.map((s) => s.close()));
-      await Promise.all(engines.map((e) => e.close()));
-    },
-  };
-}
-
 describe('gRPC data path', () => {
   let ckpt: Checkpoint;
-  let cluster: Cluster;
+  let cluster: RemoteStages;
   before(async () => {
     ckpt = await Checkpoint.open(fixtureDir('tiny-mistral'));
-    cluster = await startCluster(ckpt, [2, 4]);
+    cluster = await startRemoteStages(ckpt, { splits: [2, 4] });
   });
   after(async () => cluster.close());
 

@@ -10,64 +10,19 @@ import { after, before, describe, test } from 'node:test';
 import { status as Status } from '@grpc/grpc-js';
 import type { Pipeline } from '../../../common/generation/pipeline';
 import { Scheduler } from '../../../common/generation/scheduler';
-import { sequenceId, workerId } from '../../../common/ids';
+import { sequenceId } from '../../../common/ids';
 import { Checkpoint } from '../../../common/model/checkpoint';
 import { INSECURE, type NodeSecurity, tlsNodeSecurity } from '../../../common/security/node-security';
 import { ForwardClient } from '../../../common/wire/forward-client';
 import { RemotePipeline } from '../../../coordinator/remote-pipeline';
-import { InThreadStage } from '../../../worker/stage-backend';
-import { StageHost } from '../../../worker/stage-host';
-import { OPEN_WORKER_ACCESS, WorkerAccess } from '../../../worker/worker-access';
-import { startWorkerServer, type BoundServer } from '../../../worker/worker-server';
 import { fixtureDir, loadReference } from '../../support/checkpoints';
-import { fixedSource, greedyThrough, loadPipeline } from '../../support/pipeline';
+import { fixedSource, greedyThrough } from '../../support/pipeline';
+import { startRemoteStages, type RemoteStages } from '../../support/remote-pipeline';
 import { type TestPki, testPki } from '../../support/security';
 
 const STREAMS = { drainTimeoutMs: 5000, keepaliveTimeMs: 1000, keepaliveTimeoutMs: 1000 };
 const ref = loadReference('tiny-mistral');
 const STEPS = 24;
-
-interface Cluster {
-  readonly servers: BoundServer[];
-  readonly pipeline: RemotePipeline;
-  close(): Promise<void>;
-}
-
-/** Two stages; `workers[i]` is stage i's security, `coordinator` the pipeline's. */
-async function startCluster(ckpt: Checkpoint, workers: readonly NodeSecurity[], coordinator: NodeSecurity): Promise<Cluster> {
-  const epoch = 1;
-  const engines = await loadPipeline(ckpt, [3]);
-  const plan = new Set([workerId('w0'), workerId('w1')]);
-  const hosts = engines.map((_, i) => new StageHost(workerId(`w${i}`), { ...STREAMS, security: workers[i] }));
-  const servers = await Promise.all(
-    hosts.map((h, i) =>
-      startWorkerServer(h, '127.0.0.1', 0, { timeMs: 1000, timeoutMs: 1000 }, undefined, workers[i].kind === 'tls' ? new WorkerAccess(workers[i], { planWorkers: () => plan }) : OPEN_WORKER_ACCESS),
-    ),
-  );
-  engines.forEach((engine, i) =>
-    hosts[i].install(epoch, { assignment: { epoch, stageIndex: i, stageCount: engines.length, range: engine.range }, stage: new InThreadStage(engine), nextAddress: servers[i + 1]?.address }, undefined),
-  );
-  const pipeline = await RemotePipeline.open({
-    epoch,
-    stageAddresses: servers.map((s) => s.address),
-    hiddenSize: ckpt.config.hiddenSize,
-    vocabSize: ckpt.config.vocabSize,
-    stepTimeoutMs: 10_000,
-    keepaliveTimeMs: 1000,
-    keepaliveTimeoutMs: 1000,
-    security: coordinator,
-  });
-  return {
-    servers,
-    pipeline,
-    close: async () => {
-      pipeline.close();
-      for (const h of hosts) h.uninstall();
-      await Promise.all(servers.map((s) => s.close()));
-      await Promise.all(engines.map((e) => e.close()));
-    },
-  };
-}
 
 /** How a Forward stream from `security` to `address` ends: 'acked' or the gRPC status code. */
 function forwardOutcome(address: string, security: NodeSecurity, hiddenSize: number): Promise<'acked' | number> {
@@ -93,7 +48,7 @@ function generate(pipeline: Pipeline, prompts: readonly (readonly number[])[], t
 describe('the data path over mutual TLS', () => {
   let pki: TestPki;
   let ckpt: Checkpoint;
-  let secure: Cluster;
+  let secure: RemoteStages;
   let prompts: (readonly number[])[];
   let plaintextTokens: number[][];
 
@@ -101,14 +56,14 @@ describe('the data path over mutual TLS', () => {
     pki = await testPki();
     ckpt = await Checkpoint.open(fixtureDir('tiny-mistral'));
     prompts = ref.cases.map((c) => c.prompt_ids);
-    const plaintext = await startCluster(ckpt, [INSECURE, INSECURE], INSECURE);
+    const plaintext = await startRemoteStages(ckpt, { splits: [3] });
     try {
       plaintextTokens = await generate(plaintext.pipeline, prompts, 'plain');
     } finally {
       await plaintext.close();
     }
     const workers = [tlsNodeSecurity(await pki.issue('worker', 'w0'), 'worker'), tlsNodeSecurity(await pki.issue('worker', 'w1'), 'worker')];
-    secure = await startCluster(ckpt, workers, tlsNodeSecurity(await pki.issue('coordinator', 'c1'), 'coordinator'));
+    secure = await startRemoteStages(ckpt, { splits: [3], workers, coordinator: tlsNodeSecurity(await pki.issue('coordinator', 'c1'), 'coordinator') });
   });
   after(async () => {
     await secure?.close();
