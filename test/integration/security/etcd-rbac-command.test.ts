@@ -61,11 +61,12 @@ describe('bora etcd-rbac', () => {
     clients.push(w3, coordinator);
     await w3.put(keys.member(workerId('w3'))).value('{}');
     await coordinator.put(keys.plan()).value('{}');
+    // Each write starts only when awaited: a refusal must never be a rejection no one handles yet.
     for (const [op, what] of [
-      [w3.put(keys.plan()).value('{}').exec(), 'w3 writing the plan'],
-      [w3.put(keys.member(workerId('w1'))).value('{}').exec(), 'w3 writing members/w1'],
+      [() => w3.put(keys.plan()).value('{}').exec(), 'w3 writing the plan'],
+      [() => w3.put(keys.member(workerId('w1'))).value('{}').exec(), 'w3 writing members/w1'],
     ] as const) {
-      const err = await op.then(() => undefined, (e: unknown) => e);
+      const err = await op().then(() => undefined, (e: unknown) => e);
       assert.ok(err instanceof EtcdPermissionDeniedError, `${what}: ${String(err)}`);
     }
   });
