@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { bf16ToF32 } from '../../../common/model/dtype';
 import { CpuPool } from '../../../coordinator/cpu-pool';
+import { firstBitMismatch } from '../../support/bits';
 import { type SamplingParams, sampleToken } from '../../../common/sampling/sampler';
 
 const MIB = 1024 * 1024;
@@ -29,14 +30,6 @@ async function maxTickGapDuring<T>(work: () => Promise<T>): Promise<{ result: T;
   } finally {
     clearInterval(timer);
   }
-}
-
-function firstBitMismatch(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) return Math.min(a.length, b.length);
-  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return i;
-  return -1;
 }
 
 describe('CpuPool keeps the event loop responsive', () => {

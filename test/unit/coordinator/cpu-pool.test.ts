@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CheckpointError, FailedPreconditionError, InvalidArgumentError } from '../../../common/errors';
 import { type StorageDtype, toFloat32 } from '../../../common/model/dtype';
 import { CpuPool } from '../../../coordinator/cpu-pool';
+import { firstBitMismatch } from '../../support/bits';
+import { fixtureDir } from '../../support/checkpoints';
 import { type SamplingParams, sampleToken } from '../../../common/sampling/sampler';
 import { loadTokenizer } from '../../../common/tokenizer/load-tokenizer';
 
@@ -18,25 +20,6 @@ function random(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-function repoRoot(): string {
-  let dir = __dirname;
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error(`no package.json above ${__dirname}`);
-    dir = parent;
-  }
-  return dir;
-}
-
-/** -1 when a and b hold the same bits, else the first index where they differ. */
-function firstBitMismatch(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) return Math.min(a.length, b.length);
-  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return i;
-  return -1;
 }
 
 function randomLogits(rows: number, vocab: number, seed: number): Float32Array {
@@ -192,7 +175,7 @@ describe('CpuPool', () => {
   });
 
   describe('encode', () => {
-    const modelDir = join(repoRoot(), 'test', 'fixtures', 'tiny-mistral');
+    const modelDir = fixtureDir('tiny-mistral');
     const ids = { bosTokenId: 1, eosTokenId: 2 };
 
     test('the reference prompt encodes exactly (built-in Mistral v0.1 vocabulary)', async () => {
