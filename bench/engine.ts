@@ -13,7 +13,7 @@ import { defaultComputeSettings, type ComputeSettings } from '../common/engine/c
 import { sequenceId } from '../common/ids';
 import { nativeKernels, type LinearBackend } from '../common/kernels/native-kernels';
 import { Checkpoint } from '../common/model/checkpoint';
-import { DTYPE_BYTES } from '../common/model/dtype';
+import { tensorBytes } from '../common/model/dtype';
 import { attentionSpecs } from '../common/model/weights';
 import { measureReadBandwidth } from './bandwidth';
 import { BENCH_DIR, MISTRAL_1B, ensureBenchModel } from './bench-model';
@@ -101,7 +101,8 @@ async function measure(ckpt: Checkpoint, settings: ComputeSettings, backend: Lin
 
   const H = c.hiddenSize;
   const perLayer = (c.numHeads + 2 * c.numKvHeads) * c.headDim * H + H * c.numHeads * c.headDim + 3 * H * c.intermediateSize;
-  const bytesPerWeight = backend === 'native' ? DTYPE_BYTES[(await ckpt.readRaw(attentionSpecs(c, 0).q.name)).dtype] : 4;
+  const q = await ckpt.readRaw(attentionSpecs(c, 0).q.name);
+  const bytesPerWeight = backend === 'native' ? tensorBytes(q.dtype, q.shape)! / (q.shape[0] * q.shape[1]) : 4;
   return {
     backend,
     loadSeconds: load.ms / 1000,

@@ -17,7 +17,7 @@
  */
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import type { Checkpoint } from '../common/model/checkpoint';
-import { DTYPE_BYTES, f32ToF16Bits, fromFloat32, toFloat32 } from '../common/model/dtype';
+import { rowBytes as storedRowBytes, f32ToF16Bits, fromFloat32, toFloat32 } from '../common/model/dtype';
 
 export type GgufWeightType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0';
 export const GGUF_WEIGHT_TYPES: readonly GgufWeightType[] = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0'];
@@ -321,7 +321,7 @@ function quantizeQ4_0(values: Float32Array): Uint8Array {
 async function tensorData(ckpt: Checkpoint, plan: TensorPlan): Promise<Uint8Array> {
   const raw = await ckpt.readRaw(plan.hfName, [...plan.ne].reverse());
   const headDim = ckpt.config.headDim;
-  const bytes = plan.ropeHeads > 0 ? permuteRopeRows(raw.bytes, plan.ropeHeads, headDim, plan.ne[0] * DTYPE_BYTES[raw.dtype]) : raw.bytes;
+  const bytes = plan.ropeHeads > 0 ? permuteRopeRows(raw.bytes, plan.ropeHeads, headDim, storedRowBytes(raw.dtype, plan.ne[0])!) : raw.bytes;
   if (plan.type === raw.dtype) return bytes;
   const values = toFloat32(bytes, raw.dtype);
   switch (plan.type) {

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { NotFoundError } from '../common/errors';
 import { CONFIG_FILE, type Checkpoint } from '../common/model/checkpoint';
 import type { TensorChunk, WireDType } from '../common/wire/messages';
+import type { TensorDtype } from '../common/model/dtype';
 import { failCall, toServiceError } from '../common/wire/grpc-status';
 import type { NodeRole } from '../common/security/identity';
 import { NodeAccess } from '../common/security/node-access';
@@ -23,7 +24,15 @@ import { writeWithBackpressure } from '../common/wire/stream-write';
 
 export const TENSOR_CHUNK_BYTES = 1024 * 1024;
 
-const WIRE_DTYPE: Record<string, WireDType> = { F32: 'DTYPE_F32', F16: 'DTYPE_F16', BF16: 'DTYPE_BF16' };
+const WIRE_DTYPE: Readonly<Record<TensorDtype, WireDType>> = {
+  F32: 'DTYPE_F32',
+  F16: 'DTYPE_F16',
+  BF16: 'DTYPE_BF16',
+  Q8_0: 'DTYPE_Q8_0',
+  Q4_0: 'DTYPE_Q4_0',
+  Q4_K: 'DTYPE_Q4_K',
+  Q6_K: 'DTYPE_Q6_K',
+};
 
 /** Who may fetch the checkpoint. */
 export const WEIGHT_READER_ROLES: readonly NodeRole[] = ['worker', 'admin'];

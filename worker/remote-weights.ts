@@ -8,14 +8,22 @@ import * as grpc from '@grpc/grpc-js';
 import { CheckpointError } from '../common/errors';
 import type { RawTensor } from '../common/model/checkpoint';
 import { parseModelConfig, type ModelConfig } from '../common/model/config';
-import { toFloat32, type StorageDtype } from '../common/model/dtype';
+import { tensorBytes, toFloat32, type TensorDtype } from '../common/model/dtype';
 import type { WeightSource } from '../common/model/weight-source';
 import { INSECURE, dialNode, type NodeSecurity } from '../common/security/node-security';
 import { fromServiceError } from '../common/wire/grpc-status';
 import type { ConfigReply, TensorChunk, WireDType } from '../common/wire/messages';
 import { MAX_NODE_MESSAGE_BYTES, boraProto, channelOptions, type WeightSourceClient } from '../common/wire/proto';
 
-const STORAGE: Partial<Record<WireDType, StorageDtype>> = { DTYPE_F32: 'F32', DTYPE_F16: 'F16', DTYPE_BF16: 'BF16' };
+const STORAGE: Partial<Record<WireDType, TensorDtype>> = {
+  DTYPE_F32: 'F32',
+  DTYPE_F16: 'F16',
+  DTYPE_BF16: 'BF16',
+  DTYPE_Q8_0: 'Q8_0',
+  DTYPE_Q4_0: 'Q4_0',
+  DTYPE_Q4_K: 'Q4_K',
+  DTYPE_Q6_K: 'Q6_K',
+};
 const FETCH_TIMEOUT_MS = 120_000;
 
 export class RemoteWeightSource implements WeightSource {
@@ -42,7 +50,7 @@ export class RemoteWeightSource implements WeightSource {
     return new Promise<RawTensor>((resolve, reject) => {
       const call = this.client.fetchTensor({ model: this.modelId, name }, { deadline: Date.now() + FETCH_TIMEOUT_MS });
       let bytes: Uint8Array | undefined;
-      let dtype: StorageDtype | undefined;
+      let dtype: TensorDtype | undefined;
       let shape: number[] = [];
       let received = 0;
       let digest: Buffer | undefined;
@@ -67,6 +75,9 @@ export class RemoteWeightSource implements WeightSource {
       call.on('end', () => {
         if (bytes === undefined || dtype === undefined) return reject(new CheckpointError(where, 'no data or unknown dtype received', { tensor: name }));
         if (received !== bytes.byteLength) return reject(new CheckpointError(where, `received ${received} of ${bytes.byteLength} bytes`, { tensor: name }));
+        if (tensorBytes(dtype, shape) !== bytes.byteLength) {
+          return reject(new CheckpointError(where, `${bytes.byteLength} bytes do not hold a [${shape.join(', ')}] ${dtype} tensor`, { tensor: name }));
+        }
         if (digest === undefined || !hash.digest().equals(digest)) return reject(new CheckpointError(where, 'SHA-256 mismatch: the tensor was corrupted in transit', { tensor: name }));
         if (expectedShape !== undefined && (shape.length !== expectedShape.length || shape.some((d, i) => d !== expectedShape[i]))) {
           return reject(new CheckpointError(where, `shape [${shape.join(', ')}] does not match the expected [${expectedShape.join(', ')}]`, { tensor: name }));

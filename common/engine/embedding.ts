@@ -4,7 +4,7 @@
  */
 import { InvalidArgumentError } from '../errors';
 import type { RawTensor } from '../model/checkpoint';
-import { toFloat32, DTYPE_BYTES } from '../model/dtype';
+import { rowBytes, toFloat32 } from '../model/dtype';
 
 export class EmbeddingTable {
   private readonly rowBytes: number;
@@ -14,7 +14,9 @@ export class EmbeddingTable {
     readonly vocabSize: number,
     readonly hiddenSize: number,
   ) {
-    this.rowBytes = hiddenSize * DTYPE_BYTES[raw.dtype];
+    const bytes = rowBytes(raw.dtype, hiddenSize);
+    if (bytes === undefined) throw new InvalidArgumentError(`an embedding row of ${hiddenSize} values is not whole ${raw.dtype} blocks`);
+    this.rowBytes = bytes;
   }
 
   /** (tokens, H) float32 rows for the given ids. */

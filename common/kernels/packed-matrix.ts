@@ -7,7 +7,7 @@
  */
 import { InvalidArgumentError } from '../errors';
 import type { RawTensor } from '../model/checkpoint';
-import { toFloat32, type StorageDtype } from '../model/dtype';
+import { isQuantDtype, toFloat32, type StorageDtype } from '../model/dtype';
 import type { NativeKernels, PackedDtype } from './native-kernels';
 
 export interface PackedMatrix {
@@ -36,8 +36,11 @@ export function packStacked(kernels: NativeKernels, parts: readonly RawTensor[],
   for (const t of parts) {
     if (t.shape.length !== 2 || t.shape[1] !== cols) throw new InvalidArgumentError(`cannot stack a [${t.shape}] matrix into one with ${cols} columns`);
   }
+  for (const t of parts) {
+    if (isQuantDtype(t.dtype)) throw new InvalidArgumentError(`the native kernels do not run ${t.dtype} matrices yet`);
+  }
   const uniform = parts.every((t) => t.dtype === parts[0].dtype);
-  const dtype: PackedDtype = uniform ? PACKED[parts[0].dtype] : 'f32';
+  const dtype: PackedDtype = uniform ? PACKED[parts[0].dtype as StorageDtype] : 'f32';
   const values = parts.map((t) => (uniform ? storedValues(t) : toFloat32(t.bytes, t.dtype)));
   let stacked: Float32Array | Uint16Array = values[0];
   if (values.length > 1) {

@@ -8,7 +8,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CheckpointError } from '../errors';
 import { parseModelConfig, type ModelConfig } from './config';
-import { isStorageDtype, toFloat32, type StorageDtype } from './dtype';
+import { isStorageDtype, toFloat32, type TensorDtype } from './dtype';
 import type { WeightSource } from './weight-source';
 import { readSafetensorsHeader, readTensorBytes, type TensorEntry } from './safetensors';
 
@@ -16,8 +16,12 @@ export const CONFIG_FILE = 'config.json';
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
 
+/**
+ * One tensor's stored bytes. Quantized dtypes hold ggml blocks, row by row (see dtype.ts); every
+ * other dtype holds little-endian values, row-major.
+ */
 export interface RawTensor {
-  readonly dtype: StorageDtype;
+  readonly dtype: TensorDtype;
   readonly shape: readonly number[];
   readonly bytes: Uint8Array;
 }

@@ -3,6 +3,7 @@
  * format Bora computes in. Conversions are exact widenings (bf16/f16 -> f32) or
  * round-to-nearest-even narrowings (f32 -> bf16/f16, used when writing checkpoints).
  */
+import { InvalidArgumentError } from '../errors';
 
 export type StorageDtype = 'BF16' | 'F16' | 'F32';
 
@@ -10,6 +11,51 @@ export const DTYPE_BYTES: Readonly<Record<StorageDtype, number>> = Object.freeze
 
 export function isStorageDtype(value: unknown): value is StorageDtype {
   return value === 'BF16' || value === 'F16' || value === 'F32';
+}
+
+/**
+ * Block-quantized formats, in ggml's (llama.cpp's) block layouts so that GGUF data is used as it
+ * is stored: a row of a quantized matrix is a run of whole blocks along its inner (input) axis.
+ */
+export type QuantDtype = 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q6_K';
+
+/** Any format a tensor's bytes may be stored in. */
+export type TensorDtype = StorageDtype | QuantDtype;
+
+/** Values per block and bytes per block of each quantized format (ggml's block_q8_0, ...). */
+export const QUANT_BLOCK: Readonly<Record<QuantDtype, { readonly elements: number; readonly bytes: number }>> = Object.freeze({
+  Q8_0: { elements: 32, bytes: 34 },
+  Q4_0: { elements: 32, bytes: 18 },
+  Q4_K: { elements: 256, bytes: 144 },
+  Q6_K: { elements: 256, bytes: 210 },
+});
+
+export function isQuantDtype(value: unknown): value is QuantDtype {
+  return value === 'Q8_0' || value === 'Q4_0' || value === 'Q4_K' || value === 'Q6_K';
+}
+
+export function isTensorDtype(value: unknown): value is TensorDtype {
+  return isStorageDtype(value) || isQuantDtype(value);
+}
+
+/** Bytes of one row of `rowLength` values; undefined when a quantized row is not whole blocks. */
+export function rowBytes(dtype: TensorDtype, rowLength: number): number | undefined {
+  if (isStorageDtype(dtype)) return rowLength * DTYPE_BYTES[dtype];
+  const block = QUANT_BLOCK[dtype];
+  return rowLength % block.elements === 0 ? (rowLength / block.elements) * block.bytes : undefined;
+}
+
+/**
+ * Bytes of a tensor of `shape` stored as `dtype`; undefined when a quantized tensor's rows
+ * (its last axis) are not whole blocks.
+ */
+export function tensorBytes(dtype: TensorDtype, shape: readonly number[]): number | undefined {
+  const values = shape.reduce((n, d) => n * d, 1);
+  if (isStorageDtype(dtype)) return values * DTYPE_BYTES[dtype];
+  const block = QUANT_BLOCK[dtype];
+  const rowLength = shape.at(-1) ?? 1;
+  if (rowLength % block.elements !== 0) return undefined;
+  return (values / block.elements) * block.bytes;
 }
 
 /** bf16 is the top half of a float32: widen by shifting the bits up. */
@@ -82,7 +128,8 @@ export function f32ToF16Bits(value: number): number {
 }
 
 /** Converts raw little-endian bytes of `dtype` to a fresh float32 array. */
-export function toFloat32(bytes: Uint8Array, dtype: StorageDtype): Float32Array {
+export function toFloat32(bytes: Uint8Array, dtype: TensorDtype): Float32Array {
+  if (isQuantDtype(dtype)) throw new InvalidArgumentError(`dequantizing ${dtype} is not supported yet`);
   const count = bytes.byteLength / DTYPE_BYTES[dtype];
   // Copy into an aligned buffer first: a view at an odd byte offset cannot be typed.
   const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();

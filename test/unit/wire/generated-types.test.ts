@@ -32,7 +32,7 @@ describe('generated wire types match the loader', () => {
     );
     const data: Buffer = chunk.data;
     const sha256: Buffer = chunk.sha256;
-    const dtype: 'DTYPE_UNSPECIFIED' | 'DTYPE_F32' | 'DTYPE_F16' | 'DTYPE_BF16' = chunk.dtype;
+    const dtype: 'DTYPE_UNSPECIFIED' | 'DTYPE_F32' | 'DTYPE_F16' | 'DTYPE_BF16' | 'DTYPE_Q8_0' | 'DTYPE_Q4_0' | 'DTYPE_Q4_K' | 'DTYPE_Q6_K' = chunk.dtype;
     assert.ok(Buffer.isBuffer(data));
     assert.deepEqual([...data], [1, 2, 3]);
     assert.ok(Buffer.isBuffer(sha256));
