@@ -18,5 +18,13 @@ export async function loadTokenizer(modelDir: string, ids: SpecialTokenIds): Pro
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return loadMistralV1Tokenizer(modelDir, ids);
     throw err;
   }
+  return tokenizerFromHfJson(text, file, ids);
+}
+
+/**
+ * A tokenizer from the text of a Hugging Face tokenizer.json; `file` names where it came from in
+ * errors (a path, or a GGUF file whose metadata was converted to this format).
+ */
+export function tokenizerFromHfJson(text: string, file: string, ids: SpecialTokenIds): Tokenizer {
   return new HfBpeTokenizer(parseHfTokenizerJson(text, file), ids, file);
 }
