@@ -21,7 +21,7 @@ import { NodeAccess } from '../common/security/node-access';
 import { nodeEtcdClient } from '../common/security/node-etcd';
 import { INSECURE, type NodeSecurity, coordinatorPortCredentials } from '../common/security/node-security';
 import { Generator } from '../common/generation/generator';
-import { DEFAULT_MAX_PROMPT_BYTES, MAX_CLIENT_REQUEST_BYTES } from '../common/generation/prompt-limits';
+import { clientRequestLimitBytes, DEFAULT_MAX_PROMPT_BYTES } from '../common/generation/prompt-limits';
 import { Scheduler } from '../common/generation/scheduler';
 import type { WorkerId } from '../common/ids';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
@@ -211,7 +211,7 @@ export class CoordinatorNode {
       security: this.security,
     });
 
-    const grpcServer = new grpc.Server(channelOptions(o.keepaliveTimeMs, o.keepaliveTimeoutMs, MAX_CLIENT_REQUEST_BYTES));
+    const grpcServer = new grpc.Server(channelOptions(o.keepaliveTimeMs, o.keepaliveTimeoutMs, clientRequestLimitBytes(maxPromptBytes)));
     addInferenceService(grpcServer, {
       generator: () => generator,
       tokenizer,
