@@ -43,6 +43,9 @@ export async function readGgufHeader(path: string): Promise<GgufHeader> {
   const metadata = new Map<string, MetaValue>();
   for (const [key, value] of Object.entries(parsed.metadata)) metadata.set(key, value as MetaValue);
   const dataStart = Number(parsed.tensorDataOffset);
+  // The library reads past the end of a short file as zeros: a header that ends beyond the file
+  // is a truncated one, whatever it parsed to.
+  if (dataStart > fileBytes) throw new CheckpointError(path, `truncated: the header runs to byte ${dataStart}, the file has ${fileBytes}`);
   const tensors = new Map<string, GgufTensorInfo>();
   for (const info of parsed.tensorInfos) {
     if (tensors.has(info.name)) throw new CheckpointError(path, 'appears twice in the tensor infos', { tensor: info.name });
@@ -53,7 +56,6 @@ export async function readGgufHeader(path: string): Promise<GgufHeader> {
       fileOffsetBytes: dataStart + Number(info.offset),
     });
   }
-  if (dataStart > fileBytes) throw new CheckpointError(path, `truncated: the tensor data would start at byte ${dataStart}, the file has ${fileBytes}`);
   return { path, version, fileBytes, metadata, tensors };
 }
 
