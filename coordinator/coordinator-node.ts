@@ -25,11 +25,8 @@ import { clientRequestLimitBytes, DEFAULT_MAX_PROMPT_BYTES } from '../common/gen
 import { Scheduler } from '../common/generation/scheduler';
 import type { WorkerId } from '../common/ids';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
-import { Checkpoint } from '../common/model/checkpoint';
-import { DTYPE_BYTES, isStorageDtype } from '../common/model/dtype';
-import { attentionSpecs } from '../common/model/weights';
+import { loadModelTokenizer, openModel, storedTensorBytes, type ModelCheckpoint } from '../common/model/open-model';
 import { PlanStore } from '../common/cluster/plan-store';
-import { loadTokenizer } from '../common/tokenizer/load-tokenizer';
 import { type Tokenizer } from '../common/tokenizer/tokenizer';
 import { bindServer, type BoundServer } from '../common/wire/bind-server';
 import type { ClusterStatus } from '../common/wire/messages';
@@ -38,7 +35,7 @@ import { clusterStatus, STATUS_TIMEOUT_MS } from './cluster-status';
 import { CoordinatorMetrics } from './coordinator-metrics';
 import { CpuPool } from './cpu-pool';
 import { DEFAULT_EXPERT_REBALANCE_MS, ExpertRebalancer } from './expert-rebalancer';
-import { modelFootprint, weightBytesFor } from './footprint';
+import { footprintFromSizes, keepsStoredWeights, modelFootprint } from './footprint';
 import { addInferenceService } from './inference-service';
 import { Leadership } from './leadership';
 import { MembershipWatch } from './membership-watch';
@@ -104,7 +101,7 @@ type Role = 'campaigning' | 'leading' | 'standby' | 'stopped';
 
 /** The parts that exist once start() has opened the checkpoint. */
 interface Started {
-  readonly ckpt: Checkpoint;
+  readonly ckpt: ModelCheckpoint;
   readonly tokenizer: Tokenizer;
   readonly pool: CpuPool;
   readonly tokenizerPool: CpuPool;
@@ -154,8 +151,8 @@ export class CoordinatorNode {
 
   async start(): Promise<void> {
     const o = this.options;
-    const ckpt = await Checkpoint.open(o.modelDir);
-    const tokenizer = await loadTokenizer(o.modelDir, ckpt.config);
+    const ckpt = await openModel(o.modelDir);
+    const tokenizer = await loadModelTokenizer(o.modelDir, ckpt.config);
     const pool = await CpuPool.create({ threads: 1 });
     // Tokenizing gets a thread of its own: a long prompt takes seconds to tokenize, and queued on
     // the sampling thread it would hold back every stream's next token.
@@ -362,9 +359,11 @@ export class CoordinatorNode {
   }
 }
 
-/** What the model takes on these workers: stored-precision weights if all keep them so. */
-function modelFootprintOf(ckpt: Checkpoint, members: readonly MemberInfo[]): ModelFootprint {
-  const c = ckpt.config;
-  const dtype = ckpt.entry(attentionSpecs(c, 0).q.name).dtype;
-  return modelFootprint(c, weightBytesFor(members, isStorageDtype(dtype) ? DTYPE_BYTES[dtype] : 4));
+/**
+ * What the model takes on these workers: each tensor at its stored size (a quantized model packs
+ * by its quantized size) if all keep weights as stored, float32 copies otherwise.
+ */
+function modelFootprintOf(ckpt: ModelCheckpoint, members: readonly MemberInfo[]): ModelFootprint {
+  if (!keepsStoredWeights(members)) return modelFootprint(ckpt.config);
+  return footprintFromSizes(ckpt.config, (spec) => storedTensorBytes(ckpt, spec.name));
 }

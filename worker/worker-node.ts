@@ -7,6 +7,7 @@
 import { nativeKernels, resolveLinearBackend } from '../common/kernels/native-kernels';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { isGgufPath } from '../common/model/open-model';
 import type { Etcd3 } from 'etcd3';
 import { EtcdKeys } from '../common/cluster/etcd-keys';
 import { decodeMember, type MemberInfo } from '../common/cluster/member';
@@ -396,7 +397,8 @@ export class WorkerNode {
 
   private async sourceFor(modelId: string): Promise<WeightSourceSpec> {
     const dir = this.options.modelsDir === undefined ? undefined : join(this.options.modelsDir, modelId);
-    if (dir !== undefined && existsSync(join(dir, 'config.json'))) return { kind: 'local', dir };
+    // A model id names a checkpoint directory or a GGUF file (e.g. mistral-q4_k_m.gguf) there.
+    if (dir !== undefined && (isGgufPath(dir) ? existsSync(dir) : existsSync(join(dir, 'config.json')))) return { kind: 'local', dir };
     const coordinator = await this.etcd.get(`${this.keys.prefix}/coordinator`).string();
     if (coordinator === null) throw new UnavailableError(`model ${modelId} is not in ${this.options.modelsDir ?? '(no --models-dir)'} and no coordinator is registered to fetch it from`);
     return { kind: 'remote', address: coordinator, modelId };
