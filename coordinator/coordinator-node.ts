@@ -118,7 +118,7 @@ interface Started {
 }
 
 export class CoordinatorNode {
-  readonly metrics = new CoordinatorMetrics();
+  readonly metrics: CoordinatorMetrics;
   private readonly log: (message: string) => void;
   private readonly keys: EtcdKeys;
   private readonly etcd: Etcd3;
@@ -132,6 +132,7 @@ export class CoordinatorNode {
   private readonly security: NodeSecurity;
 
   constructor(private readonly options: CoordinatorOptions) {
+    this.metrics = new CoordinatorMetrics({ model: options.modelId });
     this.log = options.log ?? ((m) => console.error(`${new Date().toISOString()} [coordinator] ${m}`));
     this.keys = new EtcdKeys(options.keysPrefix);
     this.security = options.security ?? INSECURE;
@@ -194,6 +195,8 @@ export class CoordinatorNode {
       maxBatchTokens: o.maxBatchTokens,
       maxBatchSequences: o.maxBatchSequences,
       sample: (logits, params, step) => pool.sample(logits, params, step),
+      onQueueWait: (seconds) => this.metrics.observeQueueWait(seconds),
+      onRecovered: (seconds) => this.metrics.observeRecovery(seconds),
     });
     this.metrics.readQueueFrom(() => ({ active: scheduler.activeSequences, waiting: scheduler.waitingSequences }));
     const generator = new Generator(scheduler, tokenizer, ckpt.config, {
