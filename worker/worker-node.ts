@@ -120,6 +120,7 @@ export class WorkerNode {
   constructor(private readonly options: WorkerNodeOptions) {
     this.log = options.log ?? ((m) => console.error(`${new Date().toISOString()} [worker ${options.id}] ${m}`));
     this.keys = new EtcdKeys(options.keysPrefix);
+    this.metrics.setMemoryBudget(options.memoryBytes);
     this.security = options.security ?? INSECURE;
     if (this.security.kind === 'tls' && !sameIdentity(this.security.self, { role: 'worker', id: options.id })) {
       throw new InvalidArgumentError(`worker ${options.id} was given the certificate of ${formatIdentity(this.security.self)} (want worker/${options.id})`);
