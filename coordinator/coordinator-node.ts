@@ -25,6 +25,11 @@ import { clientRequestLimitBytes, DEFAULT_MAX_PROMPT_BYTES } from '../common/gen
 import { Scheduler } from '../common/generation/scheduler';
 import type { WorkerId } from '../common/ids';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
+import { ReadinessProbe, type ReadyState } from '../common/metrics/readiness';
+import { HealthService } from '../common/wire/health-service';
+
+/** The services this port serves, by their grpc.health.v1 names. */
+const COORDINATOR_SERVICES = ['bora.v1.Inference', 'bora.v1.WeightSource'];
 import { Checkpoint } from '../common/model/checkpoint';
 import { DTYPE_BYTES, isStorageDtype } from '../common/model/dtype';
 import { attentionSpecs } from '../common/model/weights';
@@ -130,6 +135,12 @@ export class CoordinatorNode {
   /** Workers being drained: placement leaves them out until they leave the cluster. */
   private readonly draining = new Set<WorkerId>();
   private readonly security: NodeSecurity;
+  /**
+   * /readyz and grpc.health.v1: ready while leading with a serving plan, or standing by behind a
+   * leader that has published one.
+   */
+  private readonly readiness = new ReadinessProbe(() => this.readyState());
+  private readonly health = new HealthService(COORDINATOR_SERVICES);
 
   constructor(private readonly options: CoordinatorOptions) {
     this.metrics = new CoordinatorMetrics({ model: options.modelId });
@@ -232,9 +243,10 @@ export class CoordinatorNode {
       gate: new ClientGate({ keys: o.apiKeys, admission: o.admission === undefined ? undefined : new Admission(o.admission), audit: o.audit }),
     });
     grpcServer.addService(boraProto().WeightSource.service, weightServiceHandlers(ckpt, o.modelId, new NodeAccess(this.security, { audit: o.audit })));
+    this.health.addTo(grpcServer);
     const bound = await bindServer(grpcServer, o.listenHost, o.listenPort, coordinatorPortCredentials(this.security));
     const server = { ...bound, address: `${o.advertiseHost ?? o.listenHost}:${bound.port}` };
-    const metricsServer = o.metricsPort === undefined ? undefined : await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort);
+    const metricsServer = o.metricsPort === undefined ? undefined : await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort, { readiness: this.readiness });
     const leadership = new Leadership({ client: this.etcd, keys: this.keys, address: server.address, ttlMs: o.leaseTtlMs, log: this.log });
     if (o.expertsMode === 'spread') {
       rebalancer = new ExpertRebalancer({
@@ -271,6 +283,11 @@ export class CoordinatorNode {
     leadership.on('demoted', (reason) => this.stepDown(reason));
     leadership.start();
     watchdog.start();
+    this.readiness.onChange((state) => {
+      this.health.setAll(state.ready ? 'SERVING' : 'NOT_SERVING');
+      this.log(`${state.ready ? 'ready' : 'not ready'}: ${state.detail}`);
+    });
+    this.readiness.start();
     rebalancer?.start();
     this.log(`listening on ${server.address} for ${o.modelId}; campaigning for leadership`);
   }
@@ -327,6 +344,20 @@ export class CoordinatorNode {
   }
 
   /** Throws UNAVAILABLE on a standby, so clients move on to the leader. */
+  private async readyState(): Promise<ReadyState> {
+    const parts = this.parts;
+    if (parts === undefined || this.role === 'stopped') return { ready: false, detail: this.role === 'stopped' ? 'stopping' : 'starting' };
+    if (this.role === 'leading') {
+      const pipeline = parts.lifecycle.current();
+      return pipeline === undefined ? { ready: false, detail: 'leading; no plan serves yet' } : { ready: true, detail: `leading; serving plan ${pipeline.epoch}` };
+    }
+    if (parts.leadership.etcdOutage()) return { ready: false, detail: `${this.role}; etcd does not answer` };
+    const [leader, plan] = await Promise.all([parts.leadership.leaderAddress(), this.plans.current()]);
+    if (leader === undefined) return { ready: false, detail: `${this.role}; no leader` };
+    if (plan === undefined) return { ready: false, detail: `${this.role} behind ${leader}; no plan published` };
+    return { ready: true, detail: `${this.role} behind ${leader}, which publishes plan ${plan.epoch}` };
+  }
+
   checkServing(): void {
     if (this.role !== 'leading') throw new UnavailableError('this coordinator is a standby; retry on the leader');
   }
@@ -348,6 +379,9 @@ export class CoordinatorNode {
 
   async stop(): Promise<void> {
     this.role = 'stopped';
+    this.readiness.stop();
+    this.health.setAll('NOT_SERVING');
+    this.health.close();
     const parts = this.parts;
     if (parts !== undefined) {
       parts.lifecycle.stop();
