@@ -351,11 +351,12 @@ export class CoordinatorNode {
       const pipeline = parts.lifecycle.current();
       return pipeline === undefined ? { ready: false, detail: 'leading; no plan serves yet' } : { ready: true, detail: `leading; serving plan ${pipeline.epoch}` };
     }
-    if (parts.leadership.etcdOutage()) return { ready: false, detail: `${this.role}; etcd does not answer` };
+    // Campaigning or demoted: a standby either way.
+    if (parts.leadership.etcdOutage()) return { ready: false, detail: 'standby; etcd does not answer' };
     const [leader, plan] = await Promise.all([parts.leadership.leaderAddress(), this.plans.current()]);
-    if (leader === undefined) return { ready: false, detail: `${this.role}; no leader` };
-    if (plan === undefined) return { ready: false, detail: `${this.role} behind ${leader}; no plan published` };
-    return { ready: true, detail: `${this.role} behind ${leader}, which publishes plan ${plan.epoch}` };
+    if (leader === undefined) return { ready: false, detail: 'standby; no leader' };
+    if (plan === undefined) return { ready: false, detail: `standby behind ${leader}; no plan published` };
+    return { ready: true, detail: `standby behind ${leader}, which publishes plan ${plan.epoch}` };
   }
 
   checkServing(): void {
