@@ -26,6 +26,8 @@ import { Scheduler } from '../common/generation/scheduler';
 import type { WorkerId } from '../common/ids';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
 import { loadModelTokenizer, openModel, storedTensorBytes, type ModelCheckpoint } from '../common/model/open-model';
+import { ReadinessProbe, type ReadyState } from '../common/metrics/readiness';
+import { HealthService } from '../common/wire/health-service';
 import { PlanStore } from '../common/cluster/plan-store';
 import { type Tokenizer } from '../common/tokenizer/tokenizer';
 import { bindServer, type BoundServer } from '../common/wire/bind-server';
@@ -48,6 +50,9 @@ import { ClientGate } from './client-gate';
 import type { ApiKeyStore } from '../common/security/api-keys';
 import { weightServiceHandlers } from './weight-service';
 import { workerStatus } from './worker-probe';
+
+/** The services the coordinator's port serves, by their grpc.health.v1 names. */
+const COORDINATOR_SERVICES = ['bora.v1.Inference', 'bora.v1.WeightSource'];
 
 export interface CoordinatorOptions {
   readonly etcdUrl: string;
@@ -115,7 +120,7 @@ interface Started {
 }
 
 export class CoordinatorNode {
-  readonly metrics = new CoordinatorMetrics();
+  readonly metrics: CoordinatorMetrics;
   private readonly log: (message: string) => void;
   private readonly keys: EtcdKeys;
   private readonly etcd: Etcd3;
@@ -127,8 +132,15 @@ export class CoordinatorNode {
   /** Workers being drained: placement leaves them out until they leave the cluster. */
   private readonly draining = new Set<WorkerId>();
   private readonly security: NodeSecurity;
+  /**
+   * /readyz and grpc.health.v1: ready while leading with a serving plan, or standing by behind a
+   * leader that has published one.
+   */
+  private readonly readiness = new ReadinessProbe(() => this.readyState());
+  private readonly health = new HealthService(COORDINATOR_SERVICES);
 
   constructor(private readonly options: CoordinatorOptions) {
+    this.metrics = new CoordinatorMetrics({ model: options.modelId });
     this.log = options.log ?? ((m) => console.error(`${new Date().toISOString()} [coordinator] ${m}`));
     this.keys = new EtcdKeys(options.keysPrefix);
     this.security = options.security ?? INSECURE;
@@ -191,6 +203,8 @@ export class CoordinatorNode {
       maxBatchTokens: o.maxBatchTokens,
       maxBatchSequences: o.maxBatchSequences,
       sample: (logits, params, step) => pool.sample(logits, params, step),
+      onQueueWait: (seconds) => this.metrics.observeQueueWait(seconds),
+      onRecovered: (seconds) => this.metrics.observeRecovery(seconds),
     });
     this.metrics.readQueueFrom(() => ({ active: scheduler.activeSequences, waiting: scheduler.waitingSequences }));
     const generator = new Generator(scheduler, tokenizer, ckpt.config, {
@@ -226,9 +240,10 @@ export class CoordinatorNode {
       gate: new ClientGate({ keys: o.apiKeys, admission: o.admission === undefined ? undefined : new Admission(o.admission), audit: o.audit }),
     });
     grpcServer.addService(boraProto().WeightSource.service, weightServiceHandlers(ckpt, o.modelId, new NodeAccess(this.security, { audit: o.audit })));
+    this.health.addTo(grpcServer);
     const bound = await bindServer(grpcServer, o.listenHost, o.listenPort, coordinatorPortCredentials(this.security));
     const server = { ...bound, address: `${o.advertiseHost ?? o.listenHost}:${bound.port}` };
-    const metricsServer = o.metricsPort === undefined ? undefined : await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort);
+    const metricsServer = o.metricsPort === undefined ? undefined : await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort, { readiness: this.readiness });
     const leadership = new Leadership({ client: this.etcd, keys: this.keys, address: server.address, ttlMs: o.leaseTtlMs, log: this.log });
     if (o.expertsMode === 'spread') {
       rebalancer = new ExpertRebalancer({
@@ -265,6 +280,11 @@ export class CoordinatorNode {
     leadership.on('demoted', (reason) => this.stepDown(reason));
     leadership.start();
     watchdog.start();
+    this.readiness.onChange((state) => {
+      this.health.setAll(state.ready ? 'SERVING' : 'NOT_SERVING');
+      this.log(`${state.ready ? 'ready' : 'not ready'}: ${state.detail}`);
+    });
+    this.readiness.start();
     rebalancer?.start();
     this.log(`listening on ${server.address} for ${o.modelId}; campaigning for leadership`);
   }
@@ -321,6 +341,21 @@ export class CoordinatorNode {
   }
 
   /** Throws UNAVAILABLE on a standby, so clients move on to the leader. */
+  private async readyState(): Promise<ReadyState> {
+    const parts = this.parts;
+    if (parts === undefined || this.role === 'stopped') return { ready: false, detail: this.role === 'stopped' ? 'stopping' : 'starting' };
+    if (this.role === 'leading') {
+      const pipeline = parts.lifecycle.current();
+      return pipeline === undefined ? { ready: false, detail: 'leading; no plan serves yet' } : { ready: true, detail: `leading; serving plan ${pipeline.epoch}` };
+    }
+    // Campaigning or demoted: a standby either way.
+    if (parts.leadership.etcdOutage()) return { ready: false, detail: 'standby; etcd does not answer' };
+    const [leader, plan] = await Promise.all([parts.leadership.leaderAddress(), this.plans.current()]);
+    if (leader === undefined) return { ready: false, detail: 'standby; no leader' };
+    if (plan === undefined) return { ready: false, detail: `standby behind ${leader}; no plan published` };
+    return { ready: true, detail: `standby behind ${leader}, which publishes plan ${plan.epoch}` };
+  }
+
   checkServing(): void {
     if (this.role !== 'leading') throw new UnavailableError('this coordinator is a standby; retry on the leader');
   }
@@ -342,6 +377,9 @@ export class CoordinatorNode {
 
   async stop(): Promise<void> {
     this.role = 'stopped';
+    this.readiness.stop();
+    this.health.setAll('NOT_SERVING');
+    this.health.close();
     const parts = this.parts;
     if (parts !== undefined) {
       parts.lifecycle.stop();
