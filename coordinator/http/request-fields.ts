@@ -50,6 +50,7 @@ const CHAT_FIELDS = new Set([...COMMON_FIELDS, 'messages', 'logprobs', 'top_logp
 const COMPLETION_FIELDS = new Set([...COMMON_FIELDS, 'prompt', 'logprobs']);
 
 function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   return typeof value === 'object' ? 'an object' : `${typeof value} ${JSON.stringify(value)?.slice(0, 40)}`;
