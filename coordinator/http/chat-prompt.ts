@@ -10,7 +10,6 @@
  * Each piece is tokenized on its own, as `Chat` does turn by turn: an assistant turn is its text
  * tokenized without BOS, then EOS.
  */
-import { InvalidArgumentError } from '../../common/errors';
 import { fieldError } from './openai-error';
 
 export const CHAT_ROLES = ['system', 'user', 'assistant'] as const;
@@ -21,7 +20,7 @@ export interface ChatMessage {
   readonly content: string;
 }
 
-/** Messages to prompt ids; throws InvalidArgumentError for a conversation it cannot format. */
+/** Messages to prompt ids; throws InvalidArgumentError (naming the field) for a conversation it cannot format. */
 export type ChatPromptFormatter = (messages: readonly ChatMessage[]) => Promise<number[]>;
 
 export function instChatFormatter(encode: (text: string, options: { addBos: boolean }) => Promise<number[]>, eosId: number): ChatPromptFormatter {
@@ -42,7 +41,7 @@ export function instChatFormatter(encode: (text: string, options: { addBos: bool
         ids.push(...(await encode(m.content, { addBos: false })), eosId);
       }
     }
-    if (users === 0) throw new InvalidArgumentError('messages hold no user message');
+    if (users === 0) throw fieldError('messages', 'messages hold no user message');
     if (messages[messages.length - 1].role !== 'user') throw fieldError(`messages.${messages.length - 1}.role`, 'the last message must be a user message');
     return ids;
   };

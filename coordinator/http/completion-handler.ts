@@ -41,7 +41,11 @@ async function promptIdsOf(deps: HttpApiDeps, route: CompletionRoute, body: Chat
   if (route === 'chat') {
     const { messages } = body as ChatCompletionBody;
     // The byte limit covers all the conversation's text, checked before any of it is tokenized.
-    checkPromptBytes(messages.map((m) => m.content).join(''), deps.maxPromptBytes, 'the messages\' text (all messages together)');
+    try {
+      checkPromptBytes(messages.map((m) => m.content).join(''), deps.maxPromptBytes, 'the messages\' text (all messages together)');
+    } catch (err) {
+      throw fieldError('messages', asBoraError(err).message);
+    }
     return deps.chatPrompt(messages);
   }
   const { prompt } = body as CompletionBody;
