@@ -161,8 +161,11 @@ export async function downCommand(argv: string[]): Promise<void> {
   const { values: v } = parseFlags(argv, { 'state-dir': { type: 'string' } } as const);
   const stateDir = resolve(requireString(v['state-dir'], '--state-dir'));
   const file = readClusterFile(stateDir);
-  // Workers and coordinator first, so they do not see etcd vanish under them; etcd last.
-  await stopProcesses([...file.workers.map((w) => w.pid).filter((p) => p > 0), file.coordinatorPid]);
+  // The coordinator first: it resigns its leadership, so the workers, finding no leader to drain
+  // them, stop at once instead of each asking for a plan without itself (a worker's SIGTERM is a
+  // graceful drain). Then the workers, and etcd last, so no node sees it vanish under them.
+  await stopProcesses([file.coordinatorPid]);
+  await stopProcesses(file.workers.map((w) => w.pid).filter((p) => p > 0));
   if (file.etcdPid !== null) await stopProcesses([file.etcdPid]);
   process.stdout.write(`stopped the cluster of ${stateDir}\n`);
 }

@@ -304,7 +304,7 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
     Drain: (call, callback) => {
       let who: ApiKeyPrincipal;
       try {
-        who = gate.principal(call, 'Drain');
+        who = gate.drainer(call, call.request.workerId);
       } catch (err) {
         callback(toServiceError(err));
         return;

@@ -35,6 +35,7 @@ import { StageHost, type StageInstall } from './stage-host';
 import { migrateStage } from './handover';
 import { KvSources, fetchKvHandler } from './kv-transfer';
 import { startWorkerServer, type BoundServer } from './worker-server';
+import { drainSelf, type SelfDrainResult } from './self-drain';
 import { ReadinessProbe, type ReadyState } from '../common/metrics/readiness';
 import { HealthService } from '../common/wire/health-service';
 
@@ -433,7 +434,22 @@ export class WorkerNode {
     return decodeMember(text).address;
   }
 
+  /**
+   * A graceful stop (SIGTERM): asks the coordinator to drain this worker (its layers and caches
+   * move to the others by hand-over, nothing is replayed), then stops. Resolves with what the
+   * drain achieved; it stops either way.
+   */
+  async drainAndStop(timeoutMs: number): Promise<SelfDrainResult> {
+    const result = this.stopped
+      ? { drained: false as const, reason: 'already stopping' }
+      : await drainSelf({ id: this.options.id, etcd: this.etcd, keys: this.keys, security: this.security, timeoutMs, log: this.log });
+    this.log(result.drained ? `drained: plan ${result.planEpoch} serves without this worker; stopping` : `not drained (${result.reason}); stopping`);
+    await this.stop();
+    return result;
+  }
+
   async stop(): Promise<void> {
+    if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.statsTimer);
     this.readiness.stop();
