@@ -45,17 +45,33 @@ static void put_half(unsigned char *p, unsigned short h) {
   p[1] = (unsigned char)(h >> 8);
 }
 
+/* Ternaries, not fminf / fmaxf (libm calls, for their NaN rules). */
+static inline float minf(float a, float b) { return a < b ? a : b; }
+static inline float maxf(float a, float b) { return a > b ? a : b; }
+
+typedef float vf8 __attribute__((vector_size(32)));
+typedef int vi8 __attribute__((vector_size(32)));
+
 static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-static void encode_q8_0(const float *x, unsigned char *o) {
-  float amax = 0;
-  for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[i]));
-  const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
-  put_half(o, float_to_half(d));
-  for (int i = 0; i < 32; i++) o[2 + i] = (unsigned char)(signed char)roundf(x[i] * id);
+/*
+ * C's roundf (halves away from zero) without a libm call (the file is built for baseline x86-64,
+ * where roundf and nearbyintf are calls): float + 0.5 is exact in double.
+ */
+static inline int round_away(float v) {
+  const int r = (int)(fabs((double)v) + 0.5);
+  return v < 0 ? -r : r;
 }
 
-static void encode_q4_0(const float *x, unsigned char *o) {
+static inline __attribute__((always_inline)) void encode_q8_0(const float *x, unsigned char *o) {
+  float amax = 0;
+  for (int i = 0; i < 32; i++) amax = maxf(amax, fabsf(x[i]));
+  const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+  put_half(o, float_to_half(d));
+  for (int i = 0; i < 32; i++) o[2 + i] = (unsigned char)(signed char)round_away(x[i] * id);
+}
+
+static inline __attribute__((always_inline)) void encode_q4_0(const float *x, unsigned char *o) {
   float amax = 0, max = 0;
   for (int i = 0; i < 32; i++)
     if (fabsf(x[i]) > amax) {
@@ -71,28 +87,55 @@ static void encode_q4_0(const float *x, unsigned char *o) {
 }
 
 /* value = scale * q - min, q in [0, nmax], min >= 0 (see fitScaleMin in quant-formats.ts). */
-static void fit_scale_min(const float *x, int n, int nmax, float *scale_out, float *min_out) {
+static inline __attribute__((always_inline)) void fit_scale_min(const float *x, int n, int nmax, float *scale_out, float *min_out) {
   float lo = x[0], hi = x[0];
   for (int i = 1; i < n; i++) {
-    lo = fminf(lo, x[i]);
-    hi = fmaxf(hi, x[i]);
+    lo = minf(lo, x[i]);
+    hi = maxf(hi, x[i]);
   }
-  lo = fminf(lo, 0);
+  lo = minf(lo, 0);
   if (hi <= lo) {
     *scale_out = 0;
     *min_out = -lo;
     return;
   }
   float best_s = (hi - lo) / nmax, best_b = lo, best_err = INFINITY;
+  float sx = 0, sxx = 0;
+  for (int i = 0; i < n; i++) {
+    sx += x[i];
+    sxx += x[i] * x[i];
+  }
   for (int step = -4; step <= 4; step++) {
     const float iscale = (nmax + 0.1f * step) / (hi - lo);
-    float sq = 0, sx = 0, sqq = 0, sqx = 0;
-    for (int i = 0; i < n; i++) {
-      const float q = (float)clampi((int)nearbyintf(iscale * (x[i] - lo)), 0, nmax);
-      sq += q;
-      sx += x[i];
-      sqq += q * q;
-      sqx += q * x[i];
+    float sq, sqq, sqx;
+    if (n == 32) {
+      /* The Q4_K case, in 8-lane vectors (float reductions do not vectorize on their own). */
+      vf8 vq = {0}, vqq = {0}, vqx = {0};
+      for (int i = 0; i < 32; i += 8) {
+        vf8 xv;
+        memcpy(&xv, x + i, sizeof xv);
+        vi8 qi = __builtin_convertvector((xv - lo) * iscale + 0.5f, vi8);
+        qi -= (qi > nmax) & (qi - nmax);
+        const vf8 q = __builtin_convertvector(qi, vf8);
+        vq += q;
+        vqq += q * q;
+        vqx += q * xv;
+      }
+      sq = sqq = sqx = 0;
+      for (int l = 0; l < 8; l++) {
+        sq += vq[l];
+        sqq += vqq[l];
+        sqx += vqx[l];
+      }
+    } else {
+      sq = sqq = sqx = 0;
+      for (int i = 0; i < n; i++) {
+        /* round(iscale (x - lo)) clamped to [0, nmax]: the argument is >= 0, so + 0.5 and truncate. */
+        const float q = (float)(int)minf(iscale * (x[i] - lo) + 0.5f, nmax + 0.5f);
+        sq += q;
+        sqq += q * q;
+        sqx += q * x[i];
+      }
     }
     const float det = n * sqq - sq * sq;
     if (det <= 0) continue;
@@ -102,13 +145,8 @@ static void fit_scale_min(const float *x, int n, int nmax, float *scale_out, flo
       s = sqq > 0 ? sqx / sqq : 0;
     }
     if (s <= 0) continue;
-    const float is = 1.0f / s;
-    float err = 0;
-    for (int i = 0; i < n; i++) {
-      const float q = (float)clampi((int)nearbyintf((x[i] - b) * is), 0, nmax);
-      const float e = s * q + b - x[i];
-      err += e * e;
-    }
+    /* sum (s q + b - x)^2 over these q, from the sums. */
+    const float err = s * s * sqq + 2 * s * b * sq - 2 * s * sqx + n * b * b - 2 * b * sx + sxx;
     if (err < best_err) {
       best_err = err;
       best_s = s;
@@ -119,19 +157,19 @@ static void fit_scale_min(const float *x, int n, int nmax, float *scale_out, flo
   *min_out = -best_b;
 }
 
-static void encode_q4_k(const float *x, unsigned char *o) {
+static inline __attribute__((always_inline)) void encode_q4_k(const float *x, unsigned char *o) {
   float scales[8], mins[8], max_scale = 0, max_min = 0;
   for (int j = 0; j < 8; j++) {
     fit_scale_min(x + 32 * j, 32, 15, &scales[j], &mins[j]);
-    max_scale = fmaxf(max_scale, scales[j]);
-    max_min = fmaxf(max_min, mins[j]);
+    max_scale = maxf(max_scale, scales[j]);
+    max_min = maxf(max_min, mins[j]);
   }
   const unsigned short dh = float_to_half(max_scale / 63), mh = float_to_half(max_min / 63);
   const float d = half_value(dh), dmin = half_value(mh);
   int ls[8], lm[8];
   for (int j = 0; j < 8; j++) {
-    ls[j] = d > 0 ? clampi((int)roundf(scales[j] / d), 0, 63) : 0;
-    lm[j] = dmin > 0 ? clampi((int)roundf(mins[j] / dmin), 0, 63) : 0;
+    ls[j] = d > 0 ? clampi(round_away(scales[j] / d), 0, 63) : 0;
+    lm[j] = dmin > 0 ? clampi(round_away(mins[j] / dmin), 0, 63) : 0;
   }
   put_half(o, dh);
   put_half(o + 2, mh);
@@ -143,13 +181,14 @@ static void encode_q4_k(const float *x, unsigned char *o) {
   unsigned char q[256];
   for (int j = 0; j < 8; j++) {
     const float s = d * (float)ls[j], m = dmin * (float)lm[j], is = s != 0 ? 1.0f / s : 0;
-    for (int l = 0; l < 32; l++) q[32 * j + l] = (unsigned char)(s == 0 ? 0 : clampi((int)nearbyintf((x[32 * j + l] + m) * is), 0, 15));
+    /* (x + m) / s rounded, clamped to [0, 15]; negative arguments clamp to 0 anyway. */
+    for (int l = 0; l < 32; l++) q[32 * j + l] = (unsigned char)(s == 0 ? 0 : clampi((int)maxf((x[32 * j + l] + m) * is + 0.5f, 0), 0, 15));
   }
   for (int g = 0; g < 4; g++)
     for (int l = 0; l < 32; l++) o[16 + 32 * g + l] = (unsigned char)(q[64 * g + l] | (q[64 * g + 32 + l] << 4));
 }
 
-static void encode_q6_k(const float *x, unsigned char *o) {
+static inline __attribute__((always_inline)) void encode_q6_k(const float *x, unsigned char *o) {
   float scales[16], max_scale = 0;
   for (int j = 0; j < 16; j++) {
     float amax = 0, max = 0;
@@ -167,14 +206,14 @@ static void encode_q6_k(const float *x, unsigned char *o) {
   put_half(o + 208, dh);
   int ls[16];
   for (int j = 0; j < 16; j++) {
-    ls[j] = d != 0 ? clampi((int)roundf(scales[j] / d), -128, 127) : 0;
+    ls[j] = d != 0 ? clampi(round_away(scales[j] / d), -128, 127) : 0;
     o[192 + j] = (unsigned char)(signed char)ls[j];
   }
   for (int j = 0; j < 16; j++) {
     const float step = d * (float)ls[j], is = step != 0 ? 1.0f / step : 0;
     for (int i = 0; i < 16; i++) {
       const int e = 16 * j + i;
-      const int u = (step == 0 ? 0 : clampi((int)nearbyintf(x[e] * is), -32, 31)) + 32;
+      const int u = (step == 0 ? 0 : clampi(round_away(x[e] * is), -32, 31)) + 32;
       const int n = e >> 7, qq = (e & 127) >> 5, l = e & 31;
       o[64 * n + l + (qq & 1) * 32] |= (unsigned char)((u & 15) << ((qq >> 1) * 4));
       o[128 + 32 * n + l] |= (unsigned char)((u >> 4) << (2 * qq));
@@ -182,12 +221,11 @@ static void encode_q6_k(const float *x, unsigned char *o) {
   }
 }
 
-typedef void (*encode_fn)(const float *, unsigned char *);
-static const encode_fn encoders[4] = {encode_q8_0, encode_q4_0, encode_q4_k, encode_q6_k};
 static const int elements[4] = {32, 32, 256, 256};
 static const int bytes[4] = {34, 18, 144, 210};
 
-void quant_quantize_rows(enum quant_type type, const void *src, int bf16, unsigned char *dst, long K, long r0, long r1) {
+/* Built for AVX2 + FMA where the CPU has them (an ifunc picks the clone at load time). */
+__attribute__((target_clones("arch=x86-64-v3", "default"))) void quant_quantize_rows(enum quant_type type, const void *src, int bf16, unsigned char *dst, long K, long r0, long r1) {
   const long row_bytes = K / elements[type] * bytes[type];
   float *row = bf16 ? malloc((size_t)K * sizeof(float)) : 0;
   for (long r = r0; r < r1; r++) {
@@ -198,7 +236,14 @@ void quant_quantize_rows(enum quant_type type, const void *src, int bf16, unsign
       for (long k = 0; k < K; k++) bits[k] = (unsigned)in[k] << 16;
       x = row;
     } else x = (const float *)src + r * K;
-    for (long b = 0; b < K / elements[type]; b++) encoders[type](x + b * elements[type], dst + r * row_bytes + b * bytes[type]);
+    unsigned char *o = dst + r * row_bytes;
+    const long nb = K / elements[type];
+    switch (type) {
+      case QUANT_Q8_0: for (long b = 0; b < nb; b++) encode_q8_0(x + 32 * b, o + 34 * b); break;
+      case QUANT_Q4_0: for (long b = 0; b < nb; b++) encode_q4_0(x + 32 * b, o + 18 * b); break;
+      case QUANT_Q4_K: for (long b = 0; b < nb; b++) encode_q4_k(x + 256 * b, o + 144 * b); break;
+      case QUANT_Q6_K: for (long b = 0; b < nb; b++) encode_q6_k(x + 256 * b, o + 210 * b); break;
+    }
   }
   free(row);
 }

@@ -4,6 +4,13 @@
  * types, the four types' block decoders and kernels, and undefines S, QMR and QNR again.
  */
 
+/* 16 bytes -> 16 floats, through 32-bit integers (a direct conversion is scalarized by GCC). */
+static inline __attribute__((always_inline)) V CAT(s8_to_float, S)(vi8 q) {
+  /* Sign extension is scalarized too: flip the sign bit, zero-extend, subtract 128 (exact). */
+  return __builtin_convertvector(__builtin_convertvector((vu8)q ^ 0x80, vi32) - 128, V);
+}
+static inline __attribute__((always_inline)) V CAT(u8_to_float, S)(vu8 q) { return __builtin_convertvector(__builtin_convertvector(q, vi32), V); }
+
 /* Sum of the 16 lanes in a fixed tree (the same on every path). */
 static inline __attribute__((always_inline)) float CAT(hsum, S)(const V *v) {
   float t[16];
@@ -42,7 +49,7 @@ static void CAT(float_any, S)(const struct quant_job *job, const float *buf, lon
 /* --- Q8_0: half d; int8 q[32] --- */
 static inline __attribute__((always_inline)) void CAT(hdr_q8_0, S)(const unsigned char *b, float *h) { h[0] = half_to_float(b); }
 static inline __attribute__((always_inline)) V CAT(chunk_q8_0, S)(const unsigned char *b, const float *h, int c) {
-  return __builtin_convertvector(*(const vi8 *)(b + 2 + 16 * c), V) * h[0];
+  return CAT(s8_to_float, S)(*(const vi8 *)(b + 2 + 16 * c)) * h[0];
 }
 
 /* --- Q4_0: half d; uint8 qs[16] (low nibbles values 0-15, high nibbles 16-31), q - 8 --- */
@@ -50,7 +57,7 @@ static inline __attribute__((always_inline)) void CAT(hdr_q4_0, S)(const unsigne
 static inline __attribute__((always_inline)) V CAT(chunk_q4_0, S)(const unsigned char *b, const float *h, int c) {
   const vu8 q = *(const vu8 *)(b + 2);
   const vu8 nib = c == 0 ? (q & 15) : (q >> 4);
-  return (__builtin_convertvector(nib, V) - 8.0f) * h[0];
+  return (CAT(u8_to_float, S)(nib) - 8.0f) * h[0];
 }
 
 /* --- Q4_K: half d, dmin; scales[12]; qs[128]; h = d * sc[0..7], dmin * m[0..7] --- */
@@ -69,7 +76,7 @@ static inline __attribute__((always_inline)) V CAT(chunk_q4_k, S)(const unsigned
   const vu8 q = *(const vu8 *)(b + 16 + 32 * g + l0);
   const vu8 nib = hi ? (q >> 4) : (q & 15);
   /* (d sc) q is exact, so this rounds once, fused or not. */
-  return __builtin_convertvector(nib, V) * h[2 * g + hi] - h[8 + 2 * g + hi];
+  return CAT(u8_to_float, S)(nib) * h[2 * g + hi] - h[8 + 2 * g + hi];
 }
 
 /* --- Q6_K: ql[128]; qh[64]; int8 scales[16]; half d; h = d * scales --- */
@@ -79,10 +86,13 @@ static inline __attribute__((always_inline)) void CAT(hdr_q6_k, S)(const unsigne
 }
 static inline __attribute__((always_inline)) V CAT(chunk_q6_k, S)(const unsigned char *b, const float *h, int c) {
   const int n = c >> 3, qq = (c >> 1) & 3, l0 = (c & 1) * 16;
+  /* The 4 + 2 bits are joined in float32 (exact): GCC builds byte shifts left from adds and
+     scalarizes some byte -> int conversions. */
   const vu8 ql = *(const vu8 *)(b + 64 * n + l0 + (qq & 1) * 32);
   const vu8 qh = *(const vu8 *)(b + 128 + 32 * n + l0);
-  const vu8 q = ((qq >> 1) ? (ql >> 4) : (ql & 15)) | (((qh >> (2 * qq)) & 3) << 4);
-  return (__builtin_convertvector(q, V) - 32.0f) * h[8 * n + (l0 >> 4) + 2 * qq];
+  const V lo = CAT(u8_to_float, S)((qq >> 1) ? (ql >> 4) : (ql & 15));
+  const V hi = CAT(u8_to_float, S)((qh >> (2 * qq)) & 3);
+  return (lo + hi * 16.0f - 32.0f) * h[8 * n + (l0 >> 4) + 2 * qq];
 }
 
 #define T q8_0_

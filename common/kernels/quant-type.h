@@ -22,14 +22,19 @@ static inline __attribute__((always_inline)) void FN(direct_)(const struct quant
     for (int r = 0; r < nr; r++) acc[i][r] = (V){0};
   for (long b = 0; b < nb; b++) {
     const float *xb = job->x + m * K + b * BE;
+    const unsigned char *blk[QNR];
+    float h[QNR][16];
     for (int r = 0; r < nr; r++) {
-      const unsigned char *blk = job->w + (n + r) * rowb + b * BB;
-      float h[16];
-      HDR(blk, h);
+      blk[r] = job->w + (n + r) * rowb + b * BB;
+      HDR(blk[r], h[r]);
+    }
 #pragma GCC unroll 16
-      for (int c = 0; c < BE / 16; c++) {
-        const V wv = CHUNK(blk, h, c);
-        for (int i = 0; i < mr; i++) acc[i][r] += wv * *(const UV *)(xb + i * K + 16 * c);
+    for (int c = 0; c < BE / 16; c++) {
+      V xv[QMR];
+      for (int i = 0; i < mr; i++) xv[i] = *(const UV *)(xb + i * K + 16 * c);
+      for (int r = 0; r < nr; r++) {
+        const V wv = CHUNK(blk[r], h[r], c);
+        for (int i = 0; i < mr; i++) acc[i][r] += wv * xv[i];
       }
     }
   }

@@ -149,7 +149,7 @@ function quantizeQ4_0(x: Float32Array, at: number, out: Uint8Array, o: number): 
 /**
  * The scale and min of one sub-block for value = scale * q - min, q in [0, nmax]: tries a grid of
  * scales around (max - min) / nmax, refits scale and min by least squares for each rounding, and
- * keeps the one with the smallest squared error. min is kept >= 0 (the block's minimum clamped
+ * keeps the one with the smallest squared error over that rounding (computed from the sums). min is kept >= 0 (the block's minimum clamped
  * to <= 0), as Q4_K stores it.
  */
 export function fitScaleMin(x: Float32Array, at: number, n: number, nmax: number): { scale: number; min: number } {
@@ -162,17 +162,21 @@ export function fitScaleMin(x: Float32Array, at: number, n: number, nmax: number
   lo = Math.min(lo, 0);
   if (hi <= lo) return { scale: 0, min: -lo };
   let best = { scale: (hi - lo) / nmax, min: -lo, err: Infinity };
+  let sx = 0;
+  let sxx = 0;
+  for (let i = 0; i < n; i++) {
+    sx += x[at + i];
+    sxx += x[at + i] * x[at + i];
+  }
   for (let step = -4; step <= 4; step++) {
     const iscale = (nmax + 0.1 * step) / (hi - lo);
     // Least squares of x ~ s q + b over the rounded q (b = -min, clamped to <= 0).
     let sq = 0;
-    let sx = 0;
     let sqq = 0;
     let sqx = 0;
     for (let i = 0; i < n; i++) {
-      const q = Math.max(0, Math.min(nmax, Math.round(iscale * (x[at + i] - lo))));
+      const q = Math.min(nmax, Math.round(iscale * (x[at + i] - lo)));
       sq += q;
-      sx += x[at + i];
       sqq += q * q;
       sqx += q * x[at + i];
     }
@@ -185,11 +189,8 @@ export function fitScaleMin(x: Float32Array, at: number, n: number, nmax: number
       s = sqq > 0 ? sqx / sqq : 0;
     }
     if (s <= 0) continue;
-    let err = 0;
-    for (let i = 0; i < n; i++) {
-      const q = Math.max(0, Math.min(nmax, Math.round((x[at + i] - b) / s)));
-      err += (s * q + b - x[at + i]) ** 2;
-    }
+    // The squared error over these q, from the sums.
+    const err = s * s * sqq + 2 * s * b * sq - 2 * s * sqx + n * b * b - 2 * b * sx + sxx;
     if (err < best.err) best = { scale: s, min: -b, err };
   }
   return { scale: best.scale, min: best.min };
@@ -245,11 +246,11 @@ function quantizeQ6_K(x: Float32Array, at: number, out: Uint8Array, o: number): 
   out.fill(0, o, o + 210);
   out[o + 208] = d.bits & 255;
   out[o + 209] = d.bits >> 8;
-  const ls = Array.from(scales, (s) => (d.value !== 0 ? Math.max(-128, Math.min(127, Math.round(s / d.value))) : 0));
+  const ls = Array.from(scales, (s) => (d.value !== 0 ? Math.max(-128, Math.min(127, roundAway(s / d.value))) : 0));
   for (let j = 0; j < 16; j++) out[o + 192 + j] = ls[j] & 255;
   for (let e = 0; e < 256; e++) {
     const step = fround(d.value * ls[e >> 4]);
-    const q = step === 0 ? 0 : Math.max(-32, Math.min(31, Math.round(x[at + e] / step)));
+    const q = step === 0 ? 0 : Math.max(-32, Math.min(31, roundAway(x[at + e] / step)));
     const u = q + 32;
     // Position of element e: half n, quarter qq (which nibble of which ql byte, which qh bits), lane l.
     const n = e >> 7;
