@@ -21,6 +21,7 @@
  * Q4_K's subtraction: the values do not depend on the order of the operations.
  */
 import { InvalidArgumentError } from '../errors';
+import type { RawTensor } from './checkpoint';
 import { f16ToF32, f32ToF16Bits, QUANT_BLOCK, type QuantDtype } from './dtype';
 
 const fround = Math.fround;
@@ -277,4 +278,18 @@ export function quantize(values: Float32Array, dtype: QuantDtype): Uint8Array {
   const out = new Uint8Array(blocks * block.bytes);
   for (let b = 0; b < blocks; b++) QUANTIZERS[dtype](values, b * block.elements, out, b * block.bytes);
   return out;
+}
+
+/**
+ * A named matrix (rows, cols) of float32 values quantized to `dtype`. A row that is not whole
+ * blocks of the type is an error naming the tensor and the type (a writer then falls back to
+ * another type for that tensor).
+ */
+export function quantizeTensor(name: string, values: Float32Array, shape: readonly number[], dtype: QuantDtype): RawTensor {
+  const cols = shape.at(-1) ?? 0;
+  const block = QUANT_BLOCK[dtype].elements;
+  if (shape.length < 1 || cols === 0 || cols % block !== 0) {
+    throw new InvalidArgumentError(`tensor ${name} [${shape}] cannot be stored as ${dtype}: its rows have ${cols} values, not a multiple of ${block}`);
+  }
+  return { dtype, shape, bytes: quantize(values, dtype) };
 }
