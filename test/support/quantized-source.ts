@@ -3,11 +3,14 @@
  * linear layer, the LM head; norms stay as they are), for tests and benchmarks of the quantized
  * paths without a GGUF file. `typeFor` picks each matrix's type (undefined keeps it as stored);
  * with `dequantized` the same quantized values are handed out as float32 instead, which is the
- * reference the quantized kernels must reproduce within float32 rounding.
+ * reference the quantized kernels must reproduce within float32 rounding. With `kernels` the native
+ * row quantizers do the work (bf16 rows go in as they are stored): fast enough for the benchmark
+ * model; without, the TypeScript reference quantizers.
  */
+import { quantizeRows, type NativeKernels } from '../../common/kernels/native-kernels';
 import type { RawTensor } from '../../common/model/checkpoint';
 import type { ModelConfig } from '../../common/model/config';
-import { fromFloat32, toFloat32, type QuantDtype } from '../../common/model/dtype';
+import { fromFloat32, QUANT_BLOCK, toFloat32, type QuantDtype } from '../../common/model/dtype';
 import { quantizeTensor } from '../../common/model/quant-formats';
 import type { WeightSource } from '../../common/model/weight-source';
 
@@ -27,7 +30,7 @@ export class QuantizedSource implements WeightSource {
   constructor(
     private readonly inner: WeightSource,
     private readonly typeFor: QuantTypeChooser,
-    private readonly options: { readonly dequantized?: boolean } = {},
+    private readonly options: { readonly dequantized?: boolean; readonly kernels?: NativeKernels; readonly threads?: number } = {},
   ) {}
 
   get config(): ModelConfig {
@@ -41,11 +44,19 @@ export class QuantizedSource implements WeightSource {
     const dtype = raw.shape.length === 2 ? this.typeFor(name, raw.shape) : undefined;
     let out = raw;
     if (dtype !== undefined) {
-      const quantized = quantizeTensor(name, toFloat32(raw.bytes, raw.dtype), raw.shape, dtype);
+      const quantized = this.options.kernels !== undefined ? this.quantizeNative(name, raw, dtype, this.options.kernels) : quantizeTensor(name, toFloat32(raw.bytes, raw.dtype), raw.shape, dtype);
       out = this.options.dequantized ? { dtype: 'F32', shape: raw.shape, bytes: fromFloat32(toFloat32(quantized.bytes, dtype), 'F32') } : quantized;
     }
     this.cache.set(name, out);
     return out;
+  }
+
+  private quantizeNative(name: string, raw: RawTensor, dtype: QuantDtype, kernels: NativeKernels): RawTensor {
+    // The shape check and its error message are quantizeTensor's (on an empty row set).
+    if (raw.shape[1] % QUANT_BLOCK[dtype].elements !== 0) quantizeTensor(name, new Float32Array(0), raw.shape, dtype);
+    const aligned = raw.bytes.byteOffset % 2 === 0 ? raw.bytes : raw.bytes.slice();
+    const values = raw.dtype === 'BF16' ? new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2) : toFloat32(raw.bytes, raw.dtype);
+    return { dtype, shape: raw.shape, bytes: quantizeRows(kernels, dtype, values, raw.shape[0], this.options.threads ?? 1) };
   }
 
   async readF32(name: string, expectedShape?: readonly number[]): Promise<Float32Array> {
