@@ -21,6 +21,7 @@ typedef float uvf16q __attribute__((vector_size(64), aligned(4)));
 typedef signed char vi8 __attribute__((vector_size(16), aligned(1)));
 typedef unsigned char vu8 __attribute__((vector_size(16), aligned(1)));
 typedef int vi32 __attribute__((vector_size(64)));
+typedef unsigned short vu16 __attribute__((vector_size(16), aligned(1)));
 #define V vf16q
 #define UV uvf16q
 
