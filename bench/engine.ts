@@ -3,8 +3,10 @@
  * load time, peak RSS, prefill tokens/s, decode tokens/s at batch 1 and 16, and the machine's
  * read bandwidth measured in the same run, so decode can be compared with its bandwidth bound.
  * Measures each linear-layer backend in turn (native kernels first, so the peak RSS after it is
- * its own; then onnxruntime alone): BORA_BENCH_BACKENDS=native,onnx picks them. Prints a markdown
- * table and writes .bench/engine.json.
+ * its own; then onnxruntime alone): BORA_BENCH_BACKENDS=native,onnx picks them. Then the native
+ * kernels on the same model quantized in memory to each block format (BORA_BENCH_QUANT, default
+ * Q8_0,Q4_0,Q4_K,Q6_K; "none" skips), with bytes read per token from the quantized sizes. Prints
+ * markdown tables and writes .bench/engine.json.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +15,9 @@ import { defaultComputeSettings, type ComputeSettings } from '../common/engine/c
 import { sequenceId } from '../common/ids';
 import { nativeKernels, type LinearBackend } from '../common/kernels/native-kernels';
 import { Checkpoint } from '../common/model/checkpoint';
+import { isQuantDtype, type QuantDtype } from '../common/model/dtype';
+import type { WeightSource } from '../common/model/weight-source';
+import { everyMatrix, QuantizedSource } from '../test/support/quantized-source';
 import { tensorBytes } from '../common/model/dtype';
 import { attentionSpecs } from '../common/model/weights';
 import { measureReadBandwidth } from './bandwidth';
@@ -42,6 +47,8 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }>
 
 interface EngineFigures {
   readonly backend: LinearBackend;
+  /** Storage of the linear layers' weights: the checkpoint's bf16, or a block format. */
+  readonly weights: string;
   readonly loadSeconds: number;
   /** Peak RSS of the process so far (native runs first, so its figure is its own). */
   readonly peakRssBytes: number;
@@ -55,7 +62,7 @@ interface EngineFigures {
   readonly samplesMs: { prefill: number[]; decode1: number[]; decode16: number[] };
 }
 
-async function measure(ckpt: Checkpoint, settings: ComputeSettings, backend: LinearBackend): Promise<EngineFigures> {
+async function measure(ckpt: WeightSource, settings: ComputeSettings, backend: LinearBackend): Promise<EngineFigures> {
   const c = ckpt.config;
   const load = await timed(() => StageEngine.load(ckpt, { start: 0, end: c.numLayers }, { compute: { ...settings, linear: backend } }));
   const engine = load.value;
@@ -105,6 +112,7 @@ async function measure(ckpt: Checkpoint, settings: ComputeSettings, backend: Lin
   const bytesPerWeight = backend === 'native' ? tensorBytes(q.dtype, q.shape)! / (q.shape[0] * q.shape[1]) : 4;
   return {
     backend,
+    weights: q.dtype,
     loadSeconds: load.ms / 1000,
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
     prefillTokensPerSecond: PREFILL_TOKENS / (median(prefillMs) / 1000),
@@ -121,6 +129,15 @@ function backendsToRun(): LinearBackend[] {
   return wanted.filter((b) => b === 'onnx' || nativeKernels() !== undefined);
 }
 
+function quantTypesToRun(): QuantDtype[] {
+  const wanted = process.env.BORA_BENCH_QUANT ?? 'Q8_0,Q4_0,Q4_K,Q6_K';
+  if (wanted === 'none' || wanted === '') return [];
+  return wanted.split(',').map((t) => {
+    if (!isQuantDtype(t)) throw new Error(`BORA_BENCH_QUANT: ${t} is not one of Q8_0, Q4_0, Q4_K, Q6_K`);
+    return t;
+  });
+}
+
 async function main(): Promise<void> {
   const settings = defaultComputeSettings();
   const dir = await ensureBenchModel('mistral-1b-bf16', MISTRAL_1B);
@@ -128,6 +145,14 @@ async function main(): Promise<void> {
   const c = ckpt.config;
   const runs: EngineFigures[] = [];
   for (const backend of backendsToRun()) runs.push(await measure(ckpt, settings, backend));
+  const quantRuns: EngineFigures[] = [];
+  const kernels = nativeKernels();
+  if (kernels !== undefined) {
+    for (const dtype of quantTypesToRun()) {
+      const source = new QuantizedSource(ckpt, everyMatrix(dtype), { kernels, threads: settings.threads });
+      quantRuns.push(await measure(source, settings, 'native'));
+    }
+  }
   const bandwidth = await measureReadBandwidth({ intraOpThreads: settings.threads, allowSpinning: false });
   const bound = (r: EngineFigures): number => bandwidth.best.bytesPerSecond / r.weightBytesPerToken;
 
@@ -138,6 +163,7 @@ async function main(): Promise<void> {
     readBandwidthGBps: bandwidth.best.bytesPerSecond / 1e9,
     bandwidthProbes: bandwidth.probes.map((p) => ({ name: p.name, GBps: p.bytesPerSecond / 1e9, samplesMs: p.samplesMs })),
     runs: runs.map((r) => ({ ...r, bandwidthBoundTokensPerSecond: bound(r), decodeFractionOfBound: r.decodeBatch1TokensPerSecond / bound(r) })),
+    quantized: quantRuns.map((r) => ({ ...r, bandwidthBoundTokensPerSecond: bound(r), decodeFractionOfBound: r.decodeBatch1TokensPerSecond / bound(r) })),
   };
   writeFileSync(join(BENCH_DIR, 'engine.json'), JSON.stringify(result, null, 2));
 
@@ -154,6 +180,14 @@ ${row('bandwidth bound, batch-1 decode (fastest probe)', (r) => `${formatRate(bo
 ${row('batch-1 decode / bound', (r) => `${(100 * (r.decodeBatch1TokensPerSecond / bound(r))).toFixed(0)} %`)}
 ${row('first generated token', (r) => String(r.firstToken))}
 ${bandwidth.probes.map((p) => `| read bandwidth: ${p.name}, 1 GiB, ${settings.threads} threads | ${formatRate(p.bytesPerSecond / 1e9)} GB/s |`).join('\n')}`);
+  const native = runs.find((r) => r.backend === 'native');
+  const byType = [...(native !== undefined ? [native] : []), ...quantRuns];
+  if (quantRuns.length > 0) {
+    console.log(`
+| weights (native kernels, ${result.isa}) | prefill tok/s | batch-1 decode tok/s | batch-${BATCH} decode tok/s | weight bytes / token | batch-1 decode / bandwidth bound | first token |
+|---|---|---|---|---|---|---|
+${byType.map((r) => `| ${r.weights} | ${formatRate(r.prefillTokensPerSecond)} | ${formatRate(r.decodeBatch1TokensPerSecond, 2)} | ${formatRate(r.decodeBatch16TokensPerSecond)} | ${(r.weightBytesPerToken / 1e9).toFixed(2)} GB | ${(100 * (r.decodeBatch1TokensPerSecond / bound(r))).toFixed(0)} % | ${r.firstToken} |`).join('\n')}`);
+  }
 }
 
 main().catch((err: unknown) => {

@@ -12,6 +12,13 @@
  *   siluMul(gateUp, rows, out)                 out (rows, I) = silu(gate) * up for gateUp (rows, 2I)
  *                                              holding gate then up in each row (SwiGLU)
  *   isa() -> "avx512" | "avx2" | "generic"
+ * Block-quantized weights (quant.h; dtype "q8_0" | "q4_0" | "q4_k" | "q6_k"):
+ *   linear(x, blocks, dtype, N, out, rows, accumulate, threads)
+ *                                              the same entry: blocks is a Uint8Array holding the
+ *                                              (N, K) matrix as ggml blocks, row by row, unpacked
+ *   quantize(w, dtype, rows, threads) -> blocks
+ *                                              w (rows, K) as Float32Array or Uint16Array of bf16
+ *   dequantize(blocks, dtype, rows, threads) -> Float32Array (rows, K)
  *
  * Calls run synchronously on the calling thread plus pool threads; callers keep them off the
  * main event loop (Bora's engines run on worker threads).
@@ -22,6 +29,7 @@
 #include <string.h>
 #include "attention.h"
 #include "linear.h"
+#include "quant.h"
 #include "thread-pool.h"
 
 static napi_value fail(napi_env env, const char *message) {
@@ -105,10 +113,15 @@ static void linear_part(void *arg, int part, int parts) {
   if (p0 < p1) linear_panels(job, p0, p1);
 }
 
+static napi_value quant_linear(napi_env env, napi_value *argv, enum quant_type type);
+static bool get_quant_type(napi_env env, napi_value value, enum quant_type *type);
+
 static napi_value linear(napi_env env, napi_callback_info info) {
   size_t argc = 8;
   napi_value argv[8];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  enum quant_type qtype;
+  if (argc >= 8 && get_quant_type(env, argv[2], &qtype)) return quant_linear(env, argv, qtype);
   enum weight_dtype dtype;
   int64_t N, rows, threads;
   bool accumulate;
@@ -192,6 +205,135 @@ static napi_value silu_mul(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---- Block-quantized weights (quant.h, quant.c, quant-encode.c) ---- */
+
+static bool get_quant_type(napi_env env, napi_value value, enum quant_type *type) {
+  char name[8];
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, value, name, sizeof name, &len) != napi_ok) return false;
+  if (strcmp(name, "q8_0") == 0) *type = QUANT_Q8_0;
+  else if (strcmp(name, "q4_0") == 0) *type = QUANT_Q4_0;
+  else if (strcmp(name, "q4_k") == 0) *type = QUANT_Q4_K;
+  else if (strcmp(name, "q6_k") == 0) *type = QUANT_Q6_K;
+  else return false;
+  return true;
+}
+
+static void quant_linear_part(void *arg, int part, int parts) {
+  const struct quant_job *job = arg;
+  /* Whole units of QUANT_ROWS_PER_UNIT weight rows per thread. */
+  const long units = (job->N + QUANT_ROWS_PER_UNIT - 1) / QUANT_ROWS_PER_UNIT;
+  long n0 = units * part / parts * QUANT_ROWS_PER_UNIT, n1 = units * (part + 1) / parts * QUANT_ROWS_PER_UNIT;
+  if (n1 > job->N) n1 = job->N;
+  quant_linear_rows(job, n0, n1);
+}
+
+static napi_value quant_linear(napi_env env, napi_value *argv, enum quant_type type) {
+  int64_t N, rows, threads;
+  bool accumulate;
+  if (!get_count(env, argv[3], &N) || !get_count(env, argv[5], &rows) || napi_get_value_bool(env, argv[6], &accumulate) != napi_ok ||
+      !get_count(env, argv[7], &threads)) {
+    return fail(env, "linear(x, blocks, dtype, N, out, rows, accumulate, threads): bad argument types");
+  }
+  float *x, *out;
+  void *blocks;
+  size_t xLen, bLen, outLen;
+  if (!typed_array(env, argv[0], napi_float32_array, (void **)&x, &xLen) || !typed_array(env, argv[4], napi_float32_array, (void **)&out, &outLen) ||
+      !typed_array(env, argv[1], napi_uint8_array, &blocks, &bLen)) {
+    return fail(env, "linear: x and out must be Float32Arrays, quantized blocks a Uint8Array");
+  }
+  if (rows <= 0 || N <= 0 || xLen % (size_t)rows != 0) return fail(env, "linear: x's length is not a multiple of rows");
+  const long K = (long)(xLen / (size_t)rows);
+  const long rowBytes = quant_row_bytes(type, K);
+  if (rowBytes == 0) return fail(env, "linear: x's row length K is not whole blocks of the quantized type");
+  if (bLen != (size_t)rowBytes * (size_t)N) return fail(env, "linear: blocks do not hold an N x K matrix for x's row length K");
+  if (outLen != (size_t)rows * (size_t)N) return fail(env, "linear: out must hold rows x N values");
+  struct quant_job job = {x, blocks, type, out, (long)rows, (long)N, K, accumulate};
+  const long units = ((long)N + QUANT_ROWS_PER_UNIT - 1) / QUANT_ROWS_PER_UNIT;
+  long parts = threads < 1 ? 1 : threads;
+  if (parts > units) parts = units;
+  pool_run(quant_linear_part, &job, (int)parts);
+  return NULL;
+}
+
+struct quant_encode_job {
+  enum quant_type type;
+  const void *src;
+  int bf16;
+  unsigned char *dst;
+  float *values;
+  long rows, K;
+};
+
+static void quantize_part(void *arg, int part, int parts) {
+  const struct quant_encode_job *job = arg;
+  quant_quantize_rows(job->type, job->src, job->bf16, job->dst, job->K, job->rows * part / parts, job->rows * (part + 1) / parts);
+}
+
+static void dequantize_part(void *arg, int part, int parts) {
+  const struct quant_encode_job *job = arg;
+  quant_dequantize_rows(job->type, job->src, job->values, job->K, job->rows * part / parts, job->rows * (part + 1) / parts);
+}
+
+static napi_value quantize(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  enum quant_type type;
+  int64_t rows, threads;
+  if (argc < 4 || !get_quant_type(env, argv[1], &type) || !get_count(env, argv[2], &rows) || !get_count(env, argv[3], &threads)) {
+    return fail(env, "quantize(w, dtype, rows, threads): dtype is q8_0, q4_0, q4_k or q6_k; rows and threads are numbers");
+  }
+  void *src;
+  size_t length;
+  int bf16 = 0;
+  if (!typed_array(env, argv[0], napi_float32_array, &src, &length)) {
+    if (!typed_array(env, argv[0], napi_uint16_array, &src, &length)) return fail(env, "quantize: w must be a Float32Array or a Uint16Array of bf16 bits");
+    bf16 = 1;
+  }
+  if (rows <= 0 || length == 0 || length % (size_t)rows != 0) return fail(env, "quantize: w's length is not a positive multiple of rows");
+  const long K = (long)(length / (size_t)rows);
+  const long rowBytes = quant_row_bytes(type, K);
+  if (rowBytes == 0) return fail(env, "quantize: the row length is not whole blocks of the type");
+  void *dst;
+  napi_value buffer, result;
+  if (napi_create_arraybuffer(env, (size_t)rowBytes * (size_t)rows, &dst, &buffer) != napi_ok) return fail(env, "quantize: out of memory");
+  struct quant_encode_job job = {type, src, bf16, dst, NULL, (long)rows, K};
+  long parts = threads < 1 ? 1 : threads;
+  if (parts > rows) parts = rows;
+  pool_run(quantize_part, &job, (int)parts);
+  napi_create_typedarray(env, napi_uint8_array, (size_t)rowBytes * (size_t)rows, buffer, 0, &result);
+  return result;
+}
+
+static napi_value dequantize(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  enum quant_type type;
+  int64_t rows, threads;
+  void *src;
+  size_t length;
+  if (argc < 4 || !typed_array(env, argv[0], napi_uint8_array, &src, &length) || !get_quant_type(env, argv[1], &type) || !get_count(env, argv[2], &rows) ||
+      !get_count(env, argv[3], &threads)) {
+    return fail(env, "dequantize(blocks, dtype, rows, threads): blocks is a Uint8Array, dtype q8_0, q4_0, q4_k or q6_k");
+  }
+  const long one = quant_row_bytes(type, type == QUANT_Q4_K || type == QUANT_Q6_K ? 256 : 32);
+  if (rows <= 0 || length % (size_t)rows != 0 || (length / (size_t)rows) % (size_t)one != 0) return fail(env, "dequantize: blocks are not rows of whole blocks");
+  const long K = (long)(length / (size_t)rows / (size_t)one) * (type == QUANT_Q4_K || type == QUANT_Q6_K ? 256 : 32);
+  void *dst;
+  napi_value buffer, result;
+  if (napi_create_arraybuffer(env, (size_t)K * (size_t)rows * sizeof(float), &dst, &buffer) != napi_ok) return fail(env, "dequantize: out of memory");
+  struct quant_encode_job job = {type, src, 0, NULL, dst, (long)rows, K};
+  long parts = threads < 1 ? 1 : threads;
+  if (parts > rows) parts = rows;
+  pool_run(dequantize_part, &job, (int)parts);
+  napi_create_typedarray(env, napi_float32_array, (size_t)K * (size_t)rows, buffer, 0, &result);
+  return result;
+}
+
+/* ---- end of block-quantized weights ---- */
+
 static napi_value isa(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value result;
@@ -211,5 +353,7 @@ NAPI_MODULE_INIT() {
   export_fn(env, exports, "attention", attention);
   export_fn(env, exports, "siluMul", silu_mul);
   export_fn(env, exports, "isa", isa);
+  export_fn(env, exports, "quantize", quantize);
+  export_fn(env, exports, "dequantize", dequantize);
   return exports;
 }

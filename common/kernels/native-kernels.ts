@@ -7,14 +7,26 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { FailedPreconditionError } from '../errors';
+import type { QuantDtype } from '../model/dtype';
 
 /** Stored precision of packed weights: float32, or the 16 bits of bfloat16 / float16. */
-export type PackedDtype = 'f32' | 'bf16' | 'f16';
+export type FloatPackedDtype = 'f32' | 'bf16' | 'f16';
+
+/** ggml block formats as the addon names them (quant.h): Q8_0 -> q8_0, ... */
+export type QuantPackedDtype = 'q8_0' | 'q4_0' | 'q4_k' | 'q6_k';
+
+/** What linear() accepts: float panels, or quantized blocks (unpacked, row by row). */
+export type PackedDtype = FloatPackedDtype | QuantPackedDtype;
 
 /** The addon's functions (common/kernels/addon.c). */
 export interface NativeKernels {
-  pack(w: Float32Array | Uint16Array, dtype: PackedDtype, rows: number, threads: number): Float32Array | Uint16Array;
-  linear(x: Float32Array, panels: Float32Array | Uint16Array, dtype: PackedDtype, n: number, out: Float32Array, rows: number, accumulate: boolean, threads: number): void;
+  pack(w: Float32Array | Uint16Array, dtype: FloatPackedDtype, rows: number, threads: number): Float32Array | Uint16Array;
+  /** out (rows, n) (+)= x (rows, K) @ w^T; w is panels from pack() or, for a quantized dtype, the (n, K) matrix's ggml blocks row by row. */
+  linear(x: Float32Array, panels: Float32Array | Uint16Array | Uint8Array, dtype: PackedDtype, n: number, out: Float32Array, rows: number, accumulate: boolean, threads: number): void;
+  /** Quantizes w (rows, K), float32 or bf16 bits, into ggml blocks row by row, on `threads` threads. */
+  quantize(w: Float32Array | Uint16Array, dtype: QuantPackedDtype, rows: number, threads: number): Uint8Array;
+  /** ggml blocks of `rows` rows -> float32 (rows, K). */
+  dequantize(blocks: Uint8Array, dtype: QuantPackedDtype, rows: number, threads: number): Float32Array;
   siluMul(gateUp: Float32Array, rows: number, out: Float32Array): void;
   /** Decode-time attention with the attention-core graph's inputs and outputs; dims [B, T, P, A, K, D]. */
   attention(
@@ -86,4 +98,17 @@ function parseBackend(value: string | undefined): LinearBackend | undefined {
   if (value === undefined || value === '' || value === 'auto') return undefined;
   if (value === 'native' || value === 'onnx') return value;
   throw new FailedPreconditionError(`BORA_KERNELS must be native, onnx or auto, not ${JSON.stringify(value)}`);
+}
+
+/** The addon's name of a quantized dtype. */
+export function quantPackedDtype(dtype: QuantDtype): QuantPackedDtype {
+  return dtype.toLowerCase() as QuantPackedDtype;
+}
+
+/**
+ * Quantizes a (rows, K) matrix of float32 values or bf16 bits to `dtype` with the native row
+ * quantizers (rows split over `threads` threads); K must be whole blocks of the type.
+ */
+export function quantizeRows(kernels: NativeKernels, dtype: QuantDtype, values: Float32Array | Uint16Array, rows: number, threads: number): Uint8Array {
+  return kernels.quantize(values, quantPackedDtype(dtype), rows, threads);
 }
