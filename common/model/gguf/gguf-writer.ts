@@ -31,7 +31,7 @@ import { gatherRows, ggufLocation, ggufRopeRow } from './gguf-names';
 import { ggufVocabFromTokenizerJson, TOKEN_TYPE, type GgufVocab } from './gguf-tokenizer';
 import { FILE_TYPE_ID, GGML_TYPE_ID } from './ggml-types';
 import { q4KMType } from './q4-k-m';
-import { quantizeRowsTs, type QuantizeRows } from './quantize-rows';
+import { defaultQuantizeRows, type QuantizeRows } from './quantize-rows';
 
 export type GgufWeightType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_K_M';
 export const GGUF_WEIGHT_TYPES: readonly GgufWeightType[] = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_K_M'];
@@ -287,7 +287,7 @@ export interface GgufWriteResult {
  * matrices in `weightType`.
  */
 export async function writeGguf(ckpt: Checkpoint, path: string, weightType: GgufWeightType, options: GgufWriteOptions = {}): Promise<GgufWriteResult> {
-  const quantize = options.quantize ?? quantizeRowsTs;
+  const quantize = options.quantize ?? defaultQuantizeRows();
   const plans = planGgufTensors(ckpt, weightType);
   const preamble = encodePreamble(metadata(ckpt.config, weightType, options.name ?? `bora-${ckpt.config.modelType}`, await vocabOf(ckpt)), plans);
   const partial = `${path}.partial`;

@@ -10,7 +10,7 @@ import { CheckpointError } from '../../../../common/errors';
 import { Checkpoint } from '../../../../common/model/checkpoint';
 import { toFloat32 } from '../../../../common/model/dtype';
 import { GgufCheckpoint } from '../../../../common/model/gguf/gguf-checkpoint';
-import { quantizeRowsTs } from '../../../../common/model/gguf/quantize-rows';
+import { defaultQuantizeRows } from '../../../../common/model/gguf/quantize-rows';
 import { openModel, storedTensorBytes } from '../../../../common/model/open-model';
 import { fixtureDir, rejection, type FixtureName } from '../../../support/checkpoints';
 import { fixtureGguf, patchedCopy, setSameLengthString, setTensorType, setU32, truncatedGguf } from '../../../support/gguf';
@@ -54,7 +54,7 @@ for (const name of FIXTURES) {
           }
           matrices++;
           assert.equal(raw.dtype, type, tensor);
-          const expected = quantizeRowsTs(type, await dir.readF32(tensor), shape[0], shape[1]);
+          const expected = defaultQuantizeRows()(type, await dir.readF32(tensor), shape[0], shape[1]);
           assert.ok(Buffer.from(raw.bytes).equals(Buffer.from(expected)), `${tensor}: bytes differ from the quantizer's`);
           assert.equal(storedTensorBytes(gguf, tensor), expected.byteLength, `${tensor} stored size`);
         }
