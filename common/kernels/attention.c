@@ -16,11 +16,18 @@
  * x cos + rotate_half(x) sin, scores q.k / sqrt(D), softmax with the maximum subtracted.
  */
 #include "attention.h"
+#include "linear.h"
 #include <math.h>
 #include <string.h>
 
 typedef float vf16 __attribute__((vector_size(64)));
-typedef float uvf16 __attribute__((vector_size(64), aligned(4)));
+typedef int vi16 __attribute__((vector_size(64)));
+
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float vf4 __attribute__((vector_size(16)));
+typedef int vi4 __attribute__((vector_size(16)));
+typedef float vf8 __attribute__((vector_size(32)));
+typedef int vi8 __attribute__((vector_size(32)));
 
 /* x (D) rotated into out: HF's rotate-half convention. */
 static void rotary(const float *x, const float *cos, const float *sin, long D, float *out) {
@@ -74,102 +81,105 @@ long attention_scratch_floats(const struct attention_job *j) {
 /* Position of slot s of a row during this call: cached slots, then the new tokens. */
 static long slot_position(const struct attention_row *r, long s) { return s < r->length ? r->positions[s] : r->start + (s - r->length); }
 
+
 /*
- * One unit: queries j0 .. j0 + n - 1 of (sequence b, KV head h), query j being new token j / G
- * and query head h G + j % G. scratch: qT (D, LANES), scores (keys, LANES), out (LANES, D).
+ * The unit at lane widths 16, 8 and 4 for each instruction set, picked as the linear kernels
+ * pick theirs (linear_isa: the widest the CPU has, or BORA_KERNELS_ISA). Every width of one
+ * instruction set uses the same operations per lane (multiply-adds fused wherever the set has
+ * them), so a query's context does not depend on the width its tile ran at.
  */
-__attribute__((target_clones("avx512f", "avx2,fma", "default"))) static void attention_unit(const struct attention_job *j, long b, long h, long j0, float *scratch) {
-  const long T = j->T, A = j->A, K = j->K, D = j->D, G = groups(j);
-  const long width = (A + 2 * K) * D;
-  const struct attention_row *r = &j->rows[b];
-  long n = r->count * G - j0;
-  if (n > ATTENTION_LANES) n = ATTENTION_LANES;
-  float *qT = scratch;                              /* (D, LANES) */
-  float *out = qT + D * ATTENTION_LANES;            /* (LANES, D) */
-  float *scores = out + D * ATTENTION_LANES;        /* (keys, LANES), from slot s_lo */
-  long lo[ATTENTION_LANES] = {0}, hi[ATTENTION_LANES] = {0};
-  float rotated[D];
+#pragma GCC push_options
+#pragma GCC target("avx512f,fma")
+#define W 16
+#define VF vf16
+#define VI vi16
+#define SELECT select16_avx512
+#define EXP exp16_avx512
+#define UNIT unit16_avx512
+#include "attention-unit.h"
+#define W 8
+#define VF vf8
+#define VI vi8
+#define SELECT select8_avx512
+#define EXP exp8_avx512
+#define UNIT unit8_avx512
+#include "attention-unit.h"
+#define W 4
+#define VF vf4
+#define VI vi4
+#define SELECT select4_avx512
+#define EXP exp4_avx512
+#define UNIT unit4_avx512
+#include "attention-unit.h"
+#pragma GCC pop_options
 
-  memset(qT, 0, sizeof(float) * (size_t)(D * ATTENTION_LANES));
-  for (long l = 0; l < n; l++) {
-    const long t = (j0 + l) / G, a = h * G + (j0 + l) % G;
-    rotary(j->qkv + (b * T + t) * width + a * D, j->cos + (b * T + t) * D, j->sin + (b * T + t) * D, D, rotated);
-    for (long d = 0; d < D; d++) qT[d * ATTENTION_LANES + l] = rotated[d];
-    /* Visible slots [lo, hi): positions ascend with the slot, so the window is a suffix. */
-    const long position = r->start + t;
-    hi[l] = r->length + t + 1;
-    lo[l] = 0;
-    if (j->window > 0)
-      while (lo[l] < hi[l] && position - slot_position(r, lo[l]) >= j->window) lo[l]++;
-  }
-  long s_lo = lo[0], s_hi = hi[0];
-  for (long l = 1; l < n; l++) {
-    if (lo[l] < s_lo) s_lo = lo[l];
-    if (hi[l] > s_hi) s_hi = hi[l];
-  }
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define W 16
+#define VF vf16
+#define VI vi16
+#define SELECT select16_avx2
+#define EXP exp16_avx2
+#define UNIT unit16_avx2
+#include "attention-unit.h"
+#define W 8
+#define VF vf8
+#define VI vi8
+#define SELECT select8_avx2
+#define EXP exp8_avx2
+#define UNIT unit8_avx2
+#include "attention-unit.h"
+#define W 4
+#define VF vf4
+#define VI vi4
+#define SELECT select4_avx2
+#define EXP exp4_avx2
+#define UNIT unit4_avx2
+#include "attention-unit.h"
+#pragma GCC pop_options
 
-  /* Raw scores of every key in [s_lo, s_hi) for all lanes, four keys at a time. */
-  const float *keys = r->k + h * r->capacity * D;
-  const vf16 *q = (const vf16 *)qT;
-  vf16 *sv = (vf16 *)scores;
-  long s = s_lo;
-  for (; s + 4 <= s_hi; s += 4) {
-    const float *k0 = keys + s * D, *k1 = k0 + D, *k2 = k1 + D, *k3 = k2 + D;
-    vf16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-    for (long d = 0; d < D; d++) {
-      a0 += q[d] * k0[d];
-      a1 += q[d] * k1[d];
-      a2 += q[d] * k2[d];
-      a3 += q[d] * k3[d];
-    }
-    sv[s - s_lo] = a0 * j->scale;
-    sv[s - s_lo + 1] = a1 * j->scale;
-    sv[s - s_lo + 2] = a2 * j->scale;
-    sv[s - s_lo + 3] = a3 * j->scale;
-  }
-  for (; s < s_hi; s++) {
-    const float *k0 = keys + s * D;
-    vf16 a0 = {0};
-    for (long d = 0; d < D; d++) a0 += q[d] * k0[d];
-    sv[s - s_lo] = a0 * j->scale;
-  }
+#define W 16
+#define VF vf16
+#define VI vi16
+#define SELECT select16_generic
+#define EXP exp16_generic
+#define UNIT unit16_generic
+#include "attention-unit.h"
+#define W 8
+#define VF vf8
+#define VI vi8
+#define SELECT select8_generic
+#define EXP exp8_generic
+#define UNIT unit8_generic
+#include "attention-unit.h"
+#define W 4
+#define VF vf4
+#define VI vi4
+#define SELECT select4_generic
+#define EXP exp4_generic
+#define UNIT unit4_generic
+#include "attention-unit.h"
 
-  /* Per lane: softmax weights over its own visible keys (others get 0). */
-  float sum[ATTENTION_LANES];
-  for (long l = 0; l < n; l++) {
-    float max = -INFINITY;
-    for (long s2 = lo[l]; s2 < hi[l]; s2++)
-      if (scores[(s2 - s_lo) * ATTENTION_LANES + l] > max) max = scores[(s2 - s_lo) * ATTENTION_LANES + l];
-    float total = 0.0f;
-    for (long s2 = s_lo; s2 < s_hi; s2++) {
-      float *e = &scores[(s2 - s_lo) * ATTENTION_LANES + l];
-      if (s2 < lo[l] || s2 >= hi[l]) {
-        *e = 0.0f;
-        continue;
-      }
-      *e = expf(*e - max);
-      total += *e;
-    }
-    sum[l] = total;
-  }
+typedef void (*unit_fn)(const struct attention_job *, long, long, long, float *);
 
-  /* context = sum of p v in slot order; each value row is loaded once for all lanes. */
-  memset(out, 0, sizeof(float) * (size_t)(ATTENTION_LANES * D));
-  const float *values = r->v + h * r->capacity * D;
-  for (long s2 = s_lo; s2 < s_hi; s2++) {
-    const float *v = values + s2 * D;
-    const float *e = &scores[(s2 - s_lo) * ATTENTION_LANES];
-    for (long l = 0; l < n; l++) {
-      const float p = e[l] / sum[l];
-      if (p == 0.0f) continue; /* hidden, or a weight that underflows */
-      float *o = out + l * D;
-      for (long i = 0; i < D; i++) o[i] += p * v[i];
-    }
-  }
-  for (long l = 0; l < n; l++) {
-    const long t = (j0 + l) / G, a = h * G + (j0 + l) % G;
-    memcpy(j->context + (b * T + t) * A * D + a * D, out + l * D, sizeof(float) * (size_t)D);
-  }
+/* [isa][width 16, 8, 4] */
+static const unit_fn units[3][3] = {
+    {unit16_avx512, unit8_avx512, unit4_avx512},
+    {unit16_avx2, unit8_avx2, unit4_avx2},
+    {unit16_generic, unit8_generic, unit4_generic},
+};
+
+static int isa_index(void) {
+  const char *isa = linear_isa();
+  return strcmp(isa, "avx512") == 0 ? 0 : strcmp(isa, "avx2") == 0 ? 1 : 2;
+}
+
+/* One tile of up to 16 queries, at the narrowest lane width that holds them (decode: a few). */
+static void attention_unit(const struct attention_job *j, long b, long h, long j0, float *scratch) {
+  const long n = j->rows[b].count * groups(j) - j0;
+  static int isa = -1;
+  if (isa < 0) isa = isa_index();
+  units[isa][n <= 4 ? 2 : n <= 8 ? 1 : 0](j, b, h, j0, scratch);
 }
 
 void attention_part(const struct attention_job *j, int part, int parts, float *scratch) {

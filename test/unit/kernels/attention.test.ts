@@ -137,13 +137,15 @@ describe('native attention', { skip: nativeSkip }, () => {
       const whole = run([lengths.map((n, s) => [s, n] as const)], 1);
       const alone = run(lengths.map((n, s) => [[s, n] as const]), 2);
       const oneByOne = run(lengths.flatMap((n, s) => Array.from({ length: n }, () => [[s, 1] as const])), 1);
-      // Chunks of 7 for sequence 0 (crossing the 16-query tiles: 4 tokens x 4 query heads each), the others alongside.
+      // Chunks of 7 tokens for sequence 0 (crossing the 16-query tiles: 4 tokens x 4 query heads
+      // each), 2 and 3 for the others alongside: tiles of 4, 8, 12 and 16 queries, which run at
+      // lane widths 4, 8 and 16.
       const chunked: (readonly [number, number])[][] = [];
       const left = [...lengths];
       while (left.some((n) => n > 0)) {
         const call: (readonly [number, number])[] = [];
         left.forEach((n, s) => {
-          const take = Math.min(n, s === 0 ? 7 : 3);
+          const take = Math.min(n, s === 0 ? 7 : s === 1 ? 2 : 3);
           if (take > 0) call.push([s, take]);
           left[s] -= take;
         });
