@@ -68,24 +68,22 @@ static void UNIT(const struct attention_job *j, long b, long h, long j0, float *
     if (hi[l] > s_hi) s_hi = hi[l];
   }
 
-  /* Raw scores of every key in [s_lo, s_hi) for all lanes, four keys at a time. */
+  /*
+   * Raw scores of every key in [s_lo, s_hi) for all lanes, KEYS keys at a time (independent
+   * chains, 64 lanes in flight whatever W is; each key's sum still runs over d in order).
+   */
+  enum { KEYS = 64 / W };
   const float *keys = r->k + h * r->capacity * D;
   const VF *q = (const VF *)qT;
   VF *sv = (VF *)scores;
   long s = s_lo;
-  for (; s + 4 <= s_hi; s += 4) {
-    const float *k0 = keys + s * D, *k1 = k0 + D, *k2 = k1 + D, *k3 = k2 + D;
-    VF a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-    for (long d = 0; d < D; d++) {
-      a0 += q[d] * k0[d];
-      a1 += q[d] * k1[d];
-      a2 += q[d] * k2[d];
-      a3 += q[d] * k3[d];
-    }
-    sv[s - s_lo] = a0 * j->scale;
-    sv[s - s_lo + 1] = a1 * j->scale;
-    sv[s - s_lo + 2] = a2 * j->scale;
-    sv[s - s_lo + 3] = a3 * j->scale;
+  for (; s + KEYS <= s_hi; s += KEYS) {
+    const float *k0 = keys + s * D;
+    VF acc[KEYS];
+    for (int g = 0; g < KEYS; g++) acc[g] = (VF){0};
+    for (long d = 0; d < D; d++)
+      for (int g = 0; g < KEYS; g++) acc[g] += q[d] * k0[g * D + d];
+    for (int g = 0; g < KEYS; g++) sv[s - s_lo + g] = acc[g] * j->scale;
   }
   for (; s < s_hi; s++) {
     const float *k0 = keys + s * D;
@@ -94,7 +92,7 @@ static void UNIT(const struct attention_job *j, long b, long h, long j0, float *
     sv[s - s_lo] = a0 * j->scale;
   }
 
-  /* Softmax weights, 16 lanes at a time (each lane's sums run over the keys in slot order): keys a lane cannot see get weight 0. */
+  /* Softmax weights, W lanes at a time (each lane's sums run over the keys in slot order): keys a lane cannot see get weight 0. */
   VI lane_lo, lane_hi;
   for (int l = 0; l < W; l++) {
     lane_lo[l] = (int)(l < n ? lo[l] : 0);
