@@ -6,12 +6,14 @@
  * how many tokens the call has:
  *   score(s) = (q . k_s, one multiply-add per d in order d = 0 .. D-1) * scale, in its own lane;
  *   softmax over the query's visible keys only, in slot (= position) order: the maximum, then
- *   exp(score - max) summed in slot order, two passes, no rescaling;
+ *   exp(score - max) (a polynomial exp within about 2 ulp of expf, the same in every lane)
+ *   summed in slot order: two passes, no online rescaling;
  *   context = sum over visible keys in slot order of (e_s / sum) v_s.
  * So a token's context is bit-identical whether its sequence is prefilled in one call, decoded
  * token by token, batched with others or replayed (the engine's invariance tests check it). Keys
  * a query cannot see (later tokens of the same call, positions out of the sliding window) are
- * never summed, so causal prefill costs half of the full score matrix.
+ * never summed, so causal prefill costs half of the full score matrix. A tile of 4 or 8 queries
+ * (a decode step) runs at that lane width, with the same per-lane operations.
  * Float32 throughout, as the ONNX attention graph and transformers compute it: rotary
  * x cos + rotate_half(x) sin, scores q.k / sqrt(D), softmax with the maximum subtracted.
  */
