@@ -6,7 +6,7 @@
  * its own; then onnxruntime alone): BORA_BENCH_BACKENDS=native,onnx picks them. Prints a markdown
  * table and writes .bench/engine.json. A second table times a 128- and a 2048-token prefill on
  * the native kernels and splits the time between the linear kernels, attention, the other
- * kernels and the TypeScript around them (BORA_BENCH_LONG_PASSES runs each, default 2).
+ * kernels and the TypeScript around them (BORA_BENCH_LONG_PASSES runs each, default 2; 0 skips it).
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -139,8 +139,8 @@ interface PrefillBreakdown {
  */
 async function prefillBreakdown(ckpt: Checkpoint, settings: ComputeSettings): Promise<PrefillBreakdown[]> {
   const kernels = nativeKernels();
-  if (kernels === undefined) return [];
   const passes = Number(process.env.BORA_BENCH_LONG_PASSES ?? 2);
+  if (kernels === undefined || !(passes >= 1)) return [];
   const c = ckpt.config;
   const engine = await StageEngine.load(ckpt, { start: 0, end: c.numLayers }, { compute: { ...settings, linear: 'native' } });
   const spent = { linear: 0, attention: 0, other: 0 };
