@@ -5,8 +5,10 @@
  * Measures each linear-layer backend in turn (native kernels first, so the peak RSS after it is
  * its own; then onnxruntime alone): BORA_BENCH_BACKENDS=native,onnx picks them. Then the native
  * kernels on the same model quantized in memory to each block format (BORA_BENCH_QUANT, default
- * Q8_0,Q4_0,Q4_K,Q6_K; "none" skips), with bytes read per token from the quantized sizes. Prints
- * markdown tables and writes .bench/engine.json.
+ * Q8_0,Q4_0,Q4_K,Q6_K; "none" skips), with bytes read per token from the quantized sizes. A
+ * third table times a 128- and a 2048-token prefill on the native kernels and splits the time
+ * between the linear kernels, attention, the other kernels and the TypeScript around them
+ * (BORA_BENCH_LONG_PASSES runs each, default 2; 0 skips it). Prints markdown tables and writes .bench/engine.json.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -124,6 +126,82 @@ async function measure(ckpt: WeightSource, settings: ComputeSettings, backend: L
   };
 }
 
+// ---- The layer step: long-prompt prefill and where its time goes ---------------------------
+
+const LONG_PREFILL_TOKENS = [128, 2048];
+
+interface PrefillBreakdown {
+  readonly tokens: number;
+  readonly samplesMs: number[];
+  readonly tokensPerSecond: number;
+  /** Of the median run's time: the linear kernels, attention, the other kernels (RMSNorm, SwiGLU), the rest (TypeScript glue). */
+  readonly linearMs: number;
+  readonly attentionMs: number;
+  readonly otherKernelsMs: number;
+  readonly glueMs: number;
+}
+
+/**
+ * Prefill of a 128- and a 2048-token prompt on the native engine (BORA_BENCH_LONG_PASSES runs
+ * each, default 2), with the time inside each kernel entry of the median run.
+ */
+async function prefillBreakdown(ckpt: Checkpoint, settings: ComputeSettings): Promise<PrefillBreakdown[]> {
+  const kernels = nativeKernels();
+  const passes = Number(process.env.BORA_BENCH_LONG_PASSES ?? 2);
+  if (kernels === undefined || !(passes >= 1)) return [];
+  const c = ckpt.config;
+  const engine = await StageEngine.load(ckpt, { start: 0, end: c.numLayers }, { compute: { ...settings, linear: 'native' } });
+  const spent = { linear: 0, attention: 0, other: 0 };
+  const mutable = kernels as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const originals = new Map<string, (...args: unknown[]) => unknown>();
+  for (const [name, bucket] of [['linear', 'linear'], ['attention', 'attention'], ['rmsNorm', 'other'], ['siluMul', 'other']] as const) {
+    const original = mutable[name];
+    originals.set(name, original);
+    mutable[name] = (...args: unknown[]): unknown => {
+      const start = process.hrtime.bigint();
+      const value = original(...args);
+      spent[bucket] += Number(process.hrtime.bigint() - start) / 1e6;
+      return value;
+    };
+  }
+  const out: PrefillBreakdown[] = [];
+  try {
+    for (const tokens of LONG_PREFILL_TOKENS) {
+      const runs: { ms: number; linear: number; attention: number; other: number }[] = [];
+      for (let r = 0; r < passes; r++) {
+        const ids = promptIds(200 + r, tokens, c.vocabSize);
+        const id = sequenceId(`long-prefill-${tokens}-${r}`);
+        spent.linear = spent.attention = spent.other = 0;
+        const { ms } = await timed(() => engine.forward({ slices: [{ id, startPosition: 0, tokenCount: tokens, tokenIds: ids }] }));
+        engine.release(id);
+        runs.push({ ms, ...spent });
+      }
+      const mid = [...runs].sort((a, b) => a.ms - b.ms)[Math.floor((runs.length - 1) / 2)];
+      out.push({
+        tokens,
+        samplesMs: runs.map((r) => r.ms),
+        tokensPerSecond: tokens / (median(runs.map((r) => r.ms)) / 1000),
+        linearMs: mid.linear,
+        attentionMs: mid.attention,
+        otherKernelsMs: mid.other,
+        glueMs: mid.ms - mid.linear - mid.attention - mid.other,
+      });
+    }
+  } finally {
+    for (const [name, original] of originals) mutable[name] = original;
+    await engine.close();
+  }
+  return out;
+}
+
+function prefillTable(rows: readonly PrefillBreakdown[]): string {
+  const share = (part: number, r: PrefillBreakdown): string => `${(part / 1000).toFixed(2)} s (${((100 * part) / (r.linearMs + r.attentionMs + r.otherKernelsMs + r.glueMs)).toFixed(0)} %)`;
+  return `| prefill, native kernels | tok/s (median) | linear kernels | attention | RMSNorm + SwiGLU | TypeScript glue |
+|---|---|---|---|---|---|
+${rows.map((r) => `| ${r.tokens}-token prompt | ${formatRate(r.tokensPerSecond)} | ${share(r.linearMs, r)} | ${share(r.attentionMs, r)} | ${share(r.otherKernelsMs, r)} | ${share(r.glueMs, r)} |`).join('\n')}
+(${rows[0]?.samplesMs.length ?? 0} runs each; the time split is the median run's)`;
+}
+
 function backendsToRun(): LinearBackend[] {
   const wanted = (process.env.BORA_BENCH_BACKENDS ?? 'native,onnx').split(',') as LinearBackend[];
   return wanted.filter((b) => b === 'onnx' || nativeKernels() !== undefined);
@@ -153,6 +231,7 @@ async function main(): Promise<void> {
       quantRuns.push(await measure(source, settings, 'native'));
     }
   }
+  const prefill = await prefillBreakdown(ckpt, settings);
   const bandwidth = await measureReadBandwidth({ intraOpThreads: settings.threads, allowSpinning: false });
   const bound = (r: EngineFigures): number => bandwidth.best.bytesPerSecond / r.weightBytesPerToken;
 
@@ -162,6 +241,7 @@ async function main(): Promise<void> {
     isa: nativeKernels()?.isa(),
     readBandwidthGBps: bandwidth.best.bytesPerSecond / 1e9,
     bandwidthProbes: bandwidth.probes.map((p) => ({ name: p.name, GBps: p.bytesPerSecond / 1e9, samplesMs: p.samplesMs })),
+    prefillBreakdown: prefill,
     runs: runs.map((r) => ({ ...r, bandwidthBoundTokensPerSecond: bound(r), decodeFractionOfBound: r.decodeBatch1TokensPerSecond / bound(r) })),
     quantized: quantRuns.map((r) => ({ ...r, bandwidthBoundTokensPerSecond: bound(r), decodeFractionOfBound: r.decodeBatch1TokensPerSecond / bound(r) })),
   };
@@ -188,6 +268,7 @@ ${bandwidth.probes.map((p) => `| read bandwidth: ${p.name}, 1 GiB, ${settings.th
 |---|---|---|---|---|---|---|
 ${byType.map((r) => `| ${r.weights} | ${formatRate(r.prefillTokensPerSecond)} | ${formatRate(r.decodeBatch1TokensPerSecond, 2)} | ${formatRate(r.decodeBatch16TokensPerSecond)} | ${(r.weightBytesPerToken / 1e9).toFixed(2)} GB | ${(100 * (r.decodeBatch1TokensPerSecond / bound(r))).toFixed(0)} % | ${r.firstToken} |`).join('\n')}`);
   }
+  if (prefill.length > 0) console.log(`\n${prefillTable(prefill)}`);
 }
 
 main().catch((err: unknown) => {

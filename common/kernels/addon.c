@@ -6,9 +6,13 @@
  *                                              Uint16Array of bf16 / f16 bits; panels: same type
  *   linear(x, panels, dtype, N, out, rows, accumulate, threads)
  *                                              out (rows, N) (+)= x (rows, K) @ w^T
- *   attention(qkv, cos, sin, mask, pastK, pastV, context, newK, newV, dims, threads)
- *                                              decode-time attention (attention.h); dims is an
- *                                              Int32Array [B, T, P, A, K, D]
+ *   attention(qkv, cos, sin, context, keys, values, positions, rows, dims, threads)
+ *                                              attention over the KV caches in place
+ *                                              (attention.h): keys / values / positions hold
+ *                                              each sequence's layer storage, rows is an
+ *                                              Int32Array [length, capacity, count, start] per
+ *                                              sequence, dims [B, T, A, K, D, window]
+ *   rmsNorm(x, rows, weight, eps, out, threads)  out (rows, H) = RMSNorm of x (rms-norm.h)
  *   siluMul(gateUp, rows, out)                 out (rows, I) = silu(gate) * up for gateUp (rows, 2I)
  *                                              holding gate then up in each row (SwiGLU)
  *   isa() -> "avx512" | "avx2" | "generic"
@@ -27,7 +31,9 @@
 #include <stdbool.h>
 #include <math.h>
 #include <string.h>
+#include <stdlib.h>
 #include "attention.h"
+#include "rms-norm.h"
 #include "linear.h"
 #include "quant.h"
 #include "thread-pool.h"
@@ -150,38 +156,122 @@ static napi_value linear(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static void attention_part(void *arg, int part, int parts) {
-  const struct attention_job *job = arg;
-  const long units = job->B * job->T * job->A;
-  attention_heads(job, units * part / parts, units * (part + 1) / parts);
+/* ---- The layer step's own kernels (attention over the caches in place, RMSNorm) ---- */
+
+struct attention_call {
+  const struct attention_job *job;
+  float *scratch; /* parts x scratch_floats */
+  long scratch_floats;
+};
+
+static void attention_work(void *arg, int part, int parts) {
+  const struct attention_call *call = arg;
+  attention_part(call->job, part, parts, call->scratch + (size_t)part * (size_t)call->scratch_floats);
+}
+
+/* Element i of a JavaScript array as a typed array of `type` with at least `need` elements. */
+static bool element_array(napi_env env, napi_value list, uint32_t i, napi_typedarray_type type, size_t need, void **data) {
+  napi_value value;
+  size_t length;
+  if (napi_get_element(env, list, i, &value) != napi_ok) return false;
+  return typed_array(env, value, type, data, &length) && length >= need;
 }
 
 static napi_value attention(napi_env env, napi_callback_info info) {
-  size_t argc = 11;
-  napi_value argv[11];
+  size_t argc = 10;
+  napi_value argv[10];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int32_t *dims;
-  size_t dimsLen;
+  int32_t *dims, *meta;
+  size_t dimsLen, metaLen;
   int64_t threads;
-  if (argc < 11 || !typed_array(env, argv[9], napi_int32_array, (void **)&dims, &dimsLen) || dimsLen != 6 || !get_count(env, argv[10], &threads)) {
-    return fail(env, "attention(qkv, cos, sin, mask, pastK, pastV, context, newK, newV, dims, threads): dims is an Int32Array [B, T, P, A, K, D]");
+  if (argc < 10 || !typed_array(env, argv[8], napi_int32_array, (void **)&dims, &dimsLen) || dimsLen != 6 ||
+      !typed_array(env, argv[7], napi_int32_array, (void **)&meta, &metaLen) || !get_count(env, argv[9], &threads)) {
+    return fail(env, "attention(qkv, cos, sin, context, keys, values, positions, rows, dims, threads): rows is an Int32Array of [length, capacity, count, start] per sequence, dims an Int32Array [B, T, A, K, D, window]");
   }
-  const long B = dims[0], T = dims[1], P = dims[2], A = dims[3], K = dims[4], D = dims[5];
-  if (B <= 0 || T <= 0 || P < 0 || A <= 0 || K <= 0 || D <= 0 || D % 2 != 0 || A % K != 0) return fail(env, "attention: dims must be positive, D even, A a multiple of K");
-  const size_t expected[9] = {
-      (size_t)(B * T * (A + 2 * K) * D), (size_t)(B * T * D), (size_t)(B * T * D), (size_t)(B * A / K * T * (P + T)),
-      (size_t)(B * K * P * D), (size_t)(B * K * P * D), (size_t)(B * T * A * D), (size_t)(B * K * T * D), (size_t)(B * K * T * D)};
-  float *arrays[9];
-  for (int i = 0; i < 9; i++) {
+  const long B = dims[0], T = dims[1], A = dims[2], K = dims[3], D = dims[4], window = dims[5];
+  if (B <= 0 || T <= 0 || A <= 0 || K <= 0 || D <= 0 || D % 2 != 0 || A % K != 0 || window < 0) return fail(env, "attention: dims must be positive, D even, A a multiple of K, window >= 0");
+  if (metaLen != (size_t)(4 * B)) return fail(env, "attention: rows must hold 4 values per sequence");
+  const size_t expected[4] = {(size_t)(B * T * (A + 2 * K) * D), (size_t)(B * T * D), (size_t)(B * T * D), (size_t)(B * T * A * D)};
+  float *arrays[4];
+  for (int i = 0; i < 4; i++) {
     size_t length;
-    if (!typed_array(env, argv[i], napi_float32_array, (void **)&arrays[i], &length)) return fail(env, "attention: the first nine arguments must be Float32Arrays");
+    if (!typed_array(env, argv[i], napi_float32_array, (void **)&arrays[i], &length)) return fail(env, "attention: qkv, cos, sin and context must be Float32Arrays");
     if (length != expected[i]) return fail(env, "attention: an array's length does not match dims");
   }
-  struct attention_job job = {arrays[0], arrays[1], arrays[2], arrays[3], arrays[4], arrays[5], arrays[6], arrays[7], arrays[8], B, T, P, A, K, D, 1.0f / sqrtf((float)D)};
-  attention_prepare(&job);
-  pool_run(attention_part, &job, threads < 1 ? 1 : (int)threads);
+  bool lists = true;
+  uint32_t counts[3] = {0, 0, 0};
+  for (int i = 0; i < 3; i++) lists = lists && napi_get_array_length(env, argv[4 + i], &counts[i]) == napi_ok && counts[i] == (uint32_t)B;
+  if (!lists) return fail(env, "attention: keys, values and positions must be arrays with one entry per sequence");
+  struct attention_row *rows = calloc((size_t)B, sizeof *rows);
+  if (rows == NULL) return fail(env, "attention: out of memory");
+  for (long b = 0; b < B; b++) {
+    const long length = meta[4 * b], capacity = meta[4 * b + 1], count = meta[4 * b + 2], start = meta[4 * b + 3];
+    if (length < 0 || count <= 0 || count > T || start < 0 || length + count > capacity) {
+      free(rows);
+      return fail(env, "attention: a sequence needs 0 <= length, 0 < count <= T and length + count <= capacity");
+    }
+    void *k, *v, *positions;
+    const size_t cells = (size_t)(K * capacity * D);
+    if (!element_array(env, argv[4], (uint32_t)b, napi_float32_array, cells, &k) || !element_array(env, argv[5], (uint32_t)b, napi_float32_array, cells, &v) ||
+        !element_array(env, argv[6], (uint32_t)b, napi_int32_array, (size_t)length, &positions)) {
+      free(rows);
+      return fail(env, "attention: each sequence's keys and values must be Float32Arrays of K x capacity x D, its positions an Int32Array of at least length");
+    }
+    rows[b] = (struct attention_row){k, v, positions, length, capacity, count, start};
+  }
+  struct attention_job job = {arrays[0], arrays[1], arrays[2], arrays[3], rows, B, T, A, K, D, window, 1.0f / sqrtf((float)D)};
+  attention_append(&job);
+  long parts = threads < 1 ? 1 : threads;
+  const long units = attention_units(&job);
+  if (parts > units) parts = units;
+  const long floats = (attention_scratch_floats(&job) + 15) / 16 * 16;
+  float *scratch = aligned_alloc(64, sizeof(float) * (size_t)(floats * parts));
+  if (scratch == NULL) {
+    free(rows);
+    return fail(env, "attention: out of memory");
+  }
+  struct attention_call call = {&job, scratch, floats};
+  pool_run(attention_work, &call, (int)parts);
+  free(scratch);
+  free(rows);
   return NULL;
 }
+
+struct norm_job {
+  const float *x, *weight;
+  float *out;
+  long rows, width;
+  double eps;
+};
+
+static void norm_part(void *arg, int part, int parts) {
+  const struct norm_job *job = arg;
+  rms_norm_rows(job->x, job->weight, job->out, job->width, job->eps, job->rows * part / parts, job->rows * (part + 1) / parts);
+}
+
+static napi_value rms_norm(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  float *x, *weight, *out;
+  size_t xLen, wLen, outLen;
+  int64_t rows, threads;
+  double eps;
+  if (argc < 6 || !typed_array(env, argv[0], napi_float32_array, (void **)&x, &xLen) || !get_count(env, argv[1], &rows) ||
+      !typed_array(env, argv[2], napi_float32_array, (void **)&weight, &wLen) || napi_get_value_double(env, argv[3], &eps) != napi_ok ||
+      !typed_array(env, argv[4], napi_float32_array, (void **)&out, &outLen) || !get_count(env, argv[5], &threads)) {
+    return fail(env, "rmsNorm(x, rows, weight, eps, out, threads): x, weight and out are Float32Arrays, rows, eps and threads numbers");
+  }
+  if (rows <= 0 || wLen == 0 || xLen != (size_t)rows * wLen || outLen != xLen) return fail(env, "rmsNorm: x and out must be (rows, width) for a weight of width values");
+  struct norm_job job = {x, weight, out, (long)rows, (long)wLen, eps};
+  /* Threads only pay off for many rows (a prompt); one decode row is a few microseconds. */
+  long parts = threads < 1 ? 1 : threads;
+  if (parts > rows / 8) parts = rows / 8 < 1 ? 1 : rows / 8;
+  pool_run(norm_part, &job, (int)parts);
+  return NULL;
+}
+
+/* ---- end of the layer step's kernels ---- */
 
 static napi_value silu_mul(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -351,6 +441,7 @@ NAPI_MODULE_INIT() {
   export_fn(env, exports, "pack", pack);
   export_fn(env, exports, "linear", linear);
   export_fn(env, exports, "attention", attention);
+  export_fn(env, exports, "rmsNorm", rms_norm);
   export_fn(env, exports, "siluMul", silu_mul);
   export_fn(env, exports, "isa", isa);
   export_fn(env, exports, "quantize", quantize);

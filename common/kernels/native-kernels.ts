@@ -28,20 +28,28 @@ export interface NativeKernels {
   /** ggml blocks of `rows` rows -> float32 (rows, K). */
   dequantize(blocks: Uint8Array, dtype: QuantPackedDtype, rows: number, threads: number): Float32Array;
   siluMul(gateUp: Float32Array, rows: number, out: Float32Array): void;
-  /** Decode-time attention with the attention-core graph's inputs and outputs; dims [B, T, P, A, K, D]. */
+  // ---- The layer step's kernels (attention over the caches in place, RMSNorm) ----
+  /**
+   * Attention of the new tokens over each sequence's cache storage, in place (attention.h):
+   * writes the new keys and values at slots [length, length + count) of keys[b] / values[b]
+   * (K, capacity, D) and the context (B, T, A*D). rows: [length, capacity, count, start] per
+   * sequence; dims: [B, T, A, K, D, window] (window 0: unlimited).
+   */
   attention(
     qkv: Float32Array,
     cos: Float32Array,
     sin: Float32Array,
-    mask: Float32Array,
-    pastK: Float32Array,
-    pastV: Float32Array,
     context: Float32Array,
-    newK: Float32Array,
-    newV: Float32Array,
+    keys: readonly Float32Array[],
+    values: readonly Float32Array[],
+    positions: readonly Int32Array[],
+    rows: Int32Array,
     dims: Int32Array,
     threads: number,
   ): void;
+  /** out (rows, H) = RMSNorm of x (rows, H) with weight (H,), as rmsNorm in native-compute.ts. */
+  rmsNorm(x: Float32Array, rows: number, weight: Float32Array, eps: number, out: Float32Array, threads: number): void;
+  // ---- end of the layer step's kernels ----
   isa(): string;
 }
 
