@@ -120,6 +120,7 @@ export class HfJsonTokenizer implements Tokenizer {
         throw new InvalidArgumentError(`token id ${id} is not in the vocabulary (size ${this.vocabSize})`);
       }
     }
+    if (ids.length === 0) return '';
     return this.lib.decode(ids as number[], { skip_special_tokens: true, clean_up_tokenization_spaces: false });
   }
 
