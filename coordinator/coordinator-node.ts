@@ -29,7 +29,7 @@ import { Checkpoint } from '../common/model/checkpoint';
 import { DTYPE_BYTES, isStorageDtype } from '../common/model/dtype';
 import { attentionSpecs } from '../common/model/weights';
 import { PlanStore } from '../common/cluster/plan-store';
-import { loadTokenizer } from '../common/tokenizer/load-tokenizer';
+import { loadModelText } from '../common/tokenizer/load-tokenizer';
 import { type Tokenizer } from '../common/tokenizer/tokenizer';
 import { bindServer, type BoundServer } from '../common/wire/bind-server';
 import type { ClusterStatus } from '../common/wire/messages';
@@ -155,7 +155,7 @@ export class CoordinatorNode {
   async start(): Promise<void> {
     const o = this.options;
     const ckpt = await Checkpoint.open(o.modelDir);
-    const tokenizer = await loadTokenizer(o.modelDir, ckpt.config);
+    const { tokenizer, chatTemplate } = await loadModelText(o.modelDir, ckpt.config);
     const pool = await CpuPool.create({ threads: 1 });
     // Tokenizing gets a thread of its own: a long prompt takes seconds to tokenize, and queued on
     // the sampling thread it would hold back every stream's next token.
@@ -216,6 +216,7 @@ export class CoordinatorNode {
       generator: () => generator,
       tokenizer,
       encode,
+      chatTemplate,
       maxPromptBytes,
       maxPromptTokens: ckpt.config.maxPositionEmbeddings,
       modelId: o.modelId,
