@@ -14,6 +14,7 @@ import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseMicroBatches } from '../coordinator/pipeline-depth';
 import { InvalidArgumentError, NotFoundError, UnavailableError } from '../common/errors';
+import { isGgufPath } from '../common/model/open-model';
 import type { ClusterStatus } from '../common/wire/messages';
 import { intFlag, parseFlags, requireString } from './args';
 import { ACCESS_FLAGS, type AccessRole, resolveAccess } from './client-access';
@@ -66,7 +67,9 @@ export async function upCommand(argv: string[]): Promise<void> {
   if (workerCount < 1) throw new InvalidArgumentError('--workers must be at least 1');
   const placement = v.placement ?? 'layers';
   if (placement !== 'layers' && placement !== 'experts') throw new InvalidArgumentError(`--placement must be layers or experts, got "${placement}"`);
-  if (!existsSync(join(modelDir, 'config.json'))) throw new NotFoundError(`${modelDir} holds no config.json`);
+  if (isGgufPath(modelDir) ? !existsSync(modelDir) : !existsSync(join(modelDir, 'config.json'))) {
+    throw new NotFoundError(isGgufPath(modelDir) ? `${modelDir} does not exist` : `${modelDir} holds no config.json`);
+  }
   mkdirSync(stateDir, { recursive: true });
   const timeoutMs = intFlag(v['timeout-ms'], '--timeout-ms', 120_000);
   const mode = securityMode(v);

@@ -21,15 +21,15 @@ import { NodeAccess } from '../common/security/node-access';
 import { nodeEtcdClient } from '../common/security/node-etcd';
 import { INSECURE, type NodeSecurity, coordinatorPortCredentials } from '../common/security/node-security';
 import { Generator } from '../common/generation/generator';
-import { DEFAULT_MAX_PROMPT_BYTES, MAX_CLIENT_REQUEST_BYTES } from '../common/generation/prompt-limits';
+import { clientRequestLimitBytes, DEFAULT_MAX_PROMPT_BYTES } from '../common/generation/prompt-limits';
 import { Scheduler } from '../common/generation/scheduler';
 import type { WorkerId } from '../common/ids';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
-import { Checkpoint } from '../common/model/checkpoint';
-import { DTYPE_BYTES, isStorageDtype } from '../common/model/dtype';
-import { attentionSpecs } from '../common/model/weights';
+import { isGgufPath, loadModelTokenizer, openModel, storedTensorBytes, type ModelCheckpoint } from '../common/model/open-model';
+import { ReadinessProbe, type ReadyState } from '../common/metrics/readiness';
+import { HealthService } from '../common/wire/health-service';
 import { PlanStore } from '../common/cluster/plan-store';
-import { loadModelText } from '../common/tokenizer/load-tokenizer';
+import { loadChatTemplate } from '../common/tokenizer/load-tokenizer';
 import { type Tokenizer } from '../common/tokenizer/tokenizer';
 import { bindServer, type BoundServer } from '../common/wire/bind-server';
 import type { ClusterStatus } from '../common/wire/messages';
@@ -38,7 +38,7 @@ import { clusterStatus, STATUS_TIMEOUT_MS } from './cluster-status';
 import { CoordinatorMetrics } from './coordinator-metrics';
 import { CpuPool } from './cpu-pool';
 import { DEFAULT_EXPERT_REBALANCE_MS, ExpertRebalancer } from './expert-rebalancer';
-import { modelFootprint, weightBytesFor } from './footprint';
+import { footprintFromSizes, keepsStoredWeights, modelFootprint } from './footprint';
 import { addInferenceService } from './inference-service';
 import { Leadership } from './leadership';
 import { MembershipWatch } from './membership-watch';
@@ -51,6 +51,9 @@ import { ClientGate } from './client-gate';
 import type { ApiKeyStore } from '../common/security/api-keys';
 import { weightServiceHandlers } from './weight-service';
 import { workerStatus } from './worker-probe';
+
+/** The services the coordinator's port serves, by their grpc.health.v1 names. */
+const COORDINATOR_SERVICES = ['bora.v1.Inference', 'bora.v1.WeightSource'];
 
 export interface CoordinatorOptions {
   readonly etcdUrl: string;
@@ -104,7 +107,7 @@ type Role = 'campaigning' | 'leading' | 'standby' | 'stopped';
 
 /** The parts that exist once start() has opened the checkpoint. */
 interface Started {
-  readonly ckpt: Checkpoint;
+  readonly ckpt: ModelCheckpoint;
   readonly tokenizer: Tokenizer;
   readonly pool: CpuPool;
   readonly tokenizerPool: CpuPool;
@@ -118,7 +121,7 @@ interface Started {
 }
 
 export class CoordinatorNode {
-  readonly metrics = new CoordinatorMetrics();
+  readonly metrics: CoordinatorMetrics;
   private readonly log: (message: string) => void;
   private readonly keys: EtcdKeys;
   private readonly etcd: Etcd3;
@@ -130,8 +133,15 @@ export class CoordinatorNode {
   /** Workers being drained: placement leaves them out until they leave the cluster. */
   private readonly draining = new Set<WorkerId>();
   private readonly security: NodeSecurity;
+  /**
+   * /readyz and grpc.health.v1: ready while leading with a serving plan, or standing by behind a
+   * leader that has published one.
+   */
+  private readonly readiness = new ReadinessProbe(() => this.readyState());
+  private readonly health = new HealthService(COORDINATOR_SERVICES);
 
   constructor(private readonly options: CoordinatorOptions) {
+    this.metrics = new CoordinatorMetrics({ model: options.modelId });
     this.log = options.log ?? ((m) => console.error(`${new Date().toISOString()} [coordinator] ${m}`));
     this.keys = new EtcdKeys(options.keysPrefix);
     this.security = options.security ?? INSECURE;
@@ -154,8 +164,10 @@ export class CoordinatorNode {
 
   async start(): Promise<void> {
     const o = this.options;
-    const ckpt = await Checkpoint.open(o.modelDir);
-    const { tokenizer, chatTemplate } = await loadModelText(o.modelDir, ckpt.config);
+    const ckpt = await openModel(o.modelDir);
+    const tokenizer = await loadModelTokenizer(o.modelDir, ckpt.config);
+    // A GGUF file's chat template is not read yet: its Chat uses the built-in [INST] format.
+    const chatTemplate = isGgufPath(o.modelDir) ? undefined : await loadChatTemplate(o.modelDir);
     const pool = await CpuPool.create({ threads: 1 });
     // Tokenizing gets a thread of its own: a long prompt takes seconds to tokenize, and queued on
     // the sampling thread it would hold back every stream's next token.
@@ -194,6 +206,8 @@ export class CoordinatorNode {
       maxBatchTokens: o.maxBatchTokens,
       maxBatchSequences: o.maxBatchSequences,
       sample: (logits, params, step) => pool.sample(logits, params, step),
+      onQueueWait: (seconds) => this.metrics.observeQueueWait(seconds),
+      onRecovered: (seconds) => this.metrics.observeRecovery(seconds),
     });
     this.metrics.readQueueFrom(() => ({ active: scheduler.activeSequences, waiting: scheduler.waitingSequences }));
     const generator = new Generator(scheduler, tokenizer, ckpt.config, {
@@ -211,7 +225,7 @@ export class CoordinatorNode {
       security: this.security,
     });
 
-    const grpcServer = new grpc.Server(channelOptions(o.keepaliveTimeMs, o.keepaliveTimeoutMs, MAX_CLIENT_REQUEST_BYTES));
+    const grpcServer = new grpc.Server(channelOptions(o.keepaliveTimeMs, o.keepaliveTimeoutMs, clientRequestLimitBytes(maxPromptBytes)));
     addInferenceService(grpcServer, {
       generator: () => generator,
       tokenizer,
@@ -230,9 +244,10 @@ export class CoordinatorNode {
       gate: new ClientGate({ keys: o.apiKeys, admission: o.admission === undefined ? undefined : new Admission(o.admission), audit: o.audit }),
     });
     grpcServer.addService(boraProto().WeightSource.service, weightServiceHandlers(ckpt, o.modelId, new NodeAccess(this.security, { audit: o.audit })));
+    this.health.addTo(grpcServer);
     const bound = await bindServer(grpcServer, o.listenHost, o.listenPort, coordinatorPortCredentials(this.security));
     const server = { ...bound, address: `${o.advertiseHost ?? o.listenHost}:${bound.port}` };
-    const metricsServer = o.metricsPort === undefined ? undefined : await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort);
+    const metricsServer = o.metricsPort === undefined ? undefined : await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort, { readiness: this.readiness });
     const leadership = new Leadership({ client: this.etcd, keys: this.keys, address: server.address, ttlMs: o.leaseTtlMs, log: this.log });
     if (o.expertsMode === 'spread') {
       rebalancer = new ExpertRebalancer({
@@ -269,6 +284,11 @@ export class CoordinatorNode {
     leadership.on('demoted', (reason) => this.stepDown(reason));
     leadership.start();
     watchdog.start();
+    this.readiness.onChange((state) => {
+      this.health.setAll(state.ready ? 'SERVING' : 'NOT_SERVING');
+      this.log(`${state.ready ? 'ready' : 'not ready'}: ${state.detail}`);
+    });
+    this.readiness.start();
     rebalancer?.start();
     this.log(`listening on ${server.address} for ${o.modelId}; campaigning for leadership`);
   }
@@ -325,6 +345,21 @@ export class CoordinatorNode {
   }
 
   /** Throws UNAVAILABLE on a standby, so clients move on to the leader. */
+  private async readyState(): Promise<ReadyState> {
+    const parts = this.parts;
+    if (parts === undefined || this.role === 'stopped') return { ready: false, detail: this.role === 'stopped' ? 'stopping' : 'starting' };
+    if (this.role === 'leading') {
+      const pipeline = parts.lifecycle.current();
+      return pipeline === undefined ? { ready: false, detail: 'leading; no plan serves yet' } : { ready: true, detail: `leading; serving plan ${pipeline.epoch}` };
+    }
+    // Campaigning or demoted: a standby either way.
+    if (parts.leadership.etcdOutage()) return { ready: false, detail: 'standby; etcd does not answer' };
+    const [leader, plan] = await Promise.all([parts.leadership.leaderAddress(), this.plans.current()]);
+    if (leader === undefined) return { ready: false, detail: 'standby; no leader' };
+    if (plan === undefined) return { ready: false, detail: `standby behind ${leader}; no plan published` };
+    return { ready: true, detail: `standby behind ${leader}, which publishes plan ${plan.epoch}` };
+  }
+
   checkServing(): void {
     if (this.role !== 'leading') throw new UnavailableError('this coordinator is a standby; retry on the leader');
   }
@@ -346,6 +381,9 @@ export class CoordinatorNode {
 
   async stop(): Promise<void> {
     this.role = 'stopped';
+    this.readiness.stop();
+    this.health.setAll('NOT_SERVING');
+    this.health.close();
     const parts = this.parts;
     if (parts !== undefined) {
       parts.lifecycle.stop();
@@ -363,9 +401,11 @@ export class CoordinatorNode {
   }
 }
 
-/** What the model takes on these workers: stored-precision weights if all keep them so. */
-function modelFootprintOf(ckpt: Checkpoint, members: readonly MemberInfo[]): ModelFootprint {
-  const c = ckpt.config;
-  const dtype = ckpt.entry(attentionSpecs(c, 0).q.name).dtype;
-  return modelFootprint(c, weightBytesFor(members, isStorageDtype(dtype) ? DTYPE_BYTES[dtype] : 4));
+/**
+ * What the model takes on these workers: each tensor at its stored size (a quantized model packs
+ * by its quantized size) if all keep weights as stored, float32 copies otherwise.
+ */
+function modelFootprintOf(ckpt: ModelCheckpoint, members: readonly MemberInfo[]): ModelFootprint {
+  if (!keepsStoredWeights(members)) return modelFootprint(ckpt.config);
+  return footprintFromSizes(ckpt.config, (spec) => storedTensorBytes(ckpt, spec.name));
 }

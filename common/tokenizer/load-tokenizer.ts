@@ -75,19 +75,29 @@ export async function loadModelText(modelDir: string, ids: SpecialTokenIds, opti
     }
     tokenizer = loadMistralV1Tokenizer(modelDir, ids);
   }
-  const tokens: TemplateTokens = { bosToken: config.bosToken ?? '<s>', eosToken: config.eosToken ?? '</s>' };
-  let chatTemplate: ChatTemplate;
-  if (templateText !== undefined) chatTemplate = parseChatTemplate(templateText, join(modelDir, CHAT_TEMPLATE_FILE_NAME), tokens, options);
-  else if (config.chatTemplate !== undefined) chatTemplate = parseChatTemplate(config.chatTemplate, configFile, tokens, options);
-  else chatTemplate = fallbackChatTemplate(tokens);
+  const chatTemplate = chatTemplateOf(modelDir, config, templateText, options);
   const endOfTurn = endOfTurnId(chatTemplate, tokenizer);
   if (endOfTurn !== undefined) tokenizer.addStopIds([endOfTurn]);
   return { tokenizer, chatTemplate };
 }
 
-/** The chat template of a model directory, for a caller that has its tokenizer already. */
-export async function loadChatTemplate(modelDir: string, ids: SpecialTokenIds): Promise<ChatTemplate> {
-  return (await loadModelText(modelDir, ids)).chatTemplate;
+/**
+ * The chat template of a model directory alone (chat_template.jinja or tokenizer_config.json;
+ * else the built-in [INST] format), for a caller that has its tokenizer already. Render a chat
+ * with `render(messages, { addGenerationPrompt: true })` and tokenize the text with addBos: false.
+ */
+export async function loadChatTemplate(modelDir: string, options: { now?: () => Date } = {}): Promise<ChatTemplate> {
+  const configFile = join(modelDir, TOKENIZER_CONFIG_FILE_NAME);
+  const [configText, templateText] = await Promise.all([readOptional(configFile), readOptional(join(modelDir, CHAT_TEMPLATE_FILE_NAME))]);
+  const config = configText === undefined ? {} : parseTokenizerConfig(configText, configFile);
+  return chatTemplateOf(modelDir, config, templateText, options);
+}
+
+function chatTemplateOf(modelDir: string, config: TokenizerConfig, templateText: string | undefined, options: { now?: () => Date }): ChatTemplate {
+  const tokens: TemplateTokens = { bosToken: config.bosToken ?? '<s>', eosToken: config.eosToken ?? '</s>' };
+  if (templateText !== undefined) return parseChatTemplate(templateText, join(modelDir, CHAT_TEMPLATE_FILE_NAME), tokens, options);
+  if (config.chatTemplate !== undefined) return parseChatTemplate(config.chatTemplate, join(modelDir, TOKENIZER_CONFIG_FILE_NAME), tokens, options);
+  return fallbackChatTemplate(tokens);
 }
 
 /**
