@@ -61,6 +61,7 @@ export class CoordinatorMetrics {
   private queueSource: (() => QueueDepth) | undefined;
 
   private readonly requests: Counter<'outcome'>;
+  private readonly httpResponses: Counter<'endpoint' | 'status'>;
   private readonly timeToFirstToken: Histogram;
   private readonly interToken: Histogram;
   private readonly generatedTokens: Counter;
@@ -87,6 +88,12 @@ export class CoordinatorMetrics {
       name: 'bora_requests_total',
       help: 'Generation requests finished, by outcome.',
       labelNames: ['outcome'],
+      registers,
+    });
+    this.httpResponses = new Counter({
+      name: 'bora_http_responses_total',
+      help: 'Responses of the OpenAI-compatible HTTP API, by endpoint and status (a stream counts once, with the status it ended with).',
+      labelNames: ['endpoint', 'status'],
       registers,
     });
     this.timeToFirstToken = new Histogram({
@@ -213,6 +220,11 @@ export class CoordinatorMetrics {
 
   countRequest(outcome: RequestOutcome): void {
     this.requests.inc({ outcome });
+  }
+
+  /** One response of the HTTP API (coordinator/http/). */
+  countHttpResponse(endpoint: string, status: number): void {
+    this.httpResponses.inc({ endpoint, status: String(status) });
   }
 
   observeTimeToFirstToken(seconds: number): void {

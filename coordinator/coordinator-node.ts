@@ -51,6 +51,8 @@ import { ClientGate } from './client-gate';
 import type { ApiKeyStore } from '../common/security/api-keys';
 import { weightServiceHandlers } from './weight-service';
 import { workerStatus } from './worker-probe';
+import { instChatFormatter } from './http/chat-prompt';
+import { HttpApi } from './http/http-api';
 
 /** The services the coordinator's port serves, by their grpc.health.v1 names. */
 const COORDINATOR_SERVICES = ['bora.v1.Inference', 'bora.v1.WeightSource'];
@@ -97,6 +99,8 @@ export interface CoordinatorOptions {
   readonly admission?: AdmissionOptions;
   /** Where refusals, admin calls, node admissions and plan changes are recorded. */
   readonly audit?: AuditLog;
+  /** Serve the OpenAI-compatible HTTP API (http/http-api.ts) here; HTTPS when `security` is TLS. */
+  readonly httpListen?: { readonly host: string; readonly port: number };
 }
 
 /**
@@ -118,6 +122,7 @@ interface Started {
   readonly leadership: Leadership;
   readonly server: BoundServer;
   readonly metricsServer: MetricsServer | undefined;
+  readonly httpApi: HttpApi | undefined;
 }
 
 export class CoordinatorNode {
@@ -155,6 +160,11 @@ export class CoordinatorNode {
 
   get address(): string {
     return this.started.server.address;
+  }
+
+  /** host:port of the HTTP API; undefined without --http-listen. */
+  get httpAddress(): string | undefined {
+    return this.started.httpApi?.address;
   }
 
   private get started(): Started {
@@ -225,6 +235,8 @@ export class CoordinatorNode {
       security: this.security,
     });
 
+    // One gate for gRPC and HTTP: a key's limits hold across both.
+    const gate = new ClientGate({ keys: o.apiKeys, admission: o.admission === undefined ? undefined : new Admission(o.admission), audit: o.audit });
     const grpcServer = new grpc.Server(channelOptions(o.keepaliveTimeMs, o.keepaliveTimeoutMs, clientRequestLimitBytes(maxPromptBytes)));
     addInferenceService(grpcServer, {
       generator: () => generator,
@@ -241,13 +253,35 @@ export class CoordinatorNode {
       checkServing: () => this.checkServing(),
       hasPipeline: () => lifecycle.current() !== undefined,
       drain: (workerId) => this.drain(workerId),
-      gate: new ClientGate({ keys: o.apiKeys, admission: o.admission === undefined ? undefined : new Admission(o.admission), audit: o.audit }),
+      gate,
     });
     grpcServer.addService(boraProto().WeightSource.service, weightServiceHandlers(ckpt, o.modelId, new NodeAccess(this.security, { audit: o.audit })));
     this.health.addTo(grpcServer);
     const bound = await bindServer(grpcServer, o.listenHost, o.listenPort, coordinatorPortCredentials(this.security));
     const server = { ...bound, address: `${o.advertiseHost ?? o.listenHost}:${bound.port}` };
     const metricsServer = o.metricsPort === undefined ? undefined : await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort, { readiness: this.readiness });
+    const httpApi =
+      o.httpListen === undefined
+        ? undefined
+        : await HttpApi.start(
+            {
+              generator: () => generator,
+              checkServing: () => this.checkServing(),
+              onEvent: (event) => this.metrics.observeGeneration(event),
+              tokenizer,
+              encode,
+              // Today's gRPC Chat format; a model's chat template replaces it where it has one.
+              chatPrompt: instChatFormatter(encode, tokenizer.eosId),
+              config: ckpt.config,
+              maxPromptBytes,
+              modelId: o.modelId,
+              gate,
+              hasPipeline: () => lifecycle.current() !== undefined,
+              onResponse: (endpoint, status) => this.metrics.countHttpResponse(endpoint, status),
+              log: this.log,
+            },
+            { ...o.httpListen, ...(this.security.kind === 'tls' ? { tls: this.security.reloader } : {}) },
+          );
     const leadership = new Leadership({ client: this.etcd, keys: this.keys, address: server.address, ttlMs: o.leaseTtlMs, log: this.log });
     if (o.expertsMode === 'spread') {
       rebalancer = new ExpertRebalancer({
@@ -263,7 +297,7 @@ export class CoordinatorNode {
         log: this.log,
       });
     }
-    this.parts = { ckpt, tokenizer, pool, tokenizerPool, scheduler, lifecycle, watchdog, rebalancer, leadership, server, metricsServer };
+    this.parts = { ckpt, tokenizer, pool, tokenizerPool, scheduler, lifecycle, watchdog, rebalancer, leadership, server, metricsServer, httpApi };
 
     this.membership.onEvent((event) => {
       // Load figures change all the time; only what placement depends on is worth a new plan.
@@ -290,7 +324,7 @@ export class CoordinatorNode {
     });
     this.readiness.start();
     rebalancer?.start();
-    this.log(`listening on ${server.address} for ${o.modelId}; campaigning for leadership`);
+    this.log(`listening on ${server.address}${httpApi === undefined ? '' : ` (HTTP API on ${httpApi.address})`} for ${o.modelId}; campaigning for leadership`);
   }
 
   /** Placement may use this member now: it is neither being drained nor suspected of a stall. */
@@ -390,6 +424,7 @@ export class CoordinatorNode {
       parts.watchdog.stop();
       parts.rebalancer?.stop();
       parts.scheduler.abortAll(new UnavailableError('the coordinator is shutting down'));
+      await parts.httpApi?.close();
       await parts.server.close();
       await parts.metricsServer?.close();
     }
