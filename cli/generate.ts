@@ -37,7 +37,7 @@ const FLAGS = {
   'deadline-ms': { type: 'string' },
 } as const;
 
-function samplingFrom(values: Record<string, string | boolean | string[] | undefined>): SamplingParams {
+export function samplingFrom(values: Record<string, string | boolean | string[] | undefined>): SamplingParams {
   const randomFlags = ['temperature', 'top-p', 'top-k', 'seed'].filter((f) => values[f] !== undefined);
   if (values.greedy === true && randomFlags.length > 0) {
     throw new InvalidArgumentError(`--greedy cannot be combined with --${randomFlags.join(', --')}`);

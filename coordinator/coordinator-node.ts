@@ -25,10 +25,11 @@ import { clientRequestLimitBytes, DEFAULT_MAX_PROMPT_BYTES } from '../common/gen
 import { Scheduler } from '../common/generation/scheduler';
 import type { WorkerId } from '../common/ids';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
-import { loadModelTokenizer, openModel, storedTensorBytes, type ModelCheckpoint } from '../common/model/open-model';
+import { isGgufPath, loadModelTokenizer, openModel, storedTensorBytes, type ModelCheckpoint } from '../common/model/open-model';
 import { ReadinessProbe, type ReadyState } from '../common/metrics/readiness';
 import { HealthService } from '../common/wire/health-service';
 import { PlanStore } from '../common/cluster/plan-store';
+import { loadChatTemplate } from '../common/tokenizer/load-tokenizer';
 import { type Tokenizer } from '../common/tokenizer/tokenizer';
 import { bindServer, type BoundServer } from '../common/wire/bind-server';
 import type { ClusterStatus } from '../common/wire/messages';
@@ -175,6 +176,8 @@ export class CoordinatorNode {
     const o = this.options;
     const ckpt = await openModel(o.modelDir);
     const tokenizer = await loadModelTokenizer(o.modelDir, ckpt.config);
+    // A GGUF file's chat template is not read yet: its Chat uses the built-in [INST] format.
+    const chatTemplate = isGgufPath(o.modelDir) ? undefined : await loadChatTemplate(o.modelDir);
     const pool = await CpuPool.create({ threads: 1 });
     // Tokenizing gets a thread of its own: a long prompt takes seconds to tokenize, and queued on
     // the sampling thread it would hold back every stream's next token.
@@ -239,6 +242,7 @@ export class CoordinatorNode {
       generator: () => generator,
       tokenizer,
       encode,
+      chatTemplate,
       maxPromptBytes,
       maxPromptTokens: ckpt.config.maxPositionEmbeddings,
       modelId: o.modelId,

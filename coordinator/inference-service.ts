@@ -11,6 +11,7 @@ import type { WorkerId } from '../common/ids';
 import type { Generator } from '../common/generation/generator';
 import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
 import { checkPromptBytes } from '../common/generation/prompt-limits';
+import { fallbackChatTemplate, type ChatMessage, type ChatTemplate } from '../common/tokenizer/chat-template';
 import type { Tokenizer } from '../common/tokenizer/tokenizer';
 import { eventToWire, requestFromWire } from '../common/wire/generate-codec';
 import { BoundedWriter } from '../common/wire/bounded-writer';
@@ -33,6 +34,8 @@ export interface InferenceDeps {
    * every stream. Generate's text goes through the Generator's own encode option.
    */
   readonly encode: (text: string, options: { addBos: boolean }) => Promise<number[]>;
+  /** Lays out a Chat conversation (the model's chat template); default: the built-in [INST] format. */
+  readonly chatTemplate?: ChatTemplate;
   /** UTF-8 bytes of prompt text accepted per chat turn and per uploaded prompt, checked before tokenizing. */
   readonly maxPromptBytes: number;
   /** Tokens an uploaded prompt may hold (the model's context). */
@@ -254,8 +257,11 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
         return;
       }
       const cancelled = cancellation(call);
-      // The conversation as token ids: <s>[INST] u1 [/INST] a1</s>[INST] u2 [/INST] ...
-      const context: number[] = [];
+      // The conversation as messages; each turn renders all of it with the chat template (a
+      // template may move earlier text, as Mistral Nemo's puts the system message in the last
+      // user turn) and tokenizes the render, which holds its own BOS.
+      const template = deps.chatTemplate ?? fallbackChatTemplate({ bosToken: '<s>', eosToken: '</s>' });
+      const messages: ChatMessage[] = [];
       let turns: Promise<void> = Promise.resolve();
       let cancelCurrent: () => void = () => undefined;
       call.on('cancelled', () => cancelCurrent());
@@ -266,12 +272,17 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
       });
       call.on('data', (turn: ChatTurn) => {
         turns = turns.then(async () => {
-          const prefix = context.length === 0;
+          if (turn.system !== '') {
+            if (messages.length > 0) throw new InvalidArgumentError('only the first chat turn may set a system message');
+            checkPromptBytes(turn.system, deps.maxPromptBytes, 'the system message');
+            messages.push({ role: 'system', content: turn.system });
+          }
           checkPromptBytes(turn.user, deps.maxPromptBytes, 'the chat message');
-          context.push(...(await deps.encode(`[INST] ${turn.user} [/INST]`, { addBos: prefix })));
+          messages.push({ role: 'user', content: turn.user });
+          const ids = await deps.encode(template.render(messages, { addGenerationPrompt: true }), { addBos: false });
           const request: GenerationRequest = {
             ...requestFromWire(
-              { model: '', tokenIds: { ids: context }, prompt: 'tokenIds', maxTokens: turn.maxTokens, sampling: turn.sampling, stop: [], ignoreEos: false, returnFirstLogits: false },
+              { model: '', tokenIds: { ids }, prompt: 'tokenIds', maxTokens: turn.maxTokens, sampling: turn.sampling, stop: [], ignoreEos: false, returnFirstLogits: false },
               () => undefined,
             ),
           };
@@ -288,8 +299,9 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
             (cancel) => (cancelCurrent = cancel),
           );
           deps.onOutcome?.('ok');
-          context.push(...reply);
-          if (reply[reply.length - 1] !== deps.tokenizer.eosId) context.push(deps.tokenizer.eosId);
+          // The reply as the template will lay it out next turn (its end-of-turn token included).
+          const stops = new Set(deps.tokenizer.stopIds);
+          messages.push({ role: 'assistant', content: deps.tokenizer.decode(reply.filter((id) => !stops.has(id))) });
         });
         turns.catch((err: unknown) => failCall(call, finish(err)));
       });

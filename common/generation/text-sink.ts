@@ -32,8 +32,11 @@ export class TextSink implements SequenceSink {
   ) {
     this.decoder = new StreamDecoder(tokenizer);
     // With ignore_eos no generated id can equal the EOS id given here (it is past the vocabulary).
+    // Otherwise the model's other end ids (generation_config.json, the chat template's end of
+    // turn) end the sequence as EOS does.
     const eosId = request.ignoreEos ? tokenizer.vocabSize + 1 : tokenizer.eosId;
-    this.stop = new StopCondition({ eosId, maxTokens: request.maxTokens, stopStrings: request.stop });
+    const moreEosIds = request.ignoreEos ? [] : tokenizer.stopIds;
+    this.stop = new StopCondition({ eosId, moreEosIds, maxTokens: request.maxTokens, stopStrings: request.stop });
   }
 
   onToken(token: number, index: number, logits: Float32Array): boolean {
