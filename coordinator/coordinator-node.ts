@@ -51,7 +51,7 @@ import { ClientGate } from './client-gate';
 import type { ApiKeyStore } from '../common/security/api-keys';
 import { weightServiceHandlers } from './weight-service';
 import { workerStatus } from './worker-probe';
-import { instChatFormatter } from './http/chat-prompt';
+import { instChatFormatter, templateChatFormatter } from './http/chat-prompt';
 import { HttpApi } from './http/http-api';
 
 /** The services the coordinator's port serves, by their grpc.health.v1 names. */
@@ -271,7 +271,7 @@ export class CoordinatorNode {
               tokenizer,
               encode,
               // Today's gRPC Chat format; a model's chat template replaces it where it has one.
-              chatPrompt: instChatFormatter(encode, tokenizer.eosId),
+              chatPrompt: chatTemplate === undefined ? instChatFormatter(encode, tokenizer.eosId) : templateChatFormatter(chatTemplate, encode),
               config: ckpt.config,
               maxPromptBytes,
               modelId: o.modelId,

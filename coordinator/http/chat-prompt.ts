@@ -1,6 +1,8 @@
 /**
- * Chat messages as prompt token ids. The HTTP API takes the formatter as a dependency, so that
- * the model's own chat template can replace the minimal one here.
+ * Chat messages as prompt token ids. The HTTP API takes the formatter as a dependency: the
+ * model's own chat template (templateChatFormatter, as gRPC Chat renders it) where the model has
+ * one, or the minimal formatter here (instChatFormatter) for a GGUF file, whose template is not
+ * read yet.
  *
  * The minimal formatter is the format gRPC `Chat` uses (inference-service.ts), Mistral's v1
  * instruction format, with system messages prepended to the first user turn:
@@ -10,6 +12,7 @@
  * Each piece is tokenized on its own, as `Chat` does turn by turn: an assistant turn is its text
  * tokenized without BOS, then EOS.
  */
+import type { ChatTemplate } from '../../common/tokenizer/chat-template';
 import { fieldError } from './openai-error';
 
 export const CHAT_ROLES = ['system', 'user', 'assistant'] as const;
@@ -22,6 +25,18 @@ export interface ChatMessage {
 
 /** Messages to prompt ids; throws InvalidArgumentError (naming the field) for a conversation it cannot format. */
 export type ChatPromptFormatter = (messages: readonly ChatMessage[]) => Promise<number[]>;
+
+/**
+ * The model's chat template (common/tokenizer/chat-template.ts): the conversation rendered with
+ * the generation prompt and tokenized without an added BOS (the template writes its own). The
+ * template's own refusals (raise_exception) are InvalidArgumentErrors carrying its message.
+ */
+export function templateChatFormatter(template: ChatTemplate, encode: (text: string, options: { addBos: boolean }) => Promise<number[]>): ChatPromptFormatter {
+  return async (messages) => {
+    if (!messages.some((m) => m.role === 'user')) throw fieldError('messages', 'messages hold no user message');
+    return encode(template.render(messages, { addGenerationPrompt: true }), { addBos: false });
+  };
+}
 
 export function instChatFormatter(encode: (text: string, options: { addBos: boolean }) => Promise<number[]>, eosId: number): ChatPromptFormatter {
   return async (messages) => {
