@@ -37,6 +37,9 @@ import { CpuPool } from './cpu-pool';
 import { DEFAULT_EXPERT_REBALANCE_MS, ExpertRebalancer } from './expert-rebalancer';
 import { footprintFromSizes, keepsStoredWeights, modelFootprint } from './footprint';
 import { addInferenceService } from './inference-service';
+import { SafetyFilter } from './safety/safety-filter';
+import type { SafetyOptions } from './safety/safety-options';
+import { ModerationClient } from './safety/moderation-client';
 import { Leadership } from './leadership';
 import { MembershipWatch } from './membership-watch';
 import { PlanLifecycle } from './plan-lifecycle';
@@ -91,6 +94,8 @@ export interface CoordinatorOptions {
   readonly admission?: AdmissionOptions;
   /** Where refusals, admin calls, node admissions and plan changes are recorded. */
   readonly audit?: AuditLog;
+  /** The safety filter's policy and moderation service (coordinator/safety/); none: no filter. */
+  readonly safety?: SafetyOptions;
 }
 
 /**
@@ -224,6 +229,15 @@ export class CoordinatorNode {
       hasPipeline: () => lifecycle.current() !== undefined,
       drain: (workerId) => this.drain(workerId),
       gate: new ClientGate({ keys: o.apiKeys, admission: o.admission === undefined ? undefined : new Admission(o.admission), audit: o.audit }),
+      safety:
+        o.safety === undefined
+          ? undefined
+          : new SafetyFilter({
+              policy: o.safety.policy,
+              moderation: o.safety.moderation === undefined ? undefined : new ModerationClient(o.safety.moderation),
+              metrics: this.metrics,
+              audit: o.audit,
+            }),
     });
     grpcServer.addService(boraProto().WeightSource.service, weightServiceHandlers(ckpt, o.modelId, new NodeAccess(this.security, { audit: o.audit })));
     const bound = await bindServer(grpcServer, o.listenHost, o.listenPort, coordinatorPortCredentials(this.security));

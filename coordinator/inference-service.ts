@@ -22,6 +22,9 @@ import type { AdmissionTicket } from './admission';
 import { ClientGate } from './client-gate';
 import type { RequestOutcome } from './coordinator-metrics';
 import { PromptStore } from './prompt-store';
+import type { TextFilter } from '../common/generation/text-filter';
+import type { SafetyFilter } from './safety/safety-filter';
+import { screenChatTurn, screenGenerate } from './safety/screen-request';
 
 
 export interface InferenceDeps {
@@ -54,6 +57,8 @@ export interface InferenceDeps {
   readonly maxUnsentEventBytes?: number;
   /** A Generate or Chat stream whose client stopped reading was cut off (its request is cancelled). */
   readonly onStreamCutOff?: (stream: 'Generate' | 'Chat', err: Error) => void;
+  /** Checks prompts before they reach the workers and generated text as it streams; none by default. */
+  readonly safety?: SafetyFilter;
 }
 
 /**
@@ -103,15 +108,20 @@ function runRequest(
   ticket: AdmissionTicket | undefined,
   write: (event: GenerateEvent) => void,
   onCancel: (cancel: () => void) => void,
+  outputFilter?: TextFilter,
 ): Promise<void> {
   let handle: GenerationHandle;
   try {
     deps.checkServing?.();
-    handle = deps.generator().start(request, (event) => {
-      deps.onEvent?.(event);
-      if (event.type === 'token') ticket?.recordTokens(1);
-      write(eventToWire(event));
-    });
+    handle = deps.generator().start(
+      request,
+      (event) => {
+        deps.onEvent?.(event);
+        if (event.type === 'token') ticket?.recordTokens(1);
+        write(eventToWire(event));
+      },
+      outputFilter,
+    );
   } catch (err) {
     ticket?.release();
     return Promise.reject(asBoraError(err));
@@ -137,7 +147,7 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
   };
 
   /** Streams an admitted Generate request; the call's deadline bounds a wait for workers. */
-  const serveGenerate = (call: GenerateCall, request: GenerationRequest, ticket: AdmissionTicket | undefined): void => {
+  const serveGenerate = (call: GenerateCall, request: GenerationRequest, ticket: AdmissionTicket | undefined, outputFilter?: TextFilter): void => {
     let cancelRequest: () => void = () => undefined;
     let answered = false;
     const events = new BoundedWriter(call, deps.maxUnsentEventBytes ?? MAX_UNSENT_EVENT_BYTES, eventBytes, 'Generate', (err) => {
@@ -167,6 +177,7 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
         cancelRequest = cancel;
         call.on('cancelled', cancel);
       },
+      outputFilter,
     ).then(
       () => {
         clearTimeout(giveUp);
@@ -198,8 +209,25 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
         failCall(call, finish(err));
         return;
       }
+      const safety = deps.safety;
       gate.admit(who, call, 'Generate', cancellation(call)).then(
-        (ticket) => serveGenerate(call, request, ticket),
+        (ticket) => {
+          if (safety === undefined) return serveGenerate(call, request, ticket);
+          // The safety filter: a blocked prompt ends the stream with content_filter before any worker sees it.
+          screenGenerate(safety, request, `key ${who.name} from ${call.getPeer()}`, (ids) => deps.tokenizer.decode(ids)).then(
+            (screened) => {
+              if (screened.kind === 'run') return serveGenerate(call, screened.value, ticket, screened.output);
+              ticket?.release();
+              deps.onOutcome?.('ok');
+              call.write(eventToWire(screened.finish));
+              call.end();
+            },
+            (err: unknown) => {
+              ticket?.release();
+              failCall(call, finish(err));
+            },
+          );
+        },
         (err: unknown) => failCall(call, finish(err)),
       );
     },
@@ -280,7 +308,12 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
         turns = turns.then(async () => {
           const prefix = context.length === 0;
           checkPromptBytes(turn.user, deps.maxPromptBytes, 'the chat message');
-          context.push(...(await deps.encode(`[INST] ${turn.user} [/INST]`, { addBos: prefix })));
+          // The safety filter: a blocked turn ends with content_filter and leaves the conversation as it was.
+          const screened = deps.safety === undefined ? undefined : await screenChatTurn(deps.safety, turn.user, `key ${who.name} from ${call.getPeer()}`);
+          if (screened?.kind === 'blocked') return void events.write(eventToWire(screened.finish));
+          const turnStart = context.length;
+          let turnBlocked = false;
+          context.push(...(await deps.encode(`[INST] ${screened?.value ?? turn.user} [/INST]`, { addBos: prefix })));
           const request: GenerationRequest = {
             ...requestFromWire(
               { model: '', tokenIds: { ids: context }, prompt: 'tokenIds', maxTokens: turn.maxTokens, sampling: turn.sampling, stop: [], ignoreEos: false, returnFirstLogits: false },
@@ -295,11 +328,14 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
             ticket,
             (event) => {
               if (event.token) reply.push(event.token.tokenId);
+              if (event.finish?.reason === 'FINISH_REASON_CONTENT_FILTER') turnBlocked = true;
               events.write(event);
             },
             (cancel) => (cancelCurrent = cancel),
+            screened?.output,
           );
           deps.onOutcome?.('ok');
+          if (turnBlocked) return void context.splice(turnStart);
           context.push(...reply);
           if (reply[reply.length - 1] !== deps.tokenizer.eosId) context.push(deps.tokenizer.eosId);
         });

@@ -21,11 +21,14 @@ export interface GenerationRequest {
 
 export const DEFAULT_MAX_TOKENS = 64;
 
+/** Why a stream ended: the sampler's reasons, or `content_filter` when the safety filter blocked it. */
+export type StreamFinishReason = FinishReason | 'content_filter';
+
 export type GenerationEvent =
   | { readonly type: 'token'; readonly index: number; readonly tokenId: number; readonly text: string; readonly firstLogits?: Float32Array }
   | {
       readonly type: 'finish';
-      readonly reason: FinishReason;
+      readonly reason: StreamFinishReason;
       /** Text released at the end (withheld while it could have begun a stop string). */
       readonly text: string;
       readonly promptTokens: number;

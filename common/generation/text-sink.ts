@@ -9,6 +9,7 @@ import { StreamDecoder } from '../tokenizer/stream-decoder';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import type { SequenceSink } from './scheduler';
 import type { GenerationEvent, GenerationRequest } from './request';
+import type { TextFilter } from './text-filter';
 
 export interface TextSinkCallbacks {
   onEvent(event: GenerationEvent): void;
@@ -28,6 +29,8 @@ export class TextSink implements SequenceSink {
     private readonly request: GenerationRequest,
     private readonly promptTokens: number,
     private readonly callbacks: TextSinkCallbacks,
+    /** Checks the text as it streams (the safety filter); it may hold text back or end the sequence. */
+    private readonly filter?: TextFilter,
   ) {
     this.decoder = new StreamDecoder(tokenizer);
     // With ignore_eos no generated id can equal the EOS id given here (it is past the vocabulary).
@@ -40,15 +43,23 @@ export class TextSink implements SequenceSink {
     this.firstTokenMs ??= performance.now();
     const step = this.stop.push(token, this.decoder.push(token));
     const firstLogits = index === 0 && this.request.returnFirstLogits ? logits.slice() : undefined;
-    this.callbacks.onEvent({ type: 'token', index, tokenId: token, text: step.emit, firstLogits });
-    if (step.finish === undefined) return false;
+    const shown = this.filter === undefined ? { release: step.emit, blocked: false } : this.filter.push(step.emit);
+    this.callbacks.onEvent({ type: 'token', index, tokenId: token, text: shown.release, firstLogits });
+    if (step.finish === undefined && !shown.blocked) return false;
     this.ended = true;
     // At a stop string or EOS, text still inside the decoder is past the cut: it is not shown.
-    const tail = step.finish === 'length' ? this.decoder.flush() : '';
+    let tail = step.finish === 'length' && !shown.blocked ? this.decoder.flush() : '';
+    let blocked = shown.blocked;
+    if (this.filter !== undefined && !blocked) {
+      const last = this.filter.push(tail);
+      const end = last.blocked ? last : this.filter.end();
+      tail = last.blocked ? last.release : last.release + end.release;
+      blocked = end.blocked;
+    }
     const now = performance.now();
     this.callbacks.onEvent({
       type: 'finish',
-      reason: step.finish,
+      reason: blocked ? 'content_filter' : step.finish!,
       text: tail,
       promptTokens: this.promptTokens,
       generatedTokens: this.stop.tokenCount,
