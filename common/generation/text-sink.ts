@@ -9,6 +9,7 @@ import { StreamDecoder } from '../tokenizer/stream-decoder';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import type { SequenceSink } from './scheduler';
 import type { GenerationEvent, GenerationRequest } from './request';
+import { FilteredTokens } from './filtered-tokens';
 import type { TextFilter } from './text-filter';
 
 export interface TextSinkCallbacks {
@@ -23,6 +24,8 @@ export class TextSink implements SequenceSink {
   private firstTokenMs: number | undefined;
   private resumes = 0;
   private ended = false;
+  /** With a safety filter: token events wait for it to settle their text. */
+  private readonly filtered: FilteredTokens | undefined;
 
   constructor(
     tokenizer: Tokenizer,
@@ -30,9 +33,10 @@ export class TextSink implements SequenceSink {
     private readonly promptTokens: number,
     private readonly callbacks: TextSinkCallbacks,
     /** Checks the text as it streams (the safety filter); it may hold text back or end the sequence. */
-    private readonly filter?: TextFilter,
+    filter?: TextFilter,
   ) {
     this.decoder = new StreamDecoder(tokenizer);
+    this.filtered = filter === undefined ? undefined : new FilteredTokens(filter, (e) => this.callbacks.onEvent(e));
     // With ignore_eos no generated id can equal the EOS id given here (it is past the vocabulary).
     const eosId = request.ignoreEos ? tokenizer.vocabSize + 1 : tokenizer.eosId;
     this.stop = new StopCondition({ eosId, maxTokens: request.maxTokens, stopStrings: request.stop });
@@ -43,19 +47,15 @@ export class TextSink implements SequenceSink {
     this.firstTokenMs ??= performance.now();
     const step = this.stop.push(token, this.decoder.push(token));
     const firstLogits = index === 0 && this.request.returnFirstLogits ? logits.slice() : undefined;
-    const shown = this.filter === undefined ? { release: step.emit, blocked: false } : this.filter.push(step.emit);
-    this.callbacks.onEvent({ type: 'token', index, tokenId: token, text: shown.release, firstLogits });
-    if (step.finish === undefined && !shown.blocked) return false;
+    const event = { type: 'token' as const, index, tokenId: token, text: step.emit, firstLogits };
+    let blocked = false;
+    if (this.filtered === undefined) this.callbacks.onEvent(event);
+    else blocked = this.filtered.token(event);
+    if (step.finish === undefined && !blocked) return false;
     this.ended = true;
     // At a stop string or EOS, text still inside the decoder is past the cut: it is not shown.
-    let tail = step.finish === 'length' && !shown.blocked ? this.decoder.flush() : '';
-    let blocked = shown.blocked;
-    if (this.filter !== undefined && !blocked) {
-      const last = this.filter.push(tail);
-      const end = last.blocked ? last : this.filter.end();
-      tail = last.blocked ? last.release : last.release + end.release;
-      blocked = end.blocked;
-    }
+    let tail = step.finish === 'length' && !blocked ? this.decoder.flush() : '';
+    if (this.filtered !== undefined && !blocked) ({ text: tail, blocked } = this.filtered.end(tail));
     const now = performance.now();
     this.callbacks.onEvent({
       type: 'finish',

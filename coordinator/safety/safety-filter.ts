@@ -113,7 +113,12 @@ export class SafetyFilter {
     const matcher = new StreamMatcher(this.outputRules);
     const settle = (step: { release: string; matches: readonly RuleMatch[]; blocked?: RuleMatch }): TextFilterStep => {
       for (const m of step.matches) this.report(context, 'output', m.action, m.rule.spec.id);
-      return { release: step.release, blocked: step.blocked !== undefined };
+      return {
+        release: step.release,
+        blocked: step.blocked !== undefined,
+        settledChars: matcher.settledChars,
+        filtered: step.matches.map((m) => ({ start: m.offset, end: m.action === 'block' ? Infinity : m.offset + m.lengthChars })),
+      };
     };
     return {
       push: (text) => settle(matcher.push(text)),

@@ -49,6 +49,11 @@ export class StreamMatcher {
 
   constructor(private readonly rules: readonly CompiledRule[]) {}
 
+  /** Code units of the pushed text settled so far (released, redacted, or cut by a block). */
+  get settledChars(): number {
+    return this.blocked === undefined ? this.pendingOffset : Infinity;
+  }
+
   /** Text still held back (for tests and the hold-back bound). */
   get heldBack(): string {
     return this.pending;

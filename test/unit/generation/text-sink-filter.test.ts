@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import type { GenerationEvent, GenerationRequest } from '../../../common/generation/request';
+import { HIDDEN_TOKEN_ID } from '../../../common/generation/text-filter';
 import { TextSink } from '../../../common/generation/text-sink';
 import { parseModelConfig } from '../../../common/model/config';
 import { loadTokenizer } from '../../../common/tokenizer/load-tokenizer';
@@ -48,7 +49,29 @@ describe('TextSink with a safety filter', () => {
     const finish = events.at(-1)!;
     assert.equal(finish.type === 'finish' && finish.reason, 'length');
     assert.equal(events.map((e) => e.text).join(''), tokenizer.decode(ids).replace('brown fox', '[redacted]'));
-    assert.equal(events.filter((e) => e.type === 'token').length, ids.length);
+    // Every token has its event, in order; those whose text was redacted carry HIDDEN_TOKEN_ID.
+    const tokens = events.filter((e) => e.type === 'token');
+    assert.deepEqual(tokens.map((e) => e.index), ids.map((_, i) => i));
+    const hidden = tokens.flatMap((e, i) => (e.tokenId === HIDDEN_TOKEN_ID ? [i] : []));
+    assert.ok(hidden.length > 0);
+    tokens.forEach((e, i) => assert.ok(e.tokenId === ids[i] || hidden.includes(i)));
+    const first = hidden[0]!;
+    const last = hidden[hidden.length - 1]!;
+    assert.deepEqual(hidden, Array.from({ length: last - first + 1 }, (_, k) => first + k), 'the hidden tokens are one run');
+    assert.match(tokenizer.decode(ids.slice(first, last + 1)), /brown fox/);
+    assert.doesNotMatch(tokenizer.decode(ids.slice(0, first)), /brown/);
+  });
+
+  test('a token event waits until the filter has settled its text', () => {
+    const ids = tokenizer.encode('a fo', { addBos: false });
+    const filter = filterOf([{ id: 'animal', kind: 'deny', phrases: ['fox'], action: 'redact' }]);
+    const events: GenerationEvent[] = [];
+    const sink = new TextSink(tokenizer, request(ids.length + 1), 1, { onEvent: (e) => events.push(e), onError: (err) => assert.fail(err) }, filter);
+    ids.forEach((id, i) => sink.onToken(id, i, new Float32Array(1)));
+    // "fo" could still become "fox": the token(s) carrying it have not gone out.
+    const shown = events.map((e) => e.text).join('');
+    assert.ok(!shown.includes('fo'), `shown ${JSON.stringify(shown)}`);
+    assert.ok(events.length < ids.length, `${events.length} of ${ids.length} token events out`);
   });
 
   test('a block stops the sequence at the token that settles it, with content_filter', () => {

@@ -84,10 +84,13 @@ describe('safety filter: policy rules', () => {
     // The email rule may match up to 45 code units: that much waits until the text ends.
     assert.equal(steps.map((s) => s.release).join(''), 'writ');
     assert.ok(steps.every((s) => !s.blocked));
+    assert.deepEqual(steps.map((s) => s.settledChars), [0, 0, 0, 0, 4]);
     const last = out.end();
     assert.equal(last.release, 'e to [redacted] about the ');
     assert.equal(last.blocked, true);
-    assert.deepEqual(out.push('more'), { release: '', blocked: false });
+    assert.deepEqual(last.filtered, [{ start: 9, end: 24 }, { start: 35, end: Infinity }], "the e-mail, then everything from \"falcon\" on");
+    assert.equal(last.settledChars, Infinity);
+    assert.deepEqual(out.push('more').release, '');
     assert.equal(await h.incidents('output', 'redact'), 1);
     assert.equal(await h.incidents('output', 'block'), 1);
   });
@@ -123,7 +126,7 @@ describe('safety filter: external moderation service', () => {
     server.close();
   });
 
-  const client = (failMode: FailMode, timeoutMs = 200): ModerationClient => new ModerationClient({ url, timeoutMs, failMode });
+  const client = (failMode: FailMode, timeoutMs = 5_000): ModerationClient => new ModerationClient({ url, timeoutMs, failMode });
 
   test('sends the (redacted) prompt in the documented shape; a clean reply allows it', async () => {
     behaviour = 'clean';
@@ -144,7 +147,7 @@ describe('safety filter: external moderation service', () => {
 
   test('past the deadline, fail-open lets the prompt through and fail-closed blocks it', async () => {
     behaviour = 'slow';
-    const open = harness({ moderation: client('open') });
+    const open = harness({ moderation: client('open', 200) });
     const started = performance.now();
     assert.deepEqual(await open.filter.checkPrompt('hello', ctx, true), { kind: 'allowed', text: 'hello' });
     const waitedMs = performance.now() - started;
@@ -156,7 +159,7 @@ describe('safety filter: external moderation service', () => {
     assert.equal(open.audit()[0]?.outcome, 'failed');
     assert.match(String((open.audit()[0]?.detail as { reason: string }).reason), /no answer within 200 ms/);
 
-    const closed = harness({ moderation: client('closed') });
+    const closed = harness({ moderation: client('closed', 200) });
     const verdict = await closed.filter.checkPrompt('hello', ctx, true);
     assert.deepEqual(verdict, { kind: 'blocked', incident: { request: 'req-1', stage: 'prompt', action: 'block', rule: 'moderation-unavailable' } });
     assert.equal(await closed.failures('blocked'), 1);
