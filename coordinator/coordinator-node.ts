@@ -213,6 +213,16 @@ export class CoordinatorNode {
       security: this.security,
     });
 
+    // One safety filter for every client API (the gRPC service here; the HTTP API uses the same).
+    const safety =
+      o.safety === undefined
+        ? undefined
+        : new SafetyFilter({
+            policy: o.safety.policy,
+            moderation: o.safety.moderation === undefined ? undefined : new ModerationClient(o.safety.moderation),
+            metrics: this.metrics,
+            audit: o.audit,
+          });
     const grpcServer = new grpc.Server(channelOptions(o.keepaliveTimeMs, o.keepaliveTimeoutMs, clientRequestLimitBytes(maxPromptBytes)));
     addInferenceService(grpcServer, {
       generator: () => generator,
@@ -229,15 +239,7 @@ export class CoordinatorNode {
       hasPipeline: () => lifecycle.current() !== undefined,
       drain: (workerId) => this.drain(workerId),
       gate: new ClientGate({ keys: o.apiKeys, admission: o.admission === undefined ? undefined : new Admission(o.admission), audit: o.audit }),
-      safety:
-        o.safety === undefined
-          ? undefined
-          : new SafetyFilter({
-              policy: o.safety.policy,
-              moderation: o.safety.moderation === undefined ? undefined : new ModerationClient(o.safety.moderation),
-              metrics: this.metrics,
-              audit: o.audit,
-            }),
+      safety,
     });
     grpcServer.addService(boraProto().WeightSource.service, weightServiceHandlers(ckpt, o.modelId, new NodeAccess(this.security, { audit: o.audit })));
     const bound = await bindServer(grpcServer, o.listenHost, o.listenPort, coordinatorPortCredentials(this.security));

@@ -84,8 +84,10 @@ export class StreamMatcher {
       const winner = states.findIndex((s) => (s.settled ? s.at : s.from) === earliest);
       const state = winner < 0 ? undefined : states[winner]!;
       if (state === undefined || !state.settled) {
-        // No rule can match before `earliest`: that much is released; the rest waits.
-        release += this.take(earliest, earliest);
+        // No rule can match before `earliest`: that much is released (never half a surrogate
+        // pair, which would reach the client as U+FFFD); the rest waits.
+        const cut = earliest > 0 && isLowSurrogate(this.pending.charCodeAt(earliest)) && isHighSurrogate(this.pending.charCodeAt(earliest - 1)) ? earliest - 1 : earliest;
+        release += this.take(cut);
         return { release, matches };
       }
       const rule = this.rules[winner]!;
@@ -98,17 +100,17 @@ export class StreamMatcher {
         return { release, matches, blocked: match };
       }
       release += rule.spec.replacement;
-      this.take(state.end, state.end);
+      this.take(state.end);
     }
   }
 
-  /** Drops `count` code units from pending (remembering the end for context); returns the first `show`. */
-  private take(count: number, show: number): string {
+  /** Drops `count` code units from pending (keeping the last two for context) and returns them. */
+  private take(count: number): string {
     const gone = this.pending.slice(0, count);
     this.before = (this.before + gone).slice(-2);
     this.pending = this.pending.slice(count);
     this.pendingOffset += count;
-    return gone.slice(0, show);
+    return gone;
   }
 
   private stateOf(rule: CompiledRule, final: boolean): RuleState {
@@ -128,4 +130,12 @@ export class StreamMatcher {
     }
     return { settled: false, from: length };
   }
+}
+
+function isHighSurrogate(code: number): boolean {
+  return code >= 0xd800 && code <= 0xdbff;
+}
+
+function isLowSurrogate(code: number): boolean {
+  return code >= 0xdc00 && code <= 0xdfff;
 }

@@ -36,6 +36,8 @@ function reference(rules: readonly CompiledRule[], text: string): { text: string
   return { text: out, blocked: undefined };
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 const common = (id: string, action: 'block' | 'redact') => ({ id, action, stages: ['prompt', 'output'] as const, replacement: `<${id}>` });
 
 const ALPHABET = ['a', 'b', 'c', 'A', ' ', '.', '-', 'é'];
@@ -134,6 +136,17 @@ describe('streaming safety matcher', () => {
     assert.deepEqual(out.join('|'), 'a| ||||||<secret>| ||fl|i|e|s|,| |||');
     assert.equal(matcher.heldBack, 'fal');
     assert.equal(matcher.end().release, 'fal');
+  });
+
+  test('never releases half of a surrogate pair', () => {
+    const rules = [compileRule({ ...common('x', 'redact'), kind: 'regex', pattern: 'ab.', flags: 'u', maxMatchChars: 3 })];
+    for (let cut = 0; cut <= 12; cut++) {
+      const matcher = new StreamMatcher(rules);
+      const text = 'hi 🦊🦊 ab🦊 🦊!';
+      const released = [matcher.push(text.slice(0, cut)).release, matcher.push(text.slice(cut)).release];
+      for (const r of released) assert.ok(!LONE_SURROGATE.test(r), `cut at ${cut}: ${JSON.stringify(r)}`);
+      assert.equal(released.join('') + matcher.end().release, 'hi 🦊🦊 <x> 🦊!');
+    }
   });
 
   test('a block cuts the text before the match and releases nothing after it', () => {
