@@ -106,7 +106,7 @@ function runRequest(
   deps: InferenceDeps,
   request: GenerationRequest,
   ticket: AdmissionTicket | undefined,
-  write: (event: GenerateEvent) => void,
+  write: (event: GenerateEvent, domain: GenerationEvent) => void,
   onCancel: (cancel: () => void) => void,
   outputFilter?: TextFilter,
 ): Promise<void> {
@@ -118,7 +118,7 @@ function runRequest(
       (event) => {
         deps.onEvent?.(event);
         if (event.type === 'token') ticket?.recordTokens(1);
-        write(eventToWire(event));
+        write(eventToWire(event), event);
       },
       outputFilter,
     );
@@ -326,8 +326,9 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
             deps,
             request,
             ticket,
-            (event) => {
-              if (event.token) reply.push(event.token.tokenId);
+            (event, domain) => {
+              // The real id, also of a token the safety filter hid from the client.
+              if (domain.type === 'token') reply.push(domain.tokenId);
               if (event.finish?.reason === 'FINISH_REASON_CONTENT_FILTER') turnBlocked = true;
               events.write(event);
             },

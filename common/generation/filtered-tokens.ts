@@ -2,10 +2,11 @@
  * A sequence's token events under a TextFilter (the safety filter). Each token's text goes
  * through the filter, and the token's event waits until the filter has settled all of that text:
  * a client never sees a token whose text could still be redacted or blocked. The released text
- * rides on the next event to go out. A token with any filtered text gets HIDDEN_TOKEN_ID instead
- * of its id. Event order, indexes and count are those of the unfiltered stream.
+ * rides on the next event to go out. A token with any filtered text is marked `filtered`: clients
+ * get HIDDEN_TOKEN_ID for it (generate-codec.ts), while the coordinator keeps the real id (a chat's
+ * context). Event order, indexes and count are those of the unfiltered stream.
  */
-import { HIDDEN_TOKEN_ID, type FilteredSpan, type TextFilter, type TextFilterStep } from './text-filter';
+import type { FilteredSpan, TextFilter, TextFilterStep } from './text-filter';
 import type { GenerationEvent } from './request';
 
 type TokenEvent = GenerationEvent & { type: 'token' };
@@ -64,7 +65,7 @@ export class FilteredTokens {
       const w = this.waiting.shift()!;
       const hidden = this.filtered.some((f) => w.start < f.end && Math.max(w.end, w.start + 1) > f.start);
       const last = this.waiting.length === 0 || this.waiting[0]!.end > step.settledChars;
-      this.emit({ ...w.event, tokenId: hidden ? HIDDEN_TOKEN_ID : w.event.tokenId, text: last ? this.released : '' });
+      this.emit({ ...w.event, text: last ? this.released : '', ...(hidden ? { filtered: true } : {}) });
       if (last) this.released = '';
     }
     return step.blocked;

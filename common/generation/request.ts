@@ -25,7 +25,15 @@ export const DEFAULT_MAX_TOKENS = 64;
 export type StreamFinishReason = FinishReason | 'content_filter';
 
 export type GenerationEvent =
-  | { readonly type: 'token'; readonly index: number; readonly tokenId: number; readonly text: string; readonly firstLogits?: Float32Array }
+  | {
+      readonly type: 'token';
+      readonly index: number;
+      readonly tokenId: number;
+      readonly text: string;
+      readonly firstLogits?: Float32Array;
+      /** The safety filter redacted or blocked text of this token: clients get HIDDEN_TOKEN_ID, not tokenId. */
+      readonly filtered?: boolean;
+    }
   | {
       readonly type: 'finish';
       readonly reason: StreamFinishReason;

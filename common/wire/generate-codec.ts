@@ -4,6 +4,7 @@
  */
 import { InvalidArgumentError } from '../errors';
 import { DEFAULT_MAX_TOKENS, type GenerationEvent, type GenerationRequest, type Prompt, type StreamFinishReason } from '../generation/request';
+import { HIDDEN_TOKEN_ID } from '../generation/text-filter';
 import { parseSamplingParams, type SamplingParams } from '../sampling/sampler';
 import { checkUint32, checkUint64Exact } from './field-ranges';
 import type { GenerateEvent, GenerateRequest, WireFinishReason, WireSamplingParams } from './messages';
@@ -84,7 +85,8 @@ const REASON_TO_WIRE: Record<StreamFinishReason, WireFinishReason> = {
 export function eventToWire(e: GenerationEvent): GenerateEvent {
   if (e.type === 'token') {
     const logits = e.firstLogits === undefined ? Buffer.alloc(0) : Buffer.from(e.firstLogits.buffer, e.firstLogits.byteOffset, e.firstLogits.byteLength);
-    return { token: { index: e.index, tokenId: e.tokenId, text: e.text, firstLogits: logits } };
+    // A token whose text the safety filter redacted or blocked: its id would give the text away.
+    return { token: { index: e.index, tokenId: e.filtered === true ? HIDDEN_TOKEN_ID : e.tokenId, text: e.text, firstLogits: logits } };
   }
   return {
     finish: {

@@ -10,6 +10,7 @@ import { before, describe, test } from 'node:test';
 import type { GenerationEvent, GenerationRequest } from '../../../common/generation/request';
 import { HIDDEN_TOKEN_ID } from '../../../common/generation/text-filter';
 import { TextSink } from '../../../common/generation/text-sink';
+import { eventToWire } from '../../../common/wire/generate-codec';
 import { parseModelConfig } from '../../../common/model/config';
 import { loadTokenizer } from '../../../common/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../../../common/tokenizer/tokenizer';
@@ -49,12 +50,15 @@ describe('TextSink with a safety filter', () => {
     const finish = events.at(-1)!;
     assert.equal(finish.type === 'finish' && finish.reason, 'length');
     assert.equal(events.map((e) => e.text).join(''), tokenizer.decode(ids).replace('brown fox', '[redacted]'));
-    // Every token has its event, in order; those whose text was redacted carry HIDDEN_TOKEN_ID.
+    // Every token has its event, in order; those whose text was redacted are marked filtered.
     const tokens = events.filter((e) => e.type === 'token');
     assert.deepEqual(tokens.map((e) => e.index), ids.map((_, i) => i));
-    const hidden = tokens.flatMap((e, i) => (e.tokenId === HIDDEN_TOKEN_ID ? [i] : []));
+    const hidden = tokens.flatMap((e, i) => (e.type === 'token' && e.filtered === true ? [i] : []));
     assert.ok(hidden.length > 0);
-    tokens.forEach((e, i) => assert.ok(e.tokenId === ids[i] || hidden.includes(i)));
+    assert.deepEqual(tokens.map((e) => e.type === 'token' && e.tokenId), ids, 'the domain events keep the real ids');
+    // On the wire a filtered token's id is hidden.
+    const wire = tokens.map((e) => eventToWire(e).token!.tokenId);
+    assert.deepEqual(wire, ids.map((id, i) => (hidden.includes(i) ? HIDDEN_TOKEN_ID : id)));
     const first = hidden[0]!;
     const last = hidden[hidden.length - 1]!;
     assert.deepEqual(hidden, Array.from({ length: last - first + 1 }, (_, k) => first + k), 'the hidden tokens are one run');
