@@ -89,6 +89,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   // With --etcd, that etcd's TLS, users and roles are its operator's business (see `bora etcd-rbac`).
   const etcd = v.etcd !== undefined ? { url: v.etcd, pid: null } : await startLocalEtcd(stateDir, pki);
   const coordinatorAddress = `127.0.0.1:${await freePort()}`;
+  const httpAddress = `127.0.0.1:${await freePort()}`;
   const common = ['--etcd', etcd.url];
   const ttl = v['lease-ttl-ms'] === undefined ? [] : ['--lease-ttl-ms', v['lease-ttl-ms']];
   const rebalance = v['expert-rebalance-ms'] === undefined ? [] : ['--expert-rebalance-ms', v['expert-rebalance-ms']];
@@ -98,7 +99,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   const coordinatorMetricsPort = await freePort();
   const coordinatorPid = spawnDetached(
     process.execPath,
-    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--model', modelDir, '--placement', placement, '--replicas', v.replicas ?? '1', '--metrics-port', String(coordinatorMetricsPort), ...ttl, ...rebalance, ...microBatchArgs, ...safety, ...(pki === undefined ? insecureNodeArgs() : coordinatorSecurityArgs(pki, auditLog))],
+    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--http-listen', httpAddress, '--model', modelDir, '--placement', placement, '--replicas', v.replicas ?? '1', '--metrics-port', String(coordinatorMetricsPort), ...ttl, ...rebalance, ...microBatchArgs, ...safety, ...(pki === undefined ? insecureNodeArgs() : coordinatorSecurityArgs(pki, auditLog))],
     join(stateDir, 'coordinator.log'),
   );
   // Every process runs on this machine, so by default (--micro-batches auto) one micro-batch is in
@@ -117,6 +118,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   }
   const partial: ClusterFile = {
     coordinator: coordinatorAddress,
+    http: httpAddress,
     etcd: etcd.url,
     // Until the plan is ready only the pids are known; `down` needs nothing more.
     workers: [...workerPids].map(([id, pid]) => ({ id, pid, address: '', layers: null })),
@@ -146,7 +148,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   }
   const file: ClusterFile = { ...partial, workers: workersOf(status, workerPids, workerMetrics) };
   writeClusterFile(stateDir, file);
-  process.stdout.write(`${JSON.stringify({ coordinator: file.coordinator, etcd: file.etcd, planEpoch: status.planEpoch, workers: file.workers.length, model: basename(modelDir), secure: pki !== undefined })}\n`);
+  process.stdout.write(`${JSON.stringify({ coordinator: file.coordinator, http: file.http, etcd: file.etcd, planEpoch: status.planEpoch, workers: file.workers.length, model: basename(modelDir), secure: pki !== undefined })}\n`);
 }
 
 function workersOf(status: ClusterStatus, pids: ReadonlyMap<string, number>, metrics: ReadonlyMap<string, string>): ClusterFile['workers'] {

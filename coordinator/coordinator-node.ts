@@ -26,6 +26,8 @@ import { Scheduler } from '../common/generation/scheduler';
 import type { WorkerId } from '../common/ids';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
 import { loadModelTokenizer, openModel, storedTensorBytes, type ModelCheckpoint } from '../common/model/open-model';
+import { ReadinessProbe, type ReadyState } from '../common/metrics/readiness';
+import { HealthService } from '../common/wire/health-service';
 import { PlanStore } from '../common/cluster/plan-store';
 import { type Tokenizer } from '../common/tokenizer/tokenizer';
 import { bindServer, type BoundServer } from '../common/wire/bind-server';
@@ -51,6 +53,11 @@ import { ClientGate } from './client-gate';
 import type { ApiKeyStore } from '../common/security/api-keys';
 import { weightServiceHandlers } from './weight-service';
 import { workerStatus } from './worker-probe';
+import { instChatFormatter } from './http/chat-prompt';
+import { HttpApi } from './http/http-api';
+
+/** The services the coordinator's port serves, by their grpc.health.v1 names. */
+const COORDINATOR_SERVICES = ['bora.v1.Inference', 'bora.v1.WeightSource'];
 
 export interface CoordinatorOptions {
   readonly etcdUrl: string;
@@ -96,6 +103,8 @@ export interface CoordinatorOptions {
   readonly audit?: AuditLog;
   /** The safety filter's policy and moderation service (coordinator/safety/); none: no filter. */
   readonly safety?: SafetyOptions;
+  /** Serve the OpenAI-compatible HTTP API (http/http-api.ts) here; HTTPS when `security` is TLS. */
+  readonly httpListen?: { readonly host: string; readonly port: number };
 }
 
 /**
@@ -117,10 +126,11 @@ interface Started {
   readonly leadership: Leadership;
   readonly server: BoundServer;
   readonly metricsServer: MetricsServer | undefined;
+  readonly httpApi: HttpApi | undefined;
 }
 
 export class CoordinatorNode {
-  readonly metrics = new CoordinatorMetrics();
+  readonly metrics: CoordinatorMetrics;
   private readonly log: (message: string) => void;
   private readonly keys: EtcdKeys;
   private readonly etcd: Etcd3;
@@ -132,8 +142,15 @@ export class CoordinatorNode {
   /** Workers being drained: placement leaves them out until they leave the cluster. */
   private readonly draining = new Set<WorkerId>();
   private readonly security: NodeSecurity;
+  /**
+   * /readyz and grpc.health.v1: ready while leading with a serving plan, or standing by behind a
+   * leader that has published one.
+   */
+  private readonly readiness = new ReadinessProbe(() => this.readyState());
+  private readonly health = new HealthService(COORDINATOR_SERVICES);
 
   constructor(private readonly options: CoordinatorOptions) {
+    this.metrics = new CoordinatorMetrics({ model: options.modelId });
     this.log = options.log ?? ((m) => console.error(`${new Date().toISOString()} [coordinator] ${m}`));
     this.keys = new EtcdKeys(options.keysPrefix);
     this.security = options.security ?? INSECURE;
@@ -147,6 +164,11 @@ export class CoordinatorNode {
 
   get address(): string {
     return this.started.server.address;
+  }
+
+  /** host:port of the HTTP API; undefined without --http-listen. */
+  get httpAddress(): string | undefined {
+    return this.started.httpApi?.address;
   }
 
   private get started(): Started {
@@ -196,6 +218,8 @@ export class CoordinatorNode {
       maxBatchTokens: o.maxBatchTokens,
       maxBatchSequences: o.maxBatchSequences,
       sample: (logits, params, step) => pool.sample(logits, params, step),
+      onQueueWait: (seconds) => this.metrics.observeQueueWait(seconds),
+      onRecovered: (seconds) => this.metrics.observeRecovery(seconds),
     });
     this.metrics.readQueueFrom(() => ({ active: scheduler.activeSequences, waiting: scheduler.waitingSequences }));
     const generator = new Generator(scheduler, tokenizer, ckpt.config, {
@@ -213,6 +237,8 @@ export class CoordinatorNode {
       security: this.security,
     });
 
+    // One gate for gRPC and HTTP: a key's limits hold across both.
+    const gate = new ClientGate({ keys: o.apiKeys, admission: o.admission === undefined ? undefined : new Admission(o.admission), audit: o.audit });
     // One safety filter for every client API (the gRPC service here; the HTTP API uses the same).
     const safety =
       o.safety === undefined
@@ -238,13 +264,36 @@ export class CoordinatorNode {
       checkServing: () => this.checkServing(),
       hasPipeline: () => lifecycle.current() !== undefined,
       drain: (workerId) => this.drain(workerId),
-      gate: new ClientGate({ keys: o.apiKeys, admission: o.admission === undefined ? undefined : new Admission(o.admission), audit: o.audit }),
+      gate,
       safety,
     });
     grpcServer.addService(boraProto().WeightSource.service, weightServiceHandlers(ckpt, o.modelId, new NodeAccess(this.security, { audit: o.audit })));
+    this.health.addTo(grpcServer);
     const bound = await bindServer(grpcServer, o.listenHost, o.listenPort, coordinatorPortCredentials(this.security));
     const server = { ...bound, address: `${o.advertiseHost ?? o.listenHost}:${bound.port}` };
-    const metricsServer = o.metricsPort === undefined ? undefined : await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort);
+    const metricsServer = o.metricsPort === undefined ? undefined : await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort, { readiness: this.readiness });
+    const httpApi =
+      o.httpListen === undefined
+        ? undefined
+        : await HttpApi.start(
+            {
+              generator: () => generator,
+              checkServing: () => this.checkServing(),
+              onEvent: (event) => this.metrics.observeGeneration(event),
+              tokenizer,
+              encode,
+              // Today's gRPC Chat format; a model's chat template replaces it where it has one.
+              chatPrompt: instChatFormatter(encode, tokenizer.eosId),
+              config: ckpt.config,
+              maxPromptBytes,
+              modelId: o.modelId,
+              gate,
+              hasPipeline: () => lifecycle.current() !== undefined,
+              onResponse: (endpoint, status) => this.metrics.countHttpResponse(endpoint, status),
+              log: this.log,
+            },
+            { ...o.httpListen, ...(this.security.kind === 'tls' ? { tls: this.security.reloader } : {}) },
+          );
     const leadership = new Leadership({ client: this.etcd, keys: this.keys, address: server.address, ttlMs: o.leaseTtlMs, log: this.log });
     if (o.expertsMode === 'spread') {
       rebalancer = new ExpertRebalancer({
@@ -260,7 +309,7 @@ export class CoordinatorNode {
         log: this.log,
       });
     }
-    this.parts = { ckpt, tokenizer, pool, tokenizerPool, scheduler, lifecycle, watchdog, rebalancer, leadership, server, metricsServer };
+    this.parts = { ckpt, tokenizer, pool, tokenizerPool, scheduler, lifecycle, watchdog, rebalancer, leadership, server, metricsServer, httpApi };
 
     this.membership.onEvent((event) => {
       // Load figures change all the time; only what placement depends on is worth a new plan.
@@ -281,8 +330,13 @@ export class CoordinatorNode {
     leadership.on('demoted', (reason) => this.stepDown(reason));
     leadership.start();
     watchdog.start();
+    this.readiness.onChange((state) => {
+      this.health.setAll(state.ready ? 'SERVING' : 'NOT_SERVING');
+      this.log(`${state.ready ? 'ready' : 'not ready'}: ${state.detail}`);
+    });
+    this.readiness.start();
     rebalancer?.start();
-    this.log(`listening on ${server.address} for ${o.modelId}; campaigning for leadership`);
+    this.log(`listening on ${server.address}${httpApi === undefined ? '' : ` (HTTP API on ${httpApi.address})`} for ${o.modelId}; campaigning for leadership`);
   }
 
   /** Placement may use this member now: it is neither being drained nor suspected of a stall. */
@@ -337,6 +391,21 @@ export class CoordinatorNode {
   }
 
   /** Throws UNAVAILABLE on a standby, so clients move on to the leader. */
+  private async readyState(): Promise<ReadyState> {
+    const parts = this.parts;
+    if (parts === undefined || this.role === 'stopped') return { ready: false, detail: this.role === 'stopped' ? 'stopping' : 'starting' };
+    if (this.role === 'leading') {
+      const pipeline = parts.lifecycle.current();
+      return pipeline === undefined ? { ready: false, detail: 'leading; no plan serves yet' } : { ready: true, detail: `leading; serving plan ${pipeline.epoch}` };
+    }
+    // Campaigning or demoted: a standby either way.
+    if (parts.leadership.etcdOutage()) return { ready: false, detail: 'standby; etcd does not answer' };
+    const [leader, plan] = await Promise.all([parts.leadership.leaderAddress(), this.plans.current()]);
+    if (leader === undefined) return { ready: false, detail: 'standby; no leader' };
+    if (plan === undefined) return { ready: false, detail: `standby behind ${leader}; no plan published` };
+    return { ready: true, detail: `standby behind ${leader}, which publishes plan ${plan.epoch}` };
+  }
+
   checkServing(): void {
     if (this.role !== 'leading') throw new UnavailableError('this coordinator is a standby; retry on the leader');
   }
@@ -358,12 +427,16 @@ export class CoordinatorNode {
 
   async stop(): Promise<void> {
     this.role = 'stopped';
+    this.readiness.stop();
+    this.health.setAll('NOT_SERVING');
+    this.health.close();
     const parts = this.parts;
     if (parts !== undefined) {
       parts.lifecycle.stop();
       parts.watchdog.stop();
       parts.rebalancer?.stop();
       parts.scheduler.abortAll(new UnavailableError('the coordinator is shutting down'));
+      await parts.httpApi?.close();
       await parts.server.close();
       await parts.metricsServer?.close();
     }

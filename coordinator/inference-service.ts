@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { BoraError, InvalidArgumentError, UnavailableError, asBoraError } from '../common/errors';
 import { parseWorkerId } from '../common/cluster/member';
 import type { WorkerId } from '../common/ids';
-import type { Generator, GenerationHandle } from '../common/generation/generator';
+import type { Generator } from '../common/generation/generator';
 import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
 import { checkPromptBytes } from '../common/generation/prompt-limits';
 import type { Tokenizer } from '../common/tokenizer/tokenizer';
@@ -22,6 +22,7 @@ import type { AdmissionTicket } from './admission';
 import { ClientGate } from './client-gate';
 import type { RequestOutcome } from './coordinator-metrics';
 import { PromptStore } from './prompt-store';
+import { runAdmitted } from './run-request';
 import type { TextFilter } from '../common/generation/text-filter';
 import type { SafetyFilter } from './safety/safety-filter';
 import { screenChatTurn, screenGenerate } from './safety/screen-request';
@@ -99,8 +100,8 @@ function outcomeOf(err: BoraError): RequestOutcome {
 }
 
 /**
- * Runs one admitted request, writing its events to `write`; settles when it ends, and then
- * releases its admission ticket (each generated token is charged to the ticket's key).
+ * Runs one admitted request, writing its events to `write` in wire form; settles when it ends,
+ * and then releases its admission ticket (run-request.ts, shared with the HTTP API).
  */
 function runRequest(
   deps: InferenceDeps,
@@ -110,24 +111,7 @@ function runRequest(
   onCancel: (cancel: () => void) => void,
   outputFilter?: TextFilter,
 ): Promise<void> {
-  let handle: GenerationHandle;
-  try {
-    deps.checkServing?.();
-    handle = deps.generator().start(
-      request,
-      (event) => {
-        deps.onEvent?.(event);
-        if (event.type === 'token') ticket?.recordTokens(1);
-        write(eventToWire(event), event);
-      },
-      outputFilter,
-    );
-  } catch (err) {
-    ticket?.release();
-    return Promise.reject(asBoraError(err));
-  }
-  onCancel(() => handle.cancel());
-  return handle.done.finally(() => ticket?.release());
+  return runAdmitted(deps, request, ticket, (event) => write(eventToWire(event), event), onCancel, outputFilter);
 }
 
 /** Aborted when the client cancels the call (ends a wait for admission). */

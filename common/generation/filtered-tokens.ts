@@ -65,7 +65,9 @@ export class FilteredTokens {
       const w = this.waiting.shift()!;
       const hidden = this.filtered.some((f) => w.start < f.end && Math.max(w.end, w.start + 1) > f.start);
       const last = this.waiting.length === 0 || this.waiting[0]!.end > step.settledChars;
-      this.emit({ ...w.event, text: last ? this.released : '', ...(hidden ? { filtered: true } : {}) });
+      // A filtered token's logprobs would name it (and its alternatives): they go too.
+      const { logprobs, ...event } = w.event;
+      this.emit({ ...event, text: last ? this.released : '', ...(hidden ? { filtered: true } : logprobs === undefined ? {} : { logprobs }) });
       if (last) this.released = '';
     }
     return step.blocked;

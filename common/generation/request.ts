@@ -5,6 +5,7 @@
 import { InvalidArgumentError } from '../errors';
 import type { ModelConfig } from '../model/config';
 import type { SamplingParams } from '../sampling/sampler';
+import type { TokenLogprobs } from '../sampling/logprobs';
 import type { FinishReason } from '../sampling/stop';
 
 export type Prompt = { readonly kind: 'text'; readonly text: string } | { readonly kind: 'ids'; readonly ids: readonly number[] };
@@ -17,6 +18,8 @@ export interface GenerationRequest {
   readonly ignoreEos: boolean;
   /** Report the logits that chose the first token. */
   readonly returnFirstLogits: boolean;
+  /** Report each token's log-probability and this many most likely alternatives; absent: none. */
+  readonly logprobs?: number;
 }
 
 export const DEFAULT_MAX_TOKENS = 64;
@@ -31,6 +34,8 @@ export type GenerationEvent =
       readonly tokenId: number;
       readonly text: string;
       readonly firstLogits?: Float32Array;
+      /** Set when the request asked for logprobs. */
+      readonly logprobs?: TokenLogprobs;
       /** The safety filter redacted or blocked text of this token: clients get HIDDEN_TOKEN_ID, not tokenId. */
       readonly filtered?: boolean;
     }

@@ -4,6 +4,7 @@
  * scheduler's SequenceSink for a text request.
  */
 import type { BoraError } from '../errors';
+import { tokenLogprobs } from '../sampling/logprobs';
 import { StopCondition } from '../sampling/stop';
 import { StreamDecoder } from '../tokenizer/stream-decoder';
 import type { Tokenizer } from '../tokenizer/tokenizer';
@@ -47,7 +48,8 @@ export class TextSink implements SequenceSink {
     this.firstTokenMs ??= performance.now();
     const step = this.stop.push(token, this.decoder.push(token));
     const firstLogits = index === 0 && this.request.returnFirstLogits ? logits.slice() : undefined;
-    const event = { type: 'token' as const, index, tokenId: token, text: step.emit, firstLogits };
+    const logprobs = this.request.logprobs === undefined ? undefined : tokenLogprobs(logits, token, this.request.logprobs);
+    const event = { type: 'token' as const, index, tokenId: token, text: step.emit, firstLogits, ...(logprobs === undefined ? {} : { logprobs }) };
     let blocked = false;
     if (this.filtered === undefined) this.callbacks.onEvent(event);
     else blocked = this.filtered.token(event);
