@@ -25,6 +25,7 @@ import { startLocalEtcd } from './local-etcd';
 import { type LocalPki, createLocalPki } from './local-pki';
 import { coordinatorSecurityArgs, insecureNodeArgs, workerSecurityArgs } from './node-security-args';
 import { freePort, isAlive, spawnDetached, stopProcesses, waitFor } from './processes';
+import { SAFETY_FLAGS, safetyArgs, safetyFromFlags } from './safety-flags';
 import { INSECURE_WARNING, securityMode } from './security-mode';
 
 export { type ClusterFile, type ClusterSecurity, readClusterFile } from './cluster-file';
@@ -57,6 +58,7 @@ const UP_FLAGS = {
   'micro-batches': { type: 'string' },
   secure: { type: 'boolean' },
   insecure: { type: 'boolean' },
+  ...SAFETY_FLAGS,
 } as const;
 
 export async function upCommand(argv: string[]): Promise<void> {
@@ -80,6 +82,9 @@ export async function upCommand(argv: string[]): Promise<void> {
     throw new InvalidArgumentError(`a secure cluster needs an https:// etcd (got ${v.etcd}); leave out --etcd to have one started, or give --insecure`);
   }
   const auditLog = join(stateDir, AUDIT_LOG_FILE);
+  // The safety flags go to the coordinator as given (a bad policy file is refused here first);
+  // its incidents are audited, to STATE/audit.log even in an insecure cluster.
+  const safety = safetyFromFlags(v) === undefined ? [] : [...safetyArgs(v), ...(pki === undefined ? ['--audit-log', auditLog] : [])];
 
   // With --etcd, that etcd's TLS, users and roles are its operator's business (see `bora etcd-rbac`).
   const etcd = v.etcd !== undefined ? { url: v.etcd, pid: null } : await startLocalEtcd(stateDir, pki);
@@ -94,7 +99,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   const coordinatorMetricsPort = await freePort();
   const coordinatorPid = spawnDetached(
     process.execPath,
-    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--http-listen', httpAddress, '--model', modelDir, '--placement', placement, '--replicas', v.replicas ?? '1', '--metrics-port', String(coordinatorMetricsPort), ...ttl, ...rebalance, ...microBatchArgs, ...(pki === undefined ? insecureNodeArgs() : coordinatorSecurityArgs(pki, auditLog))],
+    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--http-listen', httpAddress, '--model', modelDir, '--placement', placement, '--replicas', v.replicas ?? '1', '--metrics-port', String(coordinatorMetricsPort), ...ttl, ...rebalance, ...microBatchArgs, ...safety, ...(pki === undefined ? insecureNodeArgs() : coordinatorSecurityArgs(pki, auditLog))],
     join(stateDir, 'coordinator.log'),
   );
   // Every process runs on this machine, so by default (--micro-batches auto) one micro-batch is in

@@ -36,6 +36,12 @@ export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number];
 export const RESHARD_REASONS = ['join', 'leave', 'update', 'operator', 'failure'] as const;
 export type ReshardReason = (typeof RESHARD_REASONS)[number];
 
+/** The safety filter (coordinator/safety/): where it acted, and how. */
+export const SAFETY_STAGES = ['prompt', 'output'] as const;
+export const SAFETY_ACTIONS = ['block', 'redact'] as const;
+/** What a failed call to the moderation service led to, by --safety-fail open / closed. */
+export const MODERATION_FAILURE_OUTCOMES = ['allowed', 'blocked'] as const;
+
 export interface CoordinatorMetricsOptions {
   /** Monotonic clock for the tokens/s window; performance.now() by default. */
   readonly now?: MonotonicClockMs;
@@ -78,6 +84,8 @@ export class CoordinatorMetrics {
   private readonly queueWait: Histogram;
   private readonly requestTokens: Histogram<'kind'>;
   private readonly resumes: Counter;
+  private readonly safetyIncidents: Counter<'stage' | 'action'>;
+  private readonly moderationFailures: Counter<'outcome'>;
 
   constructor(options: CoordinatorMetricsOptions = {}) {
     const registers = [this.registry];
@@ -164,6 +172,18 @@ export class CoordinatorMetrics {
       buckets: [...INTER_TOKEN_BUCKETS_SECONDS],
       registers,
     });
+    this.safetyIncidents = new Counter({
+      name: 'bora_safety_incidents_total',
+      help: 'Safety filter incidents: a rule or the moderation service acted on a prompt or on generated text.',
+      labelNames: ['stage', 'action'],
+      registers,
+    });
+    this.moderationFailures = new Counter({
+      name: 'bora_safety_moderation_failures_total',
+      help: 'Calls to the moderation service that failed (timeout, error, bad reply), by what --safety-fail made of them.',
+      labelNames: ['outcome'],
+      registers,
+    });
 
     this.requestDuration = new Histogram({
       name: 'bora_request_duration_seconds',
@@ -196,6 +216,8 @@ export class CoordinatorMetrics {
     // first scrape rather than from the first event.
     for (const outcome of REQUEST_OUTCOMES) this.requests.inc({ outcome }, 0);
     for (const reason of RESHARD_REASONS) this.reshards.inc({ reason }, 0);
+    for (const stage of SAFETY_STAGES) for (const action of SAFETY_ACTIONS) this.safetyIncidents.inc({ stage, action }, 0);
+    for (const outcome of MODERATION_FAILURE_OUTCOMES) this.moderationFailures.inc({ outcome }, 0);
   }
 
   /** A generation's events: each token counts; its finish gives time to first token, inter-token latency and resumes. */
@@ -268,5 +290,13 @@ export class CoordinatorMetrics {
 
   observeHandoverPause(seconds: number): void {
     this.handoverPause.observe(seconds);
+  }
+
+  countSafetyIncident(stage: (typeof SAFETY_STAGES)[number], action: (typeof SAFETY_ACTIONS)[number]): void {
+    this.safetyIncidents.inc({ stage, action });
+  }
+
+  countModerationFailure(outcome: (typeof MODERATION_FAILURE_OUTCOMES)[number]): void {
+    this.moderationFailures.inc({ outcome });
   }
 }

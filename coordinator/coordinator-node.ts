@@ -40,6 +40,9 @@ import { CpuPool } from './cpu-pool';
 import { DEFAULT_EXPERT_REBALANCE_MS, ExpertRebalancer } from './expert-rebalancer';
 import { footprintFromSizes, keepsStoredWeights, modelFootprint } from './footprint';
 import { addInferenceService } from './inference-service';
+import { SafetyFilter } from './safety/safety-filter';
+import type { SafetyOptions } from './safety/safety-options';
+import { ModerationClient } from './safety/moderation-client';
 import { Leadership } from './leadership';
 import { MembershipWatch } from './membership-watch';
 import { PlanLifecycle } from './plan-lifecycle';
@@ -99,6 +102,8 @@ export interface CoordinatorOptions {
   readonly admission?: AdmissionOptions;
   /** Where refusals, admin calls, node admissions and plan changes are recorded. */
   readonly audit?: AuditLog;
+  /** The safety filter's policy and moderation service (coordinator/safety/); none: no filter. */
+  readonly safety?: SafetyOptions;
   /** Serve the OpenAI-compatible HTTP API (http/http-api.ts) here; HTTPS when `security` is TLS. */
   readonly httpListen?: { readonly host: string; readonly port: number };
 }
@@ -237,6 +242,16 @@ export class CoordinatorNode {
 
     // One gate for gRPC and HTTP: a key's limits hold across both.
     const gate = new ClientGate({ keys: o.apiKeys, admission: o.admission === undefined ? undefined : new Admission(o.admission), audit: o.audit });
+    // One safety filter for every client API (the gRPC service here; the HTTP API uses the same).
+    const safety =
+      o.safety === undefined
+        ? undefined
+        : new SafetyFilter({
+            policy: o.safety.policy,
+            moderation: o.safety.moderation === undefined ? undefined : new ModerationClient(o.safety.moderation),
+            metrics: this.metrics,
+            audit: o.audit,
+          });
     const grpcServer = new grpc.Server(channelOptions(o.keepaliveTimeMs, o.keepaliveTimeoutMs, clientRequestLimitBytes(maxPromptBytes)));
     addInferenceService(grpcServer, {
       generator: () => generator,
@@ -254,6 +269,7 @@ export class CoordinatorNode {
       hasPipeline: () => lifecycle.current() !== undefined,
       drain: (workerId) => this.drain(workerId),
       gate,
+      safety,
     });
     grpcServer.addService(boraProto().WeightSource.service, weightServiceHandlers(ckpt, o.modelId, new NodeAccess(this.security, { audit: o.audit })));
     this.health.addTo(grpcServer);

@@ -24,6 +24,9 @@ import { ClientGate } from './client-gate';
 import type { RequestOutcome } from './coordinator-metrics';
 import { PromptStore } from './prompt-store';
 import { runAdmitted } from './run-request';
+import type { TextFilter } from '../common/generation/text-filter';
+import type { SafetyFilter } from './safety/safety-filter';
+import { screenChatTurn, screenGenerate } from './safety/screen-request';
 
 
 export interface InferenceDeps {
@@ -58,6 +61,8 @@ export interface InferenceDeps {
   readonly maxUnsentEventBytes?: number;
   /** A Generate or Chat stream whose client stopped reading was cut off (its request is cancelled). */
   readonly onStreamCutOff?: (stream: 'Generate' | 'Chat', err: Error) => void;
+  /** Checks prompts before they reach the workers and generated text as it streams; none by default. */
+  readonly safety?: SafetyFilter;
 }
 
 /**
@@ -105,10 +110,11 @@ function runRequest(
   deps: InferenceDeps,
   request: GenerationRequest,
   ticket: AdmissionTicket | undefined,
-  write: (event: GenerateEvent) => void,
+  write: (event: GenerateEvent, domain: GenerationEvent) => void,
   onCancel: (cancel: () => void) => void,
+  outputFilter?: TextFilter,
 ): Promise<void> {
-  return runAdmitted(deps, request, ticket, (event) => write(eventToWire(event)), onCancel);
+  return runAdmitted(deps, request, ticket, (event) => write(eventToWire(event), event), onCancel, outputFilter);
 }
 
 /** Aborted when the client cancels the call (ends a wait for admission). */
@@ -128,7 +134,7 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
   };
 
   /** Streams an admitted Generate request; the call's deadline bounds a wait for workers. */
-  const serveGenerate = (call: GenerateCall, request: GenerationRequest, ticket: AdmissionTicket | undefined): void => {
+  const serveGenerate = (call: GenerateCall, request: GenerationRequest, ticket: AdmissionTicket | undefined, outputFilter?: TextFilter): void => {
     let cancelRequest: () => void = () => undefined;
     let answered = false;
     const events = new BoundedWriter(call, deps.maxUnsentEventBytes ?? MAX_UNSENT_EVENT_BYTES, eventBytes, 'Generate', (err) => {
@@ -158,6 +164,7 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
         cancelRequest = cancel;
         call.on('cancelled', cancel);
       },
+      outputFilter,
     ).then(
       () => {
         clearTimeout(giveUp);
@@ -189,8 +196,25 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
         failCall(call, finish(err));
         return;
       }
+      const safety = deps.safety;
       gate.admit(who, call, 'Generate', cancellation(call)).then(
-        (ticket) => serveGenerate(call, request, ticket),
+        (ticket) => {
+          if (safety === undefined) return serveGenerate(call, request, ticket);
+          // The safety filter: a blocked prompt ends the stream with content_filter before any worker sees it.
+          screenGenerate(safety, request, `key ${who.name} from ${call.getPeer()}`, (ids) => deps.tokenizer.decode(ids)).then(
+            (screened) => {
+              if (screened.kind === 'run') return serveGenerate(call, screened.value, ticket, screened.output);
+              ticket?.release();
+              deps.onOutcome?.('ok');
+              call.write(eventToWire(screened.finish));
+              call.end();
+            },
+            (err: unknown) => {
+              ticket?.release();
+              failCall(call, finish(err));
+            },
+          );
+        },
         (err: unknown) => failCall(call, finish(err)),
       );
     },
@@ -272,13 +296,21 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
       });
       call.on('data', (turn: ChatTurn) => {
         turns = turns.then(async () => {
+          const turnStart = messages.length;
           if (turn.system !== '') {
             if (messages.length > 0) throw new InvalidArgumentError('only the first chat turn may set a system message');
             checkPromptBytes(turn.system, deps.maxPromptBytes, 'the system message');
             messages.push({ role: 'system', content: turn.system });
           }
           checkPromptBytes(turn.user, deps.maxPromptBytes, 'the chat message');
-          messages.push({ role: 'user', content: turn.user });
+          // The safety filter: a blocked turn ends with content_filter and leaves the conversation as it was.
+          const screened = deps.safety === undefined ? undefined : await screenChatTurn(deps.safety, turn.user, `key ${who.name} from ${call.getPeer()}`);
+          if (screened?.kind === 'blocked') {
+            messages.splice(turnStart);
+            return void events.write(eventToWire(screened.finish));
+          }
+          let turnBlocked = false;
+          messages.push({ role: 'user', content: screened?.value ?? turn.user });
           const ids = await deps.encode(template.render(messages, { addGenerationPrompt: true }), { addBos: false });
           const request: GenerationRequest = {
             ...requestFromWire(
@@ -292,13 +324,17 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
             deps,
             request,
             ticket,
-            (event) => {
-              if (event.token) reply.push(event.token.tokenId);
+            (event, domain) => {
+              // The real id, also of a token the safety filter hid from the client.
+              if (domain.type === 'token') reply.push(domain.tokenId);
+              if (event.finish?.reason === 'FINISH_REASON_CONTENT_FILTER') turnBlocked = true;
               events.write(event);
             },
             (cancel) => (cancelCurrent = cancel),
+            screened?.output,
           );
           deps.onOutcome?.('ok');
+          if (turnBlocked) return void messages.splice(turnStart);
           // The reply as the template will lay it out next turn (its end-of-turn token included).
           const stops = new Set(deps.tokenizer.stopIds);
           messages.push({ role: 'assistant', content: deps.tokenizer.decode(reply.filter((id) => !stops.has(id))) });

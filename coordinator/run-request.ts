@@ -8,6 +8,7 @@
 import { asBoraError } from '../common/errors';
 import type { GenerationHandle, Generator } from '../common/generation/generator';
 import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
+import type { TextFilter } from '../common/generation/text-filter';
 import type { AdmissionTicket } from './admission';
 
 export interface RunRequestDeps {
@@ -27,15 +28,21 @@ export function runAdmitted(
   ticket: AdmissionTicket | undefined,
   write: (event: GenerationEvent) => void,
   onCancel: (cancel: () => void) => void,
+  /** The safety filter's check on the generated text (coordinator/safety/); none by default. */
+  outputFilter?: TextFilter,
 ): Promise<void> {
   let handle: GenerationHandle;
   try {
     deps.checkServing?.();
-    handle = deps.generator().start(request, (event) => {
-      deps.onEvent?.(event);
-      if (event.type === 'token') ticket?.recordTokens(1);
-      write(event);
-    });
+    handle = deps.generator().start(
+      request,
+      (event) => {
+        deps.onEvent?.(event);
+        if (event.type === 'token') ticket?.recordTokens(1);
+        write(event);
+      },
+      outputFilter,
+    );
   } catch (err) {
     ticket?.release();
     return Promise.reject(asBoraError(err));

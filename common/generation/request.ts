@@ -24,6 +24,9 @@ export interface GenerationRequest {
 
 export const DEFAULT_MAX_TOKENS = 64;
 
+/** Why a stream ended: the sampler's reasons, or `content_filter` when the safety filter blocked it. */
+export type StreamFinishReason = FinishReason | 'content_filter';
+
 export type GenerationEvent =
   | {
       readonly type: 'token';
@@ -33,10 +36,12 @@ export type GenerationEvent =
       readonly firstLogits?: Float32Array;
       /** Set when the request asked for logprobs. */
       readonly logprobs?: TokenLogprobs;
+      /** The safety filter redacted or blocked text of this token: clients get HIDDEN_TOKEN_ID, not tokenId. */
+      readonly filtered?: boolean;
     }
   | {
       readonly type: 'finish';
-      readonly reason: FinishReason;
+      readonly reason: StreamFinishReason;
       /** Text released at the end (withheld while it could have begun a stop string). */
       readonly text: string;
       readonly promptTokens: number;

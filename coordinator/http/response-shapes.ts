@@ -4,7 +4,7 @@
  * text completions (`text_completion`, a `text` per choice, the legacy logprobs arrays). One
  * choice (index 0) always: n is 1. Field order is fixed, so a stream's bytes are predictable.
  */
-import type { FinishReason } from '../../common/sampling/stop';
+import type { StreamFinishReason } from '../../common/generation/request';
 
 export interface ResponseMeta {
   readonly id: string;
@@ -19,10 +19,11 @@ export interface Usage {
   readonly total_tokens: number;
 }
 
-export type OpenAiFinishReason = 'stop' | 'length';
+export type OpenAiFinishReason = 'stop' | 'length' | 'content_filter';
 
-/** EOS and a stop string both end a completion "naturally": OpenAI's `stop`. */
-export function openAiFinishReason(reason: FinishReason): OpenAiFinishReason {
+/** EOS and a stop string both end a completion "naturally": OpenAI's `stop`; the safety filter's block is `content_filter`. */
+export function openAiFinishReason(reason: StreamFinishReason): OpenAiFinishReason {
+  if (reason === 'content_filter') return 'content_filter';
   return reason === 'length' ? 'length' : 'stop';
 }
 
