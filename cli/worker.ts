@@ -18,6 +18,7 @@ const FLAGS = {
   threads: { type: 'string' },
   'lease-ttl-ms': { type: 'string' },
   'sequence-idle-ms': { type: 'string' },
+  'prefix-cache-bytes': { type: 'string' },
   'metrics-port': { type: 'string' },
   'keepalive-ms': { type: 'string' },
   prefix: { type: 'string' },
@@ -50,6 +51,7 @@ export async function workerCommand(argv: string[]): Promise<void> {
     keepaliveTimeMs: keepaliveMs,
     keepaliveTimeoutMs: keepaliveMs,
     security,
+    prefixCacheBytes: intFlag(v['prefix-cache-bytes'], '--prefix-cache-bytes', 0, { min: 0, max: Number.MAX_SAFE_INTEGER }),
     sequenceIdleMs: intFlag(v['sequence-idle-ms'], '--sequence-idle-ms', DEFAULT_SEQUENCE_IDLE_MS, { min: 1_000, max: 86_400_000 }),
   };
   // BORA_CHECK_ARGS=1: validate the command line and stop (deployment files are tested this way).

@@ -64,6 +64,11 @@ export interface WorkerNodeOptions {
   readonly audit?: AuditLog;
   /** A sequence no frame reached for this long has its caches freed; default DEFAULT_SEQUENCE_IDLE_MS. */
   readonly sequenceIdleMs?: number;
+  /**
+   * Budget of each stage's prefix cache (worker/prefix-stage.ts); 0 or absent: no prefix cache.
+   * The first stage's budget decides; later stages hold the blocks it holds.
+   */
+  readonly prefixCacheBytes?: number;
 }
 
 const STATS_INTERVAL_MS = 1000;
@@ -272,7 +277,7 @@ export class WorkerNode {
         stages.set(need.key, kept);
         return kept;
       }
-      const stage = (await threadForLoads().loadStage(source, need.range, this.options.compute, spread)).stage;
+      const stage = (await threadForLoads().loadStage(source, need.range, this.options.compute, spread, this.options.prefixCacheBytes ?? 0)).stage;
       loadedAny = true;
       const loaded = { modelId: plan.modelId, range: need.range, stage, expertsSpread: spread !== undefined };
       stages.set(need.key, loaded);
