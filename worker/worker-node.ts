@@ -147,6 +147,8 @@ export class WorkerNode {
           if (runner === undefined) return;
           this.metrics.observeForward(runner.assignment.stageIndex, seconds, tokens);
           this.metrics.setKvCache(runner.assignment.stageIndex, runner.stage.stats.kvCacheBytes, runner.stage.stats.sequenceCount);
+          const prefix = runner.stage.stats.prefix;
+          if (prefix !== undefined) this.metrics.setPrefixCache(runner.assignment.stageIndex, prefix);
         },
         onQueueDepth: (depth) => this.metrics.setQueueDepth(this.host.runner()?.assignment.stageIndex ?? 0, depth),
         onRejected: (reason) => this.metrics.countRejectedFrame(reason),
@@ -216,8 +218,9 @@ export class WorkerNode {
   private publishStats(): void {
     const runner = this.host.runner();
     if (runner === undefined) return;
-    const { sequenceCount, kvCacheBytes } = runner.stage.stats;
+    const { sequenceCount, kvCacheBytes, prefix } = runner.stage.stats;
     this.metrics.setKvCache(runner.assignment.stageIndex, kvCacheBytes, sequenceCount);
+    if (prefix !== undefined) this.metrics.setPrefixCache(runner.assignment.stageIndex, prefix);
     const load = { activeSequences: sequenceCount, queueDepth: runner.queueDepth };
     if (load.activeSequences !== this.advertisedLoad.activeSequences || load.queueDepth !== this.advertisedLoad.queueDepth) {
       this.advertisedLoad = load;

@@ -136,6 +136,22 @@ describe('encodeStageFrame chunking', () => {
     assert.deepEqual(decodeStageFrame(done.frame, done.tensor, 16), { ...frame, hidden: undefined, error: undefined, etcdOutage: false });
   });
 
+  test("a slice's cached prefix and the first stage's evictions go through (on chunk 0 only)", () => {
+    const prefixed = { ...slice('a', 32, 2, [5, 6]), prefix: { key: 'f'.repeat(32), tokens: 32 } };
+    const frame: StageFrame = { planEpoch: 1, batchId: 4, stageIndex: 1, slices: [prefixed], hidden: new Float32Array(2 * 16).fill(1), prefixEvicted: ['a'.repeat(32), 'b'.repeat(32)] };
+    const chunks = encodeStageFrame(frame, 16);
+    const done = activationReassembler().push(chunks[0])!;
+    const decoded = decodeStageFrame(done.frame, done.tensor, 16);
+    assert.deepEqual(decoded.slices, [prefixed]);
+    assert.deepEqual(decoded.prefixEvicted, frame.prefixEvicted);
+    const big = encodeStageFrame({ ...frame, hidden: new Float32Array(FRAME_CHUNK_BYTES / 2) }, 16);
+    assert.ok(big.length > 1);
+    assert.deepEqual(big.slice(1).map((c) => c.prefixEvicted), big.slice(1).map(() => []));
+    const empty = { ...chunks[0], prefixEvicted: [''] };
+    const again = activationReassembler().push(empty)!;
+    assert.throws(() => decodeStageFrame(again.frame, again.tensor, 16), InvalidArgumentError);
+  });
+
   test('an error frame carries its message and gRPC code through', () => {
     const frame: StageFrame = { planEpoch: 2, batchId: 5, stageIndex: 1, slices: [slice('a', 4, 1)], error: { message: 'stage 0 boom', code: 13 } };
     const [wire] = encodeStageFrame(frame, 8);
@@ -261,6 +277,10 @@ describe('slices', () => {
     { name: 'negative tokens', wire: { sequenceId: 'a', startPosition: 0, tokenCount: -2, tokenIds: [], prefixKey: '', prefixTokens: 0 }, message: /token_count must be positive/ },
     { name: 'too few token ids', wire: { sequenceId: 'a', startPosition: 0, tokenCount: 3, tokenIds: [1, 2], prefixKey: '', prefixTokens: 0 }, message: /slice a: 2 token ids for token_count 3/ },
     { name: 'too many token ids', wire: { sequenceId: 'a', startPosition: 0, tokenCount: 1, tokenIds: [1, 2], prefixKey: '', prefixTokens: 0 }, message: /2 token ids for token_count 1/ },
+    { name: 'a prefix key without its token count', wire: { sequenceId: 'a', startPosition: 16, tokenCount: 1, tokenIds: [], prefixKey: 'k', prefixTokens: 0 }, message: /prefix_key and prefix_tokens/ },
+    { name: 'a prefix token count without a key', wire: { sequenceId: 'a', startPosition: 16, tokenCount: 1, tokenIds: [], prefixKey: '', prefixTokens: 16 }, message: /prefix_key and prefix_tokens/ },
+    { name: 'a cached prefix past its start position', wire: { sequenceId: 'a', startPosition: 16, tokenCount: 1, tokenIds: [], prefixKey: 'k', prefixTokens: 32 }, message: /end at start_position 16/ },
+    { name: 'an overlong prefix key', wire: { sequenceId: 'a', startPosition: 16, tokenCount: 1, tokenIds: [], prefixKey: 'k'.repeat(65), prefixTokens: 16 }, message: /at most 64 characters/ },
   ];
   for (const b of bad) {
     test(`a slice with ${b.name} is refused`, () => {
