@@ -11,6 +11,7 @@ import {
   INTER_TOKEN_BUCKETS_SECONDS,
   RECOVERY_BUCKETS_SECONDS,
   TIME_TO_FIRST_TOKEN_BUCKETS_SECONDS,
+  EMBEDDING_BUCKETS_SECONDS,
 } from '../common/metrics/buckets';
 import type { GenerationEvent } from '../common/generation/request';
 import { DEFAULT_RATE_WINDOW_MS, type MonotonicClockMs, RateWindow } from '../common/metrics/rate-window';
@@ -46,6 +47,7 @@ export class CoordinatorMetrics {
 
   private readonly requests: Counter<'outcome'>;
   private readonly timeToFirstToken: Histogram;
+  private readonly embedding: Histogram;
   private readonly interToken: Histogram;
   private readonly generatedTokens: Counter;
   private readonly tokenRate: RateWindow;
@@ -67,6 +69,12 @@ export class CoordinatorMetrics {
       name: 'bora_requests_total',
       help: 'Generation requests finished, by outcome.',
       labelNames: ['outcome'],
+      registers,
+    });
+    this.embedding = new Histogram({
+      name: 'bora_embedding_seconds',
+      help: 'One embeddings call (gRPC Embed or HTTP /v1/embeddings), from the call to its last vector (the embedding-latency SLI).',
+      buckets: [...EMBEDDING_BUCKETS_SECONDS],
       registers,
     });
     this.timeToFirstToken = new Histogram({
@@ -145,6 +153,11 @@ export class CoordinatorMetrics {
   }
 
   /** A generation's events: each token counts; its finish gives time to first token, inter-token latency and resumes. */
+  /** One embeddings call's latency. */
+  observeEmbedding(seconds: number): void {
+    this.embedding.observe(seconds);
+  }
+
   observeGeneration(event: GenerationEvent): void {
     if (event.type === 'token') {
       this.countGeneratedTokens(1);

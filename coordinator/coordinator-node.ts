@@ -39,6 +39,7 @@ import { CoordinatorMetrics } from './coordinator-metrics';
 import { CpuPool } from './cpu-pool';
 import { DEFAULT_EXPERT_REBALANCE_MS, ExpertRebalancer } from './expert-rebalancer';
 import { modelFootprint, weightBytesFor } from './footprint';
+import { Embedder } from './embeddings';
 import { addInferenceService } from './inference-service';
 import { Leadership } from './leadership';
 import { MembershipWatch } from './membership-watch';
@@ -109,6 +110,8 @@ interface Started {
   readonly pool: CpuPool;
   readonly tokenizerPool: CpuPool;
   readonly scheduler: Scheduler;
+  /** Embeddings through the scheduler (gRPC Embed; the HTTP API's /v1/embeddings). */
+  readonly embedder: Embedder;
   readonly lifecycle: PlanLifecycle;
   readonly watchdog: StallWatchdog;
   readonly rebalancer: ExpertRebalancer | undefined;
@@ -200,6 +203,7 @@ export class CoordinatorNode {
       encode: (text) => encode(text, { addBos: true }),
       maxPromptBytes,
     });
+    const embedder = new Embedder({ scheduler, config: ckpt.config, encode, maxPromptBytes, onLatency: (seconds) => this.metrics.observeEmbedding(seconds) });
     const watchdog = new StallWatchdog({
       pipeline: () => lifecycle.serving,
       plan: () => lifecycle.plan,
@@ -214,6 +218,7 @@ export class CoordinatorNode {
     const grpcServer = new grpc.Server(channelOptions(o.keepaliveTimeMs, o.keepaliveTimeoutMs, MAX_CLIENT_REQUEST_BYTES));
     addInferenceService(grpcServer, {
       generator: () => generator,
+      embedder: () => embedder,
       tokenizer,
       encode,
       maxPromptBytes,
@@ -247,7 +252,7 @@ export class CoordinatorNode {
         log: this.log,
       });
     }
-    this.parts = { ckpt, tokenizer, pool, tokenizerPool, scheduler, lifecycle, watchdog, rebalancer, leadership, server, metricsServer };
+    this.parts = { ckpt, tokenizer, pool, tokenizerPool, scheduler, embedder, lifecycle, watchdog, rebalancer, leadership, server, metricsServer };
 
     this.membership.onEvent((event) => {
       // Load figures change all the time; only what placement depends on is worth a new plan.

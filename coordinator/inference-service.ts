@@ -21,6 +21,8 @@ import type { ApiKeyPrincipal } from '../common/security/api-keys';
 import type { AdmissionTicket } from './admission';
 import { ClientGate } from './client-gate';
 import type { RequestOutcome } from './coordinator-metrics';
+import { embedHandler } from './embed-service';
+import type { Embedder } from './embeddings';
 import { PromptStore } from './prompt-store';
 
 
@@ -54,6 +56,8 @@ export interface InferenceDeps {
   readonly maxUnsentEventBytes?: number;
   /** A Generate or Chat stream whose client stopped reading was cut off (its request is cancelled). */
   readonly onStreamCutOff?: (stream: 'Generate' | 'Chat', err: Error) => void;
+  /** Embeddings (embed-service.ts); Embed answers UNAVAILABLE without. */
+  readonly embedder?: () => Embedder | undefined;
 }
 
 /**
@@ -312,6 +316,8 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
         );
       });
     },
+
+    Embed: embedHandler({ embedder: () => deps.embedder?.(), gate, modelId: deps.modelId, checkServing: deps.checkServing, onOutcome: (outcome) => deps.onOutcome?.(outcome) }),
 
     Drain: (call, callback) => {
       let who: ApiKeyPrincipal;

@@ -20,6 +20,7 @@ import type { EngineReply, EngineReplyValue, EngineRequest, EngineThreadData, Re
 import { GrpcExpertTransport } from './expert-client';
 import { ExpertStatsCollector } from './expert-stats';
 import { RemoteExperts, type LocalHolder } from './remote-experts';
+import { finalNormSpec } from '../common/model/weights';
 import { PrefixStage } from './prefix-stage';
 import { RemoteWeightSource } from './remote-weights';
 
@@ -91,7 +92,10 @@ async function handle(request: EngineRequest): Promise<EngineReplyValue> {
         if (remote === undefined) await stage.warmUp();
         const handleId = nextHandle++;
         stages.set(handleId, stage);
-        prefixes.set(handleId, new PrefixStage(stage, request.prefixCacheBytes ?? 0, modelTag(request.source)));
+        // The last stage also keeps the final norm, to pool embeddings with.
+        const c = source.config;
+        const finalNorm = stage.isLast ? { weight: await source.readF32(finalNormSpec(c).name, finalNormSpec(c).shape), eps: c.rmsNormEps } : undefined;
+        prefixes.set(handleId, new PrefixStage(stage, request.prefixCacheBytes ?? 0, modelTag(request.source), finalNorm));
         if (remote !== undefined) remotes.set(handleId, remote);
         return { op: 'loadStage', stage: handleId, config: source.config, loadSeconds: (performance.now() - started) / 1000 };
       } finally {
@@ -172,7 +176,7 @@ async function handle(request: EngineRequest): Promise<EngineReplyValue> {
 }
 
 function transfers(value: EngineReplyValue): ArrayBuffer[] {
-  if (value.op === 'forward') return [value.output.hidden, value.output.logits].filter((a) => a !== undefined).map((a) => a!.buffer as ArrayBuffer);
+  if (value.op === 'forward') return [value.output.hidden, value.output.logits, value.output.pooled].filter((a) => a !== undefined).map((a) => a!.buffer as ArrayBuffer);
   if (value.op === 'runExperts') return value.outputs.map((o) => o.buffer as ArrayBuffer);
   return [];
 }

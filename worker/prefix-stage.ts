@@ -27,6 +27,7 @@
  */
 import type { CacheSnapshot } from '../common/engine/kv-cache';
 import type { SliceInput, StageEngine, StageInput, StageOutput } from '../common/engine/stage-engine';
+import { sumNormedRows } from '../common/engine/pooling';
 import { FailedPreconditionError, InvalidArgumentError } from '../common/errors';
 import type { SequenceId } from '../common/ids';
 import { PREFIX_BLOCK_TOKENS as B, PrefixStore, chainKey, rootKey, type PrefixBlock, type PrefixCacheStats } from './prefix-cache';
@@ -36,6 +37,8 @@ export interface ForwardContext {
   readonly planEpoch: number;
   /** Block keys the first stage evicted (later stages drop them after this call). */
   readonly evicted?: readonly string[];
+  /** An embedding micro-batch: no cached prefix is skipped (every token's state is pooled). */
+  readonly embed?: boolean;
 }
 
 export interface StageResult extends StageOutput {
@@ -43,6 +46,14 @@ export interface StageResult extends StageOutput {
   readonly slices?: readonly SliceInput[];
   /** First stage: block keys it evicted during this call, for the later stages. */
   readonly evicted?: readonly string[];
+  /** Last stage of an embedding micro-batch: per slice, the sum of its final-normed hidden states, (slices, H). */
+  readonly pooled?: Float32Array;
+}
+
+/** The model's final RMSNorm, which the last stage applies to the states it pools. */
+export interface FinalNorm {
+  readonly weight: Float32Array;
+  readonly eps: number;
 }
 
 /** Where a sequence's block chain stands: the key of its last full block and the tokens since. */
@@ -74,6 +85,8 @@ export class PrefixStage {
     budgetBytes: number,
     /** Names the model (the plan's model id): the same on every stage. */
     modelTag: string,
+    /** Last stage: the final norm, for embeddings. */
+    private readonly finalNorm?: FinalNorm,
   ) {
     const c = engine.config;
     this.keepSlots = c.slidingWindow === null ? Infinity : c.slidingWindow - 1;
@@ -104,6 +117,14 @@ export class PrefixStage {
   }
 
   async forward(input: StageInput, context: ForwardContext): Promise<StageResult> {
+    const output = await this.forwardCached(input, context);
+    if (context.embed !== true || !this.engine.isLast) return output;
+    if (this.finalNorm === undefined) throw new FailedPreconditionError('this stage was loaded without the final norm: it cannot pool embeddings');
+    const slices = output.slices ?? input.slices;
+    return { ...output, pooled: sumNormedRows(output.hidden, slices.map((s) => s.tokenCount), this.finalNorm.weight, this.finalNorm.eps) };
+  }
+
+  private async forwardCached(input: StageInput, context: ForwardContext): Promise<StageResult> {
     const store = this.store;
     if (store === undefined) return this.engine.forward(input);
     if (context.planEpoch !== this.epoch) {
@@ -111,7 +132,8 @@ export class PrefixStage {
       this.chains.clear();
       this.epoch = context.planEpoch;
     }
-    const slices = input.slices.map((s) => (this.engine.isFirst ? this.lookUp(store, s) : this.install(store, s)));
+    // An embedding pools every token's state, so nothing is skipped (blocks are still kept).
+    const slices = context.embed === true ? input.slices : input.slices.map((s) => (this.engine.isFirst ? this.lookUp(store, s) : this.install(store, s)));
     // Hidden rows come only for the computed tokens: the first stage embeds token ids, and what
     // it passes on already leaves the cached positions out.
     const output = await this.computeInRounds(slices, input.hidden);

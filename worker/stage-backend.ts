@@ -6,7 +6,7 @@
  */
 import type { StageEngine, StageInput } from '../common/engine/stage-engine';
 import type { PrefixCacheStats } from './prefix-cache';
-import { PrefixStage, type ForwardContext, type StageResult } from './prefix-stage';
+import { PrefixStage, type FinalNorm, type ForwardContext, type StageResult } from './prefix-stage';
 import type { SequenceSnapshot } from './engine-protocol';
 import { sequenceId, type LayerRange, type SequenceId } from '../common/ids';
 import type { ModelConfig } from '../common/model/config';
@@ -40,13 +40,14 @@ export interface StageBackend {
 export class InThreadStage implements StageBackend {
   private readonly prefix: PrefixStage;
 
-  /** `prefixCacheBytes`: the prefix cache's budget (0: none); `modelTag` names the weights. */
+  /** `prefixCacheBytes`: the prefix cache's budget (0: none); `modelTag` names the model; `finalNorm`: to pool embeddings (last stage). */
   constructor(
     private readonly engine: StageEngine,
     prefixCacheBytes = 0,
     modelTag = '',
+    finalNorm?: FinalNorm,
   ) {
-    this.prefix = new PrefixStage(engine, prefixCacheBytes, modelTag);
+    this.prefix = new PrefixStage(engine, prefixCacheBytes, modelTag, finalNorm);
   }
   get config(): ModelConfig {
     return this.engine.config;

@@ -136,7 +136,8 @@ export class StageRunner {
     let output: StageResult;
     const started = process.hrtime.bigint();
     try {
-      output = await this.stage.forward({ slices, hidden }, { planEpoch: group[0].planEpoch, ...(evicted.length > 0 ? { evicted } : {}) });
+      const embed = group[0].embed === true ? { embed: true } : {};
+      output = await this.stage.forward({ slices, hidden }, { planEpoch: group[0].planEpoch, ...(evicted.length > 0 ? { evicted } : {}), ...embed });
     } catch (err) {
       const bora = asBoraError(err);
       const error = { message: `stage ${this.assignment.stageIndex} ${bora.message}`, code: STATUS_BY_CODE[bora.code] ?? Status.INTERNAL };
@@ -151,10 +152,12 @@ export class StageRunner {
     for (let i = 0; i < computed.length; i++) await this.emit(i === 0 && passOn.length > 0 ? { ...computed[i], prefixEvicted: passOn } : { ...computed[i], prefixEvicted: undefined }, parts[i], undefined);
   }
 
-  private async emit(frame: StageFrame, output: StageOutput | undefined, error: FrameError | undefined): Promise<void> {
+  private async emit(frame: StageFrame, output: StageResult | undefined, error: FrameError | undefined): Promise<void> {
     if (this.closed) return;
     if (this.sink.kind === 'results') {
-      this.sink.publish({ planEpoch: frame.planEpoch, batchId: frame.batchId, slices: frame.slices, logits: output?.logits?.slice(), error });
+      // An embedding micro-batch returns its pooled states where logits would go (worker.proto).
+      const rows = frame.embed === true ? output?.pooled : output?.logits;
+      this.sink.publish({ planEpoch: frame.planEpoch, batchId: frame.batchId, slices: frame.slices, logits: rows?.slice(), error, ...(frame.embed === true ? { embed: true } : {}) });
       return;
     }
     // Slices pass on with their token ids: later stages key their prefix caches by them.
@@ -168,6 +171,7 @@ export class StageRunner {
       error,
       etcdOutage: frame.etcdOutage,
       ...(frame.prefixEvicted === undefined ? {} : { prefixEvicted: frame.prefixEvicted }),
+      ...(frame.embed === true ? { embed: true } : {}),
     });
   }
 }
@@ -186,7 +190,7 @@ export function mergeableCount(queue: readonly StageFrame[], maxTokens = MAX_MER
   let count = 1;
   while (count < queue.length) {
     const next = queue[count];
-    if (next.error !== undefined || next.slices.some((s) => ids.has(s.id)) || tokens + tokenCount(next) > maxTokens) break;
+    if (next.error !== undefined || next.embed !== first.embed || next.slices.some((s) => ids.has(s.id)) || tokens + tokenCount(next) > maxTokens) break;
     next.slices.forEach((s) => ids.add(s.id));
     tokens += tokenCount(next);
     count++;
@@ -198,14 +202,15 @@ export function mergeableCount(queue: readonly StageFrame[], maxTokens = MAX_MER
  * Splits one engine call's output over the frames merged into it: each frame's rows of hidden
  * state (one per token) and of logits (one per slice), as views into the merged arrays.
  */
-export function splitOutput(group: readonly StageFrame[], output: StageOutput, hiddenSize: number, vocabSize: number): StageOutput[] {
+export function splitOutput(group: readonly StageFrame[], output: StageResult, hiddenSize: number, vocabSize: number): StageResult[] {
   let tokenOffset = 0;
   let sliceOffset = 0;
   return group.map((frame) => {
     const tokens = tokenCount(frame);
-    const part: StageOutput = {
+    const part: StageResult = {
       hidden: output.hidden.subarray(tokenOffset * hiddenSize, (tokenOffset + tokens) * hiddenSize),
       logits: output.logits?.subarray(sliceOffset * vocabSize, (sliceOffset + frame.slices.length) * vocabSize),
+      pooled: output.pooled?.subarray(sliceOffset * hiddenSize, (sliceOffset + frame.slices.length) * hiddenSize),
     };
     tokenOffset += tokens;
     sliceOffset += frame.slices.length;

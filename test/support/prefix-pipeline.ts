@@ -8,7 +8,7 @@ import type { Pipeline } from '../../common/generation/pipeline';
 import { Scheduler } from '../../common/generation/scheduler';
 import type { SliceInput, StageEngine } from '../../common/engine/stage-engine';
 import { sequenceId, type SequenceId } from '../../common/ids';
-import type { StageResult } from '../../worker/prefix-stage';
+import type { FinalNorm, StageResult } from '../../worker/prefix-stage';
 import { InThreadStage } from '../../worker/stage-backend';
 import { fixedSource } from './pipeline';
 
@@ -21,20 +21,30 @@ export class PrefixPipeline implements Pipeline {
     /** 0: no prefix cache (the reference). */
     prefixCacheBytes: number,
     public epoch = 1,
+    /** The model's final norm, for embeddings. */
+    finalNorm?: FinalNorm,
   ) {
-    this.backends = stages.map((s) => new InThreadStage(s, prefixCacheBytes, 'test-model'));
+    this.backends = stages.map((s) => new InThreadStage(s, prefixCacheBytes, 'test-model', s.isLast ? finalNorm : undefined));
   }
 
   async run(_batchId: number, slices: readonly SliceInput[]): Promise<Float32Array> {
+    return (await this.through(slices, false)).logits!;
+  }
+
+  async embed(_batchId: number, slices: readonly SliceInput[]): Promise<Float32Array> {
+    return (await this.through(slices, true)).pooled!;
+  }
+
+  private async through(slices: readonly SliceInput[], embed: boolean): Promise<StageResult> {
     let out: StageResult | undefined;
     let current = slices;
     let evicted: readonly string[] = [];
     for (const stage of this.backends) {
-      out = await stage.forward({ slices: current, hidden: out?.hidden }, { planEpoch: this.epoch, ...(evicted.length > 0 ? { evicted } : {}) });
+      out = await stage.forward({ slices: current, hidden: out?.hidden }, { planEpoch: this.epoch, ...(evicted.length > 0 ? { evicted } : {}), ...(embed ? { embed } : {}) });
       current = out.slices ?? current;
       evicted = [...evicted, ...(out.evicted ?? [])];
     }
-    return out!.logits!;
+    return out!;
   }
 
   async release(ids: readonly SequenceId[]): Promise<void> {

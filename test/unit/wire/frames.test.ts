@@ -66,6 +66,7 @@ function chunk(batchId: number, chunkIndex: number, chunkCount: number, bytes: n
     code: 0,
     etcdOutage: false,
     prefixEvicted: [],
+    embed: false,
   };
 }
 
@@ -256,8 +257,14 @@ describe('decoding checks the reassembled bytes', () => {
       logits: { dtype: 'DTYPE_F32', shape: [3, 5], data: Buffer.alloc(3 * 5 * F32) },
       error: '',
       code: 0,
+      embed: false,
     };
     assert.throws(() => decodeResult(frame, frame.logits, 5), /result 4 logits: shape \[3, 5\] where \[1, 5\] was expected/);
+    // An embedding result has hidden-size rows, and is refused where none was asked for.
+    const pooled: Result = { ...frame, embed: true, logits: { dtype: 'DTYPE_F32', shape: [1, 4], data: Buffer.alloc(4 * F32) } };
+    assert.equal(decodeResult(pooled, pooled.logits, 5, 4).logits?.length, 4);
+    assert.equal(decodeResult(pooled, pooled.logits, 5, 4).embed, true);
+    assert.throws(() => decodeResult(pooled, pooled.logits, 5), /an embedding result where none was asked for/);
   });
 });
 

@@ -62,6 +62,7 @@ describe('generated wire types match the loader', () => {
       code: 0,
       etcdOutage: false,
       prefixEvicted: [],
+      embed: false,
     });
     const empty = boraProto().WeightSource.service.FetchTensor.responseDeserialize(Buffer.alloc(0));
     assert.ok(Buffer.isBuffer(empty.data) && empty.data.byteLength === 0);
