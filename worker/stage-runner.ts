@@ -190,7 +190,7 @@ export function mergeableCount(queue: readonly StageFrame[], maxTokens = MAX_MER
   let count = 1;
   while (count < queue.length) {
     const next = queue[count];
-    if (next.error !== undefined || next.embed !== first.embed || next.slices.some((s) => ids.has(s.id)) || tokens + tokenCount(next) > maxTokens) break;
+    if (next.error !== undefined || (next.embed === true) !== (first.embed === true) || next.slices.some((s) => ids.has(s.id)) || tokens + tokenCount(next) > maxTokens) break;
     next.slices.forEach((s) => ids.add(s.id));
     tokens += tokenCount(next);
     count++;
