@@ -2,7 +2,7 @@
  * npm run bench:llama — llama.cpp, through node-llama-cpp, on the checkpoint bench:engine uses, so
  * Bora's batch-1 decode can be compared with llama.cpp's on the same machine and weights.
  *
- * The checkpoint is converted to GGUF by bench/gguf.ts (cached as .bench/gguf/<model>-<type>.gguf,
+ * The checkpoint is converted to GGUF by common/model/gguf/gguf-writer.ts (cached as .bench/gguf/<model>-<type>.gguf,
  * rewritten when the checkpoint is newer). Per weight type: load time, prefill tokens/s of a
  * 128-token prompt, and batch-1 greedy decode tokens/s (median time per token over 32 steps),
  * in 3 passes on one loaded model; CPU only, 2 threads. Prints a markdown table and writes
@@ -26,7 +26,7 @@ import { StageEngine } from '../common/engine/stage-engine';
 import { sequenceId } from '../common/ids';
 import { Checkpoint } from '../common/model/checkpoint';
 import { BENCH_DIR, MISTRAL_1B, ensureBenchModel } from './bench-model';
-import { isGgufWeightType, writeGguf, type GgufWeightType } from './gguf';
+import { isGgufWeightType, writeGguf, type GgufWeightType } from '../common/model/gguf/gguf-writer';
 import { formatRate, median } from './stats';
 
 const THREADS = 2;
@@ -215,7 +215,7 @@ async function ensureGguf(ckpt: Checkpoint, type: GgufWeightType): Promise<strin
   const file = join(dir, `${name}-${type}.gguf`);
   if (existsSync(file) && statSync(file).mtimeMs >= checkpointMtimeMs(ckpt.dir)) return file;
   const started = Date.now();
-  const written = await writeGguf(ckpt, file, type, name);
+  const written = await writeGguf(ckpt, file, type, { name });
   console.error(`wrote ${file}: ${(written.fileBytes / 1e9).toFixed(2)} GB in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   return file;
 }

@@ -94,8 +94,9 @@ export function missingAuditLines(attempts: readonly RogueAttempt[], refusalsByN
 
 /** What S12 accepts from a request that did not complete. */
 export function allowedOverloadCodes(oversized: boolean): readonly ErrorCode[] {
-  // Admission runs before the prompt is read: an oversized prompt that finds no room is refused
-  // for that; one that is admitted is then refused by the byte limit (before any tokenizing).
+  // An oversized prompt is refused by the coordinator's message limit (RESOURCE_EXHAUSTED, from
+  // the length prefix); one within that limit but over the prompt limit gets INVALID_ARGUMENT
+  // from the byte check, before any tokenizing.
   return oversized ? ['RESOURCE_EXHAUSTED', 'INVALID_ARGUMENT'] : ['RESOURCE_EXHAUSTED'];
 }
 

@@ -14,6 +14,7 @@ import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseMicroBatches } from '../coordinator/pipeline-depth';
 import { InvalidArgumentError, NotFoundError, UnavailableError } from '../common/errors';
+import { isGgufPath } from '../common/model/open-model';
 import type { ClusterStatus } from '../common/wire/messages';
 import { intFlag, parseFlags, requireString } from './args';
 import { ACCESS_FLAGS, type AccessRole, resolveAccess } from './client-access';
@@ -69,7 +70,9 @@ export async function upCommand(argv: string[]): Promise<void> {
   if (workerCount < 1) throw new InvalidArgumentError('--workers must be at least 1');
   const placement = v.placement ?? 'layers';
   if (placement !== 'layers' && placement !== 'experts') throw new InvalidArgumentError(`--placement must be layers or experts, got "${placement}"`);
-  if (!existsSync(join(modelDir, 'config.json'))) throw new NotFoundError(`${modelDir} holds no config.json`);
+  if (isGgufPath(modelDir) ? !existsSync(modelDir) : !existsSync(join(modelDir, 'config.json'))) {
+    throw new NotFoundError(isGgufPath(modelDir) ? `${modelDir} does not exist` : `${modelDir} holds no config.json`);
+  }
   mkdirSync(stateDir, { recursive: true });
   const timeoutMs = intFlag(v['timeout-ms'], '--timeout-ms', 120_000);
   const mode = securityMode(v);
@@ -84,6 +87,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   // With --etcd, that etcd's TLS, users and roles are its operator's business (see `bora etcd-rbac`).
   const etcd = v.etcd !== undefined ? { url: v.etcd, pid: null } : await startLocalEtcd(stateDir, pki);
   const coordinatorAddress = `127.0.0.1:${await freePort()}`;
+  const httpAddress = `127.0.0.1:${await freePort()}`;
   const common = ['--etcd', etcd.url];
   const ttl = v['lease-ttl-ms'] === undefined ? [] : ['--lease-ttl-ms', v['lease-ttl-ms']];
   const rebalance = v['expert-rebalance-ms'] === undefined ? [] : ['--expert-rebalance-ms', v['expert-rebalance-ms']];
@@ -93,7 +97,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   const coordinatorMetricsPort = await freePort();
   const coordinatorPid = spawnDetached(
     process.execPath,
-    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--model', modelDir, '--placement', placement, '--replicas', v.replicas ?? '1', '--metrics-port', String(coordinatorMetricsPort), ...ttl, ...rebalance, ...microBatchArgs, ...(pki === undefined ? insecureNodeArgs() : coordinatorSecurityArgs(pki, auditLog))],
+    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--http-listen', httpAddress, '--model', modelDir, '--placement', placement, '--replicas', v.replicas ?? '1', '--metrics-port', String(coordinatorMetricsPort), ...ttl, ...rebalance, ...microBatchArgs, ...(pki === undefined ? insecureNodeArgs() : coordinatorSecurityArgs(pki, auditLog))],
     join(stateDir, 'coordinator.log'),
   );
   // Every process runs on this machine, so by default (--micro-batches auto) one micro-batch is in
@@ -113,6 +117,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   }
   const partial: ClusterFile = {
     coordinator: coordinatorAddress,
+    http: httpAddress,
     etcd: etcd.url,
     // Until the plan is ready only the pids are known; `down` needs nothing more.
     workers: [...workerPids].map(([id, pid]) => ({ id, pid, address: '', layers: null })),
@@ -142,7 +147,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   }
   const file: ClusterFile = { ...partial, workers: workersOf(status, workerPids, workerMetrics) };
   writeClusterFile(stateDir, file);
-  process.stdout.write(`${JSON.stringify({ coordinator: file.coordinator, etcd: file.etcd, planEpoch: status.planEpoch, workers: file.workers.length, model: basename(modelDir), secure: pki !== undefined })}\n`);
+  process.stdout.write(`${JSON.stringify({ coordinator: file.coordinator, http: file.http, etcd: file.etcd, planEpoch: status.planEpoch, workers: file.workers.length, model: basename(modelDir), secure: pki !== undefined })}\n`);
 }
 
 function workersOf(status: ClusterStatus, pids: ReadonlyMap<string, number>, metrics: ReadonlyMap<string, string>): ClusterFile['workers'] {

@@ -31,6 +31,7 @@ const FLAGS = {
   'micro-batches': { type: 'string' },
   'max-prompt-bytes': { type: 'string' },
   'api-keys': { type: 'string' },
+  'http-listen': { type: 'string' },
   ...ADMISSION_FLAGS,
   ...NODE_SECURITY_FLAGS,
 } as const;
@@ -72,6 +73,8 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
     // Prompt text over this many UTF-8 bytes is refused before it is tokenized.
     maxPromptBytes: intFlag(v['max-prompt-bytes'], '--max-prompt-bytes', DEFAULT_MAX_PROMPT_BYTES, { min: 1, max: MAX_PROMPT_BYTES_CEILING }),
     security: nodeSecurityFromFlags(v, 'coordinator'),
+    // The OpenAI-compatible HTTP API (HTTPS with the coordinator's certificate when secure).
+    ...(v['http-listen'] === undefined ? {} : { httpListen: parseHostPort(v['http-listen'], '--http-listen') }),
     // With API keys, every key is held to the admission limits; without, the API is open.
     ...(v['api-keys'] === undefined ? {} : { apiKeys: loadApiKeyStore(resolve(v['api-keys'])), admission: admissionFromFlags(v) }),
   };

@@ -108,7 +108,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
     await generateRemote(coordinator, request, output.onEvent, intFlag(values['deadline-ms'], '--deadline-ms', 600_000, { min: 1, max: NON_NEGATIVE.max }), access);
     return;
   }
-  if (values.model === undefined) throw new InvalidArgumentError('--model DIR (in process), --coordinator HOST:PORT or --state-dir D is required');
+  if (values.model === undefined) throw new InvalidArgumentError('--model DIR or FILE.gguf (in process), --coordinator HOST:PORT or --state-dir D is required');
   const compute = values.threads === undefined ? undefined : { threads: intFlag(values.threads, '--threads', undefined, { min: 1, max: 1024 }) };
   const local = await openLocalGenerator(values.model, compute);
   try {

@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { BoraError, InvalidArgumentError, UnavailableError, asBoraError } from '../common/errors';
 import { parseWorkerId } from '../common/cluster/member';
 import type { WorkerId } from '../common/ids';
-import type { Generator, GenerationHandle } from '../common/generation/generator';
+import type { Generator } from '../common/generation/generator';
 import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
 import { checkPromptBytes } from '../common/generation/prompt-limits';
 import type { Tokenizer } from '../common/tokenizer/tokenizer';
@@ -24,6 +24,7 @@ import type { RequestOutcome } from './coordinator-metrics';
 import { embedHandler } from './embed-service';
 import type { Embedder } from './embeddings';
 import { PromptStore } from './prompt-store';
+import { runAdmitted } from './run-request';
 
 
 export interface InferenceDeps {
@@ -98,8 +99,8 @@ function outcomeOf(err: BoraError): RequestOutcome {
 }
 
 /**
- * Runs one admitted request, writing its events to `write`; settles when it ends, and then
- * releases its admission ticket (each generated token is charged to the ticket's key).
+ * Runs one admitted request, writing its events to `write` in wire form; settles when it ends,
+ * and then releases its admission ticket (run-request.ts, shared with the HTTP API).
  */
 function runRequest(
   deps: InferenceDeps,
@@ -108,20 +109,7 @@ function runRequest(
   write: (event: GenerateEvent) => void,
   onCancel: (cancel: () => void) => void,
 ): Promise<void> {
-  let handle: GenerationHandle;
-  try {
-    deps.checkServing?.();
-    handle = deps.generator().start(request, (event) => {
-      deps.onEvent?.(event);
-      if (event.type === 'token') ticket?.recordTokens(1);
-      write(eventToWire(event));
-    });
-  } catch (err) {
-    ticket?.release();
-    return Promise.reject(asBoraError(err));
-  }
-  onCancel(() => handle.cancel());
-  return handle.done.finally(() => ticket?.release());
+  return runAdmitted(deps, request, ticket, (event) => write(eventToWire(event)), onCancel);
 }
 
 /** Aborted when the client cancels the call (ends a wait for admission). */

@@ -19,6 +19,7 @@ export interface EngineThreadData {
 }
 
 /** Where the engine thread reads weights: a directory it can see, or the coordinator. */
+/** `dir`: a checkpoint directory or a GGUF file (open-model.ts). */
 export type WeightSourceSpec = { readonly kind: 'local'; readonly dir: string } | { readonly kind: 'remote'; readonly address: string; readonly modelId: string };
 
 export interface ExpertHolding {

@@ -12,7 +12,7 @@ import { LocalExperts } from '../common/engine/experts';
 import { StageEngine } from '../common/engine/stage-engine';
 import { InternalError } from '../common/errors';
 import { sequenceId } from '../common/ids';
-import { Checkpoint } from '../common/model/checkpoint';
+import { openModel } from '../common/model/open-model';
 import type { WeightSource } from '../common/model/weight-source';
 import { toThreadError } from '../common/pool/thread-errors';
 import { type NodeSecurity, nodeSecurityFromSpec } from '../common/security/node-security';
@@ -40,7 +40,7 @@ function transport(): NodeSecurity {
 }
 
 async function openSource(spec: WeightSourceSpec): Promise<{ source: WeightSource; close(): void }> {
-  if (spec.kind === 'local') return { source: await Checkpoint.open(spec.dir), close: () => undefined };
+  if (spec.kind === 'local') return { source: await openModel(spec.dir), close: () => undefined };
   const remote = await RemoteWeightSource.connect(spec.address, spec.modelId, transport());
   return { source: remote, close: () => remote.close() };
 }

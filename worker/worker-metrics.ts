@@ -13,6 +13,7 @@
  * etcd lease, so the max is the series to alert on. Those samples describe the whole process, so
  * a process makes one WorkerMetrics.
  */
+import { registerBuildInfo } from '../common/metrics/build-info';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { PrefixCacheStats } from './prefix-cache';
 import { EXPERT_DISPATCH_BUCKETS_SECONDS, FORWARD_BATCH_BUCKETS_TOKENS, MODEL_LOAD_BUCKETS_SECONDS, STAGE_FORWARD_BUCKETS_SECONDS } from '../common/metrics/buckets';
@@ -56,9 +57,16 @@ export class WorkerMetrics {
   private readonly prefixBlocks: Gauge<'stage'>;
   /** The engine's running totals at the last update, per stage (counters grow by the difference). */
   private readonly prefixSeen = new Map<number, PrefixCacheStats>();
+  private readonly memoryBudget: Gauge;
 
   constructor() {
     const registers = [this.registry];
+    registerBuildInfo(this.registry, { role: 'worker', model: '' });
+    this.memoryBudget = new Gauge({
+      name: 'bora_worker_memory_budget_bytes',
+      help: 'Bytes this worker offers for weights and KV caches (--memory-bytes); placement packs stages into it.',
+      registers,
+    });
     this.forward = new Histogram({
       name: 'bora_stage_forward_seconds',
       help: "One engine call of a stage: its layers' forward pass over one batch.",
@@ -194,6 +202,10 @@ export class WorkerMetrics {
 
   setQueueDepth(stage: number, frames: number): void {
     this.queueDepth.set({ stage: String(stage) }, frames);
+  }
+
+  setMemoryBudget(bytes: number): void {
+    this.memoryBudget.set(bytes);
   }
 
   setKvCache(stage: number, bytes: number, sequences: number): void {

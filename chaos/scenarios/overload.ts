@@ -121,7 +121,7 @@ export const S12 = defineScenario({
         noViolations(
           'every other request refused with RESOURCE_EXHAUSTED (oversized prompts: or INVALID_ARGUMENT), no other error',
           overloadViolations(records),
-          `${refused} refused; the ${oversized.length} 10 MiB prompts: ${oversized.join(', ')} (admission comes first: RESOURCE_EXHAUSTED when no room, else INVALID_ARGUMENT from the ${MAX_PROMPT_BYTES} byte limit, before any tokenizing)`,
+          `${refused} refused; the ${oversized.length} 10 MiB prompts: ${oversized.join(', ')} (the coordinator's message limit, ${MAX_PROMPT_BYTES} prompt bytes + 1 MiB, refuses them with RESOURCE_EXHAUSTED from the length prefix, before reading them)`,
         ),
         noViolations(`every node's RSS within its fault-free peak + ${RSS_ALLOWANCE_BYTES / MIB} MiB`, memoryViolations(peaks), describePeaks(peaks)),
       ],

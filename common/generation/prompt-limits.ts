@@ -14,20 +14,30 @@ import { InvalidArgumentError } from '../errors';
 export const DEFAULT_MAX_PROMPT_BYTES = 128 * 1024;
 
 /**
- * The largest limit an operator may configure: the client API's message limit (below) is
- * sized from it, so a larger one would let prompts through that the channel then refuses.
+ * The largest limit an operator may configure (16 MiB, the size of the messages between nodes).
  */
 export const MAX_PROMPT_BYTES_CEILING = 16 * 1024 * 1024;
 
 /**
- * Bytes of one message the client API (the coordinator's port: Inference and WeightSource)
- * accepts: the largest prompt text an operator may allow plus 1 MiB for the rest of a request
- * (sampling, stop strings, and token ids: a 128k-token prompt is at most 640 KiB of varints).
- * Every other request on that port (WeightSource's FetchTensor, Status, Drain) is a few hundred
- * bytes; what the port sends (1 MiB tensor chunks, token events) is not bounded by this. A larger
- * message is refused by grpc-js with RESOURCE_EXHAUSTED before it is decoded.
+ * Bytes of a request beside its prompt text: sampling, stop strings, and token ids (a 128k-token
+ * prompt is at most 640 KiB of varints).
  */
-export const MAX_CLIENT_REQUEST_BYTES = MAX_PROMPT_BYTES_CEILING + 1024 * 1024;
+export const REQUEST_OVERHEAD_BYTES = 1024 * 1024;
+
+/**
+ * Bytes of one message the client API (the coordinator's port: Inference and WeightSource)
+ * accepts when the coordinator allows `maxPromptBytes` of prompt text: that plus
+ * REQUEST_OVERHEAD_BYTES. Every other request on that port (WeightSource's FetchTensor, Status,
+ * Drain) is a few hundred bytes; what the port sends (1 MiB tensor chunks, token events) is not
+ * bounded by this. grpc-js refuses a larger message with RESOURCE_EXHAUSTED from its 5-byte
+ * length prefix, before it is decoded and without buffering it: a 10 MiB prompt sent to a
+ * coordinator that allows 1 MiB costs the coordinator next to nothing, where decoding it first
+ * and refusing it from the prompt check cost each other stream tens of milliseconds (seen as a
+ * doubled inter-token p99 in chaos scenario S12).
+ */
+export function clientRequestLimitBytes(maxPromptBytes: number): number {
+  return maxPromptBytes + REQUEST_OVERHEAD_BYTES;
+}
 
 /**
  * Refuses text of more than `maxBytes` UTF-8 bytes, counting `priorBytes` already accepted (the

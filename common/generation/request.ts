@@ -5,6 +5,7 @@
 import { InvalidArgumentError } from '../errors';
 import type { ModelConfig } from '../model/config';
 import type { SamplingParams } from '../sampling/sampler';
+import type { TokenLogprobs } from '../sampling/logprobs';
 import type { FinishReason } from '../sampling/stop';
 
 export type Prompt = { readonly kind: 'text'; readonly text: string } | { readonly kind: 'ids'; readonly ids: readonly number[] };
@@ -17,12 +18,22 @@ export interface GenerationRequest {
   readonly ignoreEos: boolean;
   /** Report the logits that chose the first token. */
   readonly returnFirstLogits: boolean;
+  /** Report each token's log-probability and this many most likely alternatives; absent: none. */
+  readonly logprobs?: number;
 }
 
 export const DEFAULT_MAX_TOKENS = 64;
 
 export type GenerationEvent =
-  | { readonly type: 'token'; readonly index: number; readonly tokenId: number; readonly text: string; readonly firstLogits?: Float32Array }
+  | {
+      readonly type: 'token';
+      readonly index: number;
+      readonly tokenId: number;
+      readonly text: string;
+      readonly firstLogits?: Float32Array;
+      /** Set when the request asked for logprobs. */
+      readonly logprobs?: TokenLogprobs;
+    }
   | {
       readonly type: 'finish';
       readonly reason: FinishReason;

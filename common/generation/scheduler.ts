@@ -52,6 +52,15 @@ export interface SchedulerOptions {
   readonly maxBatchSequences: number;
   /** Sampling over the vocabulary; default in this thread. A pool keeps the event loop free. */
   readonly sample?: (logits: Float32Array, params: SamplingParams, step: number) => Promise<number> | number;
+  /** A sequence's first micro-batch started, `seconds` after it was submitted. */
+  readonly onQueueWait?: (seconds: number) => void;
+  /**
+   * Generation runs again after a pipeline failure: a micro-batch of the next pipeline returned,
+   * `seconds` after the failure was reported.
+   */
+  readonly onRecovered?: (seconds: number) => void;
+  /** Milliseconds on a monotonic clock; performance.now() by default. */
+  readonly nowMs?: () => number;
 }
 
 /** An embedding request: its prompt runs through the pipeline (prefill only) and is pooled. */
@@ -75,6 +84,8 @@ interface Sequence {
   inFlight: boolean;
   done: boolean;
   lastScheduled: number;
+  /** When it was submitted; undefined once its first micro-batch started. */
+  queuedAtMs: number | undefined;
 }
 
 export interface SequenceHandle {
@@ -91,6 +102,8 @@ export class Scheduler {
   /** Set while a planned hand-over holds new micro-batches back (see quiesce). */
   private hold: { resolve(positions: Map<SequenceId, number> | undefined): void } | undefined;
   private readonly releaseQueue: SequenceId[] = [];
+  /** When the serving pipeline failed, until a micro-batch of the next one returns. */
+  private failedAtMs: number | undefined;
 
   constructor(
     private readonly source: PipelineSource,
@@ -110,7 +123,16 @@ export class Scheduler {
 
   submit(request: SequenceRequest): SequenceHandle {
     if (this.sequences.has(request.id)) throw new UnavailableError(`sequence ${request.id} already running`);
-    const seq: Sequence = { request, tokens: [...request.promptIds], promptLength: request.promptIds.length, fed: 0, inFlight: false, done: false, lastScheduled: 0 };
+    const seq: Sequence = {
+      request,
+      tokens: [...request.promptIds],
+      promptLength: request.promptIds.length,
+      fed: 0,
+      inFlight: false,
+      done: false,
+      lastScheduled: 0,
+      queuedAtMs: this.nowMs(),
+    };
     this.sequences.set(request.id, seq);
     this.pump();
     return { cancel: () => this.finish(seq) };
@@ -133,6 +155,7 @@ export class Scheduler {
       inFlight: false,
       done: false,
       lastScheduled: 0,
+      queuedAtMs: this.nowMs(),
     };
     this.sequences.set(request.id, seq);
     this.pump();
@@ -196,6 +219,10 @@ export class Scheduler {
     resolve(this.pipeline === undefined ? undefined : positions);
   }
 
+  private nowMs(): number {
+    return this.options.nowMs?.() ?? performance.now();
+  }
+
   /** Starts as many micro-batches as there are free pipeline slots and ready sequences. */
   private pump(): void {
     if (this.hold !== undefined) return;
@@ -229,6 +256,10 @@ export class Scheduler {
       budget -= tokenCount;
       seq.inFlight = true;
       seq.lastScheduled = ++this.tick;
+      if (seq.queuedAtMs !== undefined) {
+        this.options.onQueueWait?.((this.nowMs() - seq.queuedAtMs) / 1000);
+        seq.queuedAtMs = undefined;
+      }
       picked.push({ seq, slice: { id: seq.request.id, startPosition: seq.fed, tokenCount, tokenIds: seq.tokens.slice(seq.fed, seq.fed + tokenCount) } });
     }
     return picked;
@@ -250,6 +281,10 @@ export class Scheduler {
     // replay when the pipeline was dropped, so its result must not touch them.
     if (pipeline !== this.pipeline) return;
     this.inFlight--;
+    if (failure === undefined && this.failedAtMs !== undefined) {
+      this.options.onRecovered?.((this.nowMs() - this.failedAtMs) / 1000);
+      this.failedAtMs = undefined;
+    }
     // Sequences stay in flight until their next token is appended (sampling may be async), so
     // that no other micro-batch picks them up in between.
     if (failure === undefined) await this.accept(batch, logits!);
@@ -311,6 +346,7 @@ export class Scheduler {
   /** The pipeline broke: every sequence will be replayed from position 0 on the next one. */
   private onPipelineFailure(pipeline: Pipeline, err: BoraError): void {
     if (pipeline !== this.pipeline) return; // already handled
+    this.failedAtMs ??= this.nowMs();
     this.releaseHold();
     this.source.reportFailure?.(pipeline, err);
     this.pipeline = undefined;

@@ -4,6 +4,7 @@
  * scheduler's SequenceSink for a text request.
  */
 import type { BoraError } from '../errors';
+import { tokenLogprobs } from '../sampling/logprobs';
 import { StopCondition } from '../sampling/stop';
 import { StreamDecoder } from '../tokenizer/stream-decoder';
 import type { Tokenizer } from '../tokenizer/tokenizer';
@@ -40,7 +41,8 @@ export class TextSink implements SequenceSink {
     this.firstTokenMs ??= performance.now();
     const step = this.stop.push(token, this.decoder.push(token));
     const firstLogits = index === 0 && this.request.returnFirstLogits ? logits.slice() : undefined;
-    this.callbacks.onEvent({ type: 'token', index, tokenId: token, text: step.emit, firstLogits });
+    const logprobs = this.request.logprobs === undefined ? undefined : tokenLogprobs(logits, token, this.request.logprobs);
+    this.callbacks.onEvent({ type: 'token', index, tokenId: token, text: step.emit, firstLogits, ...(logprobs === undefined ? {} : { logprobs }) });
     if (step.finish === undefined) return false;
     this.ended = true;
     // At a stop string or EOS, text still inside the decoder is past the cut: it is not shown.
