@@ -53,6 +53,7 @@ const UP_FLAGS = {
   threads: { type: 'string' },
   'lease-ttl-ms': { type: 'string' },
   'memory-bytes': { type: 'string' },
+  'prefix-cache-bytes': { type: 'string' },
   'timeout-ms': { type: 'string' },
   'expert-rebalance-ms': { type: 'string' },
   'micro-batches': { type: 'string' },
@@ -66,6 +67,8 @@ export async function upCommand(argv: string[]): Promise<void> {
   const modelDir = resolve(requireString(v.model, '--model'));
   const stateDir = resolve(requireString(v['state-dir'], '--state-dir'));
   const workerCount = intFlag(v.workers, '--workers', 3);
+  // Checked here, passed on to every worker as given (all stages need the same setting).
+  if (v['prefix-cache-bytes'] !== undefined) intFlag(v['prefix-cache-bytes'], '--prefix-cache-bytes', 0, { min: 0, max: Number.MAX_SAFE_INTEGER });
   if (workerCount < 1) throw new InvalidArgumentError('--workers must be at least 1');
   const placement = v.placement ?? 'layers';
   if (placement !== 'layers' && placement !== 'experts') throw new InvalidArgumentError(`--placement must be layers or experts, got "${placement}"`);
@@ -113,6 +116,7 @@ export async function upCommand(argv: string[]): Promise<void> {
     workerMetrics.set(id, `127.0.0.1:${metricsPort}`);
     const args = [BORA_JS, 'worker', ...common, '--id', id, '--listen', '127.0.0.1:0', '--models-dir', dirname(modelDir), '--threads', threads, '--metrics-port', String(metricsPort), ...ttl];
     if (v['memory-bytes'] !== undefined) args.push('--memory-bytes', v['memory-bytes']);
+    if (v['prefix-cache-bytes'] !== undefined) args.push('--prefix-cache-bytes', v['prefix-cache-bytes']);
     args.push(...(pki === undefined ? insecureNodeArgs() : workerSecurityArgs(pki, id, auditLog)));
     workerPids.set(id, spawnDetached(process.execPath, args, join(stateDir, `${id}.log`)));
   }

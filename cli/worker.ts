@@ -26,6 +26,7 @@ const FLAGS = {
   'lease-ttl-ms': { type: 'string' },
   'sequence-idle-ms': { type: 'string' },
   'drain-timeout-ms': { type: 'string' },
+  'prefix-cache-bytes': { type: 'string' },
   'metrics-port': { type: 'string' },
   'keepalive-ms': { type: 'string' },
   prefix: { type: 'string' },
@@ -58,6 +59,7 @@ export async function workerCommand(argv: string[]): Promise<void> {
     keepaliveTimeMs: keepaliveMs,
     keepaliveTimeoutMs: keepaliveMs,
     security,
+    prefixCacheBytes: intFlag(v['prefix-cache-bytes'], '--prefix-cache-bytes', 0, { min: 0, max: Number.MAX_SAFE_INTEGER }),
     sequenceIdleMs: intFlag(v['sequence-idle-ms'], '--sequence-idle-ms', DEFAULT_SEQUENCE_IDLE_MS, { min: 1_000, max: 86_400_000 }),
   };
   const drainTimeoutMs = intFlag(v['drain-timeout-ms'], '--drain-timeout-ms', DEFAULT_DRAIN_TIMEOUT_MS, { min: 0, max: 3_600_000 });

@@ -2,8 +2,8 @@
  * Who may call the client API, and how much. Every call names an API key
  * (`authorization: Bearer KEY`):
  *
- *   - Generate, SubmitPrompt and Chat need the `client` or `admin` role; Generate and each Chat
- *     turn then pass admission (per-key requests/s, generated tokens/min and concurrent streams,
+ *   - Generate, SubmitPrompt, Chat and Embed need the `client` or `admin` role; Generate, Embed and
+ *     each Chat turn then pass admission (per-key requests/s, generated tokens/min and concurrent streams,
  *     one bounded queue: admission.ts), refused with RESOURCE_EXHAUSTED and a retry-after;
  *   - Status: either role; a `client` gets the reduced view (no worker addresses or ids);
  *   - Drain needs `admin`, except that a worker may drain itself, identified by its own
@@ -19,12 +19,13 @@ import type { AuditLog } from '../common/security/audit';
 import type { Admission, AdmissionTicket } from './admission';
 import { peerIdentity, type CallWithAuth } from '../common/security/peer-identity';
 
-export type ClientMethod = 'Generate' | 'SubmitPrompt' | 'Chat' | 'Status' | 'Drain';
+export type ClientMethod = 'Generate' | 'SubmitPrompt' | 'Chat' | 'Embed' | 'Status' | 'Drain';
 
 const ALLOWED_ROLES: Readonly<Record<ClientMethod, readonly ApiKeyRole[]>> = {
   Generate: ['client', 'admin'],
   SubmitPrompt: ['client', 'admin'],
   Chat: ['client', 'admin'],
+  Embed: ['client', 'admin'],
   Status: ['client', 'admin'],
   Drain: ['admin'],
 };

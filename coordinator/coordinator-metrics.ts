@@ -19,6 +19,7 @@ import {
   REQUEST_DURATION_BUCKETS_SECONDS,
   REQUEST_TOKENS_BUCKETS,
   TIME_TO_FIRST_TOKEN_BUCKETS_SECONDS,
+  EMBEDDING_BUCKETS_SECONDS,
 } from '../common/metrics/buckets';
 import { registerBuildInfo } from '../common/metrics/build-info';
 import type { GenerationEvent } from '../common/generation/request';
@@ -69,6 +70,7 @@ export class CoordinatorMetrics {
   private readonly requests: Counter<'outcome'>;
   private readonly httpResponses: Counter<'endpoint' | 'status'>;
   private readonly timeToFirstToken: Histogram;
+  private readonly embedding: Histogram;
   private readonly interToken: Histogram;
   private readonly generatedTokens: Counter;
   private readonly tokenRate: RateWindow;
@@ -96,6 +98,12 @@ export class CoordinatorMetrics {
       name: 'bora_requests_total',
       help: 'Generation requests finished, by outcome.',
       labelNames: ['outcome'],
+      registers,
+    });
+    this.embedding = new Histogram({
+      name: 'bora_embedding_seconds',
+      help: 'One embeddings call (gRPC Embed or HTTP /v1/embeddings), from the call to its last vector (the embedding-latency SLI).',
+      buckets: [...EMBEDDING_BUCKETS_SECONDS],
       registers,
     });
     this.httpResponses = new Counter({
@@ -221,6 +229,11 @@ export class CoordinatorMetrics {
   }
 
   /** A generation's events: each token counts; its finish gives time to first token, inter-token latency and resumes. */
+  /** One embeddings call's latency. */
+  observeEmbedding(seconds: number): void {
+    this.embedding.observe(seconds);
+  }
+
   observeGeneration(event: GenerationEvent): void {
     if (event.type === 'token') {
       this.countGeneratedTokens(1);

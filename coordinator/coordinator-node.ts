@@ -39,6 +39,7 @@ import { CoordinatorMetrics } from './coordinator-metrics';
 import { CpuPool } from './cpu-pool';
 import { DEFAULT_EXPERT_REBALANCE_MS, ExpertRebalancer } from './expert-rebalancer';
 import { footprintFromSizes, keepsStoredWeights, modelFootprint } from './footprint';
+import { Embedder } from './embeddings';
 import { addInferenceService } from './inference-service';
 import { SafetyFilter } from './safety/safety-filter';
 import type { SafetyOptions } from './safety/safety-options';
@@ -121,6 +122,8 @@ interface Started {
   readonly pool: CpuPool;
   readonly tokenizerPool: CpuPool;
   readonly scheduler: Scheduler;
+  /** Embeddings through the scheduler (gRPC Embed; the HTTP API's /v1/embeddings). */
+  readonly embedder: Embedder;
   readonly lifecycle: PlanLifecycle;
   readonly watchdog: StallWatchdog;
   readonly rebalancer: ExpertRebalancer | undefined;
@@ -229,6 +232,7 @@ export class CoordinatorNode {
       encode: (text) => encode(text, { addBos: true }),
       maxPromptBytes,
     });
+    const embedder = new Embedder({ scheduler, config: ckpt.config, encode, maxPromptBytes, onLatency: (seconds) => this.metrics.observeEmbedding(seconds) });
     const watchdog = new StallWatchdog({
       pipeline: () => lifecycle.serving,
       plan: () => lifecycle.plan,
@@ -255,6 +259,7 @@ export class CoordinatorNode {
     const grpcServer = new grpc.Server(channelOptions(o.keepaliveTimeMs, o.keepaliveTimeoutMs, clientRequestLimitBytes(maxPromptBytes)));
     addInferenceService(grpcServer, {
       generator: () => generator,
+      embedder: () => embedder,
       tokenizer,
       encode,
       chatTemplate,
@@ -313,7 +318,7 @@ export class CoordinatorNode {
         log: this.log,
       });
     }
-    this.parts = { ckpt, tokenizer, pool, tokenizerPool, scheduler, lifecycle, watchdog, rebalancer, leadership, server, metricsServer, httpApi };
+    this.parts = { ckpt, tokenizer, pool, tokenizerPool, scheduler, embedder, lifecycle, watchdog, rebalancer, leadership, server, metricsServer, httpApi };
 
     this.membership.onEvent((event) => {
       // Load figures change all the time; only what placement depends on is worth a new plan.

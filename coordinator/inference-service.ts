@@ -22,6 +22,8 @@ import type { ApiKeyPrincipal } from '../common/security/api-keys';
 import type { AdmissionTicket } from './admission';
 import { ClientGate } from './client-gate';
 import type { RequestOutcome } from './coordinator-metrics';
+import { embedHandler } from './embed-service';
+import type { Embedder } from './embeddings';
 import { PromptStore } from './prompt-store';
 import { runAdmitted } from './run-request';
 import type { TextFilter } from '../common/generation/text-filter';
@@ -63,6 +65,8 @@ export interface InferenceDeps {
   readonly onStreamCutOff?: (stream: 'Generate' | 'Chat', err: Error) => void;
   /** Checks prompts before they reach the workers and generated text as it streams; none by default. */
   readonly safety?: SafetyFilter;
+  /** Embeddings (embed-service.ts); Embed answers UNAVAILABLE without. */
+  readonly embedder?: () => Embedder | undefined;
 }
 
 /**
@@ -348,6 +352,8 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
         );
       });
     },
+
+    Embed: embedHandler({ embedder: () => deps.embedder?.(), gate, modelId: deps.modelId, checkServing: deps.checkServing, onOutcome: (outcome) => deps.onOutcome?.(outcome) }),
 
     Drain: (call, callback) => {
       let who: ApiKeyPrincipal;

@@ -71,6 +71,11 @@ export interface WorkerNodeOptions {
   readonly audit?: AuditLog;
   /** A sequence no frame reached for this long has its caches freed; default DEFAULT_SEQUENCE_IDLE_MS. */
   readonly sequenceIdleMs?: number;
+  /**
+   * Budget of each stage's prefix cache (worker/prefix-stage.ts); 0 or absent: no prefix cache.
+   * The first stage's budget decides; later stages hold the blocks it holds.
+   */
+  readonly prefixCacheBytes?: number;
 }
 
 const STATS_INTERVAL_MS = 1000;
@@ -153,6 +158,8 @@ export class WorkerNode {
           if (runner === undefined) return;
           this.metrics.observeForward(runner.assignment.stageIndex, seconds, tokens);
           this.metrics.setKvCache(runner.assignment.stageIndex, runner.stage.stats.kvCacheBytes, runner.stage.stats.sequenceCount);
+          const prefix = runner.stage.stats.prefix;
+          if (prefix !== undefined) this.metrics.setPrefixCache(runner.assignment.stageIndex, prefix);
         },
         onQueueDepth: (depth) => this.metrics.setQueueDepth(this.host.runner()?.assignment.stageIndex ?? 0, depth),
         onRejected: (reason) => this.metrics.countRejectedFrame(reason),
@@ -236,8 +243,9 @@ export class WorkerNode {
   private publishStats(): void {
     const runner = this.host.runner();
     if (runner === undefined) return;
-    const { sequenceCount, kvCacheBytes } = runner.stage.stats;
+    const { sequenceCount, kvCacheBytes, prefix } = runner.stage.stats;
     this.metrics.setKvCache(runner.assignment.stageIndex, kvCacheBytes, sequenceCount);
+    if (prefix !== undefined) this.metrics.setPrefixCache(runner.assignment.stageIndex, prefix);
     const load = { activeSequences: sequenceCount, queueDepth: runner.queueDepth };
     if (load.activeSequences !== this.advertisedLoad.activeSequences || load.queueDepth !== this.advertisedLoad.queueDepth) {
       this.advertisedLoad = load;
@@ -297,7 +305,7 @@ export class WorkerNode {
         stages.set(need.key, kept);
         return kept;
       }
-      const stage = (await threadForLoads().loadStage(source, need.range, this.options.compute, spread)).stage;
+      const stage = (await threadForLoads().loadStage(source, need.range, this.options.compute, spread, this.options.prefixCacheBytes ?? 0)).stage;
       loadedAny = true;
       const loaded = { modelId: plan.modelId, range: need.range, stage, expertsSpread: spread !== undefined };
       stages.set(need.key, loaded);

@@ -25,8 +25,13 @@ export interface SliceInput {
   /** Position of the first new token. 0 restarts the sequence (a replay); otherwise it must continue the cache. */
   readonly startPosition: number;
   readonly tokenCount: number;
-  /** Token ids, required by the first stage only. */
+  /** Token ids, required by the first stage only (later stages use them for their prefix caches). */
   readonly tokenIds?: readonly number[];
+  /**
+   * Set when the `tokens` positions before startPosition came from the prefix cache of the first
+   * stage (worker/prefix-stage.ts): `key` names that prefix; the engine itself ignores it.
+   */
+  readonly prefix?: { readonly key: string; readonly tokens: number };
 }
 
 export interface StageInput {

@@ -14,6 +14,7 @@ import { BoraError, UnavailableError, asBoraError } from '../errors';
 import type { SequenceId } from '../ids';
 import type { SliceInput } from '../engine/stage-engine';
 import { sampleToken, type SamplingParams } from '../sampling/sampler';
+import { meanL2 } from '../engine/pooling';
 import type { Pipeline } from './pipeline';
 
 /** Releases kept for a later pipeline at most (beyond this, the caches are lost with their stages). */
@@ -62,8 +63,19 @@ export interface SchedulerOptions {
   readonly nowMs?: () => number;
 }
 
+/** An embedding request: its prompt runs through the pipeline (prefill only) and is pooled. */
+export interface EmbeddingRequest {
+  readonly id: SequenceId;
+  readonly promptIds: readonly number[];
+  /** The mean-pooled, L2-normalised final-normed hidden state (common/engine/pooling.ts). */
+  onEmbedding(vector: Float32Array): void;
+  onError(err: BoraError): void;
+}
+
 interface Sequence {
   readonly request: SequenceRequest;
+  /** An embedding: the running sum of its pooled rows (float64), and where the vector goes. */
+  readonly embedding?: { sum: Float64Array | undefined; readonly request: EmbeddingRequest };
   /** Prompt then generated tokens. */
   readonly tokens: number[];
   readonly promptLength: number;
@@ -113,6 +125,30 @@ export class Scheduler {
     if (this.sequences.has(request.id)) throw new UnavailableError(`sequence ${request.id} already running`);
     const seq: Sequence = {
       request,
+      tokens: [...request.promptIds],
+      promptLength: request.promptIds.length,
+      fed: 0,
+      inFlight: false,
+      done: false,
+      lastScheduled: 0,
+      queuedAtMs: this.nowMs(),
+    };
+    this.sequences.set(request.id, seq);
+    this.pump();
+    return { cancel: () => this.finish(seq) };
+  }
+
+  /**
+   * Queues an embedding. It is batched with other embeddings (never in a micro-batch with
+   * generation: its last stage returns pooled states, not logits), prompt chunks as for
+   * generation, and replayed like any sequence when the pipeline breaks.
+   */
+  submitEmbedding(request: EmbeddingRequest): SequenceHandle {
+    if (this.sequences.has(request.id)) throw new UnavailableError(`sequence ${request.id} already running`);
+    const sink: SequenceSink = { onToken: () => true, onError: (err) => request.onError(err) };
+    const seq: Sequence = {
+      request: { id: request.id, promptIds: request.promptIds, sampling: { kind: 'greedy' }, sink },
+      embedding: { sum: undefined, request },
       tokens: [...request.promptIds],
       promptLength: request.promptIds.length,
       fed: 0,
@@ -210,8 +246,11 @@ export class Scheduler {
     ready.sort((a, b) => a.lastScheduled - b.lastScheduled);
     const picked: { seq: Sequence; slice: SliceInput }[] = [];
     let budget = this.options.maxBatchTokens;
+    // One kind per micro-batch: the least recently scheduled sequence's (generation or embedding).
+    const embedding = ready.length > 0 && ready[0].embedding !== undefined;
     for (const seq of ready) {
       if (picked.length >= count || budget <= 0) break;
+      if ((seq.embedding !== undefined) !== embedding) continue;
       const tokenCount = Math.min(seq.tokens.length - seq.fed, budget);
       if (tokenCount <= 0) continue; // nothing new to feed yet
       budget -= tokenCount;
@@ -231,7 +270,10 @@ export class Scheduler {
     let logits: Float32Array | undefined;
     let failure: BoraError | undefined;
     try {
-      logits = await pipeline.run(this.nextBatchId++, batch.map((b) => b.slice));
+      const slices = batch.map((b) => b.slice);
+      if (batch[0]?.seq.embedding === undefined) logits = await pipeline.run(this.nextBatchId++, slices);
+      else if (pipeline.embed === undefined) throw new BoraError('FAILED_PRECONDITION', 'this pipeline cannot compute embeddings');
+      else logits = await pipeline.embed(this.nextBatchId++, slices);
     } catch (err) {
       failure = asBoraError(err);
     }
@@ -261,6 +303,10 @@ export class Scheduler {
     await Promise.all(
       batch.map(async ({ seq, slice }, row) => {
         if (seq.done) return;
+        if (seq.embedding !== undefined) {
+          this.acceptPooled(seq, seq.embedding, slice, logits.subarray(row * vocab, (row + 1) * vocab));
+          return;
+        }
         seq.fed += slice.tokenCount;
         if (seq.fed < seq.tokens.length) return; // a prompt chunk, or a replay still catching up
         const rowLogits = logits.subarray(row * vocab, (row + 1) * vocab);
@@ -278,6 +324,17 @@ export class Scheduler {
         if (stop) this.finish(seq);
       }),
     );
+  }
+
+  /** An embedding's chunk came back: add its pooled rows; the last one completes the vector. */
+  private acceptPooled(seq: Sequence, embedding: NonNullable<Sequence['embedding']>, slice: SliceInput, pooled: Float32Array): void {
+    embedding.sum ??= new Float64Array(pooled.length);
+    for (let i = 0; i < pooled.length; i++) embedding.sum[i] += pooled[i];
+    seq.fed += slice.tokenCount;
+    if (seq.fed < seq.tokens.length) return;
+    const vector = meanL2(embedding.sum, seq.tokens.length);
+    this.finish(seq);
+    embedding.request.onEmbedding(vector);
   }
 
   private fail(seq: Sequence, err: BoraError): void {
@@ -319,6 +376,7 @@ export class Scheduler {
     this.inFlight = 0;
     for (const seq of this.sequences.values()) {
       seq.fed = 0;
+      if (seq.embedding !== undefined) seq.embedding.sum = undefined;
       seq.inFlight = false;
       seq.request.sink.onResume?.();
     }

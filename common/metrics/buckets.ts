@@ -15,6 +15,12 @@ export const TIME_TO_FIRST_TOKEN_BUCKETS_SECONDS: readonly number[] = Object.fre
 ]);
 
 /**
+ * One Embed call, from the call to its last vector: prefill only, so like a time to first token
+ * of the same length; a batch of long inputs takes seconds.
+ */
+export const EMBEDDING_BUCKETS_SECONDS: readonly number[] = TIME_TO_FIRST_TOKEN_BUCKETS_SECONDS;
+
+/**
  * Between two tokens of one sequence: one decode step. On 2 CPU cores batch-1 decode runs at
  * 5-60 tokens/s (17-200 ms per token), so that range is dense; a reshard stalls a sequence for
  * seconds (the lease TTL plus a reload).
