@@ -13,19 +13,14 @@ import { NON_NEGATIVE, UINT32, intFlag, parseFlags } from './args';
 import { ChatSession } from './chat-session';
 import { ACCESS_FLAGS, resolveAccess } from './client-access';
 import { type ClusterFile, readClusterFile } from './cluster-file';
-import { samplingFrom } from './generate';
+import { SAMPLING_FLAGS, samplingFrom } from './generate';
 
 const FLAGS = {
   coordinator: { type: 'string' },
   'state-dir': { type: 'string' },
   ...ACCESS_FLAGS,
   system: { type: 'string' },
-  'max-tokens': { type: 'string' },
-  greedy: { type: 'boolean' },
-  temperature: { type: 'string' },
-  'top-p': { type: 'string' },
-  'top-k': { type: 'string' },
-  seed: { type: 'string' },
+  ...SAMPLING_FLAGS,
   'deadline-ms': { type: 'string' },
 } as const;
 

@@ -16,6 +16,16 @@ import { ACCESS_FLAGS, resolveAccess } from './client-access';
 import { type ClusterFile, readClusterFile } from './cluster-file';
 import { generateRemote } from './inference-client';
 
+/** The flags samplingFrom reads (also `bora chat`'s). */
+export const SAMPLING_FLAGS = {
+  'max-tokens': { type: 'string' },
+  greedy: { type: 'boolean' },
+  temperature: { type: 'string' },
+  'top-p': { type: 'string' },
+  'top-k': { type: 'string' },
+  seed: { type: 'string' },
+} as const;
+
 const FLAGS = {
   model: { type: 'string' },
   coordinator: { type: 'string' },
@@ -23,12 +33,7 @@ const FLAGS = {
   ...ACCESS_FLAGS,
   prompt: { type: 'string' },
   'prompt-ids': { type: 'string' },
-  'max-tokens': { type: 'string' },
-  greedy: { type: 'boolean' },
-  temperature: { type: 'string' },
-  'top-p': { type: 'string' },
-  'top-k': { type: 'string' },
-  seed: { type: 'string' },
+  ...SAMPLING_FLAGS,
   stop: { type: 'string', multiple: true },
   'ignore-eos': { type: 'boolean' },
   json: { type: 'boolean' },

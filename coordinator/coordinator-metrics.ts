@@ -23,12 +23,34 @@ import {
 } from '../common/metrics/buckets';
 import { registerBuildInfo } from '../common/metrics/build-info';
 import type { GenerationEvent } from '../common/generation/request';
+import type { BoraError } from '../common/errors';
 import { DEFAULT_RATE_WINDOW_MS, type MonotonicClockMs, RateWindow } from '../common/metrics/rate-window';
 
 /** How a generation request ended. */
 /** `refused`: no or a bad API key, a role not allowed, or past an admission limit. */
 export const REQUEST_OUTCOMES = ['ok', 'cancelled', 'invalid', 'refused', 'unavailable', 'deadline', 'error'] as const;
 export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number];
+
+/** How a request that failed with `err` ended, for bora_requests_total (every client API). */
+export function outcomeOf(err: BoraError): RequestOutcome {
+  switch (err.code) {
+    case 'CANCELLED':
+      return 'cancelled';
+    case 'INVALID_ARGUMENT':
+    case 'NOT_FOUND':
+      return 'invalid';
+    case 'UNAUTHENTICATED':
+    case 'PERMISSION_DENIED':
+    case 'RESOURCE_EXHAUSTED':
+      return 'refused';
+    case 'UNAVAILABLE':
+      return 'unavailable';
+    case 'DEADLINE_EXCEEDED':
+      return 'deadline';
+    default:
+      return 'error';
+  }
+}
 
 /**
  * What made the coordinator publish a new plan: a member joined, left (lease expired or revoked)

@@ -399,7 +399,7 @@ export class CoordinatorNode {
     return pipeline.epoch;
   }
 
-  /** Throws UNAVAILABLE on a standby, so clients move on to the leader. */
+  /** /readyz's and grpc.health.v1's condition: leading with a serving plan, or a standby behind a leader that published one. */
   private async readyState(): Promise<ReadyState> {
     const parts = this.parts;
     if (parts === undefined || this.role === 'stopped') return { ready: false, detail: this.role === 'stopped' ? 'stopping' : 'starting' };
@@ -415,6 +415,7 @@ export class CoordinatorNode {
     return { ready: true, detail: `standby behind ${leader}, which publishes plan ${plan.epoch}` };
   }
 
+  /** Throws UNAVAILABLE on a standby, so clients move on to the leader. */
   checkServing(): void {
     if (this.role !== 'leading') throw new UnavailableError('this coordinator is a standby; retry on the leader');
   }

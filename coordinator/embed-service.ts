@@ -9,7 +9,7 @@ import { toServiceError } from '../common/wire/grpc-status';
 import type { EmbedInput } from '../common/wire/messages';
 import type { InferenceHandlers } from '../common/wire/proto';
 import type { ClientGate } from './client-gate';
-import type { RequestOutcome } from './coordinator-metrics';
+import { outcomeOf, type RequestOutcome } from './coordinator-metrics';
 import type { Embedder, EmbeddingInput } from './embeddings';
 
 export interface EmbedServiceDeps {
@@ -67,20 +67,3 @@ export function embedHandler(deps: EmbedServiceDeps): InferenceHandlers['Embed']
   };
 }
 
-function outcomeOf(err: BoraError): RequestOutcome {
-  switch (err.code) {
-    case 'CANCELLED':
-      return 'cancelled';
-    case 'INVALID_ARGUMENT':
-    case 'NOT_FOUND':
-      return 'invalid';
-    case 'UNAUTHENTICATED':
-    case 'PERMISSION_DENIED':
-    case 'RESOURCE_EXHAUSTED':
-      return 'refused';
-    case 'UNAVAILABLE':
-      return 'unavailable';
-    default:
-      return 'error';
-  }
-}

@@ -21,7 +21,7 @@ import { boraProto, type InferenceHandlers } from '../common/wire/proto';
 import type { ApiKeyPrincipal } from '../common/security/api-keys';
 import type { AdmissionTicket } from './admission';
 import { ClientGate } from './client-gate';
-import type { RequestOutcome } from './coordinator-metrics';
+import { outcomeOf, type RequestOutcome } from './coordinator-metrics';
 import { embedHandler } from './embed-service';
 import type { Embedder } from './embeddings';
 import { PromptStore } from './prompt-store';
@@ -86,25 +86,6 @@ type GenerateCall = Parameters<InferenceHandlers['Generate']>[0];
 /** A request waiting for workers gives up this long before its deadline, with UNAVAILABLE. */
 const GIVE_UP_BEFORE_DEADLINE_MS = 100;
 
-function outcomeOf(err: BoraError): RequestOutcome {
-  switch (err.code) {
-    case 'CANCELLED':
-      return 'cancelled';
-    case 'INVALID_ARGUMENT':
-    case 'NOT_FOUND':
-      return 'invalid';
-    case 'UNAUTHENTICATED':
-    case 'PERMISSION_DENIED':
-    case 'RESOURCE_EXHAUSTED':
-      return 'refused';
-    case 'UNAVAILABLE':
-      return 'unavailable';
-    case 'DEADLINE_EXCEEDED':
-      return 'deadline';
-    default:
-      return 'error';
-  }
-}
 
 /**
  * Runs one admitted request, writing its events to `write` in wire form; settles when it ends,

@@ -122,20 +122,7 @@ export class Scheduler {
   }
 
   submit(request: SequenceRequest): SequenceHandle {
-    if (this.sequences.has(request.id)) throw new UnavailableError(`sequence ${request.id} already running`);
-    const seq: Sequence = {
-      request,
-      tokens: [...request.promptIds],
-      promptLength: request.promptIds.length,
-      fed: 0,
-      inFlight: false,
-      done: false,
-      lastScheduled: 0,
-      queuedAtMs: this.nowMs(),
-    };
-    this.sequences.set(request.id, seq);
-    this.pump();
-    return { cancel: () => this.finish(seq) };
+    return this.enqueue(request, undefined);
   }
 
   /**
@@ -146,9 +133,14 @@ export class Scheduler {
   submitEmbedding(request: EmbeddingRequest): SequenceHandle {
     if (this.sequences.has(request.id)) throw new UnavailableError(`sequence ${request.id} already running`);
     const sink: SequenceSink = { onToken: () => true, onError: (err) => request.onError(err) };
+    return this.enqueue({ id: request.id, promptIds: request.promptIds, sampling: { kind: 'greedy' }, sink }, { sum: undefined, request });
+  }
+
+  private enqueue(request: SequenceRequest, embedding: Sequence['embedding']): SequenceHandle {
+    if (this.sequences.has(request.id)) throw new UnavailableError(`sequence ${request.id} already running`);
     const seq: Sequence = {
-      request: { id: request.id, promptIds: request.promptIds, sampling: { kind: 'greedy' }, sink },
-      embedding: { sum: undefined, request },
+      request,
+      ...(embedding === undefined ? {} : { embedding }),
       tokens: [...request.promptIds],
       promptLength: request.promptIds.length,
       fed: 0,
