@@ -40,6 +40,9 @@ const FLAGS = {
   ...SAFETY_FLAGS,
 } as const;
 
+/** After a stop, how long the process may take to end by itself before it exits anyway. */
+const EXIT_GRACE_MS = 1000;
+
 export async function coordinatorCommand(argv: string[]): Promise<void> {
   const { values: v } = parseFlags(argv, FLAGS);
   const listen = parseHostPort(requireString(v.listen, '--listen'), '--listen');
@@ -98,4 +101,8 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
   await untilSignal();
   await node.gracefulStop();
   await audit?.close();
+  // Everything is closed, but an etcd3 connection can outlive Etcd3.close() (a socket to etcd
+  // stayed open after stop(), and the process with it, until `bora down` killed it): exit once
+  // the rest has had a moment to flush. Unreferenced, the timer never delays a clean exit.
+  setTimeout(() => process.exit(process.exitCode ?? 0), EXIT_GRACE_MS).unref();
 }
