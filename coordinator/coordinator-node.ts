@@ -275,6 +275,7 @@ export class CoordinatorNode {
       onOutcome: (outcome) => this.metrics.countRequest(outcome),
       onStreamCutOff: (stream, err) => this.log(`cut off a ${stream} stream: ${err.message}`),
       onEvent: (event) => this.metrics.observeGeneration(event),
+      onClientRetry: (kind) => this.metrics.countClientRetry(kind),
       checkServing: () => this.checkServing(),
       hasPipeline: () => lifecycle.current() !== undefined,
       drain: (workerId) => this.drain(workerId),

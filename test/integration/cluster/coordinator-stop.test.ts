@@ -14,6 +14,7 @@ import { describe, test, type TestContext } from 'node:test';
 import { fetchStatus, generateOnce, generateRemote } from '../../../cli/inference-client';
 import { freePort, isAlive, waitFor } from '../../../cli/processes';
 import { BoraError } from '../../../common/errors';
+import { parseExposition, sampleValue } from '../../../common/metrics/exposition';
 import { Checkpoint } from '../../../common/model/checkpoint';
 import { fixtureDir } from '../../support/checkpoints';
 import { boraBin, greedyIds, startCluster, type TestCluster } from '../../support/cluster';
@@ -147,12 +148,17 @@ describe('graceful coordinator stop (SIGTERM)', () => {
     assertIdentical(streams, expected, 'with a standby');
     await waitFor('the standby to lead', TAKEOVER_BOUND_MS, async () => ((await serving(standby.address)) ? true : undefined), 20);
     const takeoverMs = performance.now() - drainedAtMs;
+    t.diagnostic(`the standby served ${Math.round(takeoverMs)} ms after the last stream ended (lease TTL ${LEASE_TTL_MS} ms)`);
     assert.ok(takeoverMs < TAKEOVER_BOUND_MS, `the standby served ${Math.round(takeoverMs)} ms after the last stream ended (lease TTL ${LEASE_TTL_MS} ms)`);
     assert.equal(await leader.exited, 0, 'the old leader exits 0');
     assert.match(readFileSync(leader.logFile, 'utf8'), /every request finished; resigning leadership/);
 
     await late[0].done;
     assert.deepEqual(late[0].tokens, expected[ps.length], 'the request sent during the drain');
+    // Its re-send after the refusal reached the standby marked as a retry (bora_client_retries_total).
+    const standbyMetrics = parseExposition(await (await fetch(`http://${standby.metrics}/metrics`)).text());
+    assert.ok(sampleValue(standbyMetrics, 'bora_client_retries_total', { kind: 'retry' }) >= 1, 'the standby counted the client retry');
+    assert.equal(sampleValue(standbyMetrics, 'bora_recovery_seconds_count'), 0, 'a hand-over is no failure');
     const after = await fetchStatus(standby.address);
     assert.ok(after.planEpoch > epochBefore, 'the new leader published its own epoch');
   });
@@ -174,5 +180,14 @@ describe('graceful coordinator stop (SIGTERM)', () => {
     const after = await fetchStatus(cluster.file.coordinator);
     assert.equal(after.serving, true, 'the leader still serves');
     assert.equal(after.planEpoch, before.planEpoch, 'no re-plan');
+    // The leader's metrics saw 6 undisturbed requests: each moved duration, queue wait and tokens once; nothing resumed or recovered.
+    const m = parseExposition(await (await fetch(`http://${cluster.file.coordinatorMetrics}/metrics`)).text());
+    assert.equal(sampleValue(m, 'bora_request_duration_seconds_count'), ps.length);
+    assert.equal(sampleValue(m, 'bora_queue_wait_seconds_count'), ps.length);
+    assert.equal(sampleValue(m, 'bora_request_tokens_sum', { kind: 'generated' }), ps.length * TOKENS);
+    assert.equal(sampleValue(m, 'bora_requests_total', { outcome: 'ok' }), ps.length);
+    assert.equal(sampleValue(m, 'bora_resumes_total'), 0);
+    assert.equal(sampleValue(m, 'bora_recovery_seconds_count'), 0);
+    assert.equal(sampleValue(m, 'bora_client_retries_total', { kind: 'retry' }), 0, 'no client had to retry');
   });
 });
