@@ -94,11 +94,27 @@ async function untilTokens(streams: readonly Stream[], count: number): Promise<v
   await waitFor(`${count} tokens on every stream`, 60_000, async () => (streams.every((s) => s.tokens.length >= count) ? true : undefined), 5);
 }
 
-function assertIdentical(streams: readonly Stream[], expected: readonly number[][], what: string): void {
+/** Every stream got the reference tokens and was never replayed; on failure, the coordinators' log tails. */
+function assertIdentical(streams: readonly Stream[], expected: readonly number[][], what: string, cluster: TestCluster): void {
   streams.forEach((s, i) => {
     assert.deepEqual(s.tokens, expected[i], `${what}: stream ${i}`);
-    assert.equal(s.resumes, 0, `${what}: stream ${i} finished where it started, unreplayed`);
+    if (s.resumes !== 0) assert.fail(`${what}: stream ${i} was replayed ${s.resumes} times\n${coordinatorLogs(cluster)}`);
   });
+}
+
+function coordinatorLogs(cluster: TestCluster): string {
+  return ['coordinator', 'leader', 'standby']
+    .map((name) => {
+      const text = (() => {
+        try {
+          return readFileSync(join(cluster.stateDir, `${name}.log`), 'utf8');
+        } catch {
+          return '(none)';
+        }
+      })();
+      return `--- ${name}.log\n${text.split('\n').filter((l) => !l.startsWith('!!')).slice(-25).join('\n')}`;
+    })
+    .join('\n');
 }
 
 async function serving(address: string): Promise<boolean> {
@@ -116,7 +132,7 @@ describe('graceful coordinator stop (SIGTERM)', () => {
     await untilTokens(first, 10);
     process.kill(cluster.file.coordinatorPid, 'SIGTERM');
     await Promise.all(first.map((s) => s.done));
-    assertIdentical(first, expected, 'no standby');
+    assertIdentical(first, expected, 'no standby', cluster);
     await waitFor('the first coordinator to exit', 30_000, async () => (isAlive(cluster.file.coordinatorPid) ? undefined : true));
 
     // A new leader (it resigned: no lease to wait out) and a standby behind it.
@@ -145,7 +161,7 @@ describe('graceful coordinator stop (SIGTERM)', () => {
 
     await Promise.all(streams.map((s) => s.done));
     const drainedAtMs = performance.now();
-    assertIdentical(streams, expected, 'with a standby');
+    assertIdentical(streams, expected, 'with a standby', cluster);
     await waitFor('the standby to lead', TAKEOVER_BOUND_MS, async () => ((await serving(standby.address)) ? true : undefined), 20);
     const takeoverMs = performance.now() - drainedAtMs;
     t.diagnostic(`the standby served ${Math.round(takeoverMs)} ms after the last stream ended (lease TTL ${LEASE_TTL_MS} ms)`);
@@ -176,7 +192,7 @@ describe('graceful coordinator stop (SIGTERM)', () => {
     assert.equal(await standby.exited, 0, 'the standby exits 0');
     assert.ok(streams.some((s) => s.tokens.length < TOKENS), 'the standby stopped while streams were still running');
     await Promise.all(streams.map((s) => s.done));
-    assertIdentical(streams, expected, 'standby stopped');
+    assertIdentical(streams, expected, 'standby stopped', cluster);
     const after = await fetchStatus(cluster.file.coordinator);
     assert.equal(after.serving, true, 'the leader still serves');
     assert.equal(after.planEpoch, before.planEpoch, 'no re-plan');
