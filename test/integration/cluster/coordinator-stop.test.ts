@@ -47,13 +47,13 @@ interface Coordinator {
   readonly exited: Promise<number | null>;
 }
 
-async function startCoordinator(t: TestContext, cluster: TestCluster, name: string): Promise<Coordinator> {
+async function startCoordinator(t: TestContext, cluster: TestCluster, name: string, drainTimeoutMs = 60_000): Promise<Coordinator> {
   const address = `127.0.0.1:${await freePort()}`;
   const metrics = `127.0.0.1:${await freePort()}`;
   const logFile = join(cluster.stateDir, `${name}.log`);
   const log = openSync(logFile, 'a');
   const args = ['coordinator', '--etcd', cluster.file.etcd, '--listen', address, '--model', MODEL, '--insecure'];
-  args.push('--lease-ttl-ms', String(LEASE_TTL_MS), '--metrics-port', metrics.split(':')[1], '--drain-timeout-ms', '60000');
+  args.push('--lease-ttl-ms', String(LEASE_TTL_MS), '--metrics-port', metrics.split(':')[1], '--drain-timeout-ms', String(drainTimeoutMs));
   const child = spawn(process.execPath, [boraBin(), ...args], { stdio: ['ignore', log, log] });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   t.after(() => {
@@ -177,6 +177,32 @@ describe('graceful coordinator stop (SIGTERM)', () => {
     assert.equal(sampleValue(standbyMetrics, 'bora_recovery_seconds_count'), 0, 'a hand-over is no failure');
     const after = await fetchStatus(standby.address);
     assert.ok(after.planEpoch > epochBefore, 'the new leader published its own epoch');
+  });
+
+  test('a leader whose drain times out hands its streams to the standby: each resumes there with the reference tokens', async (t) => {
+    const cluster = await startCluster(t, MODEL, 2, ['--lease-ttl-ms', String(LEASE_TTL_MS)]);
+    process.kill(cluster.file.coordinatorPid, 'SIGTERM');
+    await waitFor('the first coordinator to exit', 30_000, async () => (isAlive(cluster.file.coordinatorPid) ? undefined : true));
+    const leader = await startCoordinator(t, cluster, 'leader', 0);
+    await waitFor('the new leader to serve', 30_000, async () => ((await serving(leader.address)) ? true : undefined));
+    const standby = await startCoordinator(t, cluster, 'standby');
+    const ps = prompts(4);
+    const expected = await reference(ps, TOKENS);
+    const streams = startStreams(`${leader.address},${standby.address}`, ps);
+    await untilTokens(streams, 10);
+    leader.child.kill('SIGTERM');
+    const stoppedAtMs = performance.now();
+    await waitFor('the standby to lead', TAKEOVER_BOUND_MS, async () => ((await serving(standby.address)) ? true : undefined), 20);
+    const takeoverMs = performance.now() - stoppedAtMs;
+    t.diagnostic(`the standby served ${Math.round(takeoverMs)} ms after the SIGTERM (lease TTL ${LEASE_TTL_MS} ms)`);
+    assert.equal(await leader.exited, 0, 'the old leader exits 0');
+    await Promise.all(streams.map((s) => s.done));
+    const resumed = streams.filter((s) => s.resumes > 0).length;
+    streams.forEach((s, i) => assert.deepEqual(s.tokens, expected[i], `stream ${i}`));
+    assert.ok(resumed > 0, 'streams cut at the drain timeout resumed on the standby');
+    const m = parseExposition(await (await fetch(`http://${standby.metrics}/metrics`)).text());
+    assert.ok(sampleValue(m, 'bora_client_retries_total', { kind: 'resume' }) >= resumed, 'the standby counted each resumed stream');
+    assert.match(readFileSync(leader.logFile, 'utf8'), /still run after 0 ms; handing them to the next leader/);
   });
 
   test("a standby's SIGTERM disturbs nothing: the leader's streams finish unreplayed on the same plan", async (t) => {
