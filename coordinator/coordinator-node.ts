@@ -39,7 +39,7 @@ import { CoordinatorMetrics } from './coordinator-metrics';
 import { CpuPool } from './cpu-pool';
 import { DEFAULT_EXPERT_REBALANCE_MS, ExpertRebalancer } from './expert-rebalancer';
 import { footprintFromSizes, keepsStoredWeights, modelFootprint } from './footprint';
-import { DEFAULT_COORDINATOR_DRAIN_TIMEOUT_MS, waitForRequests } from './graceful-stop';
+import { DEFAULT_COORDINATOR_DRAIN_TIMEOUT_MS, STREAM_FLUSH_MS, waitForRequests } from './graceful-stop';
 import { Embedder } from './embeddings';
 import { addInferenceService } from './inference-service';
 import { SafetyFilter } from './safety/safety-filter';
@@ -147,6 +147,8 @@ export class CoordinatorNode {
   private membershipWatched = false;
   /** Set by gracefulStop(): new requests are refused while the running ones finish. */
   private stopping = false;
+  /** How long stop() lets running gRPC calls end before cutting them; gracefulStop() extends it. */
+  private serverCloseGraceMs = 1000;
   private parts: Started | undefined;
   /** Workers being drained: placement leaves them out until they leave the cluster. */
   private readonly draining = new Set<WorkerId>();
@@ -456,10 +458,14 @@ export class CoordinatorNode {
       this.stopping = true;
       this.health.setAll('NOT_SERVING');
       const timeoutMs = this.options.drainTimeoutMs ?? DEFAULT_COORDINATOR_DRAIN_TIMEOUT_MS;
+      const deadlineMs = performance.now() + timeoutMs;
       this.log(`stopping: refusing new requests; waiting up to ${timeoutMs} ms for ${scheduler.activeSequences} running`);
       left = await waitForRequests({ inFlight: () => scheduler.activeSequences, timeoutMs });
       this.log(left === 0 ? 'stopping: every request finished; resigning leadership' : `stopping: ${left} requests still run after ${timeoutMs} ms; handing them to the next leader and resigning`);
       scheduler.abortAll(new UnavailableError('this coordinator is stopping; retry on another coordinator (the request resumes there)'));
+      // A finished or aborted request's last events may still wait for a slow client to read
+      // them: its call gets the rest of the drain time, and at least STREAM_FLUSH_MS, to end.
+      this.serverCloseGraceMs = Math.max(STREAM_FLUSH_MS, deadlineMs - performance.now());
     }
     await this.stop();
     return left;
@@ -479,7 +485,7 @@ export class CoordinatorNode {
       // Resign first: a standby leads at once, while the servers below close.
       await parts.leadership.stop();
       await parts.httpApi?.close();
-      await parts.server.close();
+      await parts.server.close(this.serverCloseGraceMs);
       await parts.metricsServer?.close();
     }
     await this.membership.close();
