@@ -439,7 +439,7 @@ export class CoordinatorNode {
       members: this.membership.members(),
       activeSequences: scheduler.activeSequences,
       waitingRequests: scheduler.waitingSequences,
-      serving: lifecycle.current() !== undefined && this.role === 'leading',
+      serving: lifecycle.current() !== undefined && this.role === 'leading' && !this.stopping,
       replanIdle: lifecycle.idle,
       security: this.security,
     });

@@ -156,6 +156,7 @@ describe('graceful coordinator stop (SIGTERM)', () => {
     });
     assert.ok(streams.some((s) => s.tokens.length < TOKENS), 'the refusal came while streams were still running');
     assert.equal((await fetch(`http://${leader.metrics}/readyz`)).status, 503, 'a stopping leader is not ready');
+    assert.equal((await fetchStatus(leader.address)).serving, false, 'a stopping leader says it no longer serves');
     // A request sent during the drain lands on the standby once it leads.
     const late = startStreams(both, [[1, 415, 5565, 302]]);
 
