@@ -1,9 +1,10 @@
-/** bora coordinator: placement, plans and the client API, until SIGTERM / SIGINT. */
+/** bora coordinator: placement, plans and the client API, until SIGTERM / SIGINT (then a graceful stop: coordinator/graceful-stop.ts). */
 import { basename, resolve } from 'node:path';
 import { InvalidArgumentError } from '../common/errors';
 import { DEFAULT_MAX_PROMPT_BYTES, MAX_PROMPT_BYTES_CEILING } from '../common/generation/prompt-limits';
 import { CoordinatorNode, type CoordinatorOptions } from '../coordinator/coordinator-node';
 import { DEFAULT_EXPERT_REBALANCE_MS } from '../coordinator/expert-rebalancer';
+import { DEFAULT_COORDINATOR_DRAIN_TIMEOUT_MS } from '../coordinator/graceful-stop';
 import { parseMicroBatches } from '../coordinator/pipeline-depth';
 import { loadApiKeyStore } from '../common/security/api-keys-file';
 import { ADMISSION_FLAGS, admissionFromFlags } from './admission-flags';
@@ -33,10 +34,14 @@ const FLAGS = {
   'max-prompt-bytes': { type: 'string' },
   'api-keys': { type: 'string' },
   'http-listen': { type: 'string' },
+  'drain-timeout-ms': { type: 'string' },
   ...ADMISSION_FLAGS,
   ...NODE_SECURITY_FLAGS,
   ...SAFETY_FLAGS,
 } as const;
+
+/** After a stop, how long the process may take to end by itself before it exits anyway. */
+const EXIT_GRACE_MS = 1000;
 
 export async function coordinatorCommand(argv: string[]): Promise<void> {
   const { values: v } = parseFlags(argv, FLAGS);
@@ -81,6 +86,9 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
     ...(v['api-keys'] === undefined ? {} : { apiKeys: loadApiKeyStore(resolve(v['api-keys'])), admission: admissionFromFlags(v) }),
     // The safety filter (--safety-policy, --safety-url ...): a bad policy file stops the start here.
     safety: safetyFromFlags(v),
+    // SIGTERM on the leader: how long the requests it runs get to finish before they are handed
+    // to the next leader (graceful-stop.ts).
+    drainTimeoutMs: intFlag(v['drain-timeout-ms'], '--drain-timeout-ms', DEFAULT_COORDINATOR_DRAIN_TIMEOUT_MS),
   };
   if (options.apiKeys === undefined) console.error('bora coordinator: WARNING: no --api-keys: the client API is open to anyone who can reach it (development only)');
   // BORA_CHECK_ARGS=1: validate the command line and stop (deployment files are tested this way).
@@ -89,7 +97,12 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
   const audit = auditLogFromFlag(v['audit-log']);
   const node = new CoordinatorNode({ ...options, audit });
   await node.start();
+  // The first SIGTERM / SIGINT stops gracefully; a second one ends the process at once.
   await untilSignal();
-  await node.stop();
+  await node.gracefulStop();
   await audit?.close();
+  // Everything is closed, but an etcd3 connection can outlive Etcd3.close() (a socket to etcd
+  // stayed open after stop(), and the process with it, until `bora down` killed it): exit once
+  // the rest has had a moment to flush. Unreferenced, the timer never delays a clean exit.
+  setTimeout(() => process.exit(process.exitCode ?? 0), EXIT_GRACE_MS).unref();
 }

@@ -8,6 +8,7 @@ import { BoraError, UnavailableError } from '../common/errors';
 import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
 import { eventFromWire, requestToWire } from '../common/wire/generate-codec';
 import { fromServiceError } from '../common/wire/grpc-status';
+import { retryMetadata, type RetryKind } from '../common/wire/retry-metadata';
 import type { ClusterStatus, GenerateEvent } from '../common/wire/messages';
 import { boraProto, channelOptions, type InferenceClient } from '../common/wire/proto';
 import { type CoordinatorAccess, clientChannelCredentials } from './client-credentials';
@@ -60,11 +61,13 @@ export function generateOnce(
   onEvent: (e: GenerationEvent) => void,
   deadlineAtMs: number,
   access?: CoordinatorAccess,
+  /** Set when this call re-sends a request (retry-metadata.ts). */
+  retry?: RetryKind,
 ): Promise<void> {
   const wire = requestToWire(request);
   const client = inferenceClient(address, access);
   return connect(client, address, Math.max(1, Math.min(CONNECT_TIMEOUT_MS, deadlineAtMs - Date.now()))).then(() => new Promise<void>((resolve, reject) => {
-    const call = client.generate(wire, { deadline: deadlineAtMs });
+    const call = client.generate(wire, retryMetadata(retry), { deadline: deadlineAtMs });
     call.on('data', (event: GenerateEvent) => onEvent(eventFromWire(event)));
     call.on('error', (err: grpc.ServiceError) => reject(fromServiceError(err)));
     call.on('end', () => resolve());
@@ -78,6 +81,7 @@ const RETRY_PAUSE_MS = 250;
  * retryable error (UNAVAILABLE: a standby, or a leader that died mid-stream) it retries on the
  * next one until the deadline. Generation is deterministic (greedy or seeded), so a retried request produces the
  * same tokens: the ones already delivered are skipped, and the caller sees each token once.
+ * Each re-send says so in its metadata (retry-metadata.ts), for the coordinator's retry counter.
  */
 export async function generateRemote(
   addresses: string,
@@ -94,6 +98,7 @@ export async function generateRemote(
   let unreachable = 0;
   for (let attempt = 0; ; attempt++) {
     let seen = 0;
+    const retry: RetryKind | undefined = attempt === 0 ? undefined : delivered > 0 ? 'resume' : 'retry';
     try {
       await generateOnce(list[attempt % list.length], request, (event) => {
         if (event.type === 'token') {
@@ -101,7 +106,7 @@ export async function generateRemote(
           delivered++;
           onEvent(event);
         } else onEvent({ ...event, resumes: event.resumes + resumes });
-      }, deadlineAtMs, access);
+      }, deadlineAtMs, access, retry);
       return;
     } catch (err) {
       unreachable = err instanceof NotConnectedError ? unreachable + 1 : 0;

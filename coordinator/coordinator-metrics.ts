@@ -24,6 +24,7 @@ import {
 import { registerBuildInfo } from '../common/metrics/build-info';
 import type { GenerationEvent } from '../common/generation/request';
 import type { BoraError } from '../common/errors';
+import { RETRY_KINDS, type RetryKind } from '../common/wire/retry-metadata';
 import { DEFAULT_RATE_WINDOW_MS, type MonotonicClockMs, RateWindow } from '../common/metrics/rate-window';
 
 /** How a generation request ended. */
@@ -108,6 +109,7 @@ export class CoordinatorMetrics {
   private readonly queueWait: Histogram;
   private readonly requestTokens: Histogram<'kind'>;
   private readonly resumes: Counter;
+  private readonly clientRetries: Counter<'kind'>;
   private readonly safetyIncidents: Counter<'stage' | 'action'>;
   private readonly moderationFailures: Counter<'outcome'>;
 
@@ -239,6 +241,12 @@ export class CoordinatorMetrics {
       help: 'Resumes of finished requests after a failure, counting each replay (a sequence may resume more than once).',
       registers,
     });
+    this.clientRetries = new Counter({
+      name: 'bora_client_retries_total',
+      help: 'Generate calls that a Bora client re-sent after a retryable error (a standby, a stopping or failed leader), by kind: retry (no token had arrived) or resume (the client skips the tokens it has). Counted by the coordinator that receives the re-send, whether it serves it or refuses it in turn.',
+      labelNames: ['kind'],
+      registers,
+    });
     registerBuildInfo(this.registry, { role: 'coordinator', model: options.model ?? '' });
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: COORDINATOR_DEFAULT_METRICS_PREFIX });
 
@@ -246,6 +254,7 @@ export class CoordinatorMetrics {
     // first scrape rather than from the first event.
     for (const outcome of REQUEST_OUTCOMES) this.requests.inc({ outcome }, 0);
     for (const reason of RESHARD_REASONS) this.reshards.inc({ reason }, 0);
+    for (const kind of RETRY_KINDS) this.clientRetries.inc({ kind }, 0);
     for (const stage of SAFETY_STAGES) for (const action of SAFETY_ACTIONS) this.safetyIncidents.inc({ stage, action }, 0);
     for (const outcome of MODERATION_FAILURE_OUTCOMES) this.moderationFailures.inc({ outcome }, 0);
   }
@@ -254,6 +263,11 @@ export class CoordinatorMetrics {
   /** One embeddings call's latency. */
   observeEmbedding(seconds: number): void {
     this.embedding.observe(seconds);
+  }
+
+  /** A client's re-sent request arrived (retry-metadata.ts). */
+  countClientRetry(kind: RetryKind): void {
+    this.clientRetries.inc({ kind });
   }
 
   observeGeneration(event: GenerationEvent): void {

@@ -39,6 +39,7 @@ import { CoordinatorMetrics } from './coordinator-metrics';
 import { CpuPool } from './cpu-pool';
 import { DEFAULT_EXPERT_REBALANCE_MS, ExpertRebalancer } from './expert-rebalancer';
 import { footprintFromSizes, keepsStoredWeights, modelFootprint } from './footprint';
+import { DEFAULT_COORDINATOR_DRAIN_TIMEOUT_MS, STREAM_FLUSH_MS, waitForRequests } from './graceful-stop';
 import { Embedder } from './embeddings';
 import { addInferenceService } from './inference-service';
 import { SafetyFilter } from './safety/safety-filter';
@@ -107,6 +108,8 @@ export interface CoordinatorOptions {
   readonly safety?: SafetyOptions;
   /** Serve the OpenAI-compatible HTTP API (http/http-api.ts) here; HTTPS when `security` is TLS. */
   readonly httpListen?: { readonly host: string; readonly port: number };
+  /** gracefulStop(): how long a leader waits for its running requests; default DEFAULT_COORDINATOR_DRAIN_TIMEOUT_MS. */
+  readonly drainTimeoutMs?: number;
 }
 
 /**
@@ -142,6 +145,10 @@ export class CoordinatorNode {
   private readonly plans: PlanStore;
   private role: Role = 'campaigning';
   private membershipWatched = false;
+  /** Set by gracefulStop(): new requests are refused while the running ones finish. */
+  private stopping = false;
+  /** How long stop() lets running gRPC calls end before cutting them; gracefulStop() extends it. */
+  private serverCloseGraceMs = 1000;
   private parts: Started | undefined;
   /** Workers being drained: placement leaves them out until they leave the cluster. */
   private readonly draining = new Set<WorkerId>();
@@ -270,6 +277,7 @@ export class CoordinatorNode {
       onOutcome: (outcome) => this.metrics.countRequest(outcome),
       onStreamCutOff: (stream, err) => this.log(`cut off a ${stream} stream: ${err.message}`),
       onEvent: (event) => this.metrics.observeGeneration(event),
+      onClientRetry: (kind) => this.metrics.countClientRetry(kind),
       checkServing: () => this.checkServing(),
       hasPipeline: () => lifecycle.current() !== undefined,
       drain: (workerId) => this.drain(workerId),
@@ -403,6 +411,7 @@ export class CoordinatorNode {
   private async readyState(): Promise<ReadyState> {
     const parts = this.parts;
     if (parts === undefined || this.role === 'stopped') return { ready: false, detail: this.role === 'stopped' ? 'stopping' : 'starting' };
+    if (this.stopping) return { ready: false, detail: 'stopping; finishing the requests it runs' };
     if (this.role === 'leading') {
       const pipeline = parts.lifecycle.current();
       return pipeline === undefined ? { ready: false, detail: 'leading; no plan serves yet' } : { ready: true, detail: `leading; serving plan ${pipeline.epoch}` };
@@ -417,6 +426,7 @@ export class CoordinatorNode {
 
   /** Throws UNAVAILABLE on a standby, so clients move on to the leader. */
   checkServing(): void {
+    if (this.stopping) throw new UnavailableError('this coordinator is stopping; retry on another coordinator');
     if (this.role !== 'leading') throw new UnavailableError('this coordinator is a standby; retry on the leader');
   }
 
@@ -429,10 +439,36 @@ export class CoordinatorNode {
       members: this.membership.members(),
       activeSequences: scheduler.activeSequences,
       waitingRequests: scheduler.waitingSequences,
-      serving: lifecycle.current() !== undefined && this.role === 'leading',
+      serving: lifecycle.current() !== undefined && this.role === 'leading' && !this.stopping,
       replanIdle: lifecycle.idle,
       security: this.security,
     });
+  }
+
+  /**
+   * SIGTERM (graceful-stop.ts): a leader refuses new requests with UNAVAILABLE, lets the running
+   * ones finish within drainTimeoutMs, hands any left to the next leader as a failover does, and
+   * resigns at once in stop(), so that a standby leads without waiting out the lease TTL. A
+   * standby just stops. Resolves with the number of requests handed over.
+   */
+  async gracefulStop(): Promise<number> {
+    let left = 0;
+    if (this.role === 'leading' && this.parts !== undefined) {
+      const { scheduler } = this.parts;
+      this.stopping = true;
+      this.health.setAll('NOT_SERVING');
+      const timeoutMs = this.options.drainTimeoutMs ?? DEFAULT_COORDINATOR_DRAIN_TIMEOUT_MS;
+      const deadlineMs = performance.now() + timeoutMs;
+      this.log(`stopping: refusing new requests; waiting up to ${timeoutMs} ms for ${scheduler.activeSequences} running`);
+      left = await waitForRequests({ inFlight: () => scheduler.activeSequences, timeoutMs });
+      this.log(left === 0 ? 'stopping: every request finished; resigning leadership' : `stopping: ${left} requests still run after ${timeoutMs} ms; handing them to the next leader and resigning`);
+      scheduler.abortAll(new UnavailableError('this coordinator is stopping; retry on another coordinator (the request resumes there)'));
+      // A finished or aborted request's last events may still wait for a slow client to read
+      // them: its call gets the rest of the drain time, and at least STREAM_FLUSH_MS, to end.
+      this.serverCloseGraceMs = Math.max(STREAM_FLUSH_MS, deadlineMs - performance.now());
+    }
+    await this.stop();
+    return left;
   }
 
   async stop(): Promise<void> {
@@ -446,12 +482,13 @@ export class CoordinatorNode {
       parts.watchdog.stop();
       parts.rebalancer?.stop();
       parts.scheduler.abortAll(new UnavailableError('the coordinator is shutting down'));
+      // Resign first: a standby leads at once, while the servers below close.
+      await parts.leadership.stop();
       await parts.httpApi?.close();
-      await parts.server.close();
+      await parts.server.close(this.serverCloseGraceMs);
       await parts.metricsServer?.close();
     }
     await this.membership.close();
-    await parts?.leadership.stop();
     await parts?.pool.close();
     await parts?.tokenizerPool.close();
     this.etcd.close();

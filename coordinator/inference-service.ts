@@ -16,6 +16,7 @@ import type { Tokenizer } from '../common/tokenizer/tokenizer';
 import { eventToWire, requestFromWire } from '../common/wire/generate-codec';
 import { BoundedWriter } from '../common/wire/bounded-writer';
 import { failCall, toServiceError } from '../common/wire/grpc-status';
+import { retryKindOf, type RetryKind } from '../common/wire/retry-metadata';
 import type { ChatTurn, ClusterStatus, GenerateEvent, PromptPiece } from '../common/wire/messages';
 import { boraProto, type InferenceHandlers } from '../common/wire/proto';
 import type { ApiKeyPrincipal } from '../common/security/api-keys';
@@ -51,6 +52,8 @@ export interface InferenceDeps {
   readonly modelId: string;
   readonly onOutcome?: (outcome: RequestOutcome) => void;
   readonly onEvent?: (event: GenerationEvent) => void;
+  /** A Generate call re-sent by a client after a retryable error (retry-metadata.ts). */
+  readonly onClientRetry?: (kind: RetryKind) => void;
   /** Throws UNAVAILABLE when this coordinator may not serve (a standby). */
   readonly checkServing?: () => void;
   /** Whether a pipeline is ready to compute (false while no worker can serve). */
@@ -173,6 +176,8 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
       let who: ApiKeyPrincipal;
       try {
         who = gate.principal(call, 'Generate');
+        const retry = retryKindOf(call.metadata);
+        if (retry !== undefined) deps.onClientRetry?.(retry);
         if (call.request.model !== '' && deps.modelId !== '' && call.request.model !== deps.modelId) {
           throw new BoraError('NOT_FOUND', `unknown model "${call.request.model}"; this cluster serves "${deps.modelId}"`);
         }

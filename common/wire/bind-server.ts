@@ -10,7 +10,8 @@ export interface BoundServer {
   readonly port: number;
   /** host:port that peers dial. */
   readonly address: string;
-  close(): Promise<void>;
+  /** Refuses new calls and waits up to `graceMs` (default 1 s) for running ones, then cuts them. */
+  close(graceMs?: number): Promise<void>;
 }
 
 export async function bindServer(server: grpc.Server, host: string, port: number, credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure()): Promise<BoundServer> {
@@ -21,12 +22,12 @@ export async function bindServer(server: grpc.Server, host: string, port: number
     server,
     port: bound,
     address: `${host}:${bound}`,
-    close: () =>
+    close: (graceMs = 1000) =>
       new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           server.forceShutdown();
           resolve();
-        }, 1000);
+        }, graceMs);
         server.tryShutdown(() => {
           clearTimeout(timer);
           resolve();

@@ -120,6 +120,7 @@ describe('failover in a local cluster', () => {
       assert.equal(sampleValue(m, 'bora_resumed_sequences_total'), streams.filter((s) => s.resumes > 0).length);
       assert.equal(sampleValue(m, 'bora_resumes_total'), streams.reduce((n, s) => n + s.resumes, 0));
       assert.equal(sampleValue(m, 'bora_request_duration_seconds_count'), ps.length);
+      assert.equal(sampleValue(m, 'bora_queue_wait_seconds_count'), ps.length, 'one queue wait per request, not again on resume');
       assert.equal(sampleValue(m, 'bora_request_tokens_sum', { kind: 'generated' }), ps.length * TOKENS);
     });
   }

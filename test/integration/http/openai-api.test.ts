@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { fetchStatus } from '../../../cli/inference-client';
 import { waitFor } from '../../../cli/processes';
+import { findSample, parseExposition } from '../../../common/metrics/exposition';
 import { fixtureDir } from '../../support/checkpoints';
 import { bora, generateOn, startCluster, type TestCluster } from '../../support/cluster';
 
@@ -48,6 +49,13 @@ async function sseFrames(res: Response, stopAfter = Infinity): Promise<string[]>
   return frames;
 }
 
+/** bora_http_responses_total{endpoint, status} on the cluster's coordinator. */
+async function httpResponses(cluster: TestCluster, endpoint: string, status: string): Promise<number> {
+  const text = await (await fetch(`http://${cluster.file.coordinatorMetrics}/metrics`)).text();
+  // The series appears with its first response.
+  return findSample(parseExposition(text), 'bora_http_responses_total', { endpoint, status })?.value ?? 0;
+}
+
 describe('HTTP API on a local cluster (openai client)', () => {
   let cluster: TestCluster;
   let openai: OpenAI;
@@ -65,6 +73,7 @@ describe('HTTP API on a local cluster (openai client)', () => {
 
   test('completions, greedy (temperature 0): the same text as `bora generate --greedy`, usage exact, streaming equal', async () => {
     const prompt = 'The quick brown fox';
+    const okBefore = await httpResponses(cluster, 'completions', '200');
     const cli = await cliGreedy(cluster, prompt, 24);
     const c = await openai.completions.create({ model: 'tiny-mistral', prompt, max_tokens: 24, temperature: 0 });
     assert.equal(c.choices[0].text, cli.text);
@@ -89,6 +98,8 @@ describe('HTTP API on a local cluster (openai client)', () => {
     assert.equal(text, cli.text);
     assert.equal(finish, c.choices[0].finish_reason);
     assert.deepEqual(usage, c.usage);
+    // Both answers moved bora_http_responses_total (a stream counts once it has ended).
+    await waitFor('two completions responses counted', 10_000, async () => ((await httpResponses(cluster, 'completions', '200')) - okBefore === 2 ? true : undefined));
   });
 
   test('chat, greedy: one user message equals `bora generate --greedy` on "[INST] ... [/INST]"; streaming equal', async () => {

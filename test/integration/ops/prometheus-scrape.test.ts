@@ -132,6 +132,9 @@ describe('Prometheus against a bora up cluster', () => {
     assert.equal(Number(errors.data?.result[0]?.value[1]), 0);
     const ttft = await query(base, 'bora:time_to_first_token_seconds:p95_rate5m');
     assert.ok(Number(ttft.data?.result[0]?.value[1]) > 0);
+    // The cost signal moved with the work: CPU seconds per 1,000 generated tokens, positive and finite.
+    const cost = Number((await query(base, 'bora:cpu_seconds_per_1k_tokens:rate5m')).data?.result[0]?.value[1]);
+    assert.ok(cost > 0 && Number.isFinite(cost), `bora:cpu_seconds_per_1k_tokens:rate5m = ${cost}`);
 
     const rules = (await (await fetch(`${base}/api/v1/rules`)).json()) as RuleGroups;
     const all = rules.data.groups.flatMap((g) => g.rules);

@@ -151,6 +151,20 @@ describe('CoordinatorMetrics', () => {
     assert.ok(sampleValue(s, 'bora_coordinator_process_resident_memory_bytes') > 0);
   });
 
+  test('process CPU seconds move with work done', async () => {
+    const metrics = new CoordinatorMetrics();
+    const before = sampleValue(await scrape(metrics), 'bora_coordinator_process_cpu_seconds_total');
+    // Spin until this process has used 50 ms of CPU (by its own count, not the wall clock).
+    const start = process.cpuUsage();
+    const usedMs = (): number => {
+      const u = process.cpuUsage(start);
+      return (u.user + u.system) / 1000;
+    };
+    while (usedMs() < 50);
+    const after = sampleValue(await scrape(metrics), 'bora_coordinator_process_cpu_seconds_total');
+    assert.ok(after - before >= 0.045, `50 ms of CPU moved bora_coordinator_process_cpu_seconds_total by ${after - before}`);
+  });
+
   test('instances own separate registries', async () => {
     const a = new CoordinatorMetrics();
     const b = new CoordinatorMetrics();
