@@ -158,7 +158,7 @@ async function streamCompletion(
 ): Promise<CompletionResult> {
   const sse = new SseWriter(res, deps.maxUnsentEventBytes ?? MAX_UNSENT_EVENT_BYTES, () => {
     cancel();
-    deps.log?.('cut off an HTTP stream whose client stopped reading');
+    deps.log?.warn('cut off an HTTP stream whose client stopped reading');
   });
   sse.open();
   if (dialect === CHAT) sse.send(dialect.chunk(meta, { finishReason: null }, includeUsage));

@@ -121,7 +121,7 @@ export class HttpApi {
         // fastify's own refusals of a malformed request (a bad content length, an aborted body).
         answer = { status: err.statusCode, body: { error: { message: err.message, type: 'invalid_request_error', param: null, code: null } }, headers: {} };
       } else {
-        deps.log?.(`HTTP ${request.method} ${request.url}: ${err.stack ?? err.message}`);
+        deps.log?.error(`HTTP ${request.method} ${request.url}: ${err.stack ?? err.message}`);
         answer = httpErrorOf(err);
       }
       return send(reply, endpointOf(request), answer);
