@@ -11,6 +11,7 @@ import { intFlag, parseFlags, requireString } from './args';
 import { SAFETY_FLAGS, safetyFromFlags } from './safety-flags';
 import { NODE_SECURITY_FLAGS, auditLogFromFlag, nodeSecurityFromFlags, warnIfInsecure } from './node-security-flags';
 import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
+import { LOG_FLAGS, logSettingsFromFlags, nodeLogger } from './log-flags';
 
 const FLAGS = {
   etcd: { type: 'string' },
@@ -36,6 +37,7 @@ const FLAGS = {
   ...ADMISSION_FLAGS,
   ...NODE_SECURITY_FLAGS,
   ...SAFETY_FLAGS,
+  ...LOG_FLAGS,
 } as const;
 
 export async function coordinatorCommand(argv: string[]): Promise<void> {
@@ -82,14 +84,18 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
     // The safety filter (--safety-policy, --safety-url ...): a bad policy file stops the start here.
     safety: safetyFromFlags(v),
   };
-  if (options.apiKeys === undefined) console.error('bora coordinator: WARNING: no --api-keys: the client API is open to anyone who can reach it (development only)');
+  const logSettings = logSettingsFromFlags(v);
   // BORA_CHECK_ARGS=1: validate the command line and stop (deployment files are tested this way).
   if (process.env.BORA_CHECK_ARGS === '1') return;
-  warnIfInsecure(options.security!, 'the coordinator');
+  // The node's id in its log lines: the address it is reached at.
+  const log = nodeLogger(logSettings, `${advertise?.host ?? listen.host}:${listen.port}`, 'coordinator');
+  if (options.apiKeys === undefined) log.warn('bora coordinator: WARNING: no --api-keys: the client API is open to anyone who can reach it (development only)');
+  warnIfInsecure(options.security!, 'the coordinator', log);
   const audit = auditLogFromFlag(v['audit-log']);
-  const node = new CoordinatorNode({ ...options, audit });
+  const node = new CoordinatorNode({ ...options, audit, log });
   await node.start();
   await untilSignal();
   await node.stop();
   await audit?.close();
+  await log.flush();
 }

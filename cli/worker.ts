@@ -10,6 +10,7 @@ import { WorkerNode, type WorkerNodeOptions } from '../worker/worker-node';
 import { intFlag, parseFlags, requireString } from './args';
 import { NODE_SECURITY_FLAGS, auditLogFromFlag, nodeSecurityFromFlags, warnIfInsecure } from './node-security-flags';
 import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
+import { LOG_FLAGS, logSettingsFromFlags, nodeLogger } from './log-flags';
 import { DEFAULT_SEQUENCE_IDLE_MS } from '../worker/idle-sequences';
 
 /** How long a stopping worker waits for the plan without it to serve. */
@@ -31,6 +32,7 @@ const FLAGS = {
   'keepalive-ms': { type: 'string' },
   prefix: { type: 'string' },
   ...NODE_SECURITY_FLAGS,
+  ...LOG_FLAGS,
 } as const;
 
 export async function workerCommand(argv: string[]): Promise<void> {
@@ -63,11 +65,13 @@ export async function workerCommand(argv: string[]): Promise<void> {
     sequenceIdleMs: intFlag(v['sequence-idle-ms'], '--sequence-idle-ms', DEFAULT_SEQUENCE_IDLE_MS, { min: 1_000, max: 86_400_000 }),
   };
   const drainTimeoutMs = intFlag(v['drain-timeout-ms'], '--drain-timeout-ms', DEFAULT_DRAIN_TIMEOUT_MS, { min: 0, max: 3_600_000 });
+  const logSettings = logSettingsFromFlags(v);
   // BORA_CHECK_ARGS=1: validate the command line and stop (deployment files are tested this way).
   if (process.env.BORA_CHECK_ARGS === '1') return;
-  warnIfInsecure(security, `worker ${options.id}`);
+  const log = nodeLogger(logSettings, options.id, 'worker');
+  warnIfInsecure(security, `worker ${options.id}`, log);
   const audit = auditLogFromFlag(v['audit-log']);
-  const node = new WorkerNode({ ...options, audit });
+  const node = new WorkerNode({ ...options, audit, log });
   await node.start();
   await untilSignal();
   // SIGTERM / SIGINT: a graceful stop (drained by hand-over, then stopped); a second signal
@@ -75,4 +79,5 @@ export async function workerCommand(argv: string[]): Promise<void> {
   if (drainTimeoutMs > 0) await Promise.race([node.drainAndStop(drainTimeoutMs), untilSignal().then(() => node.stop())]);
   await node.stop();
   await audit?.close();
+  await log.flush();
 }

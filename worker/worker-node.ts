@@ -46,6 +46,7 @@ import { WorkerAccess } from './worker-access';
 import { PlanPeers } from './plan-peers';
 import { DEFAULT_SEQUENCE_IDLE_MS } from './idle-sequences';
 import { defaultLogger, type RootLogger } from '../common/logging/logger';
+import { LoadProgressReporter } from './load-progress';
 
 export interface WorkerNodeOptions {
   readonly id: WorkerId;
@@ -143,7 +144,11 @@ export class WorkerNode {
       throw new InvalidArgumentError(`worker ${options.id} was given the certificate of ${formatIdentity(this.security.self)} (want worker/${options.id})`);
     }
     this.etcd = nodeEtcdClient({ hosts: options.etcdUrl }, this.security);
-    this.threads = new EngineThreads({ onExpertStats: (stats) => recordExpertStats(stats, this.routedTokens, this.metrics, this.log) }, transportSpec(this.security));
+    const loadProgress = new LoadProgressReporter(this.metrics, this.log);
+    this.threads = new EngineThreads(
+      { onExpertStats: (stats) => recordExpertStats(stats, this.routedTokens, this.metrics, this.log), onLoadProgress: (progress) => loadProgress.report(progress) },
+      transportSpec(this.security),
+    );
     this.commits = new CommitGate(options.id, HANDOVER_COMMIT_TIMEOUT_MS);
     this.host = new StageHost(
       options.id,

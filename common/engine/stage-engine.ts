@@ -56,6 +56,8 @@ export interface StageOptions {
   readonly experts?: ExpertBackend;
   /** Called with each MoE layer's routing decisions (for metrics and tests). */
   readonly onRoute?: (layer: number, routes: readonly TokenRoute[]) => void;
+  /** Called as the load goes: `done` of the stage's `total` decoder layers are loaded. */
+  readonly onLayerLoaded?: (done: number, total: number) => void;
 }
 
 export class StageEngine {
@@ -88,7 +90,10 @@ export class StageEngine {
     const layerIds = Array.from({ length: range.end - range.start }, (_, i) => range.start + i);
     const compute = createStageCompute(settings);
     const layers: LayerCompute[] = [];
-    for (const layer of layerIds) layers.push(await compute.layer(ckpt, layer));
+    for (const layer of layerIds) {
+      layers.push(await compute.layer(ckpt, layer));
+      options.onLayerLoaded?.(layers.length, layerIds.length);
+    }
 
     let ownedExperts: LocalExperts | undefined;
     if (c.numExperts > 0 && options.experts === undefined) {
