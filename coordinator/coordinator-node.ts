@@ -234,6 +234,7 @@ export class CoordinatorNode {
     const generator = new Generator(scheduler, tokenizer, ckpt.config, {
       encode: (text) => encode(text, { addBos: true }),
       maxPromptBytes,
+      log: this.log,
     });
     const embedder = new Embedder({ scheduler, config: ckpt.config, encode, maxPromptBytes, onLatency: (seconds) => this.metrics.observeEmbedding(seconds) });
     const watchdog = new StallWatchdog({
@@ -278,6 +279,7 @@ export class CoordinatorNode {
       drain: (workerId) => this.drain(workerId),
       gate,
       safety,
+      log: this.log,
     });
     grpcServer.addService(boraProto().WeightSource.service, weightServiceHandlers(ckpt, o.modelId, new NodeAccess(this.security, { audit: o.audit })));
     this.health.addTo(grpcServer);

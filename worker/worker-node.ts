@@ -176,6 +176,9 @@ export class WorkerNode {
           this.log.warn(`cut off a ${stream} stream: ${err.message}`);
         },
         onSendFailed: (err) => this.log.warn(`could not pass a micro-batch on: ${err.message}`),
+        // The one line per stage that ties a sequence to its request (later lines name the sequence).
+        onSequenceOpened: (slice, stage) =>
+          this.log.info('sequence opened', { requestId: slice.requestId, sequenceId: slice.id, stage: stage.stageIndex, startPosition: slice.startPosition, tokenCount: slice.tokenCount }),
         onIdleReleased: (count) => {
           this.metrics.countIdleReleases(count);
           this.log.info(`freed the caches of ${count} sequence(s) no frame reached for ${options.sequenceIdleMs ?? DEFAULT_SEQUENCE_IDLE_MS} ms`);

@@ -32,6 +32,11 @@ export interface SliceInput {
    * stage (worker/prefix-stage.ts): `key` names that prefix; the engine itself ignores it.
    */
   readonly prefix?: { readonly key: string; readonly tokens: number };
+  /**
+   * The client request this sequence serves, on the slice that opens (or, replayed, reopens) it
+   * at position 0 only: stages log it with the sequence id. The engine ignores it.
+   */
+  readonly requestId?: string;
 }
 
 export interface StageInput {

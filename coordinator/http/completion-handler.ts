@@ -97,6 +97,8 @@ export async function serveCompletion(
   call: ClientCall,
   res: ServerResponse,
   takeOver: () => void,
+  /** The request's x-request-id (http-api.ts), carried to the generator and the stages' logs. */
+  requestId?: string,
 ): Promise<CompletionResult> {
   const body = route === 'chat' ? parseChatCompletionBody(rawBody) : parseCompletionBody(rawBody);
   if (body.model !== undefined && deps.modelId !== '' && body.model !== deps.modelId) {
@@ -124,6 +126,7 @@ export async function serveCompletion(
     ignoreEos: false,
     returnFirstLogits: false,
     ...(body.logprobs === undefined ? {} : { logprobs: body.logprobs }),
+    ...(requestId === undefined ? {} : { requestId }),
   };
   const dialect = route === 'chat' ? CHAT : TEXT;
   const meta: ResponseMeta = { id: `${dialect.idPrefix}${randomUUID().replaceAll('-', '')}`, created: Math.floor(Date.now() / 1000), model: deps.modelId };
