@@ -77,7 +77,7 @@ export class ProgressLine {
 
   update(line: string): void {
     if (!this.enabled) return;
-    const width = this.out.columns ?? 120;
+    const width = (this.out.columns ?? 0) > 20 ? this.out.columns : 120; // a pty may report 0 columns
     this.out.write(`\r${line.slice(0, width - 1).padEnd(Math.min(width - 1, line.length + 8))}`);
     this.shown = true;
   }
