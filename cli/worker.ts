@@ -6,7 +6,7 @@
 import { totalmem } from 'node:os';
 import { InvalidArgumentError } from '../common/errors';
 import { parseWorkerId } from '../common/cluster/member';
-import { WorkerNode, type WorkerNodeOptions } from '../worker/worker-node';
+import { WorkerNode, placeableMemoryBytes, type WorkerNodeOptions } from '../worker/worker-node';
 import { intFlag, parseFlags, requireString } from './args';
 import { NODE_SECURITY_FLAGS, auditLogFromFlag, nodeSecurityFromFlags, warnIfInsecure } from './node-security-flags';
 import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
@@ -65,6 +65,7 @@ export async function workerCommand(argv: string[]): Promise<void> {
     sequenceIdleMs: intFlag(v['sequence-idle-ms'], '--sequence-idle-ms', DEFAULT_SEQUENCE_IDLE_MS, { min: 1_000, max: 86_400_000 }),
   };
   const drainTimeoutMs = intFlag(v['drain-timeout-ms'], '--drain-timeout-ms', DEFAULT_DRAIN_TIMEOUT_MS, { min: 0, max: 3_600_000 });
+  placeableMemoryBytes(options.memoryBytes, options.prefixCacheBytes ?? 0);
   const logSettings = logSettingsFromFlags(v);
   // BORA_CHECK_ARGS=1: validate the command line and stop (deployment files are tested this way).
   if (process.env.BORA_CHECK_ARGS === '1') return;

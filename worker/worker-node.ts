@@ -82,6 +82,17 @@ export interface WorkerNodeOptions {
 }
 
 const STATS_INTERVAL_MS = 1000;
+
+/**
+ * The memory a worker offers placement: its budget less what its prefix cache may hold, so that
+ * weights, KV and the prefix cache together stay within `--memory-bytes`.
+ */
+export function placeableMemoryBytes(memoryBytes: number, prefixCacheBytes: number): number {
+  if (prefixCacheBytes >= memoryBytes) {
+    throw new InvalidArgumentError(`--prefix-cache-bytes (${prefixCacheBytes}) must be less than --memory-bytes (${memoryBytes}): the cache is carved out of the worker's memory budget`);
+  }
+  return memoryBytes - prefixCacheBytes;
+}
 /**
  * A hand-over plan not committed within this long is installed anyway, with empty caches (the
  * coordinator then replays). As long as the coordinator's own wait for every worker to load
@@ -206,7 +217,7 @@ export class WorkerNode {
       id: o.id,
       address: this.address,
       metricsAddress: this.metricsAddress,
-      memoryBytes: o.memoryBytes,
+      memoryBytes: placeableMemoryBytes(o.memoryBytes, o.prefixCacheBytes ?? 0),
       accelerators: ['cpu', ...(nativeKernels() === undefined ? [] : [nativeKernels()!.isa()])],
       weightPrecision: resolveLinearBackend() === 'native' ? 'stored' : 'f32',
       load: { activeSequences: 0, queueDepth: 0 },

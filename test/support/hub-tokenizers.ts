@@ -17,6 +17,7 @@
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { byteLevelBpeJson } from '../../common/model/gguf/gguf-tokenizer';
 
 export type HubTokenizerKind = 'sp-v1' | 'sp-v3' | 'tekken';
 
@@ -165,34 +166,14 @@ function tekkenJson(): object {
     local.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
     for (const [, , l, r] of local) merges.push([l, r]);
   });
-  return {
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    added_tokens: specials.map((s, id) => added(id, s)),
-    normalizer: null,
-    pre_tokenizer: {
-      type: 'Sequence',
-      pretokenizers: [
-        { type: 'Split', pattern: { Regex: data.config.pattern }, behavior: 'Isolated', invert: false },
-        { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
-      ],
-    },
-    post_processor: bosPostProcessor,
-    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: {
-      type: 'BPE',
-      dropout: null,
-      unk_token: null,
-      continuing_subword_prefix: null,
-      end_of_word_suffix: null,
-      fuse_unk: false,
-      byte_fallback: false,
-      ignore_merges: true,
-      vocab,
-      merges,
-    },
-  };
+  return byteLevelBpeJson({
+    split: data.config.pattern,
+    added: specials.map((s, id) => added(id, s)),
+    postProcessor: bosPostProcessor,
+    vocab,
+    merges,
+    ignoreMerges: true,
+  });
 }
 
 const built = new Map<HubTokenizerKind, string>();

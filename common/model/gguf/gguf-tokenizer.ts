@@ -159,20 +159,36 @@ function byteLevelJson(meta: GgufMetadata, vocab: Record<string, number>, added:
   if (split === undefined) {
     throw new CheckpointError(meta.path, `tokenizer.ggml.pre "${pre}" is not a pre-tokenizer Bora knows (${Object.keys(BYTE_LEVEL_SPLITS).join(', ')})`);
   }
+  return byteLevelBpeJson({ split, added, postProcessor, vocab, merges: splitMerges(meta), ignoreMerges: pre === 'llama-bpe' || pre === 'llama3' });
+}
+
+/** What tells one byte-level BPE tokenizer.json (the Tekken / GPT-2 family) from another. */
+export interface ByteLevelBpeParts {
+  /** The pre-tokenizer's split regex. */
+  readonly split: string;
+  readonly added: readonly unknown[];
+  readonly postProcessor: unknown;
+  readonly vocab: Record<string, number>;
+  readonly merges: readonly (readonly [string, string])[];
+  readonly ignoreMerges: boolean;
+}
+
+/** A byte-level BPE tokenizer.json: split by regex, map bytes to printable characters, merge. */
+export function byteLevelBpeJson(p: ByteLevelBpeParts): Record<string, unknown> {
   return {
     version: '1.0',
     truncation: null,
     padding: null,
-    added_tokens: added,
+    added_tokens: p.added,
     normalizer: null,
     pre_tokenizer: {
       type: 'Sequence',
       pretokenizers: [
-        { type: 'Split', pattern: { Regex: split }, behavior: 'Isolated', invert: false },
+        { type: 'Split', pattern: { Regex: p.split }, behavior: 'Isolated', invert: false },
         { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
       ],
     },
-    post_processor: postProcessor,
+    post_processor: p.postProcessor,
     decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
     model: {
       type: 'BPE',
@@ -182,9 +198,9 @@ function byteLevelJson(meta: GgufMetadata, vocab: Record<string, number>, added:
       end_of_word_suffix: null,
       fuse_unk: false,
       byte_fallback: false,
-      ignore_merges: pre === 'llama-bpe' || pre === 'llama3',
-      vocab,
-      merges: splitMerges(meta),
+      ignore_merges: p.ignoreMerges,
+      vocab: p.vocab,
+      merges: p.merges,
     },
   };
 }

@@ -7,9 +7,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { parse } from 'yaml';
 import { repoRoot } from '../../support/checkpoints';
 
 const DIR = join(repoRoot(), 'deploy', 'prometheus');
@@ -38,6 +39,23 @@ describe('Prometheus rules (deploy/prometheus)', () => {
     const { status, output } = promtool(['test', 'rules', ...tests.map((t) => join('tests', t))]);
     assert.equal(status, 0, output);
     assert.doesNotMatch(output, /FAILED/);
+  });
+
+  test('every alert links a runbook page that says what it means, how to confirm it and what to do', () => {
+    const doc = parse(readFileSync(join(DIR, 'bora-alerts.yml'), 'utf8')) as { groups: { rules: { alert?: string; annotations?: Record<string, string> }[] }[] };
+    const alerts = doc.groups.flatMap((g) => g.rules).filter((r) => r.alert !== undefined);
+    assert.ok(alerts.length >= 16, `alerts found: ${alerts.length}`);
+    for (const alert of alerts) {
+      const url = alert.annotations?.runbook_url;
+      assert.match(url ?? '', /^docs\/runbooks\/[a-z-]+\.md$/, `${alert.alert}: runbook_url ${url}`);
+      const page = join(repoRoot(), url!);
+      assert.ok(existsSync(page), `${alert.alert}: ${url} does not exist`);
+      const text = readFileSync(page, 'utf8');
+      for (const section of ['## What it means', '## How to confirm', '## What to do']) {
+        assert.ok(text.includes(section), `${url} lacks "${section}"`);
+      }
+      assert.ok(text.includes(alert.alert!.replace(/(Fast|Medium|Slow|Chronic)$/, '')), `${url} does not name ${alert.alert}`);
+    }
   });
 
   test('a broken rule fails the check (the check can fail)', () => {
