@@ -25,6 +25,7 @@ import type { ClusterStatus, WorkerStatusReply } from '../common/wire/messages';
 import { boraProto, type InferenceClient, type WorkerClient } from '../common/wire/proto';
 import type { ChaosCluster } from './cluster';
 import type { Timeline } from './timeline';
+import { silentLogger } from '../common/logging/logger';
 
 export const STATUS_INTERVAL_MS = 200;
 const WORKER_INTERVAL_MS = 200;
@@ -97,7 +98,7 @@ export class Observer {
       range: { prefix: `${DEFAULT_PREFIX}/` },
       onSnapshot: (kvs) => this.onSnapshot(kvs),
       onChange: (change) => (change.type === 'put' ? this.onPut(change.kv) : this.onDelete(change.key)),
-      log: () => undefined,
+      log: silentLogger(),
     });
     await this.watch.start();
     this.every(STATUS_INTERVAL_MS, () => this.cluster.coordinatorNames().forEach((name) => this.pollStatus(name)));

@@ -27,6 +27,8 @@ import { coordinatorSecurityArgs, insecureNodeArgs, workerSecurityArgs } from '.
 import { freePort, isAlive, spawnDetached, stopProcesses, waitFor } from './processes';
 import { SAFETY_FLAGS, safetyArgs, safetyFromFlags } from './safety-flags';
 import { INSECURE_WARNING, securityMode } from './security-mode';
+import { LOG_FLAGS, logArgs, logSettingsFromFlags } from './log-flags';
+import { ProgressLine, fetchWorkerLoad, formatProgressLine, formatSummary } from './load-progress-line';
 
 export { type ClusterFile, type ClusterSecurity, readClusterFile } from './cluster-file';
 
@@ -60,6 +62,7 @@ const UP_FLAGS = {
   secure: { type: 'boolean' },
   insecure: { type: 'boolean' },
   ...SAFETY_FLAGS,
+  ...LOG_FLAGS,
 } as const;
 
 export async function upCommand(argv: string[]): Promise<void> {
@@ -77,6 +80,9 @@ export async function upCommand(argv: string[]): Promise<void> {
   }
   mkdirSync(stateDir, { recursive: true });
   const timeoutMs = intFlag(v['timeout-ms'], '--timeout-ms', 120_000);
+  // Checked here; each node's log file (STATE/<node>.log) is JSON lines unless --log-format pretty.
+  logSettingsFromFlags({ 'log-format': v['log-format'] ?? 'json', 'log-level': v['log-level'] });
+  const logging = logArgs(v);
   const mode = securityMode(v);
   if (mode === 'insecure') process.stderr.write(`${INSECURE_WARNING}\n`);
   const workerIds = Array.from({ length: workerCount }, (_, i) => `w${i + 1}`);
@@ -102,7 +108,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   const coordinatorMetricsPort = await freePort();
   const coordinatorPid = spawnDetached(
     process.execPath,
-    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--http-listen', httpAddress, '--model', modelDir, '--placement', placement, '--replicas', v.replicas ?? '1', '--metrics-port', String(coordinatorMetricsPort), ...ttl, ...rebalance, ...microBatchArgs, ...safety, ...(pki === undefined ? insecureNodeArgs() : coordinatorSecurityArgs(pki, auditLog))],
+    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--http-listen', httpAddress, '--model', modelDir, '--placement', placement, '--replicas', v.replicas ?? '1', '--metrics-port', String(coordinatorMetricsPort), ...ttl, ...rebalance, ...microBatchArgs, ...safety, ...logging, ...(pki === undefined ? insecureNodeArgs() : coordinatorSecurityArgs(pki, auditLog))],
     join(stateDir, 'coordinator.log'),
   );
   // Every process runs on this machine, so by default (--micro-batches auto) one micro-batch is in
@@ -114,7 +120,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   for (const id of workerIds) {
     const metricsPort = await freePort();
     workerMetrics.set(id, `127.0.0.1:${metricsPort}`);
-    const args = [BORA_JS, 'worker', ...common, '--id', id, '--listen', '127.0.0.1:0', '--models-dir', dirname(modelDir), '--threads', threads, '--metrics-port', String(metricsPort), ...ttl];
+    const args = [BORA_JS, 'worker', ...common, '--id', id, '--listen', '127.0.0.1:0', '--models-dir', dirname(modelDir), '--threads', threads, '--metrics-port', String(metricsPort), ...ttl, ...logging];
     if (v['memory-bytes'] !== undefined) args.push('--memory-bytes', v['memory-bytes']);
     if (v['prefix-cache-bytes'] !== undefined) args.push('--prefix-cache-bytes', v['prefix-cache-bytes']);
     args.push(...(pki === undefined ? insecureNodeArgs() : workerSecurityArgs(pki, id, auditLog)));
@@ -136,20 +142,27 @@ export async function upCommand(argv: string[]): Promise<void> {
 
   const adminAccess = clusterAccess(partial, 'admin');
   const nodes: [string, number][] = [['coordinator', coordinatorPid], ...workerPids];
+  // On a terminal, one line rewritten in place shows the workers' layer loads (their gauges).
+  const progress = new ProgressLine();
+  const loadsOf = async () => new Map(await Promise.all(workerIds.map(async (id) => [id, await fetchWorkerLoad(workerMetrics.get(id)!)] as const)));
+  const startedMs = performance.now();
   const outcome = await waitFor(`the plan to be ready on ${workerCount} workers (see ${stateDir}/*.log)`, timeoutMs, async () => {
     // A node that refused its command line or crashed will not come back: say so now, not at the deadline.
     const exited = nodes.find(([, pid]) => !isAlive(pid));
     if (exited !== undefined) return { exited: exited[0] };
+    if (progress.enabled) progress.update(formatProgressLine(await loadsOf()));
     const s = await fetchStatus(coordinatorAddress, undefined, adminAccess);
     const ready = s.serving && s.settled && s.planEpoch > 0 && s.workers.length >= workerCount && s.workers.every((w) => w.ready);
     return ready ? { status: s } : undefined;
   });
   const { status, exited } = outcome;
   if (status === undefined) {
+    progress.finish(`${exited} exited while the cluster started`);
     const log = join(stateDir, `${exited}.log`);
     const last = readFileSync(log, 'utf8').trim().split('\n').at(-1) ?? '';
     throw new UnavailableError(`${exited} exited while the cluster started (${log}: ${last}); \`bora down --state-dir ${stateDir}\` stops the rest`);
   }
+  progress.finish(formatSummary(await loadsOf(), (performance.now() - startedMs) / 1000, status.planEpoch));
   const file: ClusterFile = { ...partial, workers: workersOf(status, workerPids, workerMetrics) };
   writeClusterFile(stateDir, file);
   process.stdout.write(`${JSON.stringify({ coordinator: file.coordinator, http: file.http, etcd: file.etcd, planEpoch: status.planEpoch, workers: file.workers.length, model: basename(modelDir), secure: pki !== undefined })}\n`);

@@ -12,6 +12,7 @@ import { intFlag, parseFlags, requireString } from './args';
 import { SAFETY_FLAGS, safetyFromFlags } from './safety-flags';
 import { NODE_SECURITY_FLAGS, auditLogFromFlag, nodeSecurityFromFlags, warnIfInsecure } from './node-security-flags';
 import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
+import { LOG_FLAGS, logSettingsFromFlags, nodeLogger } from './log-flags';
 
 const FLAGS = {
   etcd: { type: 'string' },
@@ -38,6 +39,7 @@ const FLAGS = {
   ...ADMISSION_FLAGS,
   ...NODE_SECURITY_FLAGS,
   ...SAFETY_FLAGS,
+  ...LOG_FLAGS,
 } as const;
 
 /** After a stop, how long the process may take to end by itself before it exits anyway. */
@@ -90,17 +92,21 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
     // to the next leader (graceful-stop.ts).
     drainTimeoutMs: intFlag(v['drain-timeout-ms'], '--drain-timeout-ms', DEFAULT_COORDINATOR_DRAIN_TIMEOUT_MS),
   };
-  if (options.apiKeys === undefined) console.error('bora coordinator: WARNING: no --api-keys: the client API is open to anyone who can reach it (development only)');
+  const logSettings = logSettingsFromFlags(v);
   // BORA_CHECK_ARGS=1: validate the command line and stop (deployment files are tested this way).
   if (process.env.BORA_CHECK_ARGS === '1') return;
-  warnIfInsecure(options.security!, 'the coordinator');
+  // The node's id in its log lines: the address it is reached at.
+  const log = nodeLogger(logSettings, `${advertise?.host ?? listen.host}:${listen.port}`, 'coordinator');
+  if (options.apiKeys === undefined) log.warn('bora coordinator: WARNING: no --api-keys: the client API is open to anyone who can reach it (development only)');
+  warnIfInsecure(options.security!, 'the coordinator', log);
   const audit = auditLogFromFlag(v['audit-log']);
-  const node = new CoordinatorNode({ ...options, audit });
+  const node = new CoordinatorNode({ ...options, audit, log });
   await node.start();
   // The first SIGTERM / SIGINT stops gracefully; a second one ends the process at once.
   await untilSignal();
   await node.gracefulStop();
   await audit?.close();
+  await log.flush();
   // Everything is closed, but an etcd3 connection can outlive Etcd3.close() (a socket to etcd
   // stayed open after stop(), and the process with it, until `bora down` killed it): exit once
   // the rest has had a moment to flush. Unreferenced, the timer never delays a clean exit.

@@ -6,6 +6,7 @@
  */
 import { BoraError, InvalidArgumentError } from '../common/errors';
 import { type AuditLog, openAuditFile } from '../common/security/audit';
+import type { Logger } from '../common/logging/logger';
 import type { NodeRole } from '../common/security/identity';
 import { INSECURE, type NodeSecurity, insecureWarning, tlsNodeSecurity } from '../common/security/node-security';
 
@@ -42,8 +43,10 @@ export function nodeSecurityFromFlags(v: NodeSecurityFlagValues, role: NodeRole)
 }
 
 /** Prints the insecure-mode warning on stderr; nothing with TLS. */
-export function warnIfInsecure(security: NodeSecurity, what: string): void {
-  if (security.kind === 'insecure') process.stderr.write(`${insecureWarning(what)}\n`);
+export function warnIfInsecure(security: NodeSecurity, what: string, log?: Logger): void {
+  if (security.kind !== 'insecure') return;
+  if (log === undefined) process.stderr.write(`${insecureWarning(what)}\n`);
+  else log.warn(insecureWarning(what));
 }
 
 export function auditLogFromFlag(path: string | undefined): AuditLog | undefined {

@@ -10,6 +10,7 @@ import { WorkerNode, placeableMemoryBytes, type WorkerNodeOptions } from '../wor
 import { intFlag, parseFlags, requireString } from './args';
 import { NODE_SECURITY_FLAGS, auditLogFromFlag, nodeSecurityFromFlags, warnIfInsecure } from './node-security-flags';
 import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
+import { LOG_FLAGS, logSettingsFromFlags, nodeLogger } from './log-flags';
 import { DEFAULT_SEQUENCE_IDLE_MS } from '../worker/idle-sequences';
 
 /** How long a stopping worker waits for the plan without it to serve. */
@@ -31,6 +32,7 @@ const FLAGS = {
   'keepalive-ms': { type: 'string' },
   prefix: { type: 'string' },
   ...NODE_SECURITY_FLAGS,
+  ...LOG_FLAGS,
 } as const;
 
 export async function workerCommand(argv: string[]): Promise<void> {
@@ -64,11 +66,13 @@ export async function workerCommand(argv: string[]): Promise<void> {
   };
   const drainTimeoutMs = intFlag(v['drain-timeout-ms'], '--drain-timeout-ms', DEFAULT_DRAIN_TIMEOUT_MS, { min: 0, max: 3_600_000 });
   placeableMemoryBytes(options.memoryBytes, options.prefixCacheBytes ?? 0);
+  const logSettings = logSettingsFromFlags(v);
   // BORA_CHECK_ARGS=1: validate the command line and stop (deployment files are tested this way).
   if (process.env.BORA_CHECK_ARGS === '1') return;
-  warnIfInsecure(security, `worker ${options.id}`);
+  const log = nodeLogger(logSettings, options.id, 'worker');
+  warnIfInsecure(security, `worker ${options.id}`, log);
   const audit = auditLogFromFlag(v['audit-log']);
-  const node = new WorkerNode({ ...options, audit });
+  const node = new WorkerNode({ ...options, audit, log });
   await node.start();
   await untilSignal();
   // SIGTERM / SIGINT: a graceful stop (drained by hand-over, then stopped); a second signal
@@ -76,4 +80,5 @@ export async function workerCommand(argv: string[]): Promise<void> {
   if (drainTimeoutMs > 0) await Promise.race([node.drainAndStop(drainTimeoutMs), untilSignal().then(() => node.stop())]);
   await node.stop();
   await audit?.close();
+  await log.flush();
 }

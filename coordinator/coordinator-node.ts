@@ -58,6 +58,7 @@ import { weightServiceHandlers } from './weight-service';
 import { workerStatus } from './worker-probe';
 import { instChatFormatter, templateChatFormatter } from './http/chat-prompt';
 import { HttpApi } from './http/http-api';
+import { defaultLogger, type RootLogger } from '../common/logging/logger';
 
 /** The services the coordinator's port serves, by their grpc.health.v1 names. */
 const COORDINATOR_SERVICES = ['bora.v1.Inference', 'bora.v1.WeightSource'];
@@ -87,7 +88,8 @@ export interface CoordinatorOptions {
   readonly maxBatchSequences: number;
   /** Planned changes (join, drain, rebalance) move KV caches instead of replaying; default true. */
   readonly handover?: boolean;
-  readonly log?: (message: string) => void;
+  /** Where this node's log lines go; default: JSON lines on stderr (common/logging/logger.ts). */
+  readonly log?: RootLogger;
   /** "spread" only: how often the workers' routing counts are collected to place experts by
    * (hot experts get more copies); 0 disables. Default DEFAULT_EXPERT_REBALANCE_MS (expert-rebalancer.ts). */
   readonly expertRebalanceIntervalMs?: number;
@@ -138,7 +140,7 @@ interface Started {
 
 export class CoordinatorNode {
   readonly metrics: CoordinatorMetrics;
-  private readonly log: (message: string) => void;
+  private readonly log: RootLogger;
   private readonly keys: EtcdKeys;
   private readonly etcd: Etcd3;
   private readonly membership: MembershipWatch;
@@ -162,7 +164,7 @@ export class CoordinatorNode {
 
   constructor(private readonly options: CoordinatorOptions) {
     this.metrics = new CoordinatorMetrics({ model: options.modelId });
-    this.log = options.log ?? ((m) => console.error(`${new Date().toISOString()} [coordinator] ${m}`));
+    this.log = options.log ?? defaultLogger('coordinator', 'coordinator');
     this.keys = new EtcdKeys(options.keysPrefix);
     this.security = options.security ?? INSECURE;
     if (this.security.kind === 'tls' && this.security.self.role !== 'coordinator') {
@@ -225,6 +227,7 @@ export class CoordinatorNode {
       dataPathFailed: () => this.onDataPathFailed(),
       audit: o.audit,
       log: this.log,
+      onEpoch: (epoch) => this.log.setEpoch(epoch),
       security: this.security,
     });
     const scheduler: Scheduler = new Scheduler(lifecycle, {
@@ -238,6 +241,7 @@ export class CoordinatorNode {
     const generator = new Generator(scheduler, tokenizer, ckpt.config, {
       encode: (text) => encode(text, { addBos: true }),
       maxPromptBytes,
+      log: this.log,
     });
     const embedder = new Embedder({ scheduler, config: ckpt.config, encode, maxPromptBytes, onLatency: (seconds) => this.metrics.observeEmbedding(seconds) });
     const watchdog = new StallWatchdog({
@@ -275,7 +279,7 @@ export class CoordinatorNode {
       modelId: o.modelId,
       status: () => this.status(),
       onOutcome: (outcome) => this.metrics.countRequest(outcome),
-      onStreamCutOff: (stream, err) => this.log(`cut off a ${stream} stream: ${err.message}`),
+      onStreamCutOff: (stream, err) => this.log.warn(`cut off a ${stream} stream: ${err.message}`),
       onEvent: (event) => this.metrics.observeGeneration(event),
       onClientRetry: (kind) => this.metrics.countClientRetry(kind),
       checkServing: () => this.checkServing(),
@@ -283,6 +287,7 @@ export class CoordinatorNode {
       drain: (workerId) => this.drain(workerId),
       gate,
       safety,
+      log: this.log,
     });
     grpcServer.addService(boraProto().WeightSource.service, weightServiceHandlers(ckpt, o.modelId, new NodeAccess(this.security, { audit: o.audit })));
     this.health.addTo(grpcServer);
@@ -342,18 +347,18 @@ export class CoordinatorNode {
       lifecycle.schedule(event.type);
     });
     leadership.on('elected', () => {
-      this.becomeLeader().catch((err: unknown) => this.log(`taking over failed: ${asBoraError(err).message}`));
+      this.becomeLeader().catch((err: unknown) => this.log.error(`taking over failed: ${asBoraError(err).message}`));
     });
     leadership.on('demoted', (reason) => this.stepDown(reason));
     leadership.start();
     watchdog.start();
     this.readiness.onChange((state) => {
       this.health.setAll(state.ready ? 'SERVING' : 'NOT_SERVING');
-      this.log(`${state.ready ? 'ready' : 'not ready'}: ${state.detail}`);
+      this.log.info(`${state.ready ? 'ready' : 'not ready'}: ${state.detail}`);
     });
     this.readiness.start();
     rebalancer?.start();
-    this.log(`listening on ${server.address}${httpApi === undefined ? '' : ` (HTTP API on ${httpApi.address})`} for ${o.modelId}; campaigning for leadership`);
+    this.log.info(`listening on ${server.address}${httpApi === undefined ? '' : ` (HTTP API on ${httpApi.address})`} for ${o.modelId}; campaigning for leadership`);
   }
 
   /** Placement may use this member now: it is neither being drained nor suspected of a stall. */
@@ -375,13 +380,13 @@ export class CoordinatorNode {
     }
     this.metrics.setMembers(this.membership.members().size);
     lifecycle.schedule(plan === undefined ? 'join' : 'failure', 0);
-    this.log(`leading: serving ${this.options.modelId} on ${this.address}`);
+    this.log.info(`leading: serving ${this.options.modelId} on ${this.address}`);
   }
 
   private stepDown(reason: string): void {
     if (this.role === 'stopped') return;
     this.role = 'standby';
-    this.log(`no longer leader (${reason}): standing by`);
+    this.log.warn(`no longer leader (${reason}): standing by`);
     this.started.lifecycle.closePipeline();
     this.started.scheduler.abortAll(new UnavailableError(`this coordinator stepped down: ${reason}; retry on the leader`));
   }

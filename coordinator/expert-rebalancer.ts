@@ -10,6 +10,7 @@ import { asBoraError } from '../common/errors';
 import type { WorkerStatusReply } from '../common/wire/messages';
 import { loadDelta, nextBaseline, shouldRebalance, significant, type RoutingCounts } from './expert-load';
 import { planPlacement, type ExpertLoad, type ModelFootprint, type PlacementInput } from './placement';
+import type { Logger } from '../common/logging/logger';
 
 export const DEFAULT_EXPERT_REBALANCE_MS = 60_000;
 
@@ -28,7 +29,7 @@ export interface ExpertRebalancerOptions {
   statusOf(address: string): Promise<WorkerStatusReply | undefined>;
   /** The load changes the placement: plan again (it reads `load`). */
   replan(): void;
-  log(message: string): void;
+  readonly log: Logger;
 }
 
 export class ExpertRebalancer {
@@ -70,10 +71,10 @@ export class ExpertRebalancer {
       if (members.length === 0 || this.o.plan() !== plan) return;
       const candidate = planPlacement({ ...this.o.placement, members, model, previous: plan, epoch: plan.epoch + 1, expertLoad: load });
       if (!shouldRebalance(plan, candidate, load)) return;
-      this.o.log(`routing load changes the expert placement (${load.reduce((n, l) => n + l.tokens, 0)} expert tokens this window): re-planning`);
+      this.o.log.info(`routing load changes the expert placement (${load.reduce((n, l) => n + l.tokens, 0)} expert tokens this window): re-planning`);
       this.o.replan();
     } catch (err) {
-      this.o.log(`collecting expert load failed: ${asBoraError(err).message}`);
+      this.o.log.warn(`collecting expert load failed: ${asBoraError(err).message}`);
     } finally {
       this.collecting = false;
     }

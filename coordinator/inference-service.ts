@@ -30,6 +30,8 @@ import { runAdmitted } from './run-request';
 import type { TextFilter } from '../common/generation/text-filter';
 import type { SafetyFilter } from './safety/safety-filter';
 import { screenChatTurn, screenGenerate } from './safety/screen-request';
+import type { Logger } from '../common/logging/logger';
+import { REQUEST_ID_HEADER, requestIdOrNew } from '../common/logging/request-id';
 
 
 export interface InferenceDeps {
@@ -70,6 +72,21 @@ export interface InferenceDeps {
   readonly safety?: SafetyFilter;
   /** Embeddings (embed-service.ts); Embed answers UNAVAILABLE without. */
   readonly embedder?: () => Embedder | undefined;
+  /** Request lines (the generator logs each sequence); none when absent. */
+  readonly log?: Logger;
+}
+
+/**
+ * The call's request id: the client's `x-request-id` (checked) or a new one, sent back at once in
+ * the response's initial metadata so that the client has it even when the call fails.
+ */
+function takeRequestId(call: { metadata: grpc.Metadata; sendMetadata(md: grpc.Metadata): void }): string {
+  const sent = call.metadata.get(REQUEST_ID_HEADER)[0];
+  const requestId = requestIdOrNew(sent === undefined ? undefined : String(sent));
+  const reply = new grpc.Metadata();
+  reply.set(REQUEST_ID_HEADER, requestId);
+  call.sendMetadata(reply);
+  return requestId;
 }
 
 /**
@@ -174,18 +191,24 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
     Generate: (call) => {
       let request: GenerationRequest;
       let who: ApiKeyPrincipal;
+      let log: Logger | undefined;
       try {
+        const requestId = takeRequestId(call);
+        log = deps.log?.child({ requestId });
         who = gate.principal(call, 'Generate');
         const retry = retryKindOf(call.metadata);
         if (retry !== undefined) deps.onClientRetry?.(retry);
         if (call.request.model !== '' && deps.modelId !== '' && call.request.model !== deps.modelId) {
           throw new BoraError('NOT_FOUND', `unknown model "${call.request.model}"; this cluster serves "${deps.modelId}"`);
         }
-        request = requestFromWire(call.request, (h) => prompts.get(h));
+        request = { ...requestFromWire(call.request, (h) => prompts.get(h)), requestId };
       } catch (err) {
-        failCall(call, finish(err));
+        const bora = finish(err);
+        log?.info(`Generate refused: ${bora.message}`, { code: bora.code });
+        failCall(call, bora);
         return;
       }
+      log?.info('Generate received', { peer: call.getPeer(), key: who.name });
       const safety = deps.safety;
       gate.admit(who, call, 'Generate', cancellation(call)).then(
         (ticket) => {
@@ -264,7 +287,10 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
 
     Chat: (call) => {
       let who: ApiKeyPrincipal;
+      let requestId: string;
       try {
+        // One id for the conversation: every turn's sequence carries it.
+        requestId = takeRequestId(call);
         who = gate.principal(call, 'Chat');
       } catch (err) {
         failCall(call, finish(err));
@@ -307,6 +333,7 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
               { model: '', tokenIds: { ids }, prompt: 'tokenIds', maxTokens: turn.maxTokens, sampling: turn.sampling, stop: [], ignoreEos: false, returnFirstLogits: false },
               () => undefined,
             ),
+            requestId,
           };
           const reply: number[] = [];
           const ticket = await gate.admit(who, call, 'Chat', cancelled);

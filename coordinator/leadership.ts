@@ -12,6 +12,7 @@
 import { EventEmitter } from 'node:events';
 import type { Campaign, Etcd3, Lease } from 'etcd3';
 import type { EtcdKeys } from '../common/cluster/etcd-keys';
+import type { Logger } from '../common/logging/logger';
 
 export interface LeadershipOptions {
   readonly client: Etcd3;
@@ -19,7 +20,7 @@ export interface LeadershipOptions {
   /** The address this coordinator serves clients and workers on. */
   readonly address: string;
   readonly ttlMs: number;
-  readonly log: (message: string) => void;
+  readonly log: Logger;
 }
 
 export interface LeadershipEvents {
@@ -102,13 +103,13 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
       if (this.leader) return; // re-elected after a campaign error: nothing changes
       this.leader = true;
       void this.publishAddress();
-      this.options.log('elected leader');
+      this.options.log.info('elected leader');
       this.emit('elected');
     });
     campaign.on('error', (err: Error) => {
       if (this.campaign !== campaign || this.stopped) return;
       this.campaign = undefined;
-      this.options.log(`campaign error: ${err.message}`);
+      this.options.log.warn(`campaign error: ${err.message}`);
       void this.afterCampaignError();
     });
   }
@@ -121,7 +122,7 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
       if (current !== undefined || !this.etcdOutage()) {
         if (this.leader && current !== undefined && current !== this.options.address) {
           this.leader = false;
-          this.options.log(`stepping down: ${current} leads`);
+          this.options.log.warn(`stepping down: ${current} leads`);
           this.emit('demoted', `${current} was elected`);
         }
         this.runCampaign();

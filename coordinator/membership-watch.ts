@@ -32,7 +32,7 @@ export class MembershipWatch {
   private readonly log: Log;
 
   constructor(private readonly options: MembershipWatchOptions) {
-    this.log = options.log ?? defaultLog;
+    this.log = options.log ?? defaultLog();
     this.watch = new SyncedWatch({
       client: options.client,
       range: { prefix: options.keys.membersPrefix() },
@@ -66,11 +66,11 @@ export class MembershipWatch {
   private decode(kv: KeyState): MemberInfo | undefined {
     const id = this.options.keys.memberIdOf(kv.key);
     if (id === undefined) {
-      this.log(`ignoring ${kv.key}: not a valid member key`);
+      this.log.warn(`ignoring ${kv.key}: not a valid member key`);
       return undefined;
     }
     const result = tryDecodeMember(kv.value.toString(), id);
-    if (!result.ok) this.log(`ignoring ${kv.key}: ${result.reason}`);
+    if (!result.ok) this.log.warn(`ignoring ${kv.key}: ${result.reason}`);
     return result.ok ? result.member : undefined;
   }
 

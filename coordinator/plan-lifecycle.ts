@@ -23,6 +23,7 @@ import { pipelineDepth, type MicroBatches } from './pipeline-depth';
 import { planPlacement, type ExpertLoad, type ExpertsMode, type ModelFootprint } from './placement';
 import { RemotePipeline } from './remote-pipeline';
 import type { AuditLog } from '../common/security/audit';
+import type { Logger } from '../common/logging/logger';
 
 /** After a failed attempt, the next one waits this long. */
 const RETRY_DELAY_MS = 1000;
@@ -69,7 +70,9 @@ export interface PlanLifecycleOptions {
   readonly dataPathFailed: () => void;
   /** Each published plan is recorded here. */
   readonly audit?: AuditLog;
-  readonly log: (message: string) => void;
+  readonly log: Logger;
+  /** A plan was published: its epoch now stamps every log line of this node. */
+  readonly onEpoch?: (epoch: number) => void;
   /** How workers are dialed (CommitPlan, the data path); plaintext when absent. */
   readonly security?: NodeSecurity;
 }
@@ -166,7 +169,7 @@ export class PlanLifecycle implements PipelineSource {
   }
 
   reportFailure(pipeline: Pipeline, err: BoraError): void {
-    this.options.log(`data path of epoch ${pipeline.epoch} failed: ${err.message}`);
+    this.options.log.warn(`data path of epoch ${pipeline.epoch} failed: ${err.message}`);
     this.options.dataPathFailed();
   }
 
@@ -179,7 +182,7 @@ export class PlanLifecycle implements PipelineSource {
       try {
         await this.replan(reason);
       } catch (err) {
-        this.options.log(`planning failed: ${asBoraError(err).message}; retrying`);
+        this.options.log.error(`planning failed: ${asBoraError(err).message}; retrying`);
         this.pendingReasons.add(reason);
         await new Promise((r) => setTimeout(r, RETRY_DELAY_MS));
       }
@@ -191,7 +194,7 @@ export class PlanLifecycle implements PipelineSource {
     if (!o.isLeader()) return; // standbys do not plan
     const members = [...o.members().values()].filter(o.usable);
     if (members.length === 0) {
-      o.log('no workers: waiting for one to register');
+      o.log.warn('no workers: waiting for one to register');
       return;
     }
     const previous = this.plan;
@@ -226,9 +229,10 @@ export class PlanLifecycle implements PipelineSource {
     }
     this.planAddresses = new Map(members.map((m) => [m.id, m.address]));
     o.metrics.setPlanEpoch(candidate.epoch);
+    o.onEpoch?.(candidate.epoch);
     o.metrics.countReshard(reason);
     const layout = candidate.stages.map((s) => `${s.workers[0]}[${s.range.start},${s.range.end})`).join(' ');
-    o.log(`published plan ${candidate.epoch} (${reason}): ${layout}`);
+    o.log.info(`published plan ${candidate.epoch} (${reason}): ${layout}`);
     o.audit?.record({ who: 'coordinator', what: `plan change to epoch ${candidate.epoch}`, outcome: 'ok', detail: { reason, stages: layout, handover: candidate.handover !== undefined } });
 
     if (!(await this.waitLoaded(candidate))) return; // superseded while loading
@@ -258,7 +262,7 @@ export class PlanLifecycle implements PipelineSource {
       if (holding) {
         const outcome = await commitHandover(previous, plan, await scheduler.quiesce(), (w) => o.members().get(w)?.address, o.security ?? INSECURE);
         keepPositions = outcome.migrated;
-        o.log(`hand-over to plan ${plan.epoch}: ${outcome.migrated ? '' : 'replaying instead: '}${outcome.detail}`);
+        o.log.info(`hand-over to plan ${plan.epoch}: ${outcome.migrated ? '' : 'replaying instead: '}${outcome.detail}`);
       }
       const addresses = plan.stages.map((s) => addressOf(s.workers[0], members));
       pipeline = await RemotePipeline.open({
@@ -284,12 +288,12 @@ export class PlanLifecycle implements PipelineSource {
     if (holding) {
       const heldMs = performance.now() - heldFromMs;
       o.metrics.observeHandoverPause(heldMs / 1000);
-      o.log(`generation was held ${heldMs.toFixed(0)} ms for the hand-over`);
+      o.log.info(`generation was held ${heldMs.toFixed(0)} ms for the hand-over`);
     }
     const waiters = this.waiters;
     this.waiters = [];
     for (const w of waiters) w.resolve(pipeline);
-    o.log(`plan ${plan.epoch} is serving`);
+    o.log.info(`plan ${plan.epoch} is serving`);
   }
 
   private addressesUnchanged(plan: Plan, members: readonly MemberInfo[]): boolean {

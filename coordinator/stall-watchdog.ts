@@ -14,6 +14,7 @@ import { INSECURE, type NodeSecurity } from '../common/security/node-security';
 import type { WorkerId } from '../common/ids';
 import type { RemotePipeline } from './remote-pipeline';
 import { workerStatus } from './worker-probe';
+import type { Logger } from '../common/logging/logger';
 
 /** A worker that does not answer a status probe within this long is a suspect. */
 export const PROBE_TIMEOUT_MS = 500;
@@ -38,7 +39,7 @@ export interface StallWatchdogOptions {
   readonly onSuspectCleared: () => void;
   /** How workers are dialed for status probes; plaintext when absent. */
   readonly security?: NodeSecurity;
-  readonly log: (message: string) => void;
+  readonly log: Logger;
 }
 
 export class StallWatchdog {
@@ -105,7 +106,7 @@ export class StallWatchdog {
         const member = members.get(id);
         if (member === undefined || (await workerStatus(member.address, timeoutMs, this.options.security ?? INSECURE)) !== undefined) return;
         if (this.suspects.has(id)) return;
-        this.options.log(`worker ${id} does not answer: leaving it out of the next plan`);
+        this.options.log.warn(`worker ${id} does not answer: leaving it out of the next plan`);
         this.suspects.add(id);
         setTimeout(() => {
           this.suspects.delete(id);

@@ -74,4 +74,17 @@ export type EngineReplyValue =
   | { readonly op: 'runExperts'; readonly outputs: Float32Array[] }
   | { readonly op: 'close' };
 
+/**
+ * Sent by the thread while it loads a stage (no reply id): layers loaded of the stage's total,
+ * and the bytes of weights read from the source so far.
+ */
+export interface LoadProgress {
+  readonly layersLoaded: number;
+  readonly layersTotal: number;
+  readonly bytesLoaded: number;
+  /** Set on the last report of a load. */
+  readonly done: boolean;
+}
+export type EngineProgressMessage = { readonly progress: LoadProgress };
+
 export type EngineReply = { readonly id: number; readonly ok: true; readonly value: EngineReplyValue } | { readonly id: number; readonly ok: false; readonly error: ThreadError };

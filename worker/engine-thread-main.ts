@@ -16,7 +16,8 @@ import { openModel } from '../common/model/open-model';
 import type { WeightSource } from '../common/model/weight-source';
 import { toThreadError } from '../common/pool/thread-errors';
 import { type NodeSecurity, nodeSecurityFromSpec } from '../common/security/node-security';
-import type { EngineReply, EngineReplyValue, EngineRequest, EngineThreadData, RemoteExpertsSpec, WeightSourceSpec } from './engine-protocol';
+import type { EngineProgressMessage, EngineReply, EngineReplyValue, EngineRequest, EngineThreadData, RemoteExpertsSpec, WeightSourceSpec } from './engine-protocol';
+import { countingSource } from './load-progress';
 import { GrpcExpertTransport } from './expert-client';
 import { ExpertStatsCollector } from './expert-stats';
 import { RemoteExperts, type LocalHolder } from './remote-experts';
@@ -78,12 +79,21 @@ async function handle(request: EngineRequest): Promise<EngineReplyValue> {
   switch (request.op) {
     case 'loadStage': {
       const started = performance.now();
-      const { source, close } = await openSource(request.source);
+      const { source: opened, close } = await openSource(request.source);
+      // Progress to the main thread (load-progress.ts): layers as they load, bytes as they are read.
+      const progress = { layersLoaded: 0, layersTotal: request.range.end - request.range.start, bytesLoaded: 0, done: false };
+      const report = (): void => parentPort!.postMessage({ progress: { ...progress } } satisfies EngineProgressMessage);
+      const source = countingSource(opened, (bytes) => void (progress.bytesLoaded += bytes));
+      report();
       try {
         const remote = request.experts === undefined ? undefined : remoteExperts(request.experts);
         let stage: StageEngine;
+        const onLayerLoaded = (done: number): void => {
+          progress.layersLoaded = done;
+          report();
+        };
         try {
-          stage = await StageEngine.load(source, request.range, { compute: request.compute, experts: remote?.backend });
+          stage = await StageEngine.load(source, request.range, { compute: request.compute, experts: remote?.backend, onLayerLoaded });
         } catch (err) {
           remote?.backend.close();
           throw err;
@@ -97,6 +107,8 @@ async function handle(request: EngineRequest): Promise<EngineReplyValue> {
         const finalNorm = stage.isLast ? { weight: await source.readF32(finalNormSpec(c).name, finalNormSpec(c).shape), eps: c.rmsNormEps } : undefined;
         prefixes.set(handleId, new PrefixStage(stage, request.prefixCacheBytes ?? 0, modelTag(request.source), finalNorm));
         if (remote !== undefined) remotes.set(handleId, remote);
+        progress.done = true;
+        report();
         return { op: 'loadStage', stage: handleId, config: source.config, loadSeconds: (performance.now() - started) / 1000 };
       } finally {
         close();

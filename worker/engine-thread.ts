@@ -13,7 +13,7 @@ import type { LayerRange, SequenceId } from '../common/ids';
 import type { ModelConfig } from '../common/model/config';
 import { fromThreadError } from '../common/pool/thread-errors';
 import type { TransportSpec } from '../common/security/node-security';
-import type { EngineReply, EngineReplyValue, EngineRequest, EngineThreadData, ExpertHolding, RemoteExpertsSpec, SequenceSnapshot, WeightSourceSpec } from './engine-protocol';
+import type { EngineProgressMessage, EngineReply, EngineReplyValue, LoadProgress, EngineRequest, EngineThreadData, ExpertHolding, RemoteExpertsSpec, SequenceSnapshot, WeightSourceSpec } from './engine-protocol';
 import type { ExpertDispatchStats } from './expert-stats';
 import type { ForwardContext, StageResult } from './prefix-stage';
 import type { StageBackend, StageStats } from './stage-backend';
@@ -23,6 +23,8 @@ type ValueOf<O extends EngineReplyValue['op']> = Extract<EngineReplyValue, { op:
 export interface EngineThreadHooks {
   /** Expert dispatch figures of a stage with its experts spread, with each forward reply. */
   onExpertStats?(stats: ExpertDispatchStats): void;
+  /** Progress of a stage load (engine-protocol.ts LoadProgress). */
+  onLoadProgress?(progress: LoadProgress): void;
 }
 
 export class EngineThread {
@@ -40,7 +42,8 @@ export class EngineThread {
   ) {
     const workerData: EngineThreadData = { transport };
     this.worker = new Worker(join(__dirname, 'engine-thread-main.js'), { workerData });
-    this.worker.on('message', (reply: EngineReply) => {
+    this.worker.on('message', (reply: EngineReply | EngineProgressMessage) => {
+      if ('progress' in reply) return void this.hooks.onLoadProgress?.(reply.progress);
       const p = this.pending.get(reply.id);
       if (p === undefined) return;
       this.pending.delete(reply.id);

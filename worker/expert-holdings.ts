@@ -9,13 +9,14 @@ import type { RemoteExpertsSpec } from './engine-protocol';
 import type { ThreadedExperts } from './engine-thread';
 import type { ExpertDispatchStats, RoutedTokens } from './expert-stats';
 import type { WorkerMetrics } from './worker-metrics';
+import type { Logger } from '../common/logging/logger';
 
 export interface HolderLookup {
   /** This worker's own address, and the experts it holds (dispatched to without the network). */
   readonly self: string;
   readonly own: ThreadedExperts | undefined;
   readonly addressOf: (worker: WorkerId) => Promise<string>;
-  readonly log: (message: string) => void;
+  readonly log: Logger;
 }
 
 /**
@@ -27,7 +28,7 @@ export async function remoteExpertsSpec(plan: Plan, range: LayerRange, lookup: H
   const ids = [...new Set(placements.flatMap((p) => p.workers))];
   const addresses = new Map<WorkerId, string>();
   for (const [i, address] of (await Promise.all(ids.map((w) => lookup.addressOf(w).catch(() => undefined)))).entries()) {
-    if (address === undefined) lookup.log(`expert holder ${ids[i]} of plan ${plan.epoch} is not registered; its replicas serve its experts`);
+    if (address === undefined) lookup.log.warn(`expert holder ${ids[i]} of plan ${plan.epoch} is not registered; its replicas serve its experts`);
     else addresses.set(ids[i], address);
   }
   const table = placements.map((p) => ({ layer: p.layer, expert: p.expert, addresses: p.workers.flatMap((w) => addresses.get(w) ?? []) }));
@@ -49,13 +50,13 @@ export function meteredExperts(experts: ThreadedExperts, metrics: WorkerMetrics)
 }
 
 /** An engine thread's dispatch figures: routed tokens (for the Status reply), metrics, failures logged. */
-export function recordExpertStats(stats: ExpertDispatchStats, routed: RoutedTokens, metrics: WorkerMetrics, log: (message: string) => void): void {
+export function recordExpertStats(stats: ExpertDispatchStats, routed: RoutedTokens, metrics: WorkerMetrics, log: Logger): void {
   routed.add(stats.tokens);
   for (const t of stats.tokens) metrics.countExpertTokens(t.layer, t.expert, t.tokens);
   for (const seconds of stats.dispatchSeconds) metrics.observeExpertDispatch(seconds);
   for (const [role, calls] of Object.entries(stats.served) as [keyof typeof stats.served, number][]) if (calls > 0) metrics.countExpertCall(role, calls);
   if (stats.holderFailures > 0) {
     metrics.countExpertHolderFailures(stats.holderFailures);
-    log(`${stats.holderFailures} expert call(s) moved to a replica; latest: ${stats.lastFailure ?? 'unknown'}`);
+    log.warn(`${stats.holderFailures} expert call(s) moved to a replica; latest: ${stats.lastFailure ?? 'unknown'}`);
   }
 }

@@ -162,7 +162,8 @@ export class PrefixStage {
     if (cached === 0) return s;
     this.installBlocks(s.id, s.startPosition, blocks);
     this.chains.set(s.id, { key, blockStart: s.startPosition + cached, pending: [] });
-    return { id: s.id, startPosition: s.startPosition + cached, tokenCount: s.tokenCount - cached, tokenIds: s.tokenIds.slice(cached), prefix: { key, tokens: cached } };
+    const opens = s.requestId === undefined ? {} : { requestId: s.requestId };
+    return { id: s.id, startPosition: s.startPosition + cached, tokenCount: s.tokenCount - cached, tokenIds: s.tokenIds.slice(cached), prefix: { key, tokens: cached }, ...opens };
   }
 
   /** Later stage: installs the blocks the first stage installed for this slice. */

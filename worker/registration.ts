@@ -19,6 +19,7 @@ import { type Etcd3, EtcdLeaseInvalidError, type Lease } from 'etcd3';
 import { DEFAULT_CALL_TIMEOUT_MS, type EtcdKeys, callDeadline } from '../common/cluster/etcd-keys';
 import { type MemberInfo, type MemberLoad, encodeMember } from '../common/cluster/member';
 import { BoraError, FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../common/errors';
+import { type Logger, fallbackLogger } from '../common/logging/logger';
 
 /** Time source and timers, injectable so the fencing cadence can be tested with a fake clock. */
 export interface Clock {
@@ -55,7 +56,7 @@ export interface RegistrationOptions {
   /** Deadline of each unary etcd call (grant, put, delete, revoke). */
   readonly callTimeoutMs?: number;
   readonly clock?: Clock;
-  readonly log?: (message: string) => void;
+  readonly log?: Logger;
 }
 
 export type RegistrationState = 'idle' | 'registering' | 'registered' | 'retrying' | 'closed';
@@ -75,7 +76,7 @@ export class Registration extends EventEmitter<RegistrationEvents> {
   private readonly ttlMs: number;
   private readonly marginMs: number;
   private readonly clock: Clock;
-  private readonly log: (message: string) => void;
+  private readonly log: Logger;
   private state: RegistrationState = 'idle';
   private member: MemberInfo;
   private readyEpoch: number | undefined;
@@ -103,7 +104,7 @@ export class Registration extends EventEmitter<RegistrationEvents> {
       throw new InvalidArgumentError(`marginMs must be in [0, ttlMs), got ${this.marginMs}`);
     }
     this.clock = options.clock ?? systemClock;
-    this.log = options.log ?? ((message) => console.warn(message));
+    this.log = options.log ?? fallbackLogger();
     encodeMember(options.member); // validates: a record others would reject is an error now, not a retry loop
     this.member = options.member;
     this.retryDelayMs = options.retryInitialMs ?? DEFAULT_RETRY_INITIAL_MS;
@@ -155,7 +156,7 @@ export class Registration extends EventEmitter<RegistrationEvents> {
     if (previous !== undefined && previous !== epoch) {
       // Best effort: a leftover mark of an older epoch is harmless and goes with the lease.
       const stale = keys.ready(previous, this.member.id);
-      await this.options.client.delete().key(stale).options(this.deadline()).exec().catch((err: Error) => this.log(`removing ${stale}: ${err.message}`));
+      await this.options.client.delete().key(stale).options(this.deadline()).exec().catch((err: Error) => this.log.warn(`removing ${stale}: ${err.message}`));
     }
   }
 
@@ -178,7 +179,7 @@ export class Registration extends EventEmitter<RegistrationEvents> {
     try {
       await this.call('revoking the lease', lease.revoke(this.deadline()));
     } catch (err) {
-      this.log(`${(err as Error).message}; it expires after its TTL instead`);
+      this.log.warn(`${(err as Error).message}; it expires after its TTL instead`);
     }
   }
 
@@ -190,7 +191,7 @@ export class Registration extends EventEmitter<RegistrationEvents> {
     if (!from.includes(this.state)) {
       throw new FailedPreconditionError(`registration ${this.member.id}: bad transition ${this.state} -> ${to}`);
     }
-    if (TRACE) this.log(`registration ${this.member.id}: ${this.state} -> ${to}`);
+    if (TRACE) this.log.debug(`registration ${this.member.id}: ${this.state} -> ${to}`);
     this.state = to;
   }
 
@@ -233,7 +234,7 @@ export class Registration extends EventEmitter<RegistrationEvents> {
       if (this.state !== 'registering') return; // closed meanwhile
       this.lease = undefined;
       this.transition(['registering'], 'retrying');
-      this.log(`worker ${member.id}: registration failed (${(err as Error).message}); retrying in ${this.retryDelayMs} ms`);
+      this.log.warn(`worker ${member.id}: registration failed (${(err as Error).message}); retrying in ${this.retryDelayMs} ms`);
       this.scheduleRetry();
       return;
     }
@@ -249,9 +250,9 @@ export class Registration extends EventEmitter<RegistrationEvents> {
     this.firstRegistration?.resolve();
     this.firstRegistration = undefined;
     // Records changed while registering go out now; failures only delay them to the next call.
-    if (this.member !== member) void this.updateLoad(this.member.load).catch((e: Error) => this.log(e.message));
+    if (this.member !== member) void this.updateLoad(this.member.load).catch((e: Error) => this.log.warn(e.message));
     if (this.readyEpoch !== readyEpoch && this.readyEpoch !== undefined) {
-      void this.markReady(this.readyEpoch).catch((e: Error) => this.log(e.message));
+      void this.markReady(this.readyEpoch).catch((e: Error) => this.log.warn(e.message));
     }
     // The records moved to the new lease: revoke the dead ones now rather than wait for their TTL.
     for (const stale of this.staleLeases.splice(0)) void stale.revoke(this.deadline()).catch(() => undefined);
@@ -287,7 +288,7 @@ export class Registration extends EventEmitter<RegistrationEvents> {
     this.leaseId = undefined;
     this.staleLeases.push(lease);
     this.fence(`lease lost: ${err.message}`);
-    this.log(`worker ${this.member.id}: lease lost (${err.message}); registering with a new lease`);
+    this.log.warn(`worker ${this.member.id}: lease lost (${err.message}); registering with a new lease`);
     this.scheduleRetry();
   }
 
@@ -317,7 +318,7 @@ export class Registration extends EventEmitter<RegistrationEvents> {
     if (this.state !== 'registered') this.deadlineMs = -Infinity;
     if (!this.announcedServing) return;
     this.announcedServing = false;
-    this.log(`worker ${this.member.id}: fenced (${reason})`);
+    this.log.warn(`worker ${this.member.id}: fenced (${reason})`);
     this.emit('fenced', reason);
   }
 }

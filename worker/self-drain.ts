@@ -14,6 +14,7 @@ import type { WorkerId } from '../common/ids';
 import { dialNode, type NodeSecurity } from '../common/security/node-security';
 import { boraProto } from '../common/wire/proto';
 import { fromServiceError } from '../common/wire/grpc-status';
+import type { Logger } from '../common/logging/logger';
 
 /** etcd's smallest lease TTL; the election API asks for one, reading the leader takes none. */
 const ELECTION_TTL_S = 2;
@@ -25,7 +26,7 @@ export interface SelfDrainOptions {
   readonly security: NodeSecurity;
   /** How long to wait for the plan without this worker to serve. */
   readonly timeoutMs: number;
-  readonly log: (message: string) => void;
+  readonly log: Logger;
 }
 
 export type SelfDrainResult = { readonly drained: true; readonly planEpoch: number } | { readonly drained: false; readonly reason: string };
@@ -38,7 +39,7 @@ export async function drainSelf(o: SelfDrainOptions): Promise<SelfDrainResult> {
     return { drained: false, reason: `cannot read the leader from etcd: ${asBoraError(err).message}` };
   }
   if (leader === undefined) return { drained: false, reason: 'no coordinator leads' };
-  o.log(`draining: asking the coordinator at ${leader} to plan without ${o.id}`);
+  o.log.info(`draining: asking the coordinator at ${leader} to plan without ${o.id}`);
   const dial = dialNode(o.security, leader);
   const client = new (boraProto().Inference)(leader, dial.credentials, dial.options);
   try {

@@ -6,7 +6,7 @@
  * next stage or, from the last stage, to the coordinator.
  */
 import { status as Status } from '@grpc/grpc-js';
-import type { StageOutput } from '../common/engine/stage-engine';
+import type { SliceInput, StageOutput } from '../common/engine/stage-engine';
 import type { StageResult } from './prefix-stage';
 import { asBoraError } from '../common/errors';
 import type { LayerRange } from '../common/ids';
@@ -33,6 +33,8 @@ export interface StageRunnerHooks {
   onIdleReleased?(count: number): void;
   onQueueDepth?(depth: number): void;
   onSendFailed?(err: Error): void;
+  /** A slice that opens (or, replayed, reopens) a sequence here: it names the client request. */
+  onSequenceOpened?(slice: SliceInput & { readonly requestId: string }, assignment: StageAssignment): void;
 }
 
 /** Merge at most this many tokens into one engine call (bounds activation memory). */
@@ -87,6 +89,7 @@ export class StageRunner {
 
   /** Queues a frame the caller has already checked for epoch and stage index. */
   enqueue(frame: StageFrame): void {
+    for (const s of frame.slices) if (s.requestId !== undefined) this.hooks.onSequenceOpened?.({ ...s, requestId: s.requestId }, this.assignment);
     this.queue.push(frame);
     this.notifyDepth();
     if (!this.running) void this.drain();

@@ -41,6 +41,8 @@ export class WorkerMetrics {
   private readonly kvSequences: Gauge<'stage'>;
   private readonly planEpoch: Gauge;
   private readonly modelLoad: Histogram;
+  private readonly modelLoadLayers: Gauge<'state'>;
+  private readonly modelLoadBytes: Gauge<'state'>;
   private readonly framesRejected: Counter<'reason'>;
   private readonly serving: Gauge;
   private readonly expertDispatch: Histogram;
@@ -134,6 +136,18 @@ export class WorkerMetrics {
       name: 'bora_model_load_seconds',
       help: "Loading a stage's weights and building its sessions, per load.",
       buckets: [...MODEL_LOAD_BUCKETS_SECONDS],
+      registers,
+    });
+    this.modelLoadLayers = new Gauge({
+      name: 'bora_model_load_layers',
+      help: 'The stage load in progress (or the last one): decoder layers loaded (state="loaded") of the stage\'s total (state="total").',
+      labelNames: ['state'],
+      registers,
+    });
+    this.modelLoadBytes = new Gauge({
+      name: 'bora_model_load_bytes',
+      help: 'The stage load in progress (or the last one): bytes of weights read (state="loaded") and the total (state="total": estimated from the layers so far until the load ends, then exact).',
+      labelNames: ['state'],
       registers,
     });
     this.framesRejected = new Counter({
@@ -241,6 +255,14 @@ export class WorkerMetrics {
 
   setPlanEpoch(epoch: number): void {
     this.planEpoch.set(epoch);
+  }
+
+  /** A stage load's progress (load-progress.ts). */
+  setModelLoad(figures: { layers: { loaded: number; total: number }; bytes: { loaded: number; total: number } }): void {
+    this.modelLoadLayers.set({ state: 'loaded' }, figures.layers.loaded);
+    this.modelLoadLayers.set({ state: 'total' }, figures.layers.total);
+    this.modelLoadBytes.set({ state: 'loaded' }, figures.bytes.loaded);
+    this.modelLoadBytes.set({ state: 'total' }, figures.bytes.total);
   }
 
   observeModelLoad(seconds: number): void {

@@ -45,6 +45,8 @@ import type { HandoverHandlers, WorkerState } from './worker-service';
 import { WorkerAccess } from './worker-access';
 import { PlanPeers } from './plan-peers';
 import { DEFAULT_SEQUENCE_IDLE_MS } from './idle-sequences';
+import { defaultLogger, type RootLogger } from '../common/logging/logger';
+import { LoadProgressReporter } from './load-progress';
 
 export interface WorkerNodeOptions {
   readonly id: WorkerId;
@@ -63,7 +65,8 @@ export interface WorkerNodeOptions {
   /** Keepalive on data streams: a silent peer is declared dead after about time + timeout. */
   readonly keepaliveTimeMs: number;
   readonly keepaliveTimeoutMs: number;
-  readonly log?: (message: string) => void;
+  /** Where this node's log lines go; default: JSON lines on stderr (common/logging/logger.ts). */
+  readonly log?: RootLogger;
   /** Mutual TLS on every link, and the Worker service's checks (worker-access.ts); plaintext
    * and unchecked when absent. With TLS the certificate must be worker/<id>. */
   readonly security?: NodeSecurity;
@@ -109,7 +112,7 @@ interface Loaded {
 }
 
 export class WorkerNode {
-  private readonly log: (message: string) => void;
+  private readonly log: RootLogger;
   private readonly metrics = new WorkerMetrics();
   /** /readyz and grpc.health.v1: ready while it holds its lease and serves the latest plan. */
   private readonly readiness = new ReadinessProbe(() => this.readyState());
@@ -144,7 +147,7 @@ export class WorkerNode {
   private readonly routedTokens = new RoutedTokens();
 
   constructor(private readonly options: WorkerNodeOptions) {
-    this.log = options.log ?? ((m) => console.error(`${new Date().toISOString()} [worker ${options.id}] ${m}`));
+    this.log = options.log ?? defaultLogger(options.id, 'worker');
     this.keys = new EtcdKeys(options.keysPrefix);
     this.metrics.setMemoryBudget(options.memoryBytes);
     this.security = options.security ?? INSECURE;
@@ -152,7 +155,11 @@ export class WorkerNode {
       throw new InvalidArgumentError(`worker ${options.id} was given the certificate of ${formatIdentity(this.security.self)} (want worker/${options.id})`);
     }
     this.etcd = nodeEtcdClient({ hosts: options.etcdUrl }, this.security);
-    this.threads = new EngineThreads({ onExpertStats: (stats) => recordExpertStats(stats, this.routedTokens, this.metrics, this.log) }, transportSpec(this.security));
+    const loadProgress = new LoadProgressReporter(this.metrics, this.log);
+    this.threads = new EngineThreads(
+      { onExpertStats: (stats) => recordExpertStats(stats, this.routedTokens, this.metrics, this.log), onLoadProgress: (progress) => loadProgress.report(progress) },
+      transportSpec(this.security),
+    );
     this.commits = new CommitGate(options.id, HANDOVER_COMMIT_TIMEOUT_MS);
     this.host = new StageHost(
       options.id,
@@ -174,15 +181,18 @@ export class WorkerNode {
         },
         onQueueDepth: (depth) => this.metrics.setQueueDepth(this.host.runner()?.assignment.stageIndex ?? 0, depth),
         onRejected: (reason) => this.metrics.countRejectedFrame(reason),
-        onDownstreamBroken: (err) => this.log(`stream to the next stage broke: ${err.message}`),
+        onDownstreamBroken: (err) => this.log.warn(`stream to the next stage broke: ${err.message}`),
         onStreamCutOff: (stream, err) => {
           this.metrics.countStreamCutOff(stream);
-          this.log(`cut off a ${stream} stream: ${err.message}`);
+          this.log.warn(`cut off a ${stream} stream: ${err.message}`);
         },
-        onSendFailed: (err) => this.log(`could not pass a micro-batch on: ${err.message}`),
+        onSendFailed: (err) => this.log.warn(`could not pass a micro-batch on: ${err.message}`),
+        // The one line per stage that ties a sequence to its request (later lines name the sequence).
+        onSequenceOpened: (slice, stage) =>
+          this.log.info('sequence opened', { requestId: slice.requestId, sequenceId: slice.id, stage: stage.stageIndex, startPosition: slice.startPosition, tokenCount: slice.tokenCount }),
         onIdleReleased: (count) => {
           this.metrics.countIdleReleases(count);
-          this.log(`freed the caches of ${count} sequence(s) no frame reached for ${options.sequenceIdleMs ?? DEFAULT_SEQUENCE_IDLE_MS} ms`);
+          this.log.info(`freed the caches of ${count} sequence(s) no frame reached for ${options.sequenceIdleMs ?? DEFAULT_SEQUENCE_IDLE_MS} ms`);
         },
       },
     );
@@ -218,13 +228,13 @@ export class WorkerNode {
     this.host.setServingCheck(() => registration.isServing());
     registration.on('fenced', (reason) => {
       this.metrics.setServing(false);
-      this.log(`fenced: ${reason}; refusing frames until the lease is renewed`);
+      this.log.warn(`fenced: ${reason}; refusing frames until the lease is renewed`);
     });
     registration.on('serving', () => this.metrics.setServing(true));
     registration.on('registered', () => {
       // After a lost lease the ready key went with it: report the applied epoch again.
       const epoch = this.host.servingEpoch();
-      if (epoch !== undefined) registration.markReady(epoch).catch((err: unknown) => this.log(`re-marking ready: ${asBoraError(err).message}`));
+      if (epoch !== undefined) registration.markReady(epoch).catch((err: unknown) => this.log.warn(`re-marking ready: ${asBoraError(err).message}`));
     });
     await registration.start();
     this.metrics.setServing(true);
@@ -235,10 +245,10 @@ export class WorkerNode {
     this.statsTimer.unref();
     this.readiness.onChange((state) => {
       this.health.setAll(state.ready ? 'SERVING' : 'NOT_SERVING');
-      this.log(`${state.ready ? 'ready' : 'not ready'}: ${state.detail}`);
+      this.log.info(`${state.ready ? 'ready' : 'not ready'}: ${state.detail}`);
     });
     this.readiness.start();
-    this.log(`serving on ${this.address}`);
+    this.log.info(`serving on ${this.address}`);
   }
 
   private readyState(): ReadyState {
@@ -275,7 +285,7 @@ export class WorkerNode {
         if (this.stopped || this.latestPlan !== plan) return; // superseded while waiting
         await this.apply(plan);
       } catch (err) {
-        this.log(`could not apply plan ${plan.epoch}: ${asBoraError(err).message}`);
+        this.log.error(`could not apply plan ${plan.epoch}: ${asBoraError(err).message}`);
       } finally {
         this.plansApplying--;
       }
@@ -320,7 +330,7 @@ export class WorkerNode {
       loadedAny = true;
       const loaded = { modelId: plan.modelId, range: need.range, stage, expertsSpread: spread !== undefined };
       stages.set(need.key, loaded);
-      this.log(`loaded layers [${need.range.start}, ${need.range.end}) of ${plan.modelId}${spread === undefined ? '' : ' (experts spread)'}${need.primary ? '' : ' as standby'} for epoch ${plan.epoch}`);
+      this.log.info(`loaded layers [${need.range.start}, ${need.range.end}) of ${plan.modelId}${spread === undefined ? '' : ' (experts spread)'}${need.primary ? '' : ' as standby'} for epoch ${plan.epoch}`);
       return loaded;
     };
 
@@ -355,7 +365,7 @@ export class WorkerNode {
       }
       const result = commit === undefined ? { migrated: false, detail: `no commit within ${HANDOVER_COMMIT_TIMEOUT_MS} ms` } : await this.migrate(plan, installs, commit.sequences);
       if (!result.migrated) for (const i of installs) await i.stage.retain([]);
-      if (commit !== undefined) this.log(`hand-over to plan ${plan.epoch}: ${result.detail}`);
+      if (commit !== undefined) this.log.info(`hand-over to plan ${plan.epoch}: ${result.detail}`);
       commit?.reply(result);
     }
     const previousExperts = this.experts;
@@ -365,6 +375,7 @@ export class WorkerNode {
     this.experts = experts;
     if (previousExperts !== undefined && previousExperts !== experts) await previousExperts.experts.close();
     this.metrics.setPlanEpoch(plan.epoch);
+    this.log.setEpoch(plan.epoch);
     // Keep standby engines already loaded until the standbys of this plan are in place.
     for (const need of todo.standbys.filter((n) => n.loaded)) stages.set(need.key, this.loadedStages.get(need.key)!);
     const previousStages = this.loadedStages;
@@ -462,7 +473,7 @@ export class WorkerNode {
     const result = this.stopped
       ? { drained: false as const, reason: 'already stopping' }
       : await drainSelf({ id: this.options.id, etcd: this.etcd, keys: this.keys, security: this.security, timeoutMs, log: this.log });
-    this.log(result.drained ? `drained: plan ${result.planEpoch} serves without this worker; stopping` : `not drained (${result.reason}); stopping`);
+    this.log.info(result.drained ? `drained: plan ${result.planEpoch} serves without this worker; stopping` : `not drained (${result.reason}); stopping`);
     await this.stop();
     return result;
   }

@@ -12,7 +12,7 @@ import { type EtcdKeys, callDeadline, checkEpoch } from './etcd-keys';
 import { type Plan, decodePlan, encodePlan } from './plan';
 import { BoraError, FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../errors';
 import { type WorkerId } from '../ids';
-import { type KeyState, type Log, SyncedWatch } from './synced-watch';
+import { type KeyState, type Log, SyncedWatch, defaultLog } from './synced-watch';
 
 export interface PlanStoreOptions {
   readonly client: Etcd3;
@@ -37,7 +37,7 @@ export class PlanStore {
   private readonly log: Log;
 
   constructor(private readonly options: PlanStoreOptions) {
-    this.log = options.log ?? ((message) => console.warn(message));
+    this.log = options.log ?? defaultLog();
   }
 
   /** The stored plan, or undefined before the first publish. A stored plan that does not decode
@@ -100,7 +100,7 @@ export class PlanStore {
       try {
         plan = decodePlan(kv.value.toString());
       } catch (err) {
-        this.log(`ignoring plan at revision ${kv.modRevision}: ${(err as Error).message}`);
+        this.log.warn(`ignoring plan at revision ${kv.modRevision}: ${(err as Error).message}`);
         return;
       }
       if (plan.epoch <= lastEpoch) return;

@@ -10,6 +10,7 @@
  * resume revision to the creation reply's header revision, so events still in flight when the
  * stream breaks again can be skipped.
  */
+import { type Logger, fallbackLogger } from '../logging/logger';
 import { type Etcd3, type IKeyValue, type IWatchResponse, type Watcher } from 'etcd3';
 import { DEFAULT_CALL_TIMEOUT_MS, callDeadline } from './etcd-keys';
 import { BoraError, UnavailableError } from '../errors';
@@ -35,8 +36,9 @@ export type KeyChange =
   | { readonly type: 'put'; readonly kv: KeyState }
   | { readonly type: 'delete'; readonly key: string; readonly modRevision: number };
 
-export type Log = (message: string) => void;
-export const defaultLog: Log = (message) => console.warn(message);
+export type Log = Logger;
+/** The logger of a watch given none. */
+export const defaultLog = (): Log => fallbackLogger();
 
 export interface SyncedWatchOptions {
   readonly client: Etcd3;
@@ -68,7 +70,7 @@ export class SyncedWatch {
   private firstSync: { resolve: () => void; reject: (err: Error) => void } | undefined;
 
   constructor(private readonly options: SyncedWatchOptions) {
-    this.log = options.log ?? defaultLog;
+    this.log = options.log ?? defaultLog();
     this.resyncDelayMs = options.resyncInitialMs ?? DEFAULT_RESYNC_INITIAL_MS;
   }
 
@@ -152,7 +154,7 @@ export class SyncedWatch {
     if (this.closed || generation !== this.generation) return;
     this.generation += 1; // silences the old watcher's late events
     const message = err instanceof Error ? err.message : String(err);
-    this.log(`etcd watch on ${this.describe()} broken (${message}); re-listing in ${this.resyncDelayMs} ms`);
+    this.log.warn(`etcd watch on ${this.describe()} broken (${message}); re-listing in ${this.resyncDelayMs} ms`);
     void this.dropWatcher();
     this.retryTimer = setTimeout(() => void this.sync(), this.resyncDelayMs);
     this.resyncDelayMs = Math.min(this.resyncDelayMs * 2, this.options.resyncMaxMs ?? DEFAULT_RESYNC_MAX_MS);

@@ -32,6 +32,11 @@ export interface SliceInput {
    * stage (worker/prefix-stage.ts): `key` names that prefix; the engine itself ignores it.
    */
   readonly prefix?: { readonly key: string; readonly tokens: number };
+  /**
+   * The client request this sequence serves, on the slice that opens (or, replayed, reopens) it
+   * at position 0 only: stages log it with the sequence id. The engine ignores it.
+   */
+  readonly requestId?: string;
 }
 
 export interface StageInput {
@@ -56,6 +61,8 @@ export interface StageOptions {
   readonly experts?: ExpertBackend;
   /** Called with each MoE layer's routing decisions (for metrics and tests). */
   readonly onRoute?: (layer: number, routes: readonly TokenRoute[]) => void;
+  /** Called as the load goes: `done` of the stage's `total` decoder layers are loaded. */
+  readonly onLayerLoaded?: (done: number, total: number) => void;
 }
 
 export class StageEngine {
@@ -88,7 +95,10 @@ export class StageEngine {
     const layerIds = Array.from({ length: range.end - range.start }, (_, i) => range.start + i);
     const compute = createStageCompute(settings);
     const layers: LayerCompute[] = [];
-    for (const layer of layerIds) layers.push(await compute.layer(ckpt, layer));
+    for (const layer of layerIds) {
+      layers.push(await compute.layer(ckpt, layer));
+      options.onLayerLoaded?.(layers.length, layerIds.length);
+    }
 
     let ownedExperts: LocalExperts | undefined;
     if (c.numExperts > 0 && options.experts === undefined) {

@@ -13,6 +13,7 @@ import { validatePromptIds, type GenerationEvent, type GenerationRequest, type P
 import type { Scheduler } from './scheduler';
 import type { TextFilter } from './text-filter';
 import { TextSink } from './text-sink';
+import type { Logger } from '../logging/logger';
 
 export interface GeneratorOptions {
   /** Tokenizes a text prompt; defaults to the tokenizer in this thread. */
@@ -21,6 +22,8 @@ export interface GeneratorOptions {
   readonly maxContextTokens?: number;
   /** UTF-8 bytes of prompt text accepted, checked before tokenizing; DEFAULT_MAX_PROMPT_BYTES. */
   readonly maxPromptBytes?: number;
+  /** Where a request's sequence is logged (opened, resumed, finished, failed) with its request id; none when absent. */
+  readonly log?: Logger;
 }
 
 export interface GenerationHandle {
@@ -56,14 +59,24 @@ export class Generator {
       validatePromptIds(ids, request.maxTokens, this.config, this.options.maxContextTokens);
       if (cancelled) return;
       await new Promise<void>((resolve, reject) => {
+        const id = sequenceId(randomUUID());
+        // Every line about this sequence names its request and sequence.
+        const log = this.options.log?.child({ ...(request.requestId === undefined ? {} : { requestId: request.requestId }), sequenceId: id });
         const sink = new TextSink(this.tokenizer, request, ids.length, {
           onEvent: (event) => {
             onEvent(event);
-            if (event.type === 'finish') resolve();
+            if (event.type !== 'finish') return;
+            log?.info('sequence finished', { reason: event.reason, promptTokens: event.promptTokens, generatedTokens: event.generatedTokens, resumes: event.resumes, totalMs: Math.round(event.totalMs) });
+            resolve();
           },
-          onError: reject,
+          onError: (err) => {
+            log?.[err.code === 'CANCELLED' ? 'info' : 'warn'](`sequence ended: ${err.message}`, { code: err.code });
+            reject(err);
+          },
         }, outputFilter);
-        const handle = this.scheduler.submit({ id: sequenceId(randomUUID()), promptIds: ids, sampling: request.sampling, sink });
+        log?.info('sequence opened', { promptTokens: ids.length, maxTokens: request.maxTokens });
+        const resumable = log === undefined ? sink : { onToken: sink.onToken.bind(sink), onError: sink.onError.bind(sink), onResume: () => (log.warn('sequence resumed on a new plan: replaying from position 0'), sink.onResume()) };
+        const handle = this.scheduler.submit({ id, promptIds: ids, sampling: request.sampling, sink: resumable, ...(request.requestId === undefined ? {} : { requestId: request.requestId }) });
         cancel = () => {
           handle.cancel();
           sink.onError(new BoraError('CANCELLED', 'the request was cancelled'));

@@ -20,6 +20,8 @@ export interface GenerationRequest {
   readonly returnFirstLogits: boolean;
   /** Report each token's log-probability and this many most likely alternatives; absent: none. */
   readonly logprobs?: number;
+  /** Names the request in every log line about it, on every node (common/logging/request-id.ts). */
+  readonly requestId?: string;
 }
 
 export const DEFAULT_MAX_TOKENS = 64;

@@ -31,6 +31,8 @@ export interface SequenceSink {
 
 export interface SequenceRequest {
   readonly id: SequenceId;
+  /** The client request (for the stages' log lines), sent with the slice that opens the sequence. */
+  readonly requestId?: string;
   readonly promptIds: readonly number[];
   readonly sampling: SamplingParams;
   readonly sink: SequenceSink;
@@ -252,7 +254,8 @@ export class Scheduler {
         this.options.onQueueWait?.((this.nowMs() - seq.queuedAtMs) / 1000);
         seq.queuedAtMs = undefined;
       }
-      picked.push({ seq, slice: { id: seq.request.id, startPosition: seq.fed, tokenCount, tokenIds: seq.tokens.slice(seq.fed, seq.fed + tokenCount) } });
+      const opens = seq.fed === 0 && seq.request.requestId !== undefined ? { requestId: seq.request.requestId } : {};
+      picked.push({ seq, slice: { id: seq.request.id, startPosition: seq.fed, tokenCount, tokenIds: seq.tokens.slice(seq.fed, seq.fed + tokenCount), ...opens } });
     }
     return picked;
   }

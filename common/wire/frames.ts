@@ -4,6 +4,7 @@
  * refuses anything malformed (chunks out of order, mixed batches, wrong byte counts).
  */
 import { InvalidArgumentError } from '../errors';
+import { checkRequestId } from '../logging/request-id';
 import { sequenceId } from '../ids';
 import type { SliceInput } from '../engine/stage-engine';
 import type { ActivationFrame, ResultFrame, WireSlice, WireTensor } from './messages';
@@ -53,6 +54,7 @@ export function sliceToWire(s: SliceInput): WireSlice {
     tokenIds: s.tokenIds === undefined ? [] : [...s.tokenIds],
     prefixKey: s.prefix?.key ?? '',
     prefixTokens: s.prefix?.tokens ?? 0,
+    requestId: s.requestId ?? '',
   };
 }
 
@@ -68,12 +70,15 @@ export function sliceFromWire(w: WireSlice): SliceInput {
   if ((w.prefixKey === '') !== (w.prefixTokens === 0) || w.prefixKey.length > MAX_PREFIX_KEY_CHARS || w.prefixTokens > w.startPosition) {
     throw new InvalidArgumentError(`slice ${w.sequenceId}: prefix_key and prefix_tokens (${w.prefixTokens}) must come together, name a key of at most ${MAX_PREFIX_KEY_CHARS} characters and end at start_position ${w.startPosition}`);
   }
+  const requestId = w.requestId ?? '';
+  if (requestId !== '') checkRequestId(requestId);
   return {
     id: sequenceId(w.sequenceId),
     startPosition: w.startPosition,
     tokenCount: w.tokenCount,
     tokenIds: w.tokenIds.length === 0 ? undefined : w.tokenIds,
     ...(w.prefixKey === '' ? {} : { prefix: { key: w.prefixKey, tokens: w.prefixTokens } }),
+    ...(requestId === '' ? {} : { requestId }),
   };
 }
 

@@ -97,6 +97,8 @@ export async function serveCompletion(
   call: ClientCall,
   res: ServerResponse,
   takeOver: () => void,
+  /** The request's x-request-id (http-api.ts), carried to the generator and the stages' logs. */
+  requestId?: string,
 ): Promise<CompletionResult> {
   const body = route === 'chat' ? parseChatCompletionBody(rawBody) : parseCompletionBody(rawBody);
   if (body.model !== undefined && deps.modelId !== '' && body.model !== deps.modelId) {
@@ -124,6 +126,7 @@ export async function serveCompletion(
     ignoreEos: false,
     returnFirstLogits: false,
     ...(body.logprobs === undefined ? {} : { logprobs: body.logprobs }),
+    ...(requestId === undefined ? {} : { requestId }),
   };
   const dialect = route === 'chat' ? CHAT : TEXT;
   const meta: ResponseMeta = { id: `${dialect.idPrefix}${randomUUID().replaceAll('-', '')}`, created: Math.floor(Date.now() / 1000), model: deps.modelId };
@@ -158,7 +161,7 @@ async function streamCompletion(
 ): Promise<CompletionResult> {
   const sse = new SseWriter(res, deps.maxUnsentEventBytes ?? MAX_UNSENT_EVENT_BYTES, () => {
     cancel();
-    deps.log?.('cut off an HTTP stream whose client stopped reading');
+    deps.log?.warn('cut off an HTTP stream whose client stopped reading');
   });
   sse.open();
   if (dialect === CHAT) sse.send(dialect.chunk(meta, { finishReason: null }, includeUsage));

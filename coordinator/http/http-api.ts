@@ -23,6 +23,7 @@ import { httpClientCall } from './client-call';
 import { ROUTE_METHOD, type CompletionRoute, serveCompletion } from './completion-handler';
 import type { HttpApiDeps, HttpEndpoint } from './http-deps';
 import { bodyTooLarge, httpErrorOf, notFoundRoute, type HttpError } from './openai-error';
+import { REQUEST_ID_HEADER, requestIdOrNew } from '../../common/logging/request-id';
 
 /**
  * The body limit for `maxPromptBytes` of prompt text: JSON may spell one byte of text as six
@@ -80,8 +81,15 @@ export class HttpApi {
       }
     });
 
-    // Authentication comes before the body is read: an unknown caller costs no parsing.
-    app.addHook('onRequest', async (request) => {
+    // The request id first (the client's x-request-id, checked, or a new one), on every response,
+    // streamed ones included; then authentication, before the body is read: an unknown caller
+    // costs no parsing.
+    const requestIds = new WeakMap<IncomingMessage, string>();
+    app.addHook('onRequest', async (request, reply) => {
+      const sent = request.headers[REQUEST_ID_HEADER];
+      const requestId = requestIdOrNew(Array.isArray(sent) ? sent[0] : sent);
+      requestIds.set(request.raw, requestId);
+      reply.raw.setHeader(REQUEST_ID_HEADER, requestId);
       const route = ROUTES[request.routeOptions.url ?? ''];
       const call = httpClientCall(request.headers, request.socket.remoteAddress, request.socket.remotePort);
       principals.set(request.raw, deps.gate.principal(call, route?.method ?? 'Status'));
@@ -89,7 +97,7 @@ export class HttpApi {
 
     const completion = (route: CompletionRoute) => async (request: FastifyRequest, reply: FastifyReply) => {
       const call = httpClientCall(request.headers, request.socket.remoteAddress, request.socket.remotePort);
-      const result = await serveCompletion(deps, route, request.body, principals.get(request.raw)!, call, reply.raw, () => reply.hijack());
+      const result = await serveCompletion(deps, route, request.body, principals.get(request.raw)!, call, reply.raw, () => reply.hijack(), requestIds.get(request.raw));
       if (result.kind === 'streamed') {
         deps.onResponse?.(endpointOf(request), result.status);
         return reply;
@@ -121,7 +129,7 @@ export class HttpApi {
         // fastify's own refusals of a malformed request (a bad content length, an aborted body).
         answer = { status: err.statusCode, body: { error: { message: err.message, type: 'invalid_request_error', param: null, code: null } }, headers: {} };
       } else {
-        deps.log?.(`HTTP ${request.method} ${request.url}: ${err.stack ?? err.message}`);
+        deps.log?.error(`HTTP ${request.method} ${request.url}: ${err.stack ?? err.message}`);
         answer = httpErrorOf(err);
       }
       return send(reply, endpointOf(request), answer);

@@ -7,6 +7,7 @@ import type { Tokenizer } from '../../common/tokenizer/tokenizer';
 import type { ClientGate } from '../client-gate';
 import type { RunRequestDeps } from '../run-request';
 import type { ChatPromptFormatter } from './chat-prompt';
+import type { Logger } from '../../common/logging/logger';
 
 /** Which endpoint answered; a label of bora_http_responses_total. */
 export type HttpEndpoint = 'chat_completions' | 'completions' | 'models' | 'other';
@@ -30,5 +31,5 @@ export interface HttpApiDeps extends RunRequestDeps {
   readonly maxUnsentEventBytes?: number;
   /** Every response's endpoint and status (metrics). */
   readonly onResponse?: (endpoint: HttpEndpoint, status: number) => void;
-  readonly log?: (message: string) => void;
+  readonly log?: Logger;
 }

@@ -18,6 +18,7 @@ import type { Etcd3 } from 'etcd3';
 import { createEtcdClient } from '../../common/cluster/etcd-keys';
 import type { MemberInfo } from '../../common/cluster/member';
 import { workerId } from '../../common/ids';
+import { type Logger, callbackLogger } from '../../common/logging/logger';
 
 export const ETCD_INSTALL_HINT = 'etcd is not installed: run `apt-get update && apt-get install -y etcd-server` (or set ETCD_BIN)';
 
@@ -184,7 +185,7 @@ export interface EtcdSuite {
   readonly client: Etcd3;
   /** Messages logged through `log`, for assertions on what components reported. */
   readonly logs: string[];
-  readonly log: (message: string) => void;
+  readonly log: Logger;
 }
 
 /** Call inside describe(): registers the before/after hooks; read the fields inside tests. */
@@ -207,6 +208,6 @@ export function etcdSuite(): EtcdSuite {
       return state.client!;
     },
     logs,
-    log: (message) => void logs.push(message),
+    log: callbackLogger((message) => void logs.push(message)),
   };
 }

@@ -48,7 +48,7 @@ function spawnWorker(url: string, prefix: string, id: string, ttlMs: number): Ch
     const { Registration } = require(${JSON.stringify(join(DIST_ROOT, 'worker/registration.js'))});
     const reg = new Registration({
       client: createEtcdClient({ hosts: process.env.URL }), keys: new EtcdKeys(process.env.PREFIX),
-      member: JSON.parse(process.env.MEMBER), ttlMs: Number(process.env.TTL_MS), log: () => {},
+      member: JSON.parse(process.env.MEMBER), ttlMs: Number(process.env.TTL_MS), log: require(${JSON.stringify(join(DIST_ROOT, 'common/logging/logger.js'))}).silentLogger(),
     });
     for (const event of ['registered', 'serving', 'fenced']) reg.on(event, () => process.stdout.write(event + '\\n'));
     reg.start();

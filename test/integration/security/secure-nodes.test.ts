@@ -21,10 +21,11 @@ import { fixtureDir, loadReference } from '../../support/checkpoints';
 import { eventually } from '../../support/wait';
 import { type TlsEtcd, startTlsEtcd } from '../../support/etcd-tls';
 import { greedyIds } from '../../support/cluster';
+import { callbackLogger } from '../../../common/logging/logger';
 
 const ref = loadReference('tiny-mistral');
 const KEEPALIVE_MS = 1000;
-const quiet = (m: string): void => void (process.env.BORA_TEST_LOG === '1' && process.stderr.write(`${m}\n`));
+const quiet = callbackLogger((m) => void (process.env.BORA_TEST_LOG === '1' && process.stderr.write(`${m}\n`)));
 
 describe('coordinator and workers over TLS (etcd too)', () => {
   let etcd: TlsEtcd;

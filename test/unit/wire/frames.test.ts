@@ -60,7 +60,7 @@ function chunk(batchId: number, chunkIndex: number, chunkCount: number, bytes: n
     stageIndex: 1,
     chunkIndex,
     chunkCount,
-    slices: chunkIndex === 0 ? [{ sequenceId: `s${batchId}`, startPosition: 0, tokenCount: 1, tokenIds: [], prefixKey: '', prefixTokens: 0 }] : [],
+    slices: chunkIndex === 0 ? [{ sequenceId: `s${batchId}`, startPosition: 0, tokenCount: 1, tokenIds: [], prefixKey: '', prefixTokens: 0, requestId: '' }] : [],
     hidden,
     error: '',
     code: 0,
@@ -131,7 +131,7 @@ describe('encodeStageFrame chunking', () => {
     const chunks = encodeStageFrame(frame, 16);
     assert.equal(chunks.length, 1);
     assert.equal(chunks[0].hidden, null);
-    assert.deepEqual(chunks[0].slices, [{ sequenceId: 'a', startPosition: 0, tokenCount: 3, tokenIds: [5, 6, 7], prefixKey: '', prefixTokens: 0 }]);
+    assert.deepEqual(chunks[0].slices, [{ sequenceId: 'a', startPosition: 0, tokenCount: 3, tokenIds: [5, 6, 7], prefixKey: '', prefixTokens: 0, requestId: '' }]);
     const done = activationReassembler().push(chunks[0])!;
     assert.equal(done.tensor, null);
     assert.deepEqual(decodeStageFrame(done.frame, done.tensor, 16), { ...frame, hidden: undefined, error: undefined, etcdOutage: false });
@@ -232,7 +232,7 @@ describe('decoding checks the reassembled bytes', () => {
   const H = 4;
   /** One chunk claiming `shape` for `bytes` bytes, with slices holding `tokens` tokens. */
   function wire(shape: number[], bytes: number, tokens: number): Activation {
-    return { ...chunk(1, 0, 1, 4), slices: [{ sequenceId: 'a', startPosition: 0, tokenCount: tokens, tokenIds: [], prefixKey: '', prefixTokens: 0 }], hidden: { dtype: 'DTYPE_F32', shape, data: Buffer.alloc(bytes) } };
+    return { ...chunk(1, 0, 1, 4), slices: [{ sequenceId: 'a', startPosition: 0, tokenCount: tokens, tokenIds: [], prefixKey: '', prefixTokens: 0, requestId: '' }], hidden: { dtype: 'DTYPE_F32', shape, data: Buffer.alloc(bytes) } };
   }
   const bad: { name: string; frame: Activation; message: RegExp }[] = [
     { name: 'more bytes than the shape', frame: wire([2, H], 2 * H * F32 + 4, 2), message: /frame 1 hidden: shape \[2, 4\] needs 32 bytes, got 36/ },
@@ -253,7 +253,7 @@ describe('decoding checks the reassembled bytes', () => {
       batchId: 4,
       chunkIndex: 0,
       chunkCount: 1,
-      slices: [{ sequenceId: 'a', startPosition: 0, tokenCount: 3, tokenIds: [], prefixKey: '', prefixTokens: 0 }],
+      slices: [{ sequenceId: 'a', startPosition: 0, tokenCount: 3, tokenIds: [], prefixKey: '', prefixTokens: 0, requestId: '' }],
       logits: { dtype: 'DTYPE_F32', shape: [3, 5], data: Buffer.alloc(3 * 5 * F32) },
       error: '',
       code: 0,
@@ -272,26 +272,35 @@ describe('slices', () => {
   test('to the wire and back, with and without token ids', () => {
     const withIds = slice('x', 4, 3, [1, 2, 3]);
     const without = slice('y', 9, 2);
-    assert.deepEqual(sliceToWire(withIds), { sequenceId: 'x', startPosition: 4, tokenCount: 3, tokenIds: [1, 2, 3], prefixKey: '', prefixTokens: 0 });
-    assert.deepEqual(sliceToWire(without), { sequenceId: 'y', startPosition: 9, tokenCount: 2, tokenIds: [], prefixKey: '', prefixTokens: 0 });
+    assert.deepEqual(sliceToWire(withIds), { sequenceId: 'x', startPosition: 4, tokenCount: 3, tokenIds: [1, 2, 3], prefixKey: '', prefixTokens: 0, requestId: '' });
+    assert.deepEqual(sliceToWire(without), { sequenceId: 'y', startPosition: 9, tokenCount: 2, tokenIds: [], prefixKey: '', prefixTokens: 0, requestId: '' });
     assert.deepEqual(sliceFromWire(sliceToWire(withIds)), withIds);
     assert.deepEqual(sliceFromWire(sliceToWire(without)), without);
   });
 
   const bad: { name: string; wire: WireSlice; message: RegExp }[] = [
-    { name: 'an empty sequence id', wire: { sequenceId: '', startPosition: 0, tokenCount: 1, tokenIds: [], prefixKey: '', prefixTokens: 0 }, message: /empty sequence_id/ },
-    { name: 'zero tokens', wire: { sequenceId: 'a', startPosition: 0, tokenCount: 0, tokenIds: [], prefixKey: '', prefixTokens: 0 }, message: /slice a: token_count must be positive/ },
-    { name: 'negative tokens', wire: { sequenceId: 'a', startPosition: 0, tokenCount: -2, tokenIds: [], prefixKey: '', prefixTokens: 0 }, message: /token_count must be positive/ },
-    { name: 'too few token ids', wire: { sequenceId: 'a', startPosition: 0, tokenCount: 3, tokenIds: [1, 2], prefixKey: '', prefixTokens: 0 }, message: /slice a: 2 token ids for token_count 3/ },
-    { name: 'too many token ids', wire: { sequenceId: 'a', startPosition: 0, tokenCount: 1, tokenIds: [1, 2], prefixKey: '', prefixTokens: 0 }, message: /2 token ids for token_count 1/ },
-    { name: 'a prefix key without its token count', wire: { sequenceId: 'a', startPosition: 16, tokenCount: 1, tokenIds: [], prefixKey: 'k', prefixTokens: 0 }, message: /prefix_key and prefix_tokens/ },
-    { name: 'a prefix token count without a key', wire: { sequenceId: 'a', startPosition: 16, tokenCount: 1, tokenIds: [], prefixKey: '', prefixTokens: 16 }, message: /prefix_key and prefix_tokens/ },
-    { name: 'a cached prefix past its start position', wire: { sequenceId: 'a', startPosition: 16, tokenCount: 1, tokenIds: [], prefixKey: 'k', prefixTokens: 32 }, message: /end at start_position 16/ },
-    { name: 'an overlong prefix key', wire: { sequenceId: 'a', startPosition: 16, tokenCount: 1, tokenIds: [], prefixKey: 'k'.repeat(65), prefixTokens: 16 }, message: /at most 64 characters/ },
+    { name: 'an empty sequence id', wire: { sequenceId: '', startPosition: 0, tokenCount: 1, tokenIds: [], prefixKey: '', prefixTokens: 0, requestId: '' }, message: /empty sequence_id/ },
+    { name: 'zero tokens', wire: { sequenceId: 'a', startPosition: 0, tokenCount: 0, tokenIds: [], prefixKey: '', prefixTokens: 0, requestId: '' }, message: /slice a: token_count must be positive/ },
+    { name: 'negative tokens', wire: { sequenceId: 'a', startPosition: 0, tokenCount: -2, tokenIds: [], prefixKey: '', prefixTokens: 0, requestId: '' }, message: /token_count must be positive/ },
+    { name: 'too few token ids', wire: { sequenceId: 'a', startPosition: 0, tokenCount: 3, tokenIds: [1, 2], prefixKey: '', prefixTokens: 0, requestId: '' }, message: /slice a: 2 token ids for token_count 3/ },
+    { name: 'too many token ids', wire: { sequenceId: 'a', startPosition: 0, tokenCount: 1, tokenIds: [1, 2], prefixKey: '', prefixTokens: 0, requestId: '' }, message: /2 token ids for token_count 1/ },
+    { name: 'a prefix key without its token count', wire: { sequenceId: 'a', startPosition: 16, tokenCount: 1, tokenIds: [], prefixKey: 'k', prefixTokens: 0, requestId: '' }, message: /prefix_key and prefix_tokens/ },
+    { name: 'a prefix token count without a key', wire: { sequenceId: 'a', startPosition: 16, tokenCount: 1, tokenIds: [], prefixKey: '', prefixTokens: 16, requestId: '' }, message: /prefix_key and prefix_tokens/ },
+    { name: 'a cached prefix past its start position', wire: { sequenceId: 'a', startPosition: 16, tokenCount: 1, tokenIds: [], prefixKey: 'k', prefixTokens: 32, requestId: '' }, message: /end at start_position 16/ },
+    { name: 'an overlong prefix key', wire: { sequenceId: 'a', startPosition: 16, tokenCount: 1, tokenIds: [], prefixKey: 'k'.repeat(65), prefixTokens: 16, requestId: '' }, message: /at most 64 characters/ },
+    { name: 'an overlong request id', wire: { sequenceId: 'a', startPosition: 0, tokenCount: 1, tokenIds: [], prefixKey: '', prefixTokens: 0, requestId: 'r'.repeat(129) }, message: /x-request-id must be 1 to 128/ },
+    { name: 'a request id with a newline', wire: { sequenceId: 'a', startPosition: 0, tokenCount: 1, tokenIds: [], prefixKey: '', prefixTokens: 0, requestId: 'a\nb' }, message: /printable ASCII/ },
   ];
   for (const b of bad) {
     test(`a slice with ${b.name} is refused`, () => {
       assert.throws(() => sliceFromWire(b.wire), (err: unknown) => err instanceof InvalidArgumentError && b.message.test(err.message));
     });
   }
+});
+
+test('a slice carries its request id across the wire, and one without none', () => {
+  const opening = sliceFromWire(sliceToWire({ id: sequenceId('s1'), startPosition: 0, tokenCount: 2, tokenIds: [1, 2], requestId: 'req-42' }));
+  assert.equal(opening.requestId, 'req-42');
+  const later = sliceFromWire(sliceToWire({ id: sequenceId('s1'), startPosition: 2, tokenCount: 1, tokenIds: [3] }));
+  assert.equal('requestId' in later, false);
 });
