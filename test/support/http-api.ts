@@ -8,9 +8,41 @@ import { BoraError } from '../../common/errors';
 import type { GenerationHandle } from '../../common/generation/generator';
 import type { GenerationEvent, GenerationRequest } from '../../common/generation/request';
 import { ClientGate, type ClientGateOptions } from '../../coordinator/client-gate';
-import { instChatFormatter } from '../../coordinator/http/chat-prompt';
+import type { ChatPromptFormatter } from '../../coordinator/http/chat-prompt';
+import { fieldError } from '../../coordinator/http/openai-error';
 import type { HttpApiDeps } from '../../coordinator/http/http-deps';
 import { HttpApi } from '../../coordinator/http/http-api';
+
+/**
+ * A minimal chat formatter for these tests (the coordinator renders the model's chat template,
+ * templateChatFormatter): Mistral's v1 instruction format, system messages prepended to the
+ * first user turn, each piece tokenized on its own, an assistant turn followed by EOS:
+ *
+ *     <s>[INST] {system}\n\n{user 1} [/INST] {assistant 1}</s>[INST] {user 2} [/INST]
+ */
+function instChatFormatter(encode: (text: string, options: { addBos: boolean }) => Promise<number[]>, eosId: number): ChatPromptFormatter {
+  return async (messages) => {
+    const system: string[] = [];
+    const ids: number[] = [];
+    let users = 0;
+    for (const [i, m] of messages.entries()) {
+      if (m.role === 'system') {
+        if (users > 0) throw fieldError(`messages.${i}.role`, 'a system message must come before the first user message');
+        system.push(m.content);
+      } else if (m.role === 'user') {
+        const text = users === 0 && system.length > 0 ? `${system.join('\n\n')}\n\n${m.content}` : m.content;
+        ids.push(...(await encode(`[INST] ${text} [/INST]`, { addBos: users === 0 })));
+        users++;
+      } else {
+        if (users === 0) throw fieldError(`messages.${i}.role`, 'an assistant message must follow a user message');
+        ids.push(...(await encode(m.content, { addBos: false })), eosId);
+      }
+    }
+    if (users === 0) throw fieldError('messages', 'messages hold no user message');
+    if (messages[messages.length - 1].role !== 'user') throw fieldError(`messages.${messages.length - 1}.role`, 'the last message must be a user message');
+    return ids;
+  };
+}
 
 export interface ScriptedGenerator {
   readonly started: GenerationRequest[];
