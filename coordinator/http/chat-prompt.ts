@@ -5,6 +5,7 @@
  * the template gRPC Chat renders.
  */
 import type { ChatTemplate } from '../../common/tokenizer/chat-template';
+import { InvalidArgumentError } from '../../common/errors';
 import { fieldError } from './openai-error';
 
 export const CHAT_ROLES = ['system', 'user', 'assistant'] as const;
@@ -26,6 +27,14 @@ export type ChatPromptFormatter = (messages: readonly ChatMessage[]) => Promise<
 export function templateChatFormatter(template: ChatTemplate, encode: (text: string, options: { addBos: boolean }) => Promise<number[]>): ChatPromptFormatter {
   return async (messages) => {
     if (!messages.some((m) => m.role === 'user')) throw fieldError('messages', 'messages hold no user message');
-    return encode(template.render(messages, { addGenerationPrompt: true }), { addBos: false });
+    let text: string;
+    try {
+      text = template.render(messages, { addGenerationPrompt: true });
+    } catch (err) {
+      // The template's refusal (a role it does not know, an order it does not accept), word for word.
+      if (err instanceof InvalidArgumentError) throw fieldError('messages', err.message);
+      throw err;
+    }
+    return encode(text, { addBos: false });
   };
 }
