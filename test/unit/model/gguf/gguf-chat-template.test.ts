@@ -3,7 +3,8 @@
  * render (loadModelChatTemplate), as a directory's tokenizer_config.json is. A file carrying one
  * of the real Mistral templates (test/fixtures/chat-templates) renders every fixture conversation
  * byte for byte as Python's jinja2 does, its bos_token / eos_token being the vocabulary's BOS and
- * EOS pieces; the writer copies a directory's own template into the file; a file without one gets
+ * EOS pieces; the writer copies a directory's own template into the file; the template's
+ * end-of-turn token is a stop id; a file without one gets
  * the built-in [INST] format; a template that does not parse is an error naming the file.
  */
 import assert from 'node:assert/strict';
@@ -12,9 +13,10 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { CheckpointError, InvalidArgumentError } from '../../../../common/errors';
 import { GgufMetadata, readGgufHeader } from '../../../../common/model/gguf/gguf-header';
-import { loadModelChatTemplate } from '../../../../common/model/open-model';
+import { loadModelChatTemplate, loadModelTokenizer } from '../../../../common/model/open-model';
 import { FALLBACK_TEMPLATE_SOURCE, fallbackChatTemplate, type ChatMessage } from '../../../../common/tokenizer/chat-template';
 import { CHECKPOINT_FILES } from '../../../support/gguf-tokenizers';
+import { hubTokenizerJson } from '../../../support/hub-tokenizers';
 import { fixtureDir, repoRoot, tempDir } from '../../../support/checkpoints';
 import { fixtureGguf } from '../../../support/gguf';
 
@@ -59,6 +61,22 @@ describe('GGUF chat templates', () => {
     const template = await loadModelChatTemplate(gguf);
     const messages: ChatMessage[] = [{ role: 'user', content: 'Hi' }];
     assert.equal(template.render(messages, { addGenerationPrompt: true }), '<s>[INST]Hi[/INST]');
+  });
+
+  test('the template\'s end-of-turn token stops generation, as for a directory', async (t) => {
+    const dir = await tempDir(t, 'gguf-template-eot');
+    for (const f of CHECKPOINT_FILES) await copyFile(join(fixtureDir('tiny-mistral'), f), join(dir, f));
+    // Mistral v0.1's vocabulary with its last id made a control token, a ChatML-style end of turn.
+    const json = JSON.parse(hubTokenizerJson('sp-v1')) as { added_tokens: object[] };
+    json.added_tokens.push({ id: 31999, content: '<|im_end|>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+    await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(json));
+    const chatTemplate = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+    const gguf = await fixtureGguf(t, 'tiny-mistral', 'BF16', { dir, chatTemplate });
+    const tokenizer = await loadModelTokenizer(gguf, { bosTokenId: 1, eosTokenId: 2 });
+    assert.deepEqual(tokenizer.encode('<|im_end|>', { addBos: false }), [31999]);
+    assert.deepEqual([...tokenizer.stopIds].sort((a, b) => a - b), [2, 31999], 'EOS and <|im_end|>, the template\'s end of turn');
+    const plain = await fixtureGguf(t, 'tiny-mistral', 'BF16', { dir, chatTemplate: "{% for m in messages %}[INST]{{ m.content }}[/INST]{% endfor %}" });
+    assert.deepEqual([...(await loadModelTokenizer(plain, { bosTokenId: 1, eosTokenId: 2 })).stopIds], [2], 'no end-of-turn token in that template');
   });
 
   test('a file without tokenizer.chat_template gets the built-in [INST] format', async (t) => {
