@@ -3,8 +3,9 @@
  *
  *   parse the body (request-fields.ts) -> the safety filter's prompt check (prompt-screen.ts:
  *   400 content_filter when blocked, else the text with redactions applied) -> the prompt as
- *   token ids (chat: the injected formatter) -> context and vocabulary checks (400) -> a plan must be serving (503) -> admission for the
- *   caller's key (429 with retry-after) -> the shared generation path (run-request.ts) ->
+ *   token ids (chat: the injected formatter) -> context and vocabulary checks (400) -> a plan
+ *   must be serving (503) -> admission for the caller's key (429 with retry-after) -> the shared
+ *   generation path (run-request.ts) ->
  *   one JSON response, or server-sent events as tokens arrive. With the safety filter, generated
  *   text goes through its output filter: text is held back only while a rule could still match
  *   it, a redaction replaces the match, and a block ends the completion with finish_reason
