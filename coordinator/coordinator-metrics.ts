@@ -22,14 +22,17 @@ import {
   EMBEDDING_BUCKETS_SECONDS,
 } from '../common/metrics/buckets';
 import { registerBuildInfo } from '../common/metrics/build-info';
-import type { GenerationEvent } from '../common/generation/request';
+import type { GenerationEvent, StreamFinishReason } from '../common/generation/request';
 import type { BoraError } from '../common/errors';
 import { RETRY_KINDS, type RetryKind } from '../common/wire/retry-metadata';
 import { DEFAULT_RATE_WINDOW_MS, type MonotonicClockMs, RateWindow } from '../common/metrics/rate-window';
 
-/** How a generation request ended. */
-/** `refused`: no or a bad API key, a role not allowed, or past an admission limit. */
-export const REQUEST_OUTCOMES = ['ok', 'cancelled', 'invalid', 'refused', 'unavailable', 'deadline', 'error'] as const;
+/**
+ * How a client request ended. `refused`: no or a bad API key, a role not allowed, or past an
+ * admission limit. `blocked`: the safety filter blocked its prompt or cut its output (a policy
+ * decision, neither a success nor an availability error).
+ */
+export const REQUEST_OUTCOMES = ['ok', 'blocked', 'cancelled', 'invalid', 'refused', 'unavailable', 'deadline', 'error'] as const;
 export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number];
 
 /** How a request that failed with `err` ended, for bora_requests_total (every client API). */
@@ -51,6 +54,11 @@ export function outcomeOf(err: BoraError): RequestOutcome {
     default:
       return 'error';
   }
+}
+
+/** How a request that ran to its end ended: `blocked` when the safety filter stopped it, else `ok`. */
+export function finishedOutcome(reason: StreamFinishReason): RequestOutcome {
+  return reason === 'content_filter' ? 'blocked' : 'ok';
 }
 
 /**

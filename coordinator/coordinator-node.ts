@@ -25,11 +25,10 @@ import { clientRequestLimitBytes, DEFAULT_MAX_PROMPT_BYTES } from '../common/gen
 import { Scheduler } from '../common/generation/scheduler';
 import type { WorkerId } from '../common/ids';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
-import { isGgufPath, loadModelTokenizer, openModel, storedTensorBytes, type ModelCheckpoint } from '../common/model/open-model';
+import { loadModelChatTemplate, loadModelTokenizer, openModel, storedTensorBytes, type ModelCheckpoint } from '../common/model/open-model';
 import { ReadinessProbe, type ReadyState } from '../common/metrics/readiness';
 import { HealthService } from '../common/wire/health-service';
 import { PlanStore } from '../common/cluster/plan-store';
-import { loadChatTemplate } from '../common/tokenizer/load-tokenizer';
 import { type Tokenizer } from '../common/tokenizer/tokenizer';
 import { bindServer, type BoundServer } from '../common/wire/bind-server';
 import type { ClusterStatus } from '../common/wire/messages';
@@ -56,7 +55,7 @@ import { ClientGate } from './client-gate';
 import type { ApiKeyStore } from '../common/security/api-keys';
 import { weightServiceHandlers } from './weight-service';
 import { workerStatus } from './worker-probe';
-import { instChatFormatter, templateChatFormatter } from './http/chat-prompt';
+import { templateChatFormatter } from './http/chat-prompt';
 import { HttpApi } from './http/http-api';
 import { defaultLogger, type RootLogger } from '../common/logging/logger';
 
@@ -193,8 +192,8 @@ export class CoordinatorNode {
     const o = this.options;
     const ckpt = await openModel(o.modelDir);
     const tokenizer = await loadModelTokenizer(o.modelDir, ckpt.config);
-    // A GGUF file's chat template is not read yet: its Chat uses the built-in [INST] format.
-    const chatTemplate = isGgufPath(o.modelDir) ? undefined : await loadChatTemplate(o.modelDir);
+    // The model's chat template (a directory's files or a GGUF file's tokenizer.chat_template).
+    const chatTemplate = await loadModelChatTemplate(o.modelDir);
     const pool = await CpuPool.create({ threads: 1 });
     // Tokenizing gets a thread of its own: a long prompt takes seconds to tokenize, and queued on
     // the sampling thread it would hold back every stream's next token.
@@ -304,14 +303,17 @@ export class CoordinatorNode {
               onEvent: (event) => this.metrics.observeGeneration(event),
               tokenizer,
               encode,
-              // Today's gRPC Chat format; a model's chat template replaces it where it has one.
-              chatPrompt: chatTemplate === undefined ? instChatFormatter(encode, tokenizer.eosId) : templateChatFormatter(chatTemplate, encode),
+              // The template gRPC Chat renders.
+              chatPrompt: templateChatFormatter(chatTemplate, encode),
               config: ckpt.config,
               maxPromptBytes,
               modelId: o.modelId,
               gate,
               hasPipeline: () => lifecycle.current() !== undefined,
               onResponse: (endpoint, status) => this.metrics.countHttpResponse(endpoint, status),
+              onOutcome: (outcome) => this.metrics.countRequest(outcome),
+              safety,
+              embedder: () => embedder,
               log: this.log,
             },
             { ...o.httpListen, ...(this.security.kind === 'tls' ? { tls: this.security.reloader } : {}) },

@@ -22,7 +22,7 @@ import { boraProto, type InferenceHandlers } from '../common/wire/proto';
 import type { ApiKeyPrincipal } from '../common/security/api-keys';
 import type { AdmissionTicket } from './admission';
 import { ClientGate } from './client-gate';
-import { outcomeOf, type RequestOutcome } from './coordinator-metrics';
+import { finishedOutcome, outcomeOf, type RequestOutcome } from './coordinator-metrics';
 import { embedHandler } from './embed-service';
 import type { Embedder } from './embeddings';
 import { PromptStore } from './prompt-store';
@@ -142,6 +142,7 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
   const serveGenerate = (call: GenerateCall, request: GenerationRequest, ticket: AdmissionTicket | undefined, outputFilter?: TextFilter): void => {
     let cancelRequest: () => void = () => undefined;
     let answered = false;
+    let outcome: RequestOutcome = 'ok';
     const events = new BoundedWriter(call, deps.maxUnsentEventBytes ?? MAX_UNSENT_EVENT_BYTES, eventBytes, 'Generate', (err) => {
       answered = true;
       cancelRequest();
@@ -164,7 +165,10 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
       deps,
       request,
       ticket,
-      (event) => events.write(event),
+      (event, domain) => {
+        if (domain.type === 'finish') outcome = finishedOutcome(domain.reason);
+        events.write(event);
+      },
       (cancel) => {
         cancelRequest = cancel;
         call.on('cancelled', cancel);
@@ -175,7 +179,7 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
         clearTimeout(giveUp);
         if (answered) return;
         answered = true;
-        deps.onOutcome?.('ok');
+        deps.onOutcome?.(outcome);
         call.end();
       },
       (err: unknown) => {
@@ -218,7 +222,7 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
             (screened) => {
               if (screened.kind === 'run') return serveGenerate(call, screened.value, ticket, screened.output);
               ticket?.release();
-              deps.onOutcome?.('ok');
+              deps.onOutcome?.('blocked');
               call.write(eventToWire(screened.finish));
               call.end();
             },
@@ -323,6 +327,7 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
           const screened = deps.safety === undefined ? undefined : await screenChatTurn(deps.safety, turn.user, `key ${who.name} from ${call.getPeer()}`);
           if (screened?.kind === 'blocked') {
             messages.splice(turnStart);
+            deps.onOutcome?.('blocked');
             return void events.write(eventToWire(screened.finish));
           }
           let turnBlocked = false;
@@ -350,7 +355,7 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
             (cancel) => (cancelCurrent = cancel),
             screened?.output,
           );
-          deps.onOutcome?.('ok');
+          deps.onOutcome?.(turnBlocked ? 'blocked' : 'ok');
           if (turnBlocked) return void messages.splice(turnStart);
           // The reply as the template will lay it out next turn (its end-of-turn token included).
           const stops = new Set(deps.tokenizer.stopIds);

@@ -2,13 +2,14 @@
  * The one way to open a model given on the command line: a checkpoint directory (config.json +
  * safetensors) or a GGUF file. Both are WeightSources with the same tensor names and layouts;
  * this module also gives what else a node needs from either: the config.json text served to
- * workers, each tensor's stored size (placement packs quantized models by their real size) and
- * the tokenizer.
+ * workers, each tensor's stored size (placement packs quantized models by their real size), the
+ * tokenizer and the chat template.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CheckpointError } from '../errors';
-import { loadTokenizer, tokenizerFromHfJson } from '../tokenizer/load-tokenizer';
+import { fallbackChatTemplate, parseChatTemplate, type ChatTemplate } from '../tokenizer/chat-template';
+import { endOfTurnId, loadChatTemplate, loadTokenizer, tokenizerFromHfJson } from '../tokenizer/load-tokenizer';
 import type { SpecialTokenIds, Tokenizer } from '../tokenizer/tokenizer';
 import { Checkpoint, CONFIG_FILE } from './checkpoint';
 import { tensorBytes, type TensorDtype } from './dtype';
@@ -52,8 +53,38 @@ export function storedTensorBytes(model: ModelCheckpoint, name: string): number 
  */
 export async function loadModelTokenizer(path: string, ids: SpecialTokenIds): Promise<Tokenizer> {
   if (!isGgufPath(path)) return loadTokenizer(path, ids);
-  const header = await readGgufHeader(path);
-  const meta = new GgufMetadata(path, header.metadata);
+  const meta = await ggufMetadata(path);
   if (!meta.has('tokenizer.ggml.tokens')) throw new CheckpointError(path, 'has no vocabulary (tokenizer.ggml.tokens)');
-  return tokenizerFromHfJson(tokenizerJsonFromGguf(meta), path, ids);
+  const tokenizer = tokenizerFromHfJson(tokenizerJsonFromGguf(meta), path, ids);
+  // As for a directory: a generation also stops on the chat template's end-of-turn token.
+  const endOfTurn = endOfTurnId(ggufChatTemplate(meta), tokenizer);
+  if (endOfTurn !== undefined) (tokenizer as Tokenizer & { addStopIds(ids: readonly number[]): void }).addStopIds([endOfTurn]);
+  return tokenizer;
+}
+
+/**
+ * The chat template of the model at `path`: a GGUF file's tokenizer.chat_template metadata, or
+ * the directory's (chat_template.jinja / tokenizer_config.json); the built-in [INST] format when
+ * it has none. A template that does not parse is a CheckpointError naming the file.
+ */
+export async function loadModelChatTemplate(path: string, options: { now?: () => Date } = {}): Promise<ChatTemplate> {
+  if (!isGgufPath(path)) return loadChatTemplate(path, options);
+  return ggufChatTemplate(await ggufMetadata(path), options);
+}
+
+async function ggufMetadata(path: string): Promise<GgufMetadata> {
+  const header = await readGgufHeader(path);
+  return new GgufMetadata(path, header.metadata);
+}
+
+/** tokenizer.chat_template, its bos_token / eos_token the vocabulary's BOS and EOS pieces (as llama.cpp renders it). */
+function ggufChatTemplate(meta: GgufMetadata, options: { now?: () => Date } = {}): ChatTemplate {
+  const tokens = meta.has('tokenizer.ggml.tokens') ? meta.strings('tokenizer.ggml.tokens') : [];
+  const piece = (key: string, fallback: string): string => {
+    const id = meta.integer(key, undefined);
+    return id !== undefined && id < tokens.length ? tokens[id]! : fallback;
+  };
+  const templateTokens = { bosToken: piece('tokenizer.ggml.bos_token_id', '<s>'), eosToken: piece('tokenizer.ggml.eos_token_id', '</s>') };
+  const text = meta.string('tokenizer.chat_template', undefined);
+  return text === undefined ? fallbackChatTemplate(templateTokens) : parseChatTemplate(text, `${meta.path} (tokenizer.chat_template)`, templateTokens, options);
 }

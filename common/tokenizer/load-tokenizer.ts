@@ -93,6 +93,17 @@ export async function loadChatTemplate(modelDir: string, options: { now?: () => 
   return chatTemplateOf(modelDir, config, templateText, options);
 }
 
+/**
+ * The chat template text a model directory ships (chat_template.jinja, else tokenizer_config.json's
+ * chat_template), unparsed; undefined when it has none. The GGUF writer stores it as
+ * tokenizer.chat_template.
+ */
+export async function readChatTemplateText(modelDir: string): Promise<string | undefined> {
+  const configFile = join(modelDir, TOKENIZER_CONFIG_FILE_NAME);
+  const [configText, templateText] = await Promise.all([readOptional(configFile), readOptional(join(modelDir, CHAT_TEMPLATE_FILE_NAME))]);
+  return templateText ?? (configText === undefined ? undefined : parseTokenizerConfig(configText, configFile).chatTemplate);
+}
+
 function chatTemplateOf(modelDir: string, config: TokenizerConfig, templateText: string | undefined, options: { now?: () => Date }): ChatTemplate {
   const tokens: TemplateTokens = { bosToken: config.bosToken ?? '<s>', eosToken: config.eosToken ?? '</s>' };
   if (templateText !== undefined) return parseChatTemplate(templateText, join(modelDir, CHAT_TEMPLATE_FILE_NAME), tokens, options);

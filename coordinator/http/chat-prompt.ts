@@ -1,18 +1,11 @@
 /**
- * Chat messages as prompt token ids. The HTTP API takes the formatter as a dependency: the
- * model's own chat template (templateChatFormatter, as gRPC Chat renders it) where the model has
- * one, or the minimal formatter here (instChatFormatter) for a GGUF file, whose template is not
- * read yet.
- *
- * The minimal formatter is the format gRPC `Chat` uses (inference-service.ts), Mistral's v1
- * instruction format, with system messages prepended to the first user turn:
- *
- *     <s>[INST] {system}\n\n{user 1} [/INST] {assistant 1}</s>[INST] {user 2} [/INST]
- *
- * Each piece is tokenized on its own, as `Chat` does turn by turn: an assistant turn is its text
- * tokenized without BOS, then EOS.
+ * Chat messages as prompt token ids. The HTTP API takes the formatter as a dependency:
+ * templateChatFormatter with the model's chat template (a directory's tokenizer_config.json or
+ * chat_template.jinja, a GGUF file's tokenizer.chat_template, else the built-in [INST] format),
+ * the template gRPC Chat renders.
  */
 import type { ChatTemplate } from '../../common/tokenizer/chat-template';
+import { InvalidArgumentError } from '../../common/errors';
 import { fieldError } from './openai-error';
 
 export const CHAT_ROLES = ['system', 'user', 'assistant'] as const;
@@ -34,30 +27,14 @@ export type ChatPromptFormatter = (messages: readonly ChatMessage[]) => Promise<
 export function templateChatFormatter(template: ChatTemplate, encode: (text: string, options: { addBos: boolean }) => Promise<number[]>): ChatPromptFormatter {
   return async (messages) => {
     if (!messages.some((m) => m.role === 'user')) throw fieldError('messages', 'messages hold no user message');
-    return encode(template.render(messages, { addGenerationPrompt: true }), { addBos: false });
-  };
-}
-
-export function instChatFormatter(encode: (text: string, options: { addBos: boolean }) => Promise<number[]>, eosId: number): ChatPromptFormatter {
-  return async (messages) => {
-    const system: string[] = [];
-    const ids: number[] = [];
-    let users = 0;
-    for (const [i, m] of messages.entries()) {
-      if (m.role === 'system') {
-        if (users > 0) throw fieldError(`messages.${i}.role`, 'a system message must come before the first user message');
-        system.push(m.content);
-      } else if (m.role === 'user') {
-        const text = users === 0 && system.length > 0 ? `${system.join('\n\n')}\n\n${m.content}` : m.content;
-        ids.push(...(await encode(`[INST] ${text} [/INST]`, { addBos: users === 0 })));
-        users++;
-      } else {
-        if (users === 0) throw fieldError(`messages.${i}.role`, 'an assistant message must follow a user message');
-        ids.push(...(await encode(m.content, { addBos: false })), eosId);
-      }
+    let text: string;
+    try {
+      text = template.render(messages, { addGenerationPrompt: true });
+    } catch (err) {
+      // The template's refusal (a role it does not know, an order it does not accept), word for word.
+      if (err instanceof InvalidArgumentError) throw fieldError('messages', err.message);
+      throw err;
     }
-    if (users === 0) throw fieldError('messages', 'messages hold no user message');
-    if (messages[messages.length - 1].role !== 'user') throw fieldError(`messages.${messages.length - 1}.role`, 'the last message must be a user message');
-    return ids;
+    return encode(text, { addBos: false });
   };
 }

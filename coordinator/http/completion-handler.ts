@@ -1,10 +1,15 @@
 /**
  * POST /v1/chat/completions and POST /v1/completions: one request from JSON body to response.
  *
- *   parse the body (request-fields.ts) -> the prompt as token ids (chat: the injected formatter)
- *   -> context and vocabulary checks (400) -> a plan must be serving (503) -> admission for the
- *   caller's key (429 with retry-after) -> the shared generation path (run-request.ts) ->
- *   one JSON response, or server-sent events as tokens arrive.
+ *   parse the body (request-fields.ts) -> the safety filter's prompt check (prompt-screen.ts:
+ *   400 content_filter when blocked, else the text with redactions applied) -> the prompt as
+ *   token ids (chat: the injected formatter) -> context and vocabulary checks (400) -> a plan
+ *   must be serving (503) -> admission for the caller's key (429 with retry-after) -> the shared
+ *   generation path (run-request.ts) ->
+ *   one JSON response, or server-sent events as tokens arrive. With the safety filter, generated
+ *   text goes through its output filter: text is held back only while a rule could still match
+ *   it, a redaction replaces the match, and a block ends the completion with finish_reason
+ *   `content_filter`.
  *
  * Everything that can be refused is refused before the first byte of a stream, so a refusal is
  * always a proper status. A client that disconnects (the response closes before it finished)
@@ -19,25 +24,34 @@ import { checkPromptBytes } from '../../common/generation/prompt-limits';
 import { validatePromptIds, type GenerationEvent, type GenerationRequest } from '../../common/generation/request';
 import type { ApiKeyPrincipal } from '../../common/security/api-keys';
 import type { ClientCall, ClientMethod } from '../client-gate';
+import { finishedOutcome, outcomeOf, type RequestOutcome } from '../coordinator-metrics';
 import { MAX_UNSENT_EVENT_BYTES } from '../inference-service';
 import { runAdmitted } from '../run-request';
+import type { ChatMessage } from './chat-prompt';
 import type { HttpApiDeps } from './http-deps';
 import { fieldError, httpErrorOf } from './openai-error';
 import { type ChatCompletionBody, type CompletionBody, DEFAULT_COMPLETION_MAX_TOKENS, parseChatCompletionBody, parseCompletionBody } from './request-fields';
 import { CHAT, type Dialect, type LoggedToken, type ResponseMeta, TEXT, openAiFinishReason, usageOf } from './response-shapes';
+import { type PromptScreen, promptScreen } from './prompt-screen';
 import { SseWriter } from './sse-writer';
 
 export type CompletionRoute = 'chat' | 'text';
 
-/** What the handler hands back: a JSON body to send, or `streamed` when it wrote the response itself. */
-export type CompletionResult = { readonly kind: 'json'; readonly body: unknown } | { readonly kind: 'streamed'; readonly status: number };
+/**
+ * What the handler hands back: a JSON body to send, or `streamed` when it wrote the response
+ * itself; with the request's outcome for bora_requests_total.
+ */
+export type CompletionResult =
+  | { readonly kind: 'json'; readonly body: unknown; readonly outcome: RequestOutcome }
+  | { readonly kind: 'streamed'; readonly status: number; readonly outcome: RequestOutcome };
 
 /** The gate method each route is admitted as (the same roles and limits as over gRPC). */
 export const ROUTE_METHOD: Readonly<Record<CompletionRoute, ClientMethod>> = { chat: 'Chat', text: 'Generate' };
 
 type FinishEvent = Extract<GenerationEvent, { type: 'finish' }>;
 
-async function promptIdsOf(deps: HttpApiDeps, route: CompletionRoute, body: ChatCompletionBody | CompletionBody): Promise<number[]> {
+/** The prompt as token ids: size-checked, then screened by the safety filter (when there is one), then tokenized. */
+async function promptIdsOf(deps: HttpApiDeps, route: CompletionRoute, body: ChatCompletionBody | CompletionBody, screen: PromptScreen | undefined): Promise<number[]> {
   if (route === 'chat') {
     const { messages } = body as ChatCompletionBody;
     // The byte limit covers all the conversation's text, checked before any of it is tokenized.
@@ -46,16 +60,25 @@ async function promptIdsOf(deps: HttpApiDeps, route: CompletionRoute, body: Chat
     } catch (err) {
       throw fieldError('messages', asBoraError(err).message);
     }
-    return deps.chatPrompt(messages);
+    if (screen === undefined) return deps.chatPrompt(messages);
+    const checked: ChatMessage[] = [];
+    for (const [i, m] of messages.entries()) {
+      checked.push(m.content === '' ? m : { ...m, content: await screen.check(m.content, `messages.${i}.content`, true) });
+    }
+    return deps.chatPrompt(checked);
   }
   const { prompt } = body as CompletionBody;
-  if (prompt.kind === 'ids') return [...prompt.ids];
+  if (prompt.kind === 'ids') {
+    if (screen !== undefined) await screen.check(deps.tokenizer.decode(prompt.ids), 'prompt', false);
+    return [...prompt.ids];
+  }
   try {
     checkPromptBytes(prompt.text, deps.maxPromptBytes);
   } catch (err) {
     throw fieldError('prompt', asBoraError(err).message);
   }
-  return deps.encode(prompt.text, { addBos: true });
+  const text = screen === undefined ? prompt.text : await screen.check(prompt.text, 'prompt', true);
+  return deps.encode(text, { addBos: true });
 }
 
 /** The request's max_tokens, defaulted, after checking that prompt and completion fit the context. */
@@ -80,6 +103,8 @@ function maxTokensOf(deps: HttpApiDeps, route: CompletionRoute, body: ChatComple
 
 function loggedToken(deps: HttpApiDeps, event: Extract<GenerationEvent, { type: 'token' }>): LoggedToken | undefined {
   if (event.logprobs === undefined) return undefined;
+  // A token whose text the safety filter redacted or blocked: neither its text nor its alternatives show.
+  if (event.filtered === true) return { text: '', logprob: event.logprobs.logprob, top: [] };
   const text = (id: number): string => deps.tokenizer.decode([id]);
   return { text: text(event.tokenId), logprob: event.logprobs.logprob, top: event.logprobs.top.map((a) => ({ text: text(a.tokenId), logprob: a.logprob })) };
 }
@@ -104,7 +129,8 @@ export async function serveCompletion(
   if (body.model !== undefined && deps.modelId !== '' && body.model !== deps.modelId) {
     throw new NotFoundError(`unknown model "${body.model.slice(0, 200)}"; this server serves "${deps.modelId}"`);
   }
-  const ids = await promptIdsOf(deps, route, body);
+  const screen = deps.safety === undefined ? undefined : promptScreen(deps.safety, `key ${who.name} from ${call.getPeer()}`);
+  const ids = await promptIdsOf(deps, route, body, screen);
   const maxTokens = maxTokensOf(deps, route, body, ids);
   if (!deps.hasPipeline()) throw new UnavailableError('no plan is serving the model right now (workers are joining or recovering); retry later');
   deps.checkServing?.();
@@ -142,12 +168,16 @@ export async function serveCompletion(
       text += event.text;
       if (event.type === 'finish') finish = event;
       else logged?.push(loggedToken(deps, event)!);
-    }, onCancel);
+    }, onCancel, screen?.output);
     const f = finish!;
-    return { kind: 'json', body: dialect.complete(meta, text, logged, openAiFinishReason(f.reason), usageOf(f.promptTokens, f.generatedTokens)) };
+    return {
+      kind: 'json',
+      body: dialect.complete(meta, text, logged, openAiFinishReason(f.reason), usageOf(f.promptTokens, f.generatedTokens)),
+      outcome: finishedOutcome(f.reason),
+    };
   }
   takeOver();
-  return streamCompletion(deps, dialect, meta, body.includeUsage, res, (write) => runAdmitted(deps, request, ticket, write, onCancel), () => cancel?.());
+  return streamCompletion(deps, dialect, meta, body.includeUsage, res, (write) => runAdmitted(deps, request, ticket, write, onCancel, screen?.output), () => cancel?.());
 }
 
 async function streamCompletion(
@@ -166,6 +196,7 @@ async function streamCompletion(
   sse.open();
   if (dialect === CHAT) sse.send(dialect.chunk(meta, { finishReason: null }, includeUsage));
   let offset = 0;
+  let outcome: RequestOutcome = 'ok';
   try {
     await run((event) => {
       if (event.type === 'token') {
@@ -175,6 +206,7 @@ async function streamCompletion(
         offset += event.text.length;
         return;
       }
+      outcome = finishedOutcome(event.reason);
       if (event.text !== '') sse.send(dialect.chunk(meta, { text: event.text, finishReason: null, offset }, includeUsage));
       sse.send(dialect.chunk(meta, { finishReason: openAiFinishReason(event.reason), ...(dialect === TEXT ? { text: '' } : {}) }, includeUsage));
       if (includeUsage) sse.send(dialect.usageChunk(meta, usageOf(event.promptTokens, event.generatedTokens)));
@@ -182,8 +214,8 @@ async function streamCompletion(
   } catch (err) {
     const answer = httpErrorOf(err);
     sse.fail(answer.body);
-    return { kind: 'streamed', status: answer.status };
+    return { kind: 'streamed', status: answer.status, outcome: outcomeOf(asBoraError(err)) };
   }
   sse.done();
-  return { kind: 'streamed', status: 200 };
+  return { kind: 'streamed', status: 200, outcome };
 }

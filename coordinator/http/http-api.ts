@@ -2,27 +2,31 @@
  * The OpenAI-compatible HTTP API, served by the coordinator beside its gRPC port
  * (`--http-listen HOST:PORT`), on fastify:
  *
- *   POST /v1/chat/completions, POST /v1/completions (completion-handler.ts), GET /v1/models,
- *   GET /v1/models/{id}.
+ *   POST /v1/chat/completions, POST /v1/completions (completion-handler.ts), POST /v1/embeddings
+ *   (embeddings-handler.ts), GET /v1/models, GET /v1/models/{id}.
  *
  * Every request is authenticated first, before its body is read: `Authorization: Bearer KEY`
  * against the cluster's API keys (the ClientGate the gRPC API uses), when it has keys. The body
  * is read up to a byte limit derived from --max-prompt-bytes (413 past it) and parsed as JSON
  * whatever its content type (curl's -d sends a form type). Every error leaves as OpenAI's error
- * object (openai-error.ts). With TLS (a secure cluster) the port serves HTTPS with the
+ * object (openai-error.ts). Each completion and embeddings request counts in bora_requests_total
+ * by its outcome, as a gRPC call does (a prompt or output the safety filter blocked: `blocked`).
+ * With TLS (a secure cluster) the port serves HTTPS with the
  * coordinator's own certificate, and follows it when it is rotated.
  */
 import type { IncomingMessage, Server } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { BoraError, InvalidArgumentError, NotFoundError } from '../../common/errors';
+import { BoraError, InvalidArgumentError, NotFoundError, asBoraError } from '../../common/errors';
 import type { ApiKeyPrincipal } from '../../common/security/api-keys';
 import type { CertificateReloader } from '../../common/security/certificate-reloader';
 import type { ClientMethod } from '../client-gate';
+import { outcomeOf, type RequestOutcome } from '../coordinator-metrics';
 import { httpClientCall } from './client-call';
 import { ROUTE_METHOD, type CompletionRoute, serveCompletion } from './completion-handler';
+import { EMBEDDINGS_METHOD, serveEmbeddings } from './embeddings-handler';
 import type { HttpApiDeps, HttpEndpoint } from './http-deps';
-import { bodyTooLarge, httpErrorOf, notFoundRoute, type HttpError } from './openai-error';
+import { bodyTooLarge, httpErrorOf, isContentFilterError, notFoundRoute, type HttpError } from './openai-error';
 import { REQUEST_ID_HEADER, requestIdOrNew } from '../../common/logging/request-id';
 
 /**
@@ -43,12 +47,23 @@ export interface HttpApiOptions {
 const ROUTES: Readonly<Record<string, { endpoint: HttpEndpoint; method: ClientMethod }>> = {
   '/v1/chat/completions': { endpoint: 'chat_completions', method: ROUTE_METHOD.chat },
   '/v1/completions': { endpoint: 'completions', method: ROUTE_METHOD.text },
+  '/v1/embeddings': { endpoint: 'embeddings', method: EMBEDDINGS_METHOD },
   '/v1/models': { endpoint: 'models', method: 'Status' },
   '/v1/models/:model': { endpoint: 'models', method: 'Status' },
 };
 
 function endpointOf(request: FastifyRequest): HttpEndpoint {
   return ROUTES[request.routeOptions.url ?? '']?.endpoint ?? 'other';
+}
+
+/** The endpoints whose requests count in bora_requests_total. */
+const REQUEST_ENDPOINTS: ReadonlySet<HttpEndpoint> = new Set(['chat_completions', 'completions', 'embeddings']);
+
+/** How a request refused with `err` ended (a refusal by fastify itself, such as a body too large: invalid). */
+function errorOutcome(err: Error & { statusCode?: number }): RequestOutcome {
+  if (isContentFilterError(err)) return 'blocked';
+  if (!(err instanceof BoraError) && err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) return 'invalid';
+  return outcomeOf(asBoraError(err));
 }
 
 export class HttpApi {
@@ -98,6 +113,7 @@ export class HttpApi {
     const completion = (route: CompletionRoute) => async (request: FastifyRequest, reply: FastifyReply) => {
       const call = httpClientCall(request.headers, request.socket.remoteAddress, request.socket.remotePort);
       const result = await serveCompletion(deps, route, request.body, principals.get(request.raw)!, call, reply.raw, () => reply.hijack(), requestIds.get(request.raw));
+      deps.onOutcome?.(result.outcome);
       if (result.kind === 'streamed') {
         deps.onResponse?.(endpointOf(request), result.status);
         return reply;
@@ -107,6 +123,13 @@ export class HttpApi {
     };
     app.post('/v1/chat/completions', completion('chat'));
     app.post('/v1/completions', completion('text'));
+    app.post('/v1/embeddings', async (request, reply) => {
+      const call = httpClientCall(request.headers, request.socket.remoteAddress, request.socket.remotePort);
+      const body = await serveEmbeddings(deps, request.body, principals.get(request.raw)!, call, reply.raw);
+      deps.onOutcome?.('ok');
+      deps.onResponse?.('embeddings', 200);
+      return reply.send(body);
+    });
     const startedSec = Math.floor(Date.now() / 1000);
     const model = { id: deps.modelId, object: 'model', created: startedSec, owned_by: 'bora' };
     app.get('/v1/models', async (request, reply) => {
@@ -132,7 +155,9 @@ export class HttpApi {
         deps.log?.error(`HTTP ${request.method} ${request.url}: ${err.stack ?? err.message}`);
         answer = httpErrorOf(err);
       }
-      return send(reply, endpointOf(request), answer);
+      const endpoint = endpointOf(request);
+      if (REQUEST_ENDPOINTS.has(endpoint)) deps.onOutcome?.(errorOutcome(err));
+      return send(reply, endpoint, answer);
     });
 
     await app.listen({ host: options.host, port: options.port });

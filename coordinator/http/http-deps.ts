@@ -5,12 +5,15 @@
 import type { ModelConfig } from '../../common/model/config';
 import type { Tokenizer } from '../../common/tokenizer/tokenizer';
 import type { ClientGate } from '../client-gate';
+import type { RequestOutcome } from '../coordinator-metrics';
+import type { Embedder } from '../embeddings';
+import type { SafetyFilter } from '../safety/safety-filter';
 import type { RunRequestDeps } from '../run-request';
 import type { ChatPromptFormatter } from './chat-prompt';
 import type { Logger } from '../../common/logging/logger';
 
 /** Which endpoint answered; a label of bora_http_responses_total. */
-export type HttpEndpoint = 'chat_completions' | 'completions' | 'models' | 'other';
+export type HttpEndpoint = 'chat_completions' | 'completions' | 'embeddings' | 'models' | 'other';
 
 export interface HttpApiDeps extends RunRequestDeps {
   /** For logprobs' token text. */
@@ -31,5 +34,11 @@ export interface HttpApiDeps extends RunRequestDeps {
   readonly maxUnsentEventBytes?: number;
   /** Every response's endpoint and status (metrics). */
   readonly onResponse?: (endpoint: HttpEndpoint, status: number) => void;
+  /** How each completion or embeddings request ended (bora_requests_total, as for gRPC). */
+  readonly onOutcome?: (outcome: RequestOutcome) => void;
+  /** Checks prompts before admission and generated text as it streams (the gRPC API's filter); none by default. */
+  readonly safety?: SafetyFilter;
+  /** /v1/embeddings (the Embedder gRPC Embed uses); 503 without. */
+  readonly embedder?: () => Embedder | undefined;
   readonly log?: Logger;
 }

@@ -5,8 +5,9 @@
  *
  * The status follows the BoraError's code (INVALID_ARGUMENT 400, UNAUTHENTICATED 401,
  * PERMISSION_DENIED 403, NOT_FOUND 404, RESOURCE_EXHAUSTED 429 with `retry-after`, UNAVAILABLE
- * 503, ...); a body over the byte limit is 413. `param` names the request field at fault, when
- * one is: validation (request-fields.ts) records it with `withParam`.
+ * 503, ...); a body over the byte limit is 413; a prompt the safety filter blocks is a 400 with
+ * code `content_filter`. `param` names the request field at fault, when one is: validation
+ * (request-fields.ts) records it with `fieldError`.
  */
 import { type BoraError, InvalidArgumentError, ResourceExhaustedError, asBoraError } from '../../common/errors';
 
@@ -28,6 +29,8 @@ export interface HttpError {
 
 /** The request field an error is about. A WeakMap, so that errors stay the classes of common/errors.ts. */
 const PARAMS = new WeakMap<BoraError, string>();
+/** Errors that are the safety filter blocking a prompt (code `content_filter`). */
+const CONTENT_FILTERED = new WeakSet<BoraError>();
 
 /** An InvalidArgumentError about the request field `param` (a dotted path: `messages.1.role`). */
 export function fieldError(param: string, message: string): InvalidArgumentError {
@@ -36,6 +39,21 @@ export function fieldError(param: string, message: string): InvalidArgumentError
   return err;
 }
 
+/**
+ * The safety filter blocked the prompt in `param`: a 400 with code `content_filter`, as OpenAI's
+ * (Azure's) API answers a prompt its content filter refuses. The generated text, when the filter
+ * cuts it, ends with finish_reason `content_filter` instead (completion-handler.ts).
+ */
+export function contentFilterError(param: string): InvalidArgumentError {
+  const err = fieldError(param, `the prompt (${param}) was blocked by this server's content filter`);
+  CONTENT_FILTERED.add(err);
+  return err;
+}
+
+/** Whether `err` is a contentFilterError (a request outcome of its own: `blocked`). */
+export function isContentFilterError(err: unknown): boolean {
+  return err instanceof Error && CONTENT_FILTERED.has(err as BoraError);
+}
 
 export function bodyTooLarge(limitBytes: number): HttpError {
   return {
@@ -55,7 +73,7 @@ export function bodyTooLarge(limitBytes: number): HttpError {
 export function notFoundRoute(method: string, url: string): HttpError {
   return {
     status: 404,
-    body: { error: { message: `no route ${method} ${url.split('?')[0]}; this server has POST /v1/chat/completions, POST /v1/completions and GET /v1/models`, type: 'invalid_request_error', param: null, code: 'unknown_url' } },
+    body: { error: { message: `no route ${method} ${url.split('?')[0]}; this server has POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings and GET /v1/models`, type: 'invalid_request_error', param: null, code: 'unknown_url' } },
     headers: {},
   };
 }
@@ -95,5 +113,6 @@ export function httpErrorOf(raw: unknown): HttpError {
   if (status === 503) headers['retry-after'] = '1';
   // An internal error's message may describe internals; it is logged, the client gets a summary.
   const message = status === 500 ? 'internal error; see the coordinator log' : err.message;
-  return { status, body: { error: { message, type, param: PARAMS.get(err) ?? null, code } }, headers };
+  const errorCode = CONTENT_FILTERED.has(err) ? 'content_filter' : code;
+  return { status, body: { error: { message, type, param: PARAMS.get(err) ?? null, code: errorCode } }, headers };
 }

@@ -16,7 +16,8 @@
  *
  * The vocabulary is the directory's tokenizer.json when it has one, converted to
  * tokenizer.ggml.* (gguf-tokenizer.ts); otherwise a synthetic SentencePiece-style one (random
- * checkpoints have no tokenizer). Tensors are converted and written one at a time: the writer
+ * checkpoints have no tokenizer); the directory's chat template, when it has one, becomes
+ * tokenizer.chat_template. Tensors are converted and written one at a time: the writer
  * holds one tensor (one stacked expert tensor) in memory, never the model.
  */
 import { readFile, open, rename, rm, type FileHandle } from 'node:fs/promises';
@@ -28,6 +29,7 @@ import { fromFloat32, isQuantDtype, rowBytes, toFloat32, type TensorDtype } from
 import { attentionSpecs, expertSpecs, routerSpec, mlpSpecs } from '../weights';
 import { ByteWriter, bool, f32, str, u32, type GgufValue } from './gguf-encode';
 import { gatherRows, ggufLocation, ggufRopeRow } from './gguf-names';
+import { readChatTemplateText } from '../../tokenizer/load-tokenizer';
 import { ggufVocabFromTokenizerJson, TOKEN_TYPE, type GgufVocab } from './gguf-tokenizer';
 import { FILE_TYPE_ID, GGML_TYPE_ID } from './ggml-types';
 import { q4KMType } from './q4-k-m';
@@ -272,6 +274,11 @@ export interface GgufWriteOptions {
   readonly quantize?: QuantizeRows;
   /** Called after each tensor is written, with its plan (progress reports, tests). */
   readonly onTensor?: (plan: GgufTensorPlan, data: Uint8Array) => void;
+  /**
+   * tokenizer.chat_template: this text; default the directory's own template (chat_template.jinja
+   * or tokenizer_config.json's), none when it has none.
+   */
+  readonly chatTemplate?: string;
 }
 
 export interface GgufWriteResult {
@@ -289,7 +296,10 @@ export interface GgufWriteResult {
 export async function writeGguf(ckpt: Checkpoint, path: string, weightType: GgufWeightType, options: GgufWriteOptions = {}): Promise<GgufWriteResult> {
   const quantize = options.quantize ?? defaultQuantizeRows();
   const plans = planGgufTensors(ckpt, weightType);
-  const preamble = encodePreamble(metadata(ckpt.config, weightType, options.name ?? `bora-${ckpt.config.modelType}`, await vocabOf(ckpt)), plans);
+  const meta = metadata(ckpt.config, weightType, options.name ?? `bora-${ckpt.config.modelType}`, await vocabOf(ckpt));
+  const chatTemplate = options.chatTemplate ?? (await readChatTemplateText(ckpt.dir));
+  if (chatTemplate !== undefined) meta.push(['tokenizer.chat_template', str(chatTemplate)]);
+  const preamble = encodePreamble(meta, plans);
   const partial = `${path}.partial`;
   const handle = await open(partial, 'w');
   let fileBytes = 0;

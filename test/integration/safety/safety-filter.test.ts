@@ -166,6 +166,8 @@ describe('safety filter on a running cluster', () => {
     assert.ok(sampleValue(samples, 'bora_safety_incidents_total', { stage: 'output', action: 'block' }) >= 1);
     assert.ok(sampleValue(samples, 'bora_safety_incidents_total', { stage: 'prompt', action: 'block' }) >= 3);
     assert.ok(sampleValue(samples, 'bora_safety_incidents_total', { stage: 'prompt', action: 'redact' }) >= 1);
+    // Blocked requests (the cut Generate, the two blocked prompts, the blocked chat turn) are not `ok`.
+    assert.ok(sampleValue(samples, 'bora_requests_total', { outcome: 'blocked' }) >= 4);
     const audit = readFileSync(join(cluster.stateDir, 'audit.log'), 'utf8');
     const lines = audit
       .split('\n')

@@ -1,7 +1,8 @@
 /**
  * The HTTP API's own behaviour over a scripted generator (test/support/http-api.ts): response
  * shapes, the SSE framing byte for byte, every refusal with OpenAI's error object and its status
- * (400 for each kind of bad input, 401, 404, 413, 429 with retry-after, 503), a disconnecting
+ * (400 for each kind of bad input, a chat template's own refusal included, 401, 404, 413, 429
+ * with retry-after, 503), /v1/embeddings' response shape and encodings, a disconnecting
  * client cancelling its request, and a fuzz over request bodies that never crashes or stalls the
  * server. The cluster tests (test/integration/http/) run the same API on real models.
  */
@@ -14,6 +15,8 @@ import { ApiKeyStore, generateApiKey, hashApiKey } from '../../../../common/secu
 import { Admission } from '../../../../coordinator/admission';
 import { httpBodyLimitBytes } from '../../../../coordinator/http/http-api';
 import { httpErrorOf } from '../../../../coordinator/http/openai-error';
+import { templateChatFormatter } from '../../../../coordinator/http/chat-prompt';
+import { parseChatTemplate } from '../../../../common/tokenizer/chat-template';
 import { fuzzParameters } from '../../../support/fuzz';
 import { startTestHttpApi, type TestHttpApi } from '../../../support/http-api';
 
@@ -250,10 +253,29 @@ describe('HTTP API (scripted generator)', () => {
     assert.equal(e.body.error.type, 'permission_error');
   });
 
+  test('embeddings: the response shape; base64 carries the float32 bits the float encoding prints', async () => {
+    const a = await post(api, '/v1/embeddings', { model: 'test-model', input: ['Hi', [5, 6, 7]] });
+    assert.equal(a.status, 200, a.text);
+    assert.deepEqual(Object.keys(a.json), ['object', 'data', 'model', 'usage']);
+    assert.equal(a.json.object, 'list');
+    assert.deepEqual(a.json.usage, { prompt_tokens: 3 + 3, total_tokens: 6 });
+    const floats = a.json.data.map((d: { object: string; index: number; embedding: number[] }, i: number) => {
+      assert.deepEqual([d.object, d.index], ['embedding', i]);
+      return d.embedding;
+    });
+    assert.deepEqual(floats.map((v: number[]) => v.slice(0, 3)), [[3, Math.fround(1 / 3), -1.25], [3, Math.fround(1 / 3), -1.25]]);
+    const b = await post(api, '/v1/embeddings', { input: 'Hi', encoding_format: 'base64' });
+    assert.equal(b.status, 200, b.text);
+    const bytes = Buffer.from(b.json.data[0].embedding, 'base64');
+    assert.equal(bytes.length, 4 * 4);
+    const decoded = Array.from({ length: 4 }, (_, i) => bytes.readFloatLE(i * 4));
+    assert.deepEqual(decoded.slice(0, 3), [3, Math.fround(1 / 3), -1.25]);
+  });
+
   test('fuzz: any body gets 200 or a 4xx with an error object; the server keeps serving', async () => {
     const user = { role: 'user', content: 'hi' };
     const valid = fc.record({ messages: fc.constant([user]), max_tokens: fc.integer({ min: 1, max: 4 }) }, { requiredKeys: ['messages'] });
-    const field = fc.constantFrom('messages', 'max_tokens', 'temperature', 'top_p', 'seed', 'stop', 'stream', 'stream_options', 'logprobs', 'top_logprobs', 'n', 'model', 'prompt');
+    const field = fc.constantFrom('messages', 'max_tokens', 'temperature', 'top_p', 'seed', 'stop', 'stream', 'stream_options', 'logprobs', 'top_logprobs', 'n', 'model', 'prompt', 'input', 'encoding_format');
     const body = fc.oneof(
       fc.json(),
       fc.string(),
@@ -261,7 +283,7 @@ describe('HTTP API (scripted generator)', () => {
       fc.tuple(valid, fc.jsonValue()).map(([v, x]) => JSON.stringify({ ...v, messages: [x] })),
     );
     await fc.assert(
-      fc.asyncProperty(body, fc.constantFrom('/v1/chat/completions', '/v1/completions'), async (b, path) => {
+      fc.asyncProperty(body, fc.constantFrom('/v1/chat/completions', '/v1/completions', '/v1/embeddings'), async (b, path) => {
         const a = await post(api, path, b);
         if (a.status === 200) return;
         assert.ok([400, 404, 413].includes(a.status), `status ${a.status}: ${a.text}`);
@@ -271,6 +293,28 @@ describe('HTTP API (scripted generator)', () => {
     );
     const ok = await post(api, '/v1/completions', { prompt: 'x', max_tokens: 2 });
     assert.equal(ok.status, 200);
+  });
+});
+
+describe('HTTP API with a chat template that refuses a conversation', () => {
+  const TEMPLATE =
+    "{{ bos_token }}{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('System messages are not supported by this model!') }}{% endif %}" +
+    '[INST]{{ m.content }}[/INST]{% endfor %}';
+  let api: TestHttpApi;
+  before(async () => {
+    const template = parseChatTemplate(TEMPLATE, 'test-template', { bosToken: '<s>', eosToken: '</s>' });
+    api = await startTestHttpApi({ chatPrompt: (encode) => templateChatFormatter(template, encode) });
+  });
+  after(() => api.close());
+
+  test('a role the template does not take: a 400 naming messages, with the template\'s own message; nothing runs', async () => {
+    const before = api.generator.started.length;
+    const a = await post(api, '/v1/chat/completions', { messages: [{ role: 'system', content: 'S' }, { role: 'user', content: 'U' }] });
+    assertError(a, 400, 'messages', /^System messages are not supported by this model!$/);
+    assert.equal(api.generator.started.length, before);
+    const ok = await post(api, '/v1/chat/completions', { messages: [{ role: 'user', content: 'U' }], max_tokens: 1 });
+    assert.equal(ok.status, 200, ok.text);
+    assert.deepEqual(api.generator.started.at(-1)?.prompt, { kind: 'ids', ids: [...Buffer.from('<s>[INST]U[/INST]')].map((b) => b + 3) });
   });
 });
 
