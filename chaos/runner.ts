@@ -1,7 +1,9 @@
 /**
- * Runs one scenario end to end: a fresh topology and cluster, the fault-free reference run of the
- * scenario's requests, the faulted run, the common invariants and the scenario's own criteria,
- * the measures, and the teardown, which runs whatever happened (a failed step is reported as the
+ * Runs one scenario end to end: the oracle (each request's tokens from an independent in-process
+ * run of the whole model, oracle.ts), a fresh topology and cluster, the fault-free cluster run of
+ * the scenario's requests (checked against the oracle, and the baseline for latency, memory and
+ * link throughput), the faulted run, the common invariants and the scenario's own criteria, the
+ * measures, and the teardown, which runs whatever happened (a failed step is reported as the
  * scenario's failure, with the nodes' log lines as evidence).
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,6 +14,7 @@ import { incomplete, indexViolations, outputMismatches, partialOutputViolations 
 import { detectionMs, epochAt, latencySummary, nextTokenMs, recoveryMs, reshards, round } from './measures';
 import { Topology, removeStale } from './netns';
 import { Observer } from './observer';
+import { inProcessOracle } from './oracle';
 import { criterion, noViolations, type ChaosEnv, type Criterion, type Extra, type FaultedRun, type Scenario, type ScenarioContext } from './scenario';
 import { Timeline, type TimelineEntry } from './timeline';
 import { Workload, type RequestAccess, type RequestRecord } from './workload';
@@ -79,6 +82,11 @@ export async function runScenario(scenario: Scenario, env: ChaosEnv, log: (line:
   try {
     const stale = removeStale();
     if (stale.length > 0) log(`removed a stale topology: ${stale.join(', ')}`);
+    const requests = scenario.requests(env);
+    const modelDir = scenario.placement === 'experts' ? env.expertsModelDir : env.modelDir;
+    const oracleFromMs = timeline.nowMs();
+    const oracle = await inProcessOracle(modelDir, requests);
+    log(`oracle: ${oracle.size} requests decoded in process (whole model, one StageEngine) in ${((timeline.nowMs() - oracleFromMs) / 1000).toFixed(1)} s`);
     topology.create();
     cluster = new ChaosCluster(
       topology,
@@ -88,7 +96,9 @@ export async function runScenario(scenario: Scenario, env: ChaosEnv, log: (line:
         ...(scenario.topology.secure === true ? { secure: { clientKeys: scenario.topology.clientKeys ?? 1 } } : {}),
         ...(scenario.coordinatorArgs === undefined ? {} : { coordinatorArgs: scenario.coordinatorArgs }),
         placement: scenario.placement ?? 'layers',
-        modelDir: scenario.placement === 'experts' ? env.expertsModelDir : env.modelDir,
+        ...(scenario.topology.proxied === true ? { proxied: { seed: env.seed } } : {}),
+        ...(scenario.topology.singlePacketSkbs === true ? { singlePacketSkbs: true } : {}),
+        modelDir,
         modelsDir: env.modelsDir,
         boraJs: env.boraJs,
         leaseTtlMs: env.leaseTtlMs,
@@ -103,8 +113,7 @@ export async function runScenario(scenario: Scenario, env: ChaosEnv, log: (line:
     observer = new Observer(cluster, timeline);
     await observer.start();
     faults = new Faults(env.caps, cluster, timeline);
-    const requests = scenario.requests(env);
-    const coordinators = (): string[] => cluster!.coordinatorAddresses();
+    const coordinators = (): string[] => cluster!.clientAddresses();
     const access: RequestAccess = (spec) => cluster!.clientAccess(spec.keyName);
 
     timeline.record('phase', 'reference run');
@@ -115,8 +124,11 @@ export async function runScenario(scenario: Scenario, env: ChaosEnv, log: (line:
     if (refFailures.length > 0) throw new Error(`the fault-free reference run did not complete: ${refFailures.join('; ')}`);
     const refIndex = indexViolations(referenceRecords);
     if (refIndex.length > 0) throw new Error(`the fault-free reference run broke token order: ${refIndex.join('; ')}`);
-    const reference = new Map(referenceRecords.map((r) => [r.lane, r.completed!.tokens.map((t) => t.tokenId)]));
-    log(`reference run: ${referenceRecords.length} requests in ${((referenceToMs - referenceFromMs) / 1000).toFixed(1)} s`);
+    // Outputs are compared with the oracle; a lane without one (a text prompt) with the fault-free cluster run.
+    const reference = new Map<number, readonly number[]>(referenceRecords.map((r) => [r.lane, r.completed!.tokens.map((t) => t.tokenId)]));
+    const referenceVsOracle = outputMismatches(referenceRecords, oracle);
+    for (const [lane, tokens] of oracle) reference.set(lane, tokens);
+    log(`reference run: ${referenceRecords.length} requests in ${((referenceToMs - referenceFromMs) / 1000).toFixed(1)} s; ${referenceVsOracle.length === 0 ? 'identical to the oracle' : `DIFFERS from the oracle: ${referenceVsOracle.join('; ')}`}`);
 
     faultedStartMs = timeline.record('phase', 'faulted run').atMs;
     const epochBefore = epochAt(observer.etcd, faultedStartMs);
@@ -138,7 +150,11 @@ export async function runScenario(scenario: Scenario, env: ChaosEnv, log: (line:
     const endMs = timeline.nowMs();
     faults.healAll();
 
-    const criteria = [...commonCriteria(scenario, run.records, reference), ...run.criteria];
+    const criteria = [
+      noViolations('the fault-free cluster run is identical to the in-process oracle', referenceVsOracle, `${oracle.size} lanes, token ids identical`),
+      ...commonCriteria(scenario, run.records, reference),
+      ...run.criteria,
+    ];
     const measures = measure(run, observer, timeline, { fromMs: faultedStartMs, toMs: endMs }, epochBefore, referenceRecords, reference);
     const failed = criteria.filter((c) => !c.pass);
     const evidence = gatherEvidence(join(runDir, 'logs'), faultedStartMs - 1000, timeline.nowMs());
@@ -180,7 +196,7 @@ function commonCriteria(scenario: Scenario, records: readonly RequestRecord[], r
   const out: Criterion[] = [];
   if (scenario.allMustComplete) out.push(noViolations('all requests complete', incomplete(records), `${records.length} of ${records.length}`));
   else out.push(criterion('some requests complete', completed > 0, `${completed} of ${records.length} completed`));
-  out.push(noViolations('completed outputs identical to the fault-free run', outputMismatches(records, reference), `${completed} compared, token ids identical`));
+  out.push(noViolations('completed outputs identical to the oracle', outputMismatches(records, reference), `${completed} compared, token ids identical`));
   out.push(noViolations('no duplicate or missing token', indexViolations(records), 'token indices consecutive from 0 in every stream'));
   const broken = records.reduce((n, r) => n + r.attempts.filter((a) => !a.finished && a.tokens.length > 0).length, 0);
   if (broken > 0) out.push(noViolations('broken streams showed only reference tokens', partialOutputViolations(records, reference), `${broken} broken stream(s), each a prefix of its reference`));

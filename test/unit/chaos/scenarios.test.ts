@@ -11,7 +11,7 @@ import { SCENARIOS } from '../../../chaos/scenarios';
 
 const ok: Capability = { ok: true, detail: 'test' };
 const no = (reason: string): Capability => ({ ok: false, reason });
-const ALL: Capabilities = { root: ok, netns: ok, netem: ok, tcDrop: ok, tbf: ok, tcpReset: ok, etcd: ok };
+const ALL: Capabilities = { root: ok, netns: ok, netem: ok, tcDrop: ok, tbf: ok, tcpReset: ok, packetFaults: ok, etcd: ok };
 
 const env = { short: true, vocabSize: 32000, seed: 7 } as ChaosEnv;
 
