@@ -124,9 +124,10 @@ async function main(argv: string[]): Promise<number> {
   for (const id of ids) {
     const scenario = scenarioById(id);
     log(`${id}: ${scenario.title}`);
-    const result = await runScenario(scenario, env, (line) => log(`${id}: ${line}`));
+    const startedMs = performance.now();
+    const result = { ...(await runScenario(scenario, env, (line) => log(`${id}: ${line}`))), wallMs: Math.round(performance.now() - startedMs) };
     const m = result.measures;
-    log(`${id}: ${result.status.toUpperCase()}${result.reason === null ? '' : ` — ${result.reason}`}${m === null ? '' : ` (detection ${m.detectionMs ?? '–'} ms, recovery ${m.recoveryMs ?? '–'} ms)`}`);
+    log(`${id}: ${result.status.toUpperCase()}${result.reason === null ? '' : ` — ${result.reason}`}${m === null ? '' : ` (detection ${m.detectionMs ?? '–'} ms, recovery ${m.recoveryMs ?? '–'} ms)`}; ${(result.wallMs / 1000).toFixed(0)} s in all`);
     results.push(result);
   }
   const report = {
@@ -135,6 +136,7 @@ async function main(argv: string[]): Promise<number> {
     short,
     machine: `${cpus().length} cores, Linux ${release()}, Node ${process.version}`,
     capabilities: describeCapabilities(caps),
+    capabilityProbe: caps,
     model: `${MODEL_ID} (make-model ${MODEL_ARGS.join(' ')}); E1: ${EXPERTS_MODEL_ID} (make-model ${EXPERTS_MODEL_ARGS.join(' ')})`,
     leaseTtlMs: env.leaseTtlMs,
     replicas: env.replicas,

@@ -7,13 +7,17 @@
  * pick TCP packets by the low bits of the IP header's identification field, which Linux
  * increments per packet on each connection (from a random start), so a retransmission carries a
  * new id and is not picked again on the same grounds:
- * - loss (ids = 0 mod 16, or 1 mod 32: 6 of 64, 9.4 %): redirected into the sink link (dropped);
- * - duplicate (ids 2, 4, 5 mod 64: 4.7 %): mirrored to an ifb device, which puts the copy back on
+ * - loss (ids = 1 mod 16, or 3 mod 32: 6 of 64, 9.4 %; never two consecutive ids): redirected
+ *   into the sink link (dropped);
+ * - duplicate (ids 4, 5, 6 mod 64: 4.7 %): mirrored to an ifb device, which puts the copy back on
  *   the same veth's ingress after the original (ifb skips classification on the way back);
- * - reorder (ids 6, 7, 8 mod 64: 4.7 %): redirected to an ifb device whose token bucket (tbf,
+ * - reorder (ids 8, 9, 10 mod 64: 4.7 %): redirected to an ifb device whose token bucket (tbf,
  *   `REORDER_RATE`) holds it while later packets of the flow pass; past its queue, it is lost.
  * The selection is periodic per connection rather than random (u32 has no random match and this
- * kernel has no gact action): 3 of every 64 packets of a flow duplicated, and so on.
+ * kernel has no gact action): 3 of every 64 packets of a flow duplicated, and so on. Id 0 is in
+ * no set: this kernel sends pure ACKs (and SYN-ACKs) with id 0, and a set holding 0 would take
+ * every one of them; so the faults hit data-carrying packets, and ACKs only by loss of the data
+ * they acknowledge.
  *
  * Offloads would make one skb a burst of up to 64 KiB (GSO), so the scenario's nodes are set up
  * with `gso_max_segs 1` on their veth (cluster.ts `singlePacketSkbs`; a socket takes the setting
@@ -43,12 +47,12 @@ interface Selector {
 
 /** Which packets each kind takes; the sets are disjoint (see the file comment). */
 export const SELECTORS: readonly Selector[] = [
-  { kind: 'loss', mask: 0x000f, value: 0 },
-  { kind: 'loss', mask: 0x001f, value: 1 },
-  { kind: 'duplicate', mask: 0x003f, value: 2 },
+  { kind: 'loss', mask: 0x000f, value: 1 },
+  { kind: 'loss', mask: 0x001f, value: 3 },
   { kind: 'duplicate', mask: 0x003e, value: 4 },
-  { kind: 'reorder', mask: 0x003e, value: 6 },
-  { kind: 'reorder', mask: 0x003f, value: 8 },
+  { kind: 'duplicate', mask: 0x003f, value: 6 },
+  { kind: 'reorder', mask: 0x003e, value: 8 },
+  { kind: 'reorder', mask: 0x003f, value: 10 },
 ];
 
 /** The kind an IP id falls in, or undefined when the packet passes untouched (for tests and the README's rates). */

@@ -53,6 +53,8 @@ export interface ScenarioResult {
   /** The nodes' log lines around the faults ("  t s node: line"). */
   readonly evidence: string[];
   readonly runDir: string | null;
+  /** The whole scenario's wall time (oracle, cluster start, both runs, teardown); set by main.ts. */
+  readonly wallMs?: number;
 }
 
 const REFERENCE_DEADLINE_MS = 180_000;
