@@ -166,7 +166,8 @@ async function onceUnder(
   for (const name of nodes) apply(name);
   const load = ctx.workload();
   const done = load.runOnce(ctx.requests);
-  if (during !== undefined) await during(load);
+  // `during` may wait for tokens that never come (the requests failed first): it does not hold the run.
+  if (during !== undefined) await Promise.race([during(load), done]);
   const records = await done;
   beforeHeal?.();
   ctx.faults.healAll();
