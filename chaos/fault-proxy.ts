@@ -44,6 +44,12 @@ export interface ProxyStats {
   readonly maxDelayMs: number | null;
   readonly resets: number;
   readonly drops: number;
+  /**
+   * Largest lateness of a delayed chunk: how long after its due time it was written. The proxy
+   * runs on the harness's event loop; a starved loop would add delay beyond the fault's, and this
+   * says by how much.
+   */
+  readonly maxLateMs: number;
 }
 
 /** A random source in [0, 1) (seeded in the harness, so schedules repeat). */
@@ -100,7 +106,11 @@ class DelayedPipe {
   /** Writes every chunk that is due, in order; arms the timer for the next one. */
   private flush(): void {
     const nowMs = performance.now();
-    while (this.queue.length > 0 && this.queue[0].releaseMs <= nowMs) this.write(this.queue.shift()!.chunk);
+    while (this.queue.length > 0 && this.queue[0].releaseMs <= nowMs) {
+      const { chunk, releaseMs } = this.queue.shift()!;
+      this.proxy.countLateness(nowMs - releaseMs);
+      this.write(chunk);
+    }
     if (this.queue.length > 0) {
       if (this.timer === undefined) {
         this.timer = setTimeout(() => {
@@ -137,7 +147,7 @@ export class FaultProxy {
   private server: Server | undefined;
   private readonly pairs = new Set<Pair>();
   private faults: ProxyFaults = NO_FAULTS;
-  private counters = { connections: 0, bytesForwarded: 0, chunksDelayed: 0, minDelayMs: Infinity, maxDelayMs: -Infinity, resets: 0, drops: 0 };
+  private counters = { connections: 0, bytesForwarded: 0, chunksDelayed: 0, minDelayMs: Infinity, maxDelayMs: -Infinity, resets: 0, drops: 0, maxLateMs: 0 };
 
   /**
    * @param listen where the proxy listens (host, port)
@@ -182,6 +192,10 @@ export class FaultProxy {
     return d;
   }
 
+  countLateness(ms: number): void {
+    if (ms > this.counters.maxLateMs) this.counters.maxLateMs = ms;
+  }
+
   countBytes(n: number): void {
     this.counters.bytesForwarded += n;
   }
@@ -221,6 +235,7 @@ export class FaultProxy {
       maxDelayMs: c.chunksDelayed === 0 ? null : c.maxDelayMs,
       resets: c.resets,
       drops: c.drops,
+      maxLateMs: c.maxLateMs,
     };
   }
 

@@ -15,6 +15,7 @@ import { detectionMs, epochAt, latencySummary, nextTokenMs, recoveryMs, reshards
 import { Topology, removeStale } from './netns';
 import { Observer } from './observer';
 import { inProcessOracle } from './oracle';
+import { LinkMeter, type LinkSample } from './link-meter';
 import { criterion, noViolations, type ChaosEnv, type Criterion, type Extra, type FaultedRun, type Scenario, type ScenarioContext } from './scenario';
 import { Timeline, type TimelineEntry } from './timeline';
 import { Workload, type RequestAccess, type RequestRecord } from './workload';
@@ -61,6 +62,8 @@ const REFERENCE_DEADLINE_MS = 180_000;
 const DEFAULT_REQUEST_DEADLINE_MS = 180_000;
 const CLUSTER_READY_TIMEOUT_MS = 90_000;
 const EVIDENCE_LINES = 80;
+/** Every node's link byte counters are sampled this often during the reference run. */
+const LINK_SAMPLE_MS = 250;
 const EVIDENCE_PATTERN = /plan \d+|published|fenc|answer|suspect|lease|fail|broke|leader|leading|standing by|stepped|standby|exited|refus|reject|regist|etcd|error|unavailable|outage|timed out|deadline/i;
 
 export function skippedResult(scenario: Scenario, reason: string): ScenarioResult {
@@ -120,8 +123,12 @@ export async function runScenario(scenario: Scenario, env: ChaosEnv, log: (line:
 
     timeline.record('phase', 'reference run');
     const referenceFromMs = timeline.nowMs();
-    const referenceRecords = await new Workload(coordinators, { retryMidStream: false, deadlineMs: REFERENCE_DEADLINE_MS }, timeline, access).runOnce(requests);
+    const meters = new Map([...cluster.pids().keys()].map((name) => [name, new LinkMeter(cluster!.node(name).hostVeth, () => timeline.nowMs(), LINK_SAMPLE_MS)]));
+    const referenceRecords = await new Workload(coordinators, { retryMidStream: false, deadlineMs: REFERENCE_DEADLINE_MS }, timeline, access).runOnce(requests).finally(() => {
+      for (const meter of meters.values()) meter.stop();
+    });
     const referenceToMs = timeline.nowMs();
+    const referenceLinks = new Map([...meters].map(([name, meter]) => [name, meter.samples as readonly LinkSample[]]));
     const refFailures = incomplete(referenceRecords);
     if (refFailures.length > 0) throw new Error(`the fault-free reference run did not complete: ${refFailures.join('; ')}`);
     const refIndex = indexViolations(referenceRecords);
@@ -145,6 +152,7 @@ export async function runScenario(scenario: Scenario, env: ChaosEnv, log: (line:
       reference,
       epochBefore,
       referenceWindowMs: { fromMs: referenceFromMs, toMs: referenceToMs },
+      referenceLinks,
       referenceLatency: latencySummary(referenceRecords),
       workload: () => new Workload(coordinators, policy, timeline, access),
     };

@@ -7,6 +7,7 @@
 import type { Capabilities } from './capabilities';
 import type { ChaosCluster } from './cluster';
 import type { Faults } from './faults';
+import type { LinkSample } from './link-meter';
 import type { LatencySummary } from './measures';
 import type { Observer } from './observer';
 import type { Timeline } from './timeline';
@@ -85,6 +86,8 @@ export interface ScenarioContext {
   readonly referenceLatency: LatencySummary;
   /** When the reference run ran (for baselines such as memory). */
   readonly referenceWindowMs: { readonly fromMs: number; readonly toMs: number };
+  /** Each node's link byte counters over the reference run (link-meter.ts), sampled every 250 ms. */
+  readonly referenceLinks: ReadonlyMap<string, readonly LinkSample[]>;
   /** A client over every coordinator, with the scenario's policy. */
   workload(): Workload;
 }

@@ -293,6 +293,8 @@ export const S10 = defineScenario({
         maxDetectionMs: detections.length === 0 ? null : Math.round(Math.max(...detections)),
         maxRecoveryMs: recoveries.length === 0 ? null : Math.round(Math.max(...recoveries.map((r) => r.recoveryMs ?? Infinity))),
         liveLeases: audit.leases,
+        // The proxies run on the harness's event loop: how late they wrote what was due (a starved harness adds delay to every link).
+        proxyMaxLateMs: Math.round(Math.max(0, ...cluster.proxiedNodes().map((n) => cluster.proxy(n).stats().maxLateMs))),
       },
     };
   },
