@@ -8,9 +8,16 @@
  * clsact/u32/mirred, tbf, ifb and `ss -K`, where every scenario S0-S12 and E1 runs (S5 and S6
  * without sch_netem: a fault proxy and packet filters, see chaos/README.md).
  *
- * Which scenarios, and why (short-mode wall times per scenario, oracle + cluster start + both
- * runs + teardown, measured on the 2-core dev machine with other work running, see the README):
- * CHOSEN_WHY.
+ * Which scenarios, and why: all of them. Short-mode wall time per scenario (oracle + cluster
+ * start + fault-free run + faulted run + teardown), one run of all 14 on the 2-core dev machine
+ * at load average ~20 from other work (2026-12-07, `node dist/chaos/main.js --short`): S0 50 s,
+ * S1 45, S2 55, S3 60, S4 47, S5 82 (failed early; up to ~220 when its streams run to their
+ * 180 s deadline), S6 209, S7 100, S8 38, S9 46, S10 52 (aborted; ~130 with its 60 s of faults),
+ * E1 87, S11 115, S12 67: 1053 s, about 18 minutes, 22 at worst. CI ran ~10 minutes before
+ * (a 3-5 minute game day of 8 scenarios), so the whole CI stays near 25 minutes of its 90 on
+ * 2 cores, with room for a 3x slower machine. Dropping any scenario would save at most ~3
+ * minutes and leave a fault class (soak, one-way cut, delay, loss, slow link, random faults)
+ * unchecked by CI, so none is dropped.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -24,7 +31,7 @@ import type { ScenarioResult } from '../../../chaos/runner';
 import { scenarioById } from '../../../chaos/scenarios';
 
 const SCENARIOS = ['S0', 'S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'S8', 'S9', 'S10', 'E1', 'S11', 'S12'] as const;
-const HARNESS_TIMEOUT_MS = 25 * 60_000;
+const HARNESS_TIMEOUT_MS = 30 * 60_000;
 /** S10 and S12 may fail some requests by design (S12 refuses most); the others must complete every one. */
 const PARTIAL = new Set<string>(['S10', 'S12']);
 const MAIN_JS = join(__dirname, '..', '..', '..', 'chaos', 'main.js');
