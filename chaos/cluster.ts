@@ -135,8 +135,8 @@ export class ChaosCluster {
     return [...this.proxies.keys()];
   }
 
-  /** The address the other nodes use for `name`: its proxy's, or its own. */
-  private reachAddress(name: string): string {
+  /** The address the other nodes use for `name` (what it advertises): its proxy's, or its own. */
+  advertisedAddress(name: string): string {
     const proxy = this.proxies.get(name);
     return proxy === undefined ? this.apiAddress(name) : `${proxy.listen.host}:${proxy.listen.port}`;
   }
@@ -149,7 +149,7 @@ export class ChaosCluster {
 
   /** Where the harness's clients send requests: through the coordinators' proxies on a proxied cluster. */
   clientAddresses(): string[] {
-    return this.coordinatorNames().map((n) => this.reachAddress(n));
+    return this.coordinatorNames().map((n) => this.advertisedAddress(n));
   }
 
   get secure(): boolean {
@@ -325,12 +325,12 @@ export class ChaosCluster {
       }
       case 'coordinator': {
         const address = `${node.address}:${COORDINATOR_PORT}`;
-        return [process.execPath, s.boraJs, 'coordinator', '--etcd', this.nodeEtcdUrl, '--listen', address, '--advertise', this.reachAddress(node.name), '--model', s.modelDir, '--metrics-port', String(METRICS_PORT), ...ttl, ...(s.replicas === 1 ? [] : ['--replicas', String(s.replicas)]), ...(s.placement === 'experts' ? ['--placement', 'experts'] : []), ...(s.coordinatorArgs ?? []), ...this.securityArgs(node)];
+        return [process.execPath, s.boraJs, 'coordinator', '--etcd', this.nodeEtcdUrl, '--listen', address, '--advertise', this.advertisedAddress(node.name), '--model', s.modelDir, '--metrics-port', String(METRICS_PORT), ...ttl, ...(s.replicas === 1 ? [] : ['--replicas', String(s.replicas)]), ...(s.placement === 'experts' ? ['--placement', 'experts'] : []), ...(s.coordinatorArgs ?? []), ...this.securityArgs(node)];
       }
       case 'worker': {
         const address = `${node.address}:${WORKER_PORT}`;
         return [
-          process.execPath, s.boraJs, 'worker', '--etcd', this.nodeEtcdUrl, '--listen', address, '--advertise', this.reachAddress(node.name), '--id', node.name,
+          process.execPath, s.boraJs, 'worker', '--etcd', this.nodeEtcdUrl, '--listen', address, '--advertise', this.advertisedAddress(node.name), '--id', node.name,
           '--models-dir', s.modelsDir, '--threads', '1', '--metrics-port', String(METRICS_PORT), ...ttl, ...this.securityArgs(node),
         ];
       }
