@@ -21,6 +21,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Etcd3 } from 'etcd3';
@@ -47,6 +48,7 @@ export const COORDINATOR_PORT = 7000;
 export const WORKER_PORT = 7100;
 export const METRICS_PORT = 9100;
 const STOP_GRACE_MS = 5000;
+const NODE_NICE = 0;
 /** A coordinator's Status asks every worker with a 1 s deadline: allow for one that does not answer. */
 const LEADER_STATUS_TIMEOUT_MS = 2500;
 
@@ -273,6 +275,11 @@ export class ChaosCluster {
     const argv = this.commandFor(node);
     const child = spawn('ip', ['netns', 'exec', node.netns, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     if (child.pid === undefined) throw new Error(`could not start ${name}`);
+    try {
+      setPriority(child.pid, NODE_NICE); // the harness may run above them (main.ts); the nodes run as they would anywhere
+    } catch {
+      // exited already, or not permitted: it keeps the harness's priority
+    }
     const log = this.logOf(name);
     log.write(`${this.timeline.stamp()} [harness] started: ${argv.join(' ')} (pid ${child.pid})\n`);
     for (const stream of [child.stdout!, child.stderr!]) {

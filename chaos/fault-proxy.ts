@@ -146,6 +146,8 @@ class DelayedPipe {
 export class FaultProxy {
   private server: Server | undefined;
   private readonly pairs = new Set<Pair>();
+  /** Every socket still open on either side, whether or not its pair still forwards. */
+  private readonly sockets = new Set<Socket>();
   private faults: ProxyFaults = NO_FAULTS;
   private counters = { connections: 0, bytesForwarded: 0, chunksDelayed: 0, minDelayMs: Infinity, maxDelayMs: -Infinity, resets: 0, drops: 0, maxLateMs: 0 };
 
@@ -239,12 +241,11 @@ export class FaultProxy {
     };
   }
 
+  /** Closes the listener and destroys every socket it still has (so nothing keeps the process alive). */
   async stop(): Promise<void> {
-    for (const pair of [...this.pairs]) {
-      pair.client.destroy();
-      pair.upstream.destroy();
-    }
     this.pairs.clear();
+    for (const socket of this.sockets) socket.destroy();
+    this.sockets.clear();
     const server = this.server;
     this.server = undefined;
     if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -253,6 +254,10 @@ export class FaultProxy {
   private accept(client: Socket): void {
     this.counters.connections += 1;
     const upstream = connect({ host: this.target.host, port: this.target.port });
+    for (const socket of [client, upstream]) {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    }
     const pair: Pair = { client, upstream };
     this.pairs.add(pair);
     client.setNoDelay(true);
