@@ -5,17 +5,24 @@
  * (the decode rate like batch 1's, and end to end with the prompts' prefill),
  * and time to first token; then what security costs: a secure cluster (TLS on every link, API
  * keys, admission) against a plaintext one, both up at once, at batch 1 and with 16 streams in
- * alternating rounds. `--only security` runs that part alone.
- * Prints markdown tables and writes .bench/cluster.json (and .bench/cluster-security.json).
+ * alternating rounds. `--only security` runs that part alone. Then the prefix cache: time to
+ * first token at turn 10 of a 10-turn chat on a cluster with --prefix-cache-bytes against one
+ * without (both up at once, each turn run on both, the order alternating), and the prefix-cache
+ * hit rate of 16 streams sharing a 512-token system prompt (from the first stage's metrics).
+ * `--only prefix` runs that part alone.
+ * Prints markdown tables and writes .bench/cluster.json (.bench/cluster-security.json,
+ * .bench/cluster-prefix.json).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { clusterAccess, readClusterFile } from '../cli/cluster';
+import { clusterAccess, readClusterFile, type ClusterFile } from '../cli/cluster';
+import { scrapeMetrics } from '../common/metrics/exposition';
 import { generateRemote } from '../cli/inference-client';
 import { openLocalGenerator } from '../common/generation/local-generator';
 import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
+import type { MakeModelOptions } from '../common/model/make-model';
 import { BENCH_DIR, MISTRAL_1B, ensureBenchModel } from './bench-model';
 import { formatRate, median, percentile } from './stats';
 
@@ -110,19 +117,34 @@ const SECURITY_ROUNDS = 6;
 const SECURITY_BURSTS = 4;
 
 /** A cluster of the bench model, up until `down()`. */
-async function benchCluster(dir: string, mode: '--secure' | '--insecure'): Promise<{ run(seed: number): Promise<Run>; down(): void }> {
+async function benchCluster(
+  dir: string,
+  mode: '--secure' | '--insecure',
+  extra: readonly string[] = [],
+): Promise<{ file: ClusterFile; run(seed: number): Promise<Run>; runIds(ids: readonly number[], maxTokens: number): Promise<Run & { ids: number[] }>; down(): void }> {
   const stateDir = mkdtempSync(join(tmpdir(), 'bora-bench-'));
   const bora = (args: string[]): void => {
     execFileSync(process.execPath, [BORA, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
   };
-  bora(['up', '--model', dir, '--workers', String(WORKERS), '--state-dir', stateDir, '--threads', THREADS, '--timeout-ms', '600000', mode]);
+  bora(['up', '--model', dir, '--workers', String(WORKERS), '--state-dir', stateDir, '--threads', THREADS, '--timeout-ms', '600000', mode, ...extra]);
   const file = readClusterFile(stateDir);
   const access = clusterAccess(file, 'client');
   return {
+    file,
     run: async (seed) => {
       let run: Run | undefined;
       await generateRemote(file.coordinator, request(seed), collect((r) => (run = r)), 600_000, access);
       return run!;
+    },
+    runIds: async (ids, maxTokens) => {
+      let run: Run | undefined;
+      const tokens: number[] = [];
+      const req: GenerationRequest = { prompt: { kind: 'ids', ids: [...ids] }, maxTokens, sampling: { kind: 'greedy' }, stop: [], ignoreEos: true, returnFirstLogits: false };
+      await generateRemote(file.coordinator, req, (e) => {
+        if (e.type === 'token') tokens.push(e.tokenId);
+        collect((r) => (run = r))(e);
+      }, 600_000, access);
+      return { ...run!, ids: tokens };
     },
     down: () => {
       bora(['down', '--state-dir', stateDir]);
@@ -181,10 +203,106 @@ async function measureSecurityCost(dir: string): Promise<void> {
   }
 }
 
+const CHAT_TURNS = 10;
+const CHAT_USER_TOKENS = 24;
+const CHAT_ANSWER_TOKENS = 16;
+const SYSTEM_TOKENS = 512;
+const PREFIX_CACHE_BYTES = String(2 * 1024 * 1024 * 1024);
+
+/**
+ * The prefix-cache part runs on a smaller Mistral shape (~60M parameters): on this shared 2-core
+ * machine a 512-token prefill of the 1B model through 3 stages can outlast the coordinator's 30 s
+ * step timeout when other work runs, which turns a benchmark into a loop of re-plans.
+ * BORA_BENCH_PREFIX_MODEL=1b runs it on the 1B model instead.
+ */
+const MISTRAL_SMALL: Omit<MakeModelOptions, 'outDir'> = Object.freeze({ ...MISTRAL_1B, hiddenSize: 512, numLayers: 8, numHeads: 8, numKvHeads: 4, intermediateSize: 1536, seed: 3 });
+
+/** `count` token ids (BOS first) of stream/turn `seed`, the same on every call. */
+function tokenRun(count: number, seed: number, bos = false): number[] {
+  return Array.from({ length: count }, (_, i) => (bos && i === 0 ? 1 : 100 + ((seed * 7919 + i * 104729) % 31000)));
+}
+
+/** The first stage's prefix-cache token counters, summed over the workers serving stage 0. */
+async function stage0PrefixTokens(file: ClusterFile): Promise<{ hit: number; miss: number }> {
+  let hit = 0;
+  let miss = 0;
+  for (const w of file.workers) {
+    if (w.metrics === undefined) continue;
+    for (const s of await scrapeMetrics(w.metrics)) {
+      if (s.labels.stage !== '0') continue;
+      if (s.name === 'bora_prefix_cache_hit_tokens_total') hit += s.value;
+      if (s.name === 'bora_prefix_cache_miss_tokens_total') miss += s.value;
+    }
+  }
+  return { hit, miss };
+}
+
+/**
+ * Prefix cache on / off, paired: a 10-turn chat (a 512-token system prompt, then user turns of
+ * 24 tokens and 16-token answers; each turn is a new request carrying the whole conversation),
+ * every turn run on both clusters, the order alternating; then 16 streams sharing one 512-token
+ * system prompt (each with its own 24-token question), sent at once to the cached cluster.
+ */
+async function measurePrefixCache(dir: string): Promise<void> {
+  const cached = await benchCluster(dir, '--insecure', ['--prefix-cache-bytes', PREFIX_CACHE_BYTES]);
+  const plain = await benchCluster(dir, '--insecure');
+  try {
+    await cached.run(99); // warm-up both
+    await plain.run(99);
+    const conversation = tokenRun(SYSTEM_TOKENS, 7, true);
+    const turns: { promptTokens: number; cachedTtftMs: number; plainTtftMs: number }[] = [];
+    for (let turn = 0; turn < CHAT_TURNS; turn++) {
+      conversation.push(...tokenRun(CHAT_USER_TOKENS, 1000 + turn));
+      const cachedFirst = turn % 2 === 0;
+      const a = await (cachedFirst ? cached : plain).runIds(conversation, CHAT_ANSWER_TOKENS);
+      const b = await (cachedFirst ? plain : cached).runIds(conversation, CHAT_ANSWER_TOKENS);
+      const [c, p] = cachedFirst ? [a, b] : [b, a];
+      if (c.ids.join() !== p.ids.join()) throw new Error(`turn ${turn + 1}: the cached cluster answered ${c.ids.join(',')}, the other ${p.ids.join(',')}`);
+      turns.push({ promptTokens: conversation.length, cachedTtftMs: c.ttftMs, plainTtftMs: p.ttftMs });
+      conversation.push(...c.ids);
+    }
+    await new Promise((r) => setTimeout(r, 1500)); // the workers publish their metrics once a second
+    const before = await stage0PrefixTokens(cached.file);
+    const system = tokenRun(SYSTEM_TOKENS, 11, true);
+    const started = performance.now();
+    const streams = await Promise.all(Array.from({ length: STREAMS }, (_, i) => cached.runIds([...system, ...tokenRun(CHAT_USER_TOKENS, 2000 + i)], 8)));
+    const streamsWallMs = performance.now() - started;
+    await new Promise((r) => setTimeout(r, 1500));
+    const after = await stage0PrefixTokens(cached.file);
+    const hit = after.hit - before.hit;
+    const miss = after.miss - before.miss;
+    const last = turns[turns.length - 1];
+    const result = {
+      workers: WORKERS,
+      turns,
+      turn10: { ...last, cachedOverPlain: last.cachedTtftMs / last.plainTtftMs },
+      sharedSystemPrompt: { streams: STREAMS, systemTokens: SYSTEM_TOKENS, hitTokens: hit, missTokens: miss, hitRate: hit / (hit + miss), wallMs: streamsWallMs, ttftP50Ms: median(streams.map((s) => s.ttftMs)) },
+    };
+    writeFileSync(join(BENCH_DIR, 'cluster-prefix.json'), JSON.stringify(result, null, 2));
+    console.log(`| prefix cache (${WORKERS}-worker clusters, on / off, each turn run on both) | cache on | cache off | on / off |
+|---|---|---|---|
+${turns.map((t, i) => `| turn ${i + 1} (${t.promptTokens}-token prompt), time to first token | ${t.cachedTtftMs.toFixed(0)} ms | ${t.plainTtftMs.toFixed(0)} ms | ${i === turns.length - 1 ? '**' : ''}${(t.cachedTtftMs / t.plainTtftMs).toFixed(2)}x${i === turns.length - 1 ? '**' : ''} |`).join('\n')}
+
+| ${STREAMS} streams sharing a ${SYSTEM_TOKENS}-token system prompt (cache on) | value |
+|---|---|
+| first stage's prefix-cache hit rate (tokens of full blocks looked up) | **${(result.sharedSystemPrompt.hitRate * 100).toFixed(1)}%** (${hit} hit, ${miss} missed) |
+| time to first token p50 / wall time of the burst | ${result.sharedSystemPrompt.ttftP50Ms.toFixed(0)} ms / ${streamsWallMs.toFixed(0)} ms |`);
+  } finally {
+    cached.down();
+    plain.down();
+  }
+}
+
 async function main(): Promise<void> {
   const dir = await ensureBenchModel('mistral-1b-bf16', MISTRAL_1B);
-  if (process.argv.includes('--only') && process.argv[process.argv.indexOf('--only') + 1] === 'security') {
+  const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
+  if (only === 'security') {
     await measureSecurityCost(dir);
+    return;
+  }
+  const prefixDir = process.env.BORA_BENCH_PREFIX_MODEL === '1b' ? dir : await ensureBenchModel('mistral-small-bf16', MISTRAL_SMALL);
+  if (only === 'prefix') {
+    await measurePrefixCache(prefixDir);
     return;
   }
   const m = await measure(dir);
@@ -225,6 +343,7 @@ async function main(): Promise<void> {
 | time to first token, ${STREAMS} streams, p50 / p95 | ${result.ttftMs.p50.toFixed(0)} / ${result.ttftMs.p95.toFixed(0)} ms |
 | time to first token, batch 1, p50 | ${result.ttftMs.batch1P50.toFixed(0)} ms |`);
   await measureSecurityCost(dir);
+  await measurePrefixCache(prefixDir);
 }
 
 main().catch((err: unknown) => {

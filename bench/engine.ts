@@ -3,8 +3,12 @@
  * load time, peak RSS, prefill tokens/s, decode tokens/s at batch 1 and 16, and the machine's
  * read bandwidth measured in the same run, so decode can be compared with its bandwidth bound.
  * Measures each linear-layer backend in turn (native kernels first, so the peak RSS after it is
- * its own; then onnxruntime alone): BORA_BENCH_BACKENDS=native,onnx picks them. Prints a markdown
- * table and writes .bench/engine.json.
+ * its own; then onnxruntime alone): BORA_BENCH_BACKENDS=native,onnx picks them. Then the native
+ * kernels on the same model quantized in memory to each block format (BORA_BENCH_QUANT, default
+ * Q8_0,Q4_0,Q4_K,Q6_K; "none" skips), with bytes read per token from the quantized sizes. A
+ * third table times a 128- and a 2048-token prefill on the native kernels and splits the time
+ * between the linear kernels, attention, the other kernels and the TypeScript around them
+ * (BORA_BENCH_LONG_PASSES runs each, default 2; 0 skips it). Prints markdown tables and writes .bench/engine.json.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +17,9 @@ import { defaultComputeSettings, type ComputeSettings } from '../common/engine/c
 import { sequenceId } from '../common/ids';
 import { nativeKernels, type LinearBackend } from '../common/kernels/native-kernels';
 import { Checkpoint } from '../common/model/checkpoint';
+import { isQuantDtype, type QuantDtype } from '../common/model/dtype';
+import type { WeightSource } from '../common/model/weight-source';
+import { everyMatrix, QuantizedSource } from '../test/support/quantized-source';
 import { tensorBytes } from '../common/model/dtype';
 import { attentionSpecs } from '../common/model/weights';
 import { measureReadBandwidth } from './bandwidth';
@@ -42,6 +49,8 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }>
 
 interface EngineFigures {
   readonly backend: LinearBackend;
+  /** Storage of the linear layers' weights: the checkpoint's bf16, or a block format. */
+  readonly weights: string;
   readonly loadSeconds: number;
   /** Peak RSS of the process so far (native runs first, so its figure is its own). */
   readonly peakRssBytes: number;
@@ -55,7 +64,7 @@ interface EngineFigures {
   readonly samplesMs: { prefill: number[]; decode1: number[]; decode16: number[] };
 }
 
-async function measure(ckpt: Checkpoint, settings: ComputeSettings, backend: LinearBackend): Promise<EngineFigures> {
+async function measure(ckpt: WeightSource, settings: ComputeSettings, backend: LinearBackend): Promise<EngineFigures> {
   const c = ckpt.config;
   const load = await timed(() => StageEngine.load(ckpt, { start: 0, end: c.numLayers }, { compute: { ...settings, linear: backend } }));
   const engine = load.value;
@@ -105,6 +114,7 @@ async function measure(ckpt: Checkpoint, settings: ComputeSettings, backend: Lin
   const bytesPerWeight = backend === 'native' ? tensorBytes(q.dtype, q.shape)! / (q.shape[0] * q.shape[1]) : 4;
   return {
     backend,
+    weights: q.dtype,
     loadSeconds: load.ms / 1000,
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
     prefillTokensPerSecond: PREFILL_TOKENS / (median(prefillMs) / 1000),
@@ -116,9 +126,94 @@ async function measure(ckpt: Checkpoint, settings: ComputeSettings, backend: Lin
   };
 }
 
+// ---- The layer step: long-prompt prefill and where its time goes ---------------------------
+
+const LONG_PREFILL_TOKENS = [128, 2048];
+
+interface PrefillBreakdown {
+  readonly tokens: number;
+  readonly samplesMs: number[];
+  readonly tokensPerSecond: number;
+  /** Of the median run's time: the linear kernels, attention, the other kernels (RMSNorm, SwiGLU), the rest (TypeScript glue). */
+  readonly linearMs: number;
+  readonly attentionMs: number;
+  readonly otherKernelsMs: number;
+  readonly glueMs: number;
+}
+
+/**
+ * Prefill of a 128- and a 2048-token prompt on the native engine (BORA_BENCH_LONG_PASSES runs
+ * each, default 2), with the time inside each kernel entry of the median run.
+ */
+async function prefillBreakdown(ckpt: Checkpoint, settings: ComputeSettings): Promise<PrefillBreakdown[]> {
+  const kernels = nativeKernels();
+  const passes = Number(process.env.BORA_BENCH_LONG_PASSES ?? 2);
+  if (kernels === undefined || !(passes >= 1)) return [];
+  const c = ckpt.config;
+  const engine = await StageEngine.load(ckpt, { start: 0, end: c.numLayers }, { compute: { ...settings, linear: 'native' } });
+  const spent = { linear: 0, attention: 0, other: 0 };
+  const mutable = kernels as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const originals = new Map<string, (...args: unknown[]) => unknown>();
+  for (const [name, bucket] of [['linear', 'linear'], ['attention', 'attention'], ['rmsNorm', 'other'], ['siluMul', 'other']] as const) {
+    const original = mutable[name];
+    originals.set(name, original);
+    mutable[name] = (...args: unknown[]): unknown => {
+      const start = process.hrtime.bigint();
+      const value = original(...args);
+      spent[bucket] += Number(process.hrtime.bigint() - start) / 1e6;
+      return value;
+    };
+  }
+  const out: PrefillBreakdown[] = [];
+  try {
+    for (const tokens of LONG_PREFILL_TOKENS) {
+      const runs: { ms: number; linear: number; attention: number; other: number }[] = [];
+      for (let r = 0; r < passes; r++) {
+        const ids = promptIds(200 + r, tokens, c.vocabSize);
+        const id = sequenceId(`long-prefill-${tokens}-${r}`);
+        spent.linear = spent.attention = spent.other = 0;
+        const { ms } = await timed(() => engine.forward({ slices: [{ id, startPosition: 0, tokenCount: tokens, tokenIds: ids }] }));
+        engine.release(id);
+        runs.push({ ms, ...spent });
+      }
+      const mid = [...runs].sort((a, b) => a.ms - b.ms)[Math.floor((runs.length - 1) / 2)];
+      out.push({
+        tokens,
+        samplesMs: runs.map((r) => r.ms),
+        tokensPerSecond: tokens / (median(runs.map((r) => r.ms)) / 1000),
+        linearMs: mid.linear,
+        attentionMs: mid.attention,
+        otherKernelsMs: mid.other,
+        glueMs: mid.ms - mid.linear - mid.attention - mid.other,
+      });
+    }
+  } finally {
+    for (const [name, original] of originals) mutable[name] = original;
+    await engine.close();
+  }
+  return out;
+}
+
+function prefillTable(rows: readonly PrefillBreakdown[]): string {
+  const share = (part: number, r: PrefillBreakdown): string => `${(part / 1000).toFixed(2)} s (${((100 * part) / (r.linearMs + r.attentionMs + r.otherKernelsMs + r.glueMs)).toFixed(0)} %)`;
+  return `| prefill, native kernels | tok/s (median) | linear kernels | attention | RMSNorm + SwiGLU | TypeScript glue |
+|---|---|---|---|---|---|
+${rows.map((r) => `| ${r.tokens}-token prompt | ${formatRate(r.tokensPerSecond)} | ${share(r.linearMs, r)} | ${share(r.attentionMs, r)} | ${share(r.otherKernelsMs, r)} | ${share(r.glueMs, r)} |`).join('\n')}
+(${rows[0]?.samplesMs.length ?? 0} runs each; the time split is the median run's)`;
+}
+
 function backendsToRun(): LinearBackend[] {
   const wanted = (process.env.BORA_BENCH_BACKENDS ?? 'native,onnx').split(',') as LinearBackend[];
   return wanted.filter((b) => b === 'onnx' || nativeKernels() !== undefined);
+}
+
+function quantTypesToRun(): QuantDtype[] {
+  const wanted = process.env.BORA_BENCH_QUANT ?? 'Q8_0,Q4_0,Q4_K,Q6_K';
+  if (wanted === 'none' || wanted === '') return [];
+  return wanted.split(',').map((t) => {
+    if (!isQuantDtype(t)) throw new Error(`BORA_BENCH_QUANT: ${t} is not one of Q8_0, Q4_0, Q4_K, Q6_K`);
+    return t;
+  });
 }
 
 async function main(): Promise<void> {
@@ -128,6 +223,15 @@ async function main(): Promise<void> {
   const c = ckpt.config;
   const runs: EngineFigures[] = [];
   for (const backend of backendsToRun()) runs.push(await measure(ckpt, settings, backend));
+  const quantRuns: EngineFigures[] = [];
+  const kernels = nativeKernels();
+  if (kernels !== undefined) {
+    for (const dtype of quantTypesToRun()) {
+      const source = new QuantizedSource(ckpt, everyMatrix(dtype), { kernels, threads: settings.threads });
+      quantRuns.push(await measure(source, settings, 'native'));
+    }
+  }
+  const prefill = await prefillBreakdown(ckpt, settings);
   const bandwidth = await measureReadBandwidth({ intraOpThreads: settings.threads, allowSpinning: false });
   const bound = (r: EngineFigures): number => bandwidth.best.bytesPerSecond / r.weightBytesPerToken;
 
@@ -137,7 +241,9 @@ async function main(): Promise<void> {
     isa: nativeKernels()?.isa(),
     readBandwidthGBps: bandwidth.best.bytesPerSecond / 1e9,
     bandwidthProbes: bandwidth.probes.map((p) => ({ name: p.name, GBps: p.bytesPerSecond / 1e9, samplesMs: p.samplesMs })),
+    prefillBreakdown: prefill,
     runs: runs.map((r) => ({ ...r, bandwidthBoundTokensPerSecond: bound(r), decodeFractionOfBound: r.decodeBatch1TokensPerSecond / bound(r) })),
+    quantized: quantRuns.map((r) => ({ ...r, bandwidthBoundTokensPerSecond: bound(r), decodeFractionOfBound: r.decodeBatch1TokensPerSecond / bound(r) })),
   };
   writeFileSync(join(BENCH_DIR, 'engine.json'), JSON.stringify(result, null, 2));
 
@@ -154,6 +260,15 @@ ${row('bandwidth bound, batch-1 decode (fastest probe)', (r) => `${formatRate(bo
 ${row('batch-1 decode / bound', (r) => `${(100 * (r.decodeBatch1TokensPerSecond / bound(r))).toFixed(0)} %`)}
 ${row('first generated token', (r) => String(r.firstToken))}
 ${bandwidth.probes.map((p) => `| read bandwidth: ${p.name}, 1 GiB, ${settings.threads} threads | ${formatRate(p.bytesPerSecond / 1e9)} GB/s |`).join('\n')}`);
+  const native = runs.find((r) => r.backend === 'native');
+  const byType = [...(native !== undefined ? [native] : []), ...quantRuns];
+  if (quantRuns.length > 0) {
+    console.log(`
+| weights (native kernels, ${result.isa}) | prefill tok/s | batch-1 decode tok/s | batch-${BATCH} decode tok/s | weight bytes / token | batch-1 decode / bandwidth bound | first token |
+|---|---|---|---|---|---|---|
+${byType.map((r) => `| ${r.weights} | ${formatRate(r.prefillTokensPerSecond)} | ${formatRate(r.decodeBatch1TokensPerSecond, 2)} | ${formatRate(r.decodeBatch16TokensPerSecond)} | ${(r.weightBytesPerToken / 1e9).toFixed(2)} GB | ${(100 * (r.decodeBatch1TokensPerSecond / bound(r))).toFixed(0)} % | ${r.firstToken} |`).join('\n')}`);
+  }
+  if (prefill.length > 0) console.log(`\n${prefillTable(prefill)}`);
 }
 
 main().catch((err: unknown) => {

@@ -2,7 +2,7 @@
  * npm run bench:llama — llama.cpp, through node-llama-cpp, on the checkpoint bench:engine uses, so
  * Bora's batch-1 decode can be compared with llama.cpp's on the same machine and weights.
  *
- * The checkpoint is converted to GGUF by bench/gguf.ts (cached as .bench/gguf/<model>-<type>.gguf,
+ * The checkpoint is converted to GGUF by common/model/gguf/gguf-writer.ts (cached as .bench/gguf/<model>-<type>.gguf,
  * rewritten when the checkpoint is newer). Per weight type: load time, prefill tokens/s of a
  * 128-token prompt, and batch-1 greedy decode tokens/s (median time per token over 32 steps),
  * in 3 passes on one loaded model; CPU only, 2 threads. Prints a markdown table and writes
@@ -12,6 +12,9 @@
  * INSTALL_HINT); without it the benchmark says so and exits 0. The process re-runs itself with
  * UV_THREADPOOL_SIZE=1 unless that is set: libuv's default pool of 4 threads beside llama.cpp's
  * 2 cost 12-15 ms per token on 2 cores (RUNTIME-FACTS.md).
+ *
+ * A second section times a 2048-token prefill, llama.cpp and Bora paired in each pass
+ * (BORA_LLAMA_LONG_PASSES, default 2; 0 skips it).
  *
  * Environment: BORA_LLAMA_MODEL (checkpoint dir; default the engine benchmark's 1B model),
  * BORA_LLAMA_TYPES (default BF16,F16,F32; also Q8_0, Q4_0), NODE_LLAMA_CPP_DIR (default
@@ -26,7 +29,7 @@ import { StageEngine } from '../common/engine/stage-engine';
 import { sequenceId } from '../common/ids';
 import { Checkpoint } from '../common/model/checkpoint';
 import { BENCH_DIR, MISTRAL_1B, ensureBenchModel } from './bench-model';
-import { isGgufWeightType, writeGguf, type GgufWeightType } from './gguf';
+import { isGgufWeightType, writeGguf, type GgufWeightType } from '../common/model/gguf/gguf-writer';
 import { formatRate, median } from './stats';
 
 const THREADS = 2;
@@ -34,6 +37,8 @@ const PREFILL_TOKENS = 128;
 const DECODE_STEPS = 32;
 const PASSES = 5;
 const CONTEXT_TOKENS = 256;
+/** The long prompt of the paired prefill section (longPrefill). */
+const LONG_PREFILL_TOKENS = 2048;
 
 const DEFAULT_NLC_DIR = '/tmp/llama/node_modules/node-llama-cpp';
 const INSTALL_HINT = `node-llama-cpp is not installed at the path NODE_LLAMA_CPP_DIR names. Install it outside the repository:
@@ -215,7 +220,7 @@ async function ensureGguf(ckpt: Checkpoint, type: GgufWeightType): Promise<strin
   const file = join(dir, `${name}-${type}.gguf`);
   if (existsSync(file) && statSync(file).mtimeMs >= checkpointMtimeMs(ckpt.dir)) return file;
   const started = Date.now();
-  const written = await writeGguf(ckpt, file, type, name);
+  const written = await writeGguf(ckpt, file, type, { name });
   console.error(`wrote ${file}: ${(written.fileBytes / 1e9).toFixed(2)} GB in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   return file;
 }
@@ -236,6 +241,59 @@ function reexecWithSmallThreadPool(): never {
     env: { ...process.env, UV_THREADPOOL_SIZE: '1' },
   });
   process.exit(child.status ?? 1);
+}
+
+// ---- Long prompts: a 2048-token prefill, paired ------------------------------------------
+
+interface LongPrefillFigures {
+  readonly type: GgufWeightType;
+  readonly flashAttention: boolean | 'auto';
+  readonly llamaMs: number[];
+  readonly boraMs: number[];
+  /** Per pass: llama.cpp's time / Bora's (above 1: Bora is faster). */
+  readonly boraOverLlama: number[];
+}
+
+/**
+ * For each type: a context that holds the long prompt in one batch, then per pass llama.cpp's
+ * prefill (time to the first generated token) and Bora's (one forward call), same prompt.
+ */
+async function longPrefill(loaded: readonly LoadedType[], engine: StageEngine, vocab: number, passes: number): Promise<LongPrefillFigures[]> {
+  const out: LongPrefillFigures[] = [];
+  for (const l of loaded) {
+    const context = await l.model.createContext({
+      contextSize: LONG_PREFILL_TOKENS + 16,
+      batchSize: LONG_PREFILL_TOKENS,
+      sequences: 1,
+      threads: { ideal: THREADS, min: THREADS },
+    });
+    const sequence = context.getSequence();
+    const figures: LongPrefillFigures = { type: l.type, flashAttention: context.flashAttention, llamaMs: [], boraMs: [], boraOverLlama: [] };
+    for (let pass = 0; pass < passes; pass++) {
+      const prompt = promptIds(100 + pass, LONG_PREFILL_TOKENS, vocab);
+      await sequence.clearHistory();
+      const generator = sequence.evaluate(prompt, { temperature: 0, yieldEogToken: true });
+      const llama = await timed(() => generator.next());
+      await generator.return();
+      const id = sequenceId(`llama-long-${pass}`);
+      const bora = await timed(() => engine.forward({ slices: [{ id, startPosition: 0, tokenCount: prompt.length, tokenIds: prompt }] }));
+      engine.release(id);
+      figures.llamaMs.push(llama.ms);
+      figures.boraMs.push(bora.ms);
+      figures.boraOverLlama.push(llama.ms / bora.ms);
+    }
+    await context.dispose();
+    out.push(figures);
+  }
+  return out;
+}
+
+function longPrefillTable(figures: readonly LongPrefillFigures[]): string {
+  const rate = (ms: number[]): string => formatRate(LONG_PREFILL_TOKENS / (median(ms) / 1000));
+  return `| weights | llama.cpp prefill ${LONG_PREFILL_TOKENS} tok/s, median | Bora prefill ${LONG_PREFILL_TOKENS} tok/s, median | Bora / llama.cpp, paired passes | llama.cpp flash attention |
+|---|---|---|---|---|
+${figures.map((f) => `| ${f.type} | ${rate(f.llamaMs)} | ${rate(f.boraMs)} | **${median(f.boraOverLlama).toFixed(2)}x** (${f.boraOverLlama.map((r) => r.toFixed(2)).join(', ')}) | ${String(f.flashAttention)} |`).join('\n')}
+(${figures[0]?.llamaMs.length ?? 0} passes; Bora runs bf16 weights in every row)`;
 }
 
 async function main(): Promise<void> {
@@ -274,6 +332,7 @@ async function main(): Promise<void> {
     }
   }
   const runs = loaded.map((l, i) => summarise(l, llamaPasses[i]));
+  const long = await longPrefill(loaded, engine, c.vocabSize, Number(process.env.BORA_LLAMA_LONG_PASSES ?? 2));
   const boraFigures = {
     loadSeconds: boraLoad.ms / 1000,
     passes: boraPasses,
@@ -298,6 +357,8 @@ async function main(): Promise<void> {
     decodeSteps: DECODE_STEPS,
     runs,
     bora: boraFigures,
+    longPrefillTokens: LONG_PREFILL_TOKENS,
+    longPrefill: long,
     boraOverLlamaDecode: Object.fromEntries(loaded.map((l, i) => [l.type, { median: median(ratios[i]), perPass: ratios[i] }])),
   };
   writeFileSync(join(BENCH_DIR, 'llama-cpp.json'), JSON.stringify(result, null, 2));
@@ -316,6 +377,7 @@ ${runs
   .join('\n')}
 | Bora, native kernels, bf16 weights | (safetensors) | ${boraFigures.loadSeconds.toFixed(1)} s | ${formatRate(boraFigures.prefillTokensPerSecond)} (${range(boraPasses.map((p) => p.prefillTokensPerSecond), 1)}) | ${formatRate(boraFigures.decodeTokensPerSecond, 2)} (${range(boraPasses.map((p) => p.decodeTokensPerSecond), 2)}) | ${(1000 / boraFigures.decodeTokensPerSecond).toFixed(1)} | |
 (${PASSES} passes; in each pass every llama.cpp type runs and then Bora on the same prompt; decode is a pass's median time per token over ${DECODE_STEPS} steps after the prompt)`);
+  if (long.length > 0 && long[0].llamaMs.length > 0) console.log(`\n${longPrefillTable(long)}`);
 }
 
 main().catch((err: unknown) => {

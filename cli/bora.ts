@@ -4,20 +4,24 @@
  * turns errors into a message and an exit status (2 for bad input, 1 otherwise).
  */
 import { BoraError, asBoraError } from '../common/errors';
+import { chatCommand } from './chat';
 import { downCommand, drainCommand, statusCommand, upCommand } from './cluster';
 import { coordinatorCommand } from './coordinator';
 import { etcdRbacCommand } from './etcd-rbac';
 import { generateCommand } from './generate';
 import { makeModelCommand } from './make-model';
 import { pkiCommand } from './pki';
+import { quantizeCommand } from './quantize';
 import { quietIpServernameWarning } from './quiet-warnings';
 import { workerCommand } from './worker';
 
 type Command = (argv: string[]) => Promise<void>;
 
 const COMMANDS: Record<string, { run: Command; help: string }> = {
-  generate: { run: generateCommand, help: 'generate text in this process (--model DIR) or on a cluster (--coordinator HOST:PORT)' },
+  generate: { run: generateCommand, help: 'generate text in this process (--model DIR or FILE.gguf) or on a cluster (--coordinator HOST:PORT)' },
+  chat: { run: chatCommand, help: 'chat with a cluster: one user turn per stdin line, replies streamed (--coordinator HOST:PORT [--system TEXT])' },
   'make-model': { run: makeModelCommand, help: 'write a random hub-format checkpoint of any size' },
+  quantize: { run: quantizeCommand, help: 'write a checkpoint directory as a GGUF file (--model DIR --type q8_0|q4_0|q4_k_m|f16|bf16|f32 --out FILE.gguf)' },
   worker: { run: workerCommand, help: 'run a worker node: registers in etcd, serves the layers the plan gives it' },
   coordinator: { run: coordinatorCommand, help: 'run a coordinator: placement, plans, the client API' },
   up: { run: upCommand, help: 'start etcd, a coordinator and N workers on 127.0.0.1 (--state-dir D; --insecure: plaintext, development only)' },

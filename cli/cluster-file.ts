@@ -30,6 +30,8 @@ export interface ClusterSecurity {
 /** The contract of STATE/cluster.json. */
 export interface ClusterFile {
   readonly coordinator: string;
+  /** host:port of the coordinator's OpenAI-compatible HTTP API (HTTPS when `security` is set). */
+  readonly http?: string;
   readonly etcd: string;
   readonly workers: {
     id: string;

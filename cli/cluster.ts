@@ -14,6 +14,7 @@ import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseMicroBatches } from '../coordinator/pipeline-depth';
 import { InvalidArgumentError, NotFoundError, UnavailableError } from '../common/errors';
+import { isGgufPath } from '../common/model/open-model';
 import type { ClusterStatus } from '../common/wire/messages';
 import { intFlag, parseFlags, requireString } from './args';
 import { ACCESS_FLAGS, type AccessRole, resolveAccess } from './client-access';
@@ -24,6 +25,7 @@ import { startLocalEtcd } from './local-etcd';
 import { type LocalPki, createLocalPki } from './local-pki';
 import { coordinatorSecurityArgs, insecureNodeArgs, workerSecurityArgs } from './node-security-args';
 import { freePort, isAlive, spawnDetached, stopProcesses, waitFor } from './processes';
+import { SAFETY_FLAGS, safetyArgs, safetyFromFlags } from './safety-flags';
 import { INSECURE_WARNING, securityMode } from './security-mode';
 
 export { type ClusterFile, type ClusterSecurity, readClusterFile } from './cluster-file';
@@ -51,11 +53,13 @@ const UP_FLAGS = {
   threads: { type: 'string' },
   'lease-ttl-ms': { type: 'string' },
   'memory-bytes': { type: 'string' },
+  'prefix-cache-bytes': { type: 'string' },
   'timeout-ms': { type: 'string' },
   'expert-rebalance-ms': { type: 'string' },
   'micro-batches': { type: 'string' },
   secure: { type: 'boolean' },
   insecure: { type: 'boolean' },
+  ...SAFETY_FLAGS,
 } as const;
 
 export async function upCommand(argv: string[]): Promise<void> {
@@ -63,10 +67,14 @@ export async function upCommand(argv: string[]): Promise<void> {
   const modelDir = resolve(requireString(v.model, '--model'));
   const stateDir = resolve(requireString(v['state-dir'], '--state-dir'));
   const workerCount = intFlag(v.workers, '--workers', 3);
+  // Checked here, passed on to every worker as given (all stages need the same setting).
+  if (v['prefix-cache-bytes'] !== undefined) intFlag(v['prefix-cache-bytes'], '--prefix-cache-bytes', 0, { min: 0, max: Number.MAX_SAFE_INTEGER });
   if (workerCount < 1) throw new InvalidArgumentError('--workers must be at least 1');
   const placement = v.placement ?? 'layers';
   if (placement !== 'layers' && placement !== 'experts') throw new InvalidArgumentError(`--placement must be layers or experts, got "${placement}"`);
-  if (!existsSync(join(modelDir, 'config.json'))) throw new NotFoundError(`${modelDir} holds no config.json`);
+  if (isGgufPath(modelDir) ? !existsSync(modelDir) : !existsSync(join(modelDir, 'config.json'))) {
+    throw new NotFoundError(isGgufPath(modelDir) ? `${modelDir} does not exist` : `${modelDir} holds no config.json`);
+  }
   mkdirSync(stateDir, { recursive: true });
   const timeoutMs = intFlag(v['timeout-ms'], '--timeout-ms', 120_000);
   const mode = securityMode(v);
@@ -77,10 +85,14 @@ export async function upCommand(argv: string[]): Promise<void> {
     throw new InvalidArgumentError(`a secure cluster needs an https:// etcd (got ${v.etcd}); leave out --etcd to have one started, or give --insecure`);
   }
   const auditLog = join(stateDir, AUDIT_LOG_FILE);
+  // The safety flags go to the coordinator as given (a bad policy file is refused here first);
+  // its incidents are audited, to STATE/audit.log even in an insecure cluster.
+  const safety = safetyFromFlags(v) === undefined ? [] : [...safetyArgs(v), ...(pki === undefined ? ['--audit-log', auditLog] : [])];
 
   // With --etcd, that etcd's TLS, users and roles are its operator's business (see `bora etcd-rbac`).
   const etcd = v.etcd !== undefined ? { url: v.etcd, pid: null } : await startLocalEtcd(stateDir, pki);
   const coordinatorAddress = `127.0.0.1:${await freePort()}`;
+  const httpAddress = `127.0.0.1:${await freePort()}`;
   const common = ['--etcd', etcd.url];
   const ttl = v['lease-ttl-ms'] === undefined ? [] : ['--lease-ttl-ms', v['lease-ttl-ms']];
   const rebalance = v['expert-rebalance-ms'] === undefined ? [] : ['--expert-rebalance-ms', v['expert-rebalance-ms']];
@@ -90,7 +102,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   const coordinatorMetricsPort = await freePort();
   const coordinatorPid = spawnDetached(
     process.execPath,
-    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--model', modelDir, '--placement', placement, '--replicas', v.replicas ?? '1', '--metrics-port', String(coordinatorMetricsPort), ...ttl, ...rebalance, ...microBatchArgs, ...(pki === undefined ? insecureNodeArgs() : coordinatorSecurityArgs(pki, auditLog))],
+    [BORA_JS, 'coordinator', ...common, '--listen', coordinatorAddress, '--http-listen', httpAddress, '--model', modelDir, '--placement', placement, '--replicas', v.replicas ?? '1', '--metrics-port', String(coordinatorMetricsPort), ...ttl, ...rebalance, ...microBatchArgs, ...safety, ...(pki === undefined ? insecureNodeArgs() : coordinatorSecurityArgs(pki, auditLog))],
     join(stateDir, 'coordinator.log'),
   );
   // Every process runs on this machine, so by default (--micro-batches auto) one micro-batch is in
@@ -104,11 +116,13 @@ export async function upCommand(argv: string[]): Promise<void> {
     workerMetrics.set(id, `127.0.0.1:${metricsPort}`);
     const args = [BORA_JS, 'worker', ...common, '--id', id, '--listen', '127.0.0.1:0', '--models-dir', dirname(modelDir), '--threads', threads, '--metrics-port', String(metricsPort), ...ttl];
     if (v['memory-bytes'] !== undefined) args.push('--memory-bytes', v['memory-bytes']);
+    if (v['prefix-cache-bytes'] !== undefined) args.push('--prefix-cache-bytes', v['prefix-cache-bytes']);
     args.push(...(pki === undefined ? insecureNodeArgs() : workerSecurityArgs(pki, id, auditLog)));
     workerPids.set(id, spawnDetached(process.execPath, args, join(stateDir, `${id}.log`)));
   }
   const partial: ClusterFile = {
     coordinator: coordinatorAddress,
+    http: httpAddress,
     etcd: etcd.url,
     // Until the plan is ready only the pids are known; `down` needs nothing more.
     workers: [...workerPids].map(([id, pid]) => ({ id, pid, address: '', layers: null })),
@@ -138,7 +152,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   }
   const file: ClusterFile = { ...partial, workers: workersOf(status, workerPids, workerMetrics) };
   writeClusterFile(stateDir, file);
-  process.stdout.write(`${JSON.stringify({ coordinator: file.coordinator, etcd: file.etcd, planEpoch: status.planEpoch, workers: file.workers.length, model: basename(modelDir), secure: pki !== undefined })}\n`);
+  process.stdout.write(`${JSON.stringify({ coordinator: file.coordinator, http: file.http, etcd: file.etcd, planEpoch: status.planEpoch, workers: file.workers.length, model: basename(modelDir), secure: pki !== undefined })}\n`);
 }
 
 function workersOf(status: ClusterStatus, pids: ReadonlyMap<string, number>, metrics: ReadonlyMap<string, string>): ClusterFile['workers'] {
@@ -156,8 +170,11 @@ export async function downCommand(argv: string[]): Promise<void> {
   const { values: v } = parseFlags(argv, { 'state-dir': { type: 'string' } } as const);
   const stateDir = resolve(requireString(v['state-dir'], '--state-dir'));
   const file = readClusterFile(stateDir);
-  // Workers and coordinator first, so they do not see etcd vanish under them; etcd last.
-  await stopProcesses([...file.workers.map((w) => w.pid).filter((p) => p > 0), file.coordinatorPid]);
+  // The coordinator first: it resigns its leadership, so the workers, finding no leader to drain
+  // them, stop at once instead of each asking for a plan without itself (a worker's SIGTERM is a
+  // graceful drain). Then the workers, and etcd last, so no node sees it vanish under them.
+  await stopProcesses([file.coordinatorPid]);
+  await stopProcesses(file.workers.map((w) => w.pid).filter((p) => p > 0));
   if (file.etcdPid !== null) await stopProcesses([file.etcdPid]);
   process.stdout.write(`stopped the cluster of ${stateDir}\n`);
 }

@@ -8,6 +8,7 @@ import { parseMicroBatches } from '../coordinator/pipeline-depth';
 import { loadApiKeyStore } from '../common/security/api-keys-file';
 import { ADMISSION_FLAGS, admissionFromFlags } from './admission-flags';
 import { intFlag, parseFlags, requireString } from './args';
+import { SAFETY_FLAGS, safetyFromFlags } from './safety-flags';
 import { NODE_SECURITY_FLAGS, auditLogFromFlag, nodeSecurityFromFlags, warnIfInsecure } from './node-security-flags';
 import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
 
@@ -31,8 +32,10 @@ const FLAGS = {
   'micro-batches': { type: 'string' },
   'max-prompt-bytes': { type: 'string' },
   'api-keys': { type: 'string' },
+  'http-listen': { type: 'string' },
   ...ADMISSION_FLAGS,
   ...NODE_SECURITY_FLAGS,
+  ...SAFETY_FLAGS,
 } as const;
 
 export async function coordinatorCommand(argv: string[]): Promise<void> {
@@ -72,8 +75,12 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
     // Prompt text over this many UTF-8 bytes is refused before it is tokenized.
     maxPromptBytes: intFlag(v['max-prompt-bytes'], '--max-prompt-bytes', DEFAULT_MAX_PROMPT_BYTES, { min: 1, max: MAX_PROMPT_BYTES_CEILING }),
     security: nodeSecurityFromFlags(v, 'coordinator'),
+    // The OpenAI-compatible HTTP API (HTTPS with the coordinator's certificate when secure).
+    ...(v['http-listen'] === undefined ? {} : { httpListen: parseHostPort(v['http-listen'], '--http-listen') }),
     // With API keys, every key is held to the admission limits; without, the API is open.
     ...(v['api-keys'] === undefined ? {} : { apiKeys: loadApiKeyStore(resolve(v['api-keys'])), admission: admissionFromFlags(v) }),
+    // The safety filter (--safety-policy, --safety-url ...): a bad policy file stops the start here.
+    safety: safetyFromFlags(v),
   };
   if (options.apiKeys === undefined) console.error('bora coordinator: WARNING: no --api-keys: the client API is open to anyone who can reach it (development only)');
   // BORA_CHECK_ARGS=1: validate the command line and stop (deployment files are tested this way).

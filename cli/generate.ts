@@ -16,6 +16,16 @@ import { ACCESS_FLAGS, resolveAccess } from './client-access';
 import { type ClusterFile, readClusterFile } from './cluster-file';
 import { generateRemote } from './inference-client';
 
+/** The flags samplingFrom reads (also `bora chat`'s). */
+export const SAMPLING_FLAGS = {
+  'max-tokens': { type: 'string' },
+  greedy: { type: 'boolean' },
+  temperature: { type: 'string' },
+  'top-p': { type: 'string' },
+  'top-k': { type: 'string' },
+  seed: { type: 'string' },
+} as const;
+
 const FLAGS = {
   model: { type: 'string' },
   coordinator: { type: 'string' },
@@ -23,12 +33,7 @@ const FLAGS = {
   ...ACCESS_FLAGS,
   prompt: { type: 'string' },
   'prompt-ids': { type: 'string' },
-  'max-tokens': { type: 'string' },
-  greedy: { type: 'boolean' },
-  temperature: { type: 'string' },
-  'top-p': { type: 'string' },
-  'top-k': { type: 'string' },
-  seed: { type: 'string' },
+  ...SAMPLING_FLAGS,
   stop: { type: 'string', multiple: true },
   'ignore-eos': { type: 'boolean' },
   json: { type: 'boolean' },
@@ -37,7 +42,7 @@ const FLAGS = {
   'deadline-ms': { type: 'string' },
 } as const;
 
-function samplingFrom(values: Record<string, string | boolean | string[] | undefined>): SamplingParams {
+export function samplingFrom(values: Record<string, string | boolean | string[] | undefined>): SamplingParams {
   const randomFlags = ['temperature', 'top-p', 'top-k', 'seed'].filter((f) => values[f] !== undefined);
   if (values.greedy === true && randomFlags.length > 0) {
     throw new InvalidArgumentError(`--greedy cannot be combined with --${randomFlags.join(', --')}`);
@@ -108,7 +113,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
     await generateRemote(coordinator, request, output.onEvent, intFlag(values['deadline-ms'], '--deadline-ms', 600_000, { min: 1, max: NON_NEGATIVE.max }), access);
     return;
   }
-  if (values.model === undefined) throw new InvalidArgumentError('--model DIR (in process), --coordinator HOST:PORT or --state-dir D is required');
+  if (values.model === undefined) throw new InvalidArgumentError('--model DIR or FILE.gguf (in process), --coordinator HOST:PORT or --state-dir D is required');
   const compute = values.threads === undefined ? undefined : { threads: intFlag(values.threads, '--threads', undefined, { min: 1, max: 1024 }) };
   const local = await openLocalGenerator(values.model, compute);
   try {

@@ -1,4 +1,8 @@
-/** bora worker: one worker node, until SIGTERM / SIGINT (then it deregisters and stops). */
+/**
+ * bora worker: one worker node, until SIGTERM / SIGINT; then it asks the coordinator to drain it
+ * (its layers and KV caches move to the other workers by hand-over, nothing is replayed) and
+ * stops, within --drain-timeout-ms (default 60 s; a second signal stops at once).
+ */
 import { totalmem } from 'node:os';
 import { InvalidArgumentError } from '../common/errors';
 import { parseWorkerId } from '../common/cluster/member';
@@ -7,6 +11,9 @@ import { intFlag, parseFlags, requireString } from './args';
 import { NODE_SECURITY_FLAGS, auditLogFromFlag, nodeSecurityFromFlags, warnIfInsecure } from './node-security-flags';
 import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
 import { DEFAULT_SEQUENCE_IDLE_MS } from '../worker/idle-sequences';
+
+/** How long a stopping worker waits for the plan without it to serve. */
+const DEFAULT_DRAIN_TIMEOUT_MS = 60_000;
 
 const FLAGS = {
   etcd: { type: 'string' },
@@ -18,6 +25,8 @@ const FLAGS = {
   threads: { type: 'string' },
   'lease-ttl-ms': { type: 'string' },
   'sequence-idle-ms': { type: 'string' },
+  'drain-timeout-ms': { type: 'string' },
+  'prefix-cache-bytes': { type: 'string' },
   'metrics-port': { type: 'string' },
   'keepalive-ms': { type: 'string' },
   prefix: { type: 'string' },
@@ -50,8 +59,10 @@ export async function workerCommand(argv: string[]): Promise<void> {
     keepaliveTimeMs: keepaliveMs,
     keepaliveTimeoutMs: keepaliveMs,
     security,
+    prefixCacheBytes: intFlag(v['prefix-cache-bytes'], '--prefix-cache-bytes', 0, { min: 0, max: Number.MAX_SAFE_INTEGER }),
     sequenceIdleMs: intFlag(v['sequence-idle-ms'], '--sequence-idle-ms', DEFAULT_SEQUENCE_IDLE_MS, { min: 1_000, max: 86_400_000 }),
   };
+  const drainTimeoutMs = intFlag(v['drain-timeout-ms'], '--drain-timeout-ms', DEFAULT_DRAIN_TIMEOUT_MS, { min: 0, max: 3_600_000 });
   // BORA_CHECK_ARGS=1: validate the command line and stop (deployment files are tested this way).
   if (process.env.BORA_CHECK_ARGS === '1') return;
   warnIfInsecure(security, `worker ${options.id}`);
@@ -59,6 +70,9 @@ export async function workerCommand(argv: string[]): Promise<void> {
   const node = new WorkerNode({ ...options, audit });
   await node.start();
   await untilSignal();
+  // SIGTERM / SIGINT: a graceful stop (drained by hand-over, then stopped); a second signal
+  // during the drain stops at once. --drain-timeout-ms 0 skips the drain.
+  if (drainTimeoutMs > 0) await Promise.race([node.drainAndStop(drainTimeoutMs), untilSignal().then(() => node.stop())]);
   await node.stop();
   await audit?.close();
 }

@@ -2,11 +2,12 @@
  * Who may call the client API, and how much. Every call names an API key
  * (`authorization: Bearer KEY`):
  *
- *   - Generate, SubmitPrompt and Chat need the `client` or `admin` role; Generate and each Chat
- *     turn then pass admission (per-key requests/s, generated tokens/min and concurrent streams,
+ *   - Generate, SubmitPrompt, Chat and Embed need the `client` or `admin` role; Generate, Embed and
+ *     each Chat turn then pass admission (per-key requests/s, generated tokens/min and concurrent streams,
  *     one bounded queue: admission.ts), refused with RESOURCE_EXHAUSTED and a retry-after;
  *   - Status: either role; a `client` gets the reduced view (no worker addresses or ids);
- *   - Drain needs `admin`.
+ *   - Drain needs `admin`, except that a worker may drain itself, identified by its own
+ *     certificate (the graceful stop of worker/self-drain.ts); no other worker's.
  *
  * A missing or unknown key is UNAUTHENTICATED, a wrong role PERMISSION_DENIED. Every refusal and
  * every admin call is written to the audit log. Without a key store (a cluster started with
@@ -16,13 +17,15 @@ import { asBoraError } from '../common/errors';
 import type { ApiKeyPrincipal, ApiKeyRole, ApiKeyStore, MetadataLike } from '../common/security/api-keys';
 import type { AuditLog } from '../common/security/audit';
 import type { Admission, AdmissionTicket } from './admission';
+import { peerIdentity, type CallWithAuth } from '../common/security/peer-identity';
 
-export type ClientMethod = 'Generate' | 'SubmitPrompt' | 'Chat' | 'Status' | 'Drain';
+export type ClientMethod = 'Generate' | 'SubmitPrompt' | 'Chat' | 'Embed' | 'Status' | 'Drain';
 
 const ALLOWED_ROLES: Readonly<Record<ClientMethod, readonly ApiKeyRole[]>> = {
   Generate: ['client', 'admin'],
   SubmitPrompt: ['client', 'admin'],
   Chat: ['client', 'admin'],
+  Embed: ['client', 'admin'],
   Status: ['client', 'admin'],
   Drain: ['admin'],
 };
@@ -56,6 +59,16 @@ export class ClientGate {
       this.options.audit?.record({ who: `peer ${call.getPeer()}`, what: method, outcome: 'refused', detail: asBoraError(err).message });
       throw err;
     }
+  }
+
+  /**
+   * Who drains `workerId`: the worker itself when the call carries that worker's certificate
+   * (verified by the port's TLS against the cluster CA), else an `admin` key as for any call.
+   */
+  drainer(call: ClientCall & CallWithAuth, workerId: string): ApiKeyPrincipal {
+    const self = peerIdentity(call);
+    if (self?.role === 'worker' && self.id === workerId) return { name: `worker ${self.id}, by its certificate`, role: 'admin' };
+    return this.principal(call, 'Drain');
   }
 
   /**

@@ -4,21 +4,53 @@
  * startMetricsServer(metrics.registry, ...).
  *
  * Durations are taken in seconds, the Prometheus base unit; counts are plain numbers. Bucket
- * choices are explained in buckets.ts.
+ * choices are explained in buckets.ts. The process's own health (CPU seconds, resident memory,
+ * heap, event-loop lag) comes from prom-client's collectDefaultMetrics with the prefix
+ * `bora_coordinator_` (e.g. bora_coordinator_process_cpu_seconds_total,
+ * bora_coordinator_process_resident_memory_bytes), as the workers' carry `bora_worker_`; the cost
+ * signal, CPU seconds per 1,000 generated tokens, is a recording rule over both
+ * (deploy/prometheus/bora-rules.yml).
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import {
   INTER_TOKEN_BUCKETS_SECONDS,
+  QUEUE_WAIT_BUCKETS_SECONDS,
   RECOVERY_BUCKETS_SECONDS,
+  REQUEST_DURATION_BUCKETS_SECONDS,
+  REQUEST_TOKENS_BUCKETS,
   TIME_TO_FIRST_TOKEN_BUCKETS_SECONDS,
+  EMBEDDING_BUCKETS_SECONDS,
 } from '../common/metrics/buckets';
+import { registerBuildInfo } from '../common/metrics/build-info';
 import type { GenerationEvent } from '../common/generation/request';
+import type { BoraError } from '../common/errors';
 import { DEFAULT_RATE_WINDOW_MS, type MonotonicClockMs, RateWindow } from '../common/metrics/rate-window';
 
 /** How a generation request ended. */
 /** `refused`: no or a bad API key, a role not allowed, or past an admission limit. */
 export const REQUEST_OUTCOMES = ['ok', 'cancelled', 'invalid', 'refused', 'unavailable', 'deadline', 'error'] as const;
 export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number];
+
+/** How a request that failed with `err` ended, for bora_requests_total (every client API). */
+export function outcomeOf(err: BoraError): RequestOutcome {
+  switch (err.code) {
+    case 'CANCELLED':
+      return 'cancelled';
+    case 'INVALID_ARGUMENT':
+    case 'NOT_FOUND':
+      return 'invalid';
+    case 'UNAUTHENTICATED':
+    case 'PERMISSION_DENIED':
+    case 'RESOURCE_EXHAUSTED':
+      return 'refused';
+    case 'UNAVAILABLE':
+      return 'unavailable';
+    case 'DEADLINE_EXCEEDED':
+      return 'deadline';
+    default:
+      return 'error';
+  }
+}
 
 /**
  * What made the coordinator publish a new plan: a member joined, left (lease expired or revoked)
@@ -27,12 +59,25 @@ export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number];
 export const RESHARD_REASONS = ['join', 'leave', 'update', 'operator', 'failure'] as const;
 export type ReshardReason = (typeof RESHARD_REASONS)[number];
 
+/** The safety filter (coordinator/safety/): where it acted, and how. */
+export const SAFETY_STAGES = ['prompt', 'output'] as const;
+export const SAFETY_ACTIONS = ['block', 'redact'] as const;
+/** What a failed call to the moderation service led to, by --safety-fail open / closed. */
+export const MODERATION_FAILURE_OUTCOMES = ['allowed', 'blocked'] as const;
+
 export interface CoordinatorMetricsOptions {
   /** Monotonic clock for the tokens/s window; performance.now() by default. */
   readonly now?: MonotonicClockMs;
   /** Window of bora_tokens_per_second; 10 s by default. */
   readonly tokensPerSecondWindowMs?: number;
+  /** The model served, for bora_build_info; none when absent. */
+  readonly model?: string;
+  /** Process metrics (CPU, memory, event loop) as bora_coordinator_*; on by default. */
+  readonly processMetrics?: boolean;
 }
+
+/** The prefix of the coordinator process's default metrics. */
+export const COORDINATOR_DEFAULT_METRICS_PREFIX = 'bora_coordinator_';
 
 /** The scheduler's sequences: all of them, and those not yet part of any micro-batch. */
 export interface QueueDepth {
@@ -45,7 +90,9 @@ export class CoordinatorMetrics {
   private queueSource: (() => QueueDepth) | undefined;
 
   private readonly requests: Counter<'outcome'>;
+  private readonly httpResponses: Counter<'endpoint' | 'status'>;
   private readonly timeToFirstToken: Histogram;
+  private readonly embedding: Histogram;
   private readonly interToken: Histogram;
   private readonly generatedTokens: Counter;
   private readonly tokenRate: RateWindow;
@@ -57,6 +104,12 @@ export class CoordinatorMetrics {
   private readonly resumedSequences: Counter;
   private readonly recovery: Histogram;
   private readonly handoverPause: Histogram;
+  private readonly requestDuration: Histogram;
+  private readonly queueWait: Histogram;
+  private readonly requestTokens: Histogram<'kind'>;
+  private readonly resumes: Counter;
+  private readonly safetyIncidents: Counter<'stage' | 'action'>;
+  private readonly moderationFailures: Counter<'outcome'>;
 
   constructor(options: CoordinatorMetricsOptions = {}) {
     const registers = [this.registry];
@@ -67,6 +120,18 @@ export class CoordinatorMetrics {
       name: 'bora_requests_total',
       help: 'Generation requests finished, by outcome.',
       labelNames: ['outcome'],
+      registers,
+    });
+    this.embedding = new Histogram({
+      name: 'bora_embedding_seconds',
+      help: 'One embeddings call (gRPC Embed or HTTP /v1/embeddings), from the call to its last vector (the embedding-latency SLI).',
+      buckets: [...EMBEDDING_BUCKETS_SECONDS],
+      registers,
+    });
+    this.httpResponses = new Counter({
+      name: 'bora_http_responses_total',
+      help: 'Responses of the OpenAI-compatible HTTP API, by endpoint and status (a stream counts once, with the status it ended with).',
+      labelNames: ['endpoint', 'status'],
       registers,
     });
     this.timeToFirstToken = new Histogram({
@@ -137,14 +202,60 @@ export class CoordinatorMetrics {
       buckets: [...INTER_TOKEN_BUCKETS_SECONDS],
       registers,
     });
+    this.safetyIncidents = new Counter({
+      name: 'bora_safety_incidents_total',
+      help: 'Safety filter incidents: a rule or the moderation service acted on a prompt or on generated text.',
+      labelNames: ['stage', 'action'],
+      registers,
+    });
+    this.moderationFailures = new Counter({
+      name: 'bora_safety_moderation_failures_total',
+      help: 'Calls to the moderation service that failed (timeout, error, bad reply), by what --safety-fail made of them.',
+      labelNames: ['outcome'],
+      registers,
+    });
+
+    this.requestDuration = new Histogram({
+      name: 'bora_request_duration_seconds',
+      help: 'A generation request that finished, from accepted to its last token (queueing, prefill, decode and any recovery it waited out).',
+      buckets: [...REQUEST_DURATION_BUCKETS_SECONDS],
+      registers,
+    });
+    this.queueWait = new Histogram({
+      name: 'bora_queue_wait_seconds',
+      help: 'From a sequence submitted to the scheduler to its first micro-batch.',
+      buckets: [...QUEUE_WAIT_BUCKETS_SECONDS],
+      registers,
+    });
+    this.requestTokens = new Histogram({
+      name: 'bora_request_tokens',
+      help: 'Tokens of one finished request: kind="prompt" (as tokenized) or kind="generated".',
+      labelNames: ['kind'],
+      buckets: [...REQUEST_TOKENS_BUCKETS],
+      registers,
+    });
+    this.resumes = new Counter({
+      name: 'bora_resumes_total',
+      help: 'Resumes of finished requests after a failure, counting each replay (a sequence may resume more than once).',
+      registers,
+    });
+    registerBuildInfo(this.registry, { role: 'coordinator', model: options.model ?? '' });
+    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: COORDINATOR_DEFAULT_METRICS_PREFIX });
 
     // Every known label value starts at 0, so that rate() and absent() see a series from the
     // first scrape rather than from the first event.
     for (const outcome of REQUEST_OUTCOMES) this.requests.inc({ outcome }, 0);
     for (const reason of RESHARD_REASONS) this.reshards.inc({ reason }, 0);
+    for (const stage of SAFETY_STAGES) for (const action of SAFETY_ACTIONS) this.safetyIncidents.inc({ stage, action }, 0);
+    for (const outcome of MODERATION_FAILURE_OUTCOMES) this.moderationFailures.inc({ outcome }, 0);
   }
 
   /** A generation's events: each token counts; its finish gives time to first token, inter-token latency and resumes. */
+  /** One embeddings call's latency. */
+  observeEmbedding(seconds: number): void {
+    this.embedding.observe(seconds);
+  }
+
   observeGeneration(event: GenerationEvent): void {
     if (event.type === 'token') {
       this.countGeneratedTokens(1);
@@ -153,10 +264,24 @@ export class CoordinatorMetrics {
     this.observeTimeToFirstToken(event.timeToFirstTokenMs / 1000);
     if (event.generatedTokens > 1) this.observeInterToken((event.totalMs - event.timeToFirstTokenMs) / 1000 / (event.generatedTokens - 1));
     if (event.resumes > 0) this.countResumedSequences(1);
+    this.resumes.inc(event.resumes);
+    this.requestDuration.observe(event.totalMs / 1000);
+    this.requestTokens.observe({ kind: 'prompt' }, event.promptTokens);
+    this.requestTokens.observe({ kind: 'generated' }, event.generatedTokens);
+  }
+
+  /** A sequence waited `seconds` in the scheduler before its first micro-batch. */
+  observeQueueWait(seconds: number): void {
+    this.queueWait.observe(seconds);
   }
 
   countRequest(outcome: RequestOutcome): void {
     this.requests.inc({ outcome });
+  }
+
+  /** One response of the HTTP API (coordinator/http/). */
+  countHttpResponse(endpoint: string, status: number): void {
+    this.httpResponses.inc({ endpoint, status: String(status) });
   }
 
   observeTimeToFirstToken(seconds: number): void {
@@ -200,5 +325,13 @@ export class CoordinatorMetrics {
 
   observeHandoverPause(seconds: number): void {
     this.handoverPause.observe(seconds);
+  }
+
+  countSafetyIncident(stage: (typeof SAFETY_STAGES)[number], action: (typeof SAFETY_ACTIONS)[number]): void {
+    this.safetyIncidents.inc({ stage, action });
+  }
+
+  countModerationFailure(outcome: (typeof MODERATION_FAILURE_OUTCOMES)[number]): void {
+    this.moderationFailures.inc({ outcome });
   }
 }

@@ -25,11 +25,11 @@ import { clientRequestLimitBytes, DEFAULT_MAX_PROMPT_BYTES } from '../common/gen
 import { Scheduler } from '../common/generation/scheduler';
 import type { WorkerId } from '../common/ids';
 import { startMetricsServer, type MetricsServer } from '../common/metrics/metrics-server';
-import { Checkpoint } from '../common/model/checkpoint';
-import { DTYPE_BYTES, isStorageDtype } from '../common/model/dtype';
-import { attentionSpecs } from '../common/model/weights';
+import { isGgufPath, loadModelTokenizer, openModel, storedTensorBytes, type ModelCheckpoint } from '../common/model/open-model';
+import { ReadinessProbe, type ReadyState } from '../common/metrics/readiness';
+import { HealthService } from '../common/wire/health-service';
 import { PlanStore } from '../common/cluster/plan-store';
-import { loadTokenizer } from '../common/tokenizer/load-tokenizer';
+import { loadChatTemplate } from '../common/tokenizer/load-tokenizer';
 import { type Tokenizer } from '../common/tokenizer/tokenizer';
 import { bindServer, type BoundServer } from '../common/wire/bind-server';
 import type { ClusterStatus } from '../common/wire/messages';
@@ -38,8 +38,12 @@ import { clusterStatus, STATUS_TIMEOUT_MS } from './cluster-status';
 import { CoordinatorMetrics } from './coordinator-metrics';
 import { CpuPool } from './cpu-pool';
 import { DEFAULT_EXPERT_REBALANCE_MS, ExpertRebalancer } from './expert-rebalancer';
-import { modelFootprint, weightBytesFor } from './footprint';
+import { footprintFromSizes, keepsStoredWeights, modelFootprint } from './footprint';
+import { Embedder } from './embeddings';
 import { addInferenceService } from './inference-service';
+import { SafetyFilter } from './safety/safety-filter';
+import type { SafetyOptions } from './safety/safety-options';
+import { ModerationClient } from './safety/moderation-client';
 import { Leadership } from './leadership';
 import { MembershipWatch } from './membership-watch';
 import { PlanLifecycle } from './plan-lifecycle';
@@ -51,6 +55,11 @@ import { ClientGate } from './client-gate';
 import type { ApiKeyStore } from '../common/security/api-keys';
 import { weightServiceHandlers } from './weight-service';
 import { workerStatus } from './worker-probe';
+import { instChatFormatter, templateChatFormatter } from './http/chat-prompt';
+import { HttpApi } from './http/http-api';
+
+/** The services the coordinator's port serves, by their grpc.health.v1 names. */
+const COORDINATOR_SERVICES = ['bora.v1.Inference', 'bora.v1.WeightSource'];
 
 export interface CoordinatorOptions {
   readonly etcdUrl: string;
@@ -94,6 +103,10 @@ export interface CoordinatorOptions {
   readonly admission?: AdmissionOptions;
   /** Where refusals, admin calls, node admissions and plan changes are recorded. */
   readonly audit?: AuditLog;
+  /** The safety filter's policy and moderation service (coordinator/safety/); none: no filter. */
+  readonly safety?: SafetyOptions;
+  /** Serve the OpenAI-compatible HTTP API (http/http-api.ts) here; HTTPS when `security` is TLS. */
+  readonly httpListen?: { readonly host: string; readonly port: number };
 }
 
 /**
@@ -104,21 +117,24 @@ type Role = 'campaigning' | 'leading' | 'standby' | 'stopped';
 
 /** The parts that exist once start() has opened the checkpoint. */
 interface Started {
-  readonly ckpt: Checkpoint;
+  readonly ckpt: ModelCheckpoint;
   readonly tokenizer: Tokenizer;
   readonly pool: CpuPool;
   readonly tokenizerPool: CpuPool;
   readonly scheduler: Scheduler;
+  /** Embeddings through the scheduler (gRPC Embed; the HTTP API's /v1/embeddings). */
+  readonly embedder: Embedder;
   readonly lifecycle: PlanLifecycle;
   readonly watchdog: StallWatchdog;
   readonly rebalancer: ExpertRebalancer | undefined;
   readonly leadership: Leadership;
   readonly server: BoundServer;
   readonly metricsServer: MetricsServer | undefined;
+  readonly httpApi: HttpApi | undefined;
 }
 
 export class CoordinatorNode {
-  readonly metrics = new CoordinatorMetrics();
+  readonly metrics: CoordinatorMetrics;
   private readonly log: (message: string) => void;
   private readonly keys: EtcdKeys;
   private readonly etcd: Etcd3;
@@ -130,8 +146,15 @@ export class CoordinatorNode {
   /** Workers being drained: placement leaves them out until they leave the cluster. */
   private readonly draining = new Set<WorkerId>();
   private readonly security: NodeSecurity;
+  /**
+   * /readyz and grpc.health.v1: ready while leading with a serving plan, or standing by behind a
+   * leader that has published one.
+   */
+  private readonly readiness = new ReadinessProbe(() => this.readyState());
+  private readonly health = new HealthService(COORDINATOR_SERVICES);
 
   constructor(private readonly options: CoordinatorOptions) {
+    this.metrics = new CoordinatorMetrics({ model: options.modelId });
     this.log = options.log ?? ((m) => console.error(`${new Date().toISOString()} [coordinator] ${m}`));
     this.keys = new EtcdKeys(options.keysPrefix);
     this.security = options.security ?? INSECURE;
@@ -147,6 +170,11 @@ export class CoordinatorNode {
     return this.started.server.address;
   }
 
+  /** host:port of the HTTP API; undefined without --http-listen. */
+  get httpAddress(): string | undefined {
+    return this.started.httpApi?.address;
+  }
+
   private get started(): Started {
     if (this.parts === undefined) throw new UnavailableError('the coordinator has not started');
     return this.parts;
@@ -154,8 +182,10 @@ export class CoordinatorNode {
 
   async start(): Promise<void> {
     const o = this.options;
-    const ckpt = await Checkpoint.open(o.modelDir);
-    const tokenizer = await loadTokenizer(o.modelDir, ckpt.config);
+    const ckpt = await openModel(o.modelDir);
+    const tokenizer = await loadModelTokenizer(o.modelDir, ckpt.config);
+    // A GGUF file's chat template is not read yet: its Chat uses the built-in [INST] format.
+    const chatTemplate = isGgufPath(o.modelDir) ? undefined : await loadChatTemplate(o.modelDir);
     const pool = await CpuPool.create({ threads: 1 });
     // Tokenizing gets a thread of its own: a long prompt takes seconds to tokenize, and queued on
     // the sampling thread it would hold back every stream's next token.
@@ -194,12 +224,15 @@ export class CoordinatorNode {
       maxBatchTokens: o.maxBatchTokens,
       maxBatchSequences: o.maxBatchSequences,
       sample: (logits, params, step) => pool.sample(logits, params, step),
+      onQueueWait: (seconds) => this.metrics.observeQueueWait(seconds),
+      onRecovered: (seconds) => this.metrics.observeRecovery(seconds),
     });
     this.metrics.readQueueFrom(() => ({ active: scheduler.activeSequences, waiting: scheduler.waitingSequences }));
     const generator = new Generator(scheduler, tokenizer, ckpt.config, {
       encode: (text) => encode(text, { addBos: true }),
       maxPromptBytes,
     });
+    const embedder = new Embedder({ scheduler, config: ckpt.config, encode, maxPromptBytes, onLatency: (seconds) => this.metrics.observeEmbedding(seconds) });
     const watchdog = new StallWatchdog({
       pipeline: () => lifecycle.serving,
       plan: () => lifecycle.plan,
@@ -211,11 +244,25 @@ export class CoordinatorNode {
       security: this.security,
     });
 
+    // One gate for gRPC and HTTP: a key's limits hold across both.
+    const gate = new ClientGate({ keys: o.apiKeys, admission: o.admission === undefined ? undefined : new Admission(o.admission), audit: o.audit });
+    // One safety filter for every client API (the gRPC service here; the HTTP API uses the same).
+    const safety =
+      o.safety === undefined
+        ? undefined
+        : new SafetyFilter({
+            policy: o.safety.policy,
+            moderation: o.safety.moderation === undefined ? undefined : new ModerationClient(o.safety.moderation),
+            metrics: this.metrics,
+            audit: o.audit,
+          });
     const grpcServer = new grpc.Server(channelOptions(o.keepaliveTimeMs, o.keepaliveTimeoutMs, clientRequestLimitBytes(maxPromptBytes)));
     addInferenceService(grpcServer, {
       generator: () => generator,
+      embedder: () => embedder,
       tokenizer,
       encode,
+      chatTemplate,
       maxPromptBytes,
       maxPromptTokens: ckpt.config.maxPositionEmbeddings,
       modelId: o.modelId,
@@ -226,12 +273,36 @@ export class CoordinatorNode {
       checkServing: () => this.checkServing(),
       hasPipeline: () => lifecycle.current() !== undefined,
       drain: (workerId) => this.drain(workerId),
-      gate: new ClientGate({ keys: o.apiKeys, admission: o.admission === undefined ? undefined : new Admission(o.admission), audit: o.audit }),
+      gate,
+      safety,
     });
     grpcServer.addService(boraProto().WeightSource.service, weightServiceHandlers(ckpt, o.modelId, new NodeAccess(this.security, { audit: o.audit })));
+    this.health.addTo(grpcServer);
     const bound = await bindServer(grpcServer, o.listenHost, o.listenPort, coordinatorPortCredentials(this.security));
     const server = { ...bound, address: `${o.advertiseHost ?? o.listenHost}:${bound.port}` };
-    const metricsServer = o.metricsPort === undefined ? undefined : await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort);
+    const metricsServer = o.metricsPort === undefined ? undefined : await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort, { readiness: this.readiness });
+    const httpApi =
+      o.httpListen === undefined
+        ? undefined
+        : await HttpApi.start(
+            {
+              generator: () => generator,
+              checkServing: () => this.checkServing(),
+              onEvent: (event) => this.metrics.observeGeneration(event),
+              tokenizer,
+              encode,
+              // Today's gRPC Chat format; a model's chat template replaces it where it has one.
+              chatPrompt: chatTemplate === undefined ? instChatFormatter(encode, tokenizer.eosId) : templateChatFormatter(chatTemplate, encode),
+              config: ckpt.config,
+              maxPromptBytes,
+              modelId: o.modelId,
+              gate,
+              hasPipeline: () => lifecycle.current() !== undefined,
+              onResponse: (endpoint, status) => this.metrics.countHttpResponse(endpoint, status),
+              log: this.log,
+            },
+            { ...o.httpListen, ...(this.security.kind === 'tls' ? { tls: this.security.reloader } : {}) },
+          );
     const leadership = new Leadership({ client: this.etcd, keys: this.keys, address: server.address, ttlMs: o.leaseTtlMs, log: this.log });
     if (o.expertsMode === 'spread') {
       rebalancer = new ExpertRebalancer({
@@ -247,7 +318,7 @@ export class CoordinatorNode {
         log: this.log,
       });
     }
-    this.parts = { ckpt, tokenizer, pool, tokenizerPool, scheduler, lifecycle, watchdog, rebalancer, leadership, server, metricsServer };
+    this.parts = { ckpt, tokenizer, pool, tokenizerPool, scheduler, embedder, lifecycle, watchdog, rebalancer, leadership, server, metricsServer, httpApi };
 
     this.membership.onEvent((event) => {
       // Load figures change all the time; only what placement depends on is worth a new plan.
@@ -268,8 +339,13 @@ export class CoordinatorNode {
     leadership.on('demoted', (reason) => this.stepDown(reason));
     leadership.start();
     watchdog.start();
+    this.readiness.onChange((state) => {
+      this.health.setAll(state.ready ? 'SERVING' : 'NOT_SERVING');
+      this.log(`${state.ready ? 'ready' : 'not ready'}: ${state.detail}`);
+    });
+    this.readiness.start();
     rebalancer?.start();
-    this.log(`listening on ${server.address} for ${o.modelId}; campaigning for leadership`);
+    this.log(`listening on ${server.address}${httpApi === undefined ? '' : ` (HTTP API on ${httpApi.address})`} for ${o.modelId}; campaigning for leadership`);
   }
 
   /** Placement may use this member now: it is neither being drained nor suspected of a stall. */
@@ -323,6 +399,22 @@ export class CoordinatorNode {
     return pipeline.epoch;
   }
 
+  /** /readyz's and grpc.health.v1's condition: leading with a serving plan, or a standby behind a leader that published one. */
+  private async readyState(): Promise<ReadyState> {
+    const parts = this.parts;
+    if (parts === undefined || this.role === 'stopped') return { ready: false, detail: this.role === 'stopped' ? 'stopping' : 'starting' };
+    if (this.role === 'leading') {
+      const pipeline = parts.lifecycle.current();
+      return pipeline === undefined ? { ready: false, detail: 'leading; no plan serves yet' } : { ready: true, detail: `leading; serving plan ${pipeline.epoch}` };
+    }
+    // Campaigning or demoted: a standby either way.
+    if (parts.leadership.etcdOutage()) return { ready: false, detail: 'standby; etcd does not answer' };
+    const [leader, plan] = await Promise.all([parts.leadership.leaderAddress(), this.plans.current()]);
+    if (leader === undefined) return { ready: false, detail: 'standby; no leader' };
+    if (plan === undefined) return { ready: false, detail: `standby behind ${leader}; no plan published` };
+    return { ready: true, detail: `standby behind ${leader}, which publishes plan ${plan.epoch}` };
+  }
+
   /** Throws UNAVAILABLE on a standby, so clients move on to the leader. */
   checkServing(): void {
     if (this.role !== 'leading') throw new UnavailableError('this coordinator is a standby; retry on the leader');
@@ -345,12 +437,16 @@ export class CoordinatorNode {
 
   async stop(): Promise<void> {
     this.role = 'stopped';
+    this.readiness.stop();
+    this.health.setAll('NOT_SERVING');
+    this.health.close();
     const parts = this.parts;
     if (parts !== undefined) {
       parts.lifecycle.stop();
       parts.watchdog.stop();
       parts.rebalancer?.stop();
       parts.scheduler.abortAll(new UnavailableError('the coordinator is shutting down'));
+      await parts.httpApi?.close();
       await parts.server.close();
       await parts.metricsServer?.close();
     }
@@ -362,9 +458,11 @@ export class CoordinatorNode {
   }
 }
 
-/** What the model takes on these workers: stored-precision weights if all keep them so. */
-function modelFootprintOf(ckpt: Checkpoint, members: readonly MemberInfo[]): ModelFootprint {
-  const c = ckpt.config;
-  const dtype = ckpt.entry(attentionSpecs(c, 0).q.name).dtype;
-  return modelFootprint(c, weightBytesFor(members, isStorageDtype(dtype) ? DTYPE_BYTES[dtype] : 4));
+/**
+ * What the model takes on these workers: each tensor at its stored size (a quantized model packs
+ * by its quantized size) if all keep weights as stored, float32 copies otherwise.
+ */
+function modelFootprintOf(ckpt: ModelCheckpoint, members: readonly MemberInfo[]): ModelFootprint {
+  if (!keepsStoredWeights(members)) return modelFootprint(ckpt.config);
+  return footprintFromSizes(ckpt.config, (spec) => storedTensorBytes(ckpt, spec.name));
 }

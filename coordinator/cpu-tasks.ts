@@ -10,7 +10,7 @@ import { Piscina } from 'piscina';
 import { InternalError, InvalidArgumentError } from '../common/errors';
 import { bf16ToF32, DTYPE_BYTES, f16ToF32, type StorageDtype } from '../common/model/dtype';
 import { sampleToken, type SamplingParams } from '../common/sampling/sampler';
-import { loadTokenizer } from '../common/tokenizer/load-tokenizer';
+import { loadModelTokenizer } from '../common/model/open-model';
 import { type SpecialTokenIds, type Tokenizer } from '../common/tokenizer/tokenizer';
 import { type ThreadError, toThreadError } from '../common/pool/thread-errors';
 
@@ -131,7 +131,7 @@ function tokenizerFor(modelDir: string, ids: SpecialTokenIds): Promise<Tokenizer
   const key = `${ids.bosTokenId}:${ids.eosTokenId}:${modelDir}`;
   let loading = tokenizers.get(key);
   if (loading === undefined) {
-    loading = loadTokenizer(modelDir, ids);
+    loading = loadModelTokenizer(modelDir, ids);
     tokenizers.set(key, loading);
     // A failed load is not cached: the directory may be fixed and the call retried.
     loading.catch(() => tokenizers.delete(key));

@@ -8,9 +8,10 @@ import * as grpc from '@grpc/grpc-js';
 import { BoraError, InvalidArgumentError, UnavailableError, asBoraError } from '../common/errors';
 import { parseWorkerId } from '../common/cluster/member';
 import type { WorkerId } from '../common/ids';
-import type { Generator, GenerationHandle } from '../common/generation/generator';
+import type { Generator } from '../common/generation/generator';
 import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
 import { checkPromptBytes } from '../common/generation/prompt-limits';
+import { fallbackChatTemplate, type ChatMessage, type ChatTemplate } from '../common/tokenizer/chat-template';
 import type { Tokenizer } from '../common/tokenizer/tokenizer';
 import { eventToWire, requestFromWire } from '../common/wire/generate-codec';
 import { BoundedWriter } from '../common/wire/bounded-writer';
@@ -20,8 +21,14 @@ import { boraProto, type InferenceHandlers } from '../common/wire/proto';
 import type { ApiKeyPrincipal } from '../common/security/api-keys';
 import type { AdmissionTicket } from './admission';
 import { ClientGate } from './client-gate';
-import type { RequestOutcome } from './coordinator-metrics';
+import { outcomeOf, type RequestOutcome } from './coordinator-metrics';
+import { embedHandler } from './embed-service';
+import type { Embedder } from './embeddings';
 import { PromptStore } from './prompt-store';
+import { runAdmitted } from './run-request';
+import type { TextFilter } from '../common/generation/text-filter';
+import type { SafetyFilter } from './safety/safety-filter';
+import { screenChatTurn, screenGenerate } from './safety/screen-request';
 
 
 export interface InferenceDeps {
@@ -32,6 +39,8 @@ export interface InferenceDeps {
    * every stream. Generate's text goes through the Generator's own encode option.
    */
   readonly encode: (text: string, options: { addBos: boolean }) => Promise<number[]>;
+  /** Lays out a Chat conversation (the model's chat template); default: the built-in [INST] format. */
+  readonly chatTemplate?: ChatTemplate;
   /** UTF-8 bytes of prompt text accepted per chat turn and per uploaded prompt, checked before tokenizing. */
   readonly maxPromptBytes: number;
   /** Tokens an uploaded prompt may hold (the model's context). */
@@ -54,6 +63,10 @@ export interface InferenceDeps {
   readonly maxUnsentEventBytes?: number;
   /** A Generate or Chat stream whose client stopped reading was cut off (its request is cancelled). */
   readonly onStreamCutOff?: (stream: 'Generate' | 'Chat', err: Error) => void;
+  /** Checks prompts before they reach the workers and generated text as it streams; none by default. */
+  readonly safety?: SafetyFilter;
+  /** Embeddings (embed-service.ts); Embed answers UNAVAILABLE without. */
+  readonly embedder?: () => Embedder | undefined;
 }
 
 /**
@@ -73,51 +86,20 @@ type GenerateCall = Parameters<InferenceHandlers['Generate']>[0];
 /** A request waiting for workers gives up this long before its deadline, with UNAVAILABLE. */
 const GIVE_UP_BEFORE_DEADLINE_MS = 100;
 
-function outcomeOf(err: BoraError): RequestOutcome {
-  switch (err.code) {
-    case 'CANCELLED':
-      return 'cancelled';
-    case 'INVALID_ARGUMENT':
-    case 'NOT_FOUND':
-      return 'invalid';
-    case 'UNAUTHENTICATED':
-    case 'PERMISSION_DENIED':
-    case 'RESOURCE_EXHAUSTED':
-      return 'refused';
-    case 'UNAVAILABLE':
-      return 'unavailable';
-    case 'DEADLINE_EXCEEDED':
-      return 'deadline';
-    default:
-      return 'error';
-  }
-}
 
 /**
- * Runs one admitted request, writing its events to `write`; settles when it ends, and then
- * releases its admission ticket (each generated token is charged to the ticket's key).
+ * Runs one admitted request, writing its events to `write` in wire form; settles when it ends,
+ * and then releases its admission ticket (run-request.ts, shared with the HTTP API).
  */
 function runRequest(
   deps: InferenceDeps,
   request: GenerationRequest,
   ticket: AdmissionTicket | undefined,
-  write: (event: GenerateEvent) => void,
+  write: (event: GenerateEvent, domain: GenerationEvent) => void,
   onCancel: (cancel: () => void) => void,
+  outputFilter?: TextFilter,
 ): Promise<void> {
-  let handle: GenerationHandle;
-  try {
-    deps.checkServing?.();
-    handle = deps.generator().start(request, (event) => {
-      deps.onEvent?.(event);
-      if (event.type === 'token') ticket?.recordTokens(1);
-      write(eventToWire(event));
-    });
-  } catch (err) {
-    ticket?.release();
-    return Promise.reject(asBoraError(err));
-  }
-  onCancel(() => handle.cancel());
-  return handle.done.finally(() => ticket?.release());
+  return runAdmitted(deps, request, ticket, (event) => write(eventToWire(event), event), onCancel, outputFilter);
 }
 
 /** Aborted when the client cancels the call (ends a wait for admission). */
@@ -137,7 +119,7 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
   };
 
   /** Streams an admitted Generate request; the call's deadline bounds a wait for workers. */
-  const serveGenerate = (call: GenerateCall, request: GenerationRequest, ticket: AdmissionTicket | undefined): void => {
+  const serveGenerate = (call: GenerateCall, request: GenerationRequest, ticket: AdmissionTicket | undefined, outputFilter?: TextFilter): void => {
     let cancelRequest: () => void = () => undefined;
     let answered = false;
     const events = new BoundedWriter(call, deps.maxUnsentEventBytes ?? MAX_UNSENT_EVENT_BYTES, eventBytes, 'Generate', (err) => {
@@ -167,6 +149,7 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
         cancelRequest = cancel;
         call.on('cancelled', cancel);
       },
+      outputFilter,
     ).then(
       () => {
         clearTimeout(giveUp);
@@ -198,8 +181,25 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
         failCall(call, finish(err));
         return;
       }
+      const safety = deps.safety;
       gate.admit(who, call, 'Generate', cancellation(call)).then(
-        (ticket) => serveGenerate(call, request, ticket),
+        (ticket) => {
+          if (safety === undefined) return serveGenerate(call, request, ticket);
+          // The safety filter: a blocked prompt ends the stream with content_filter before any worker sees it.
+          screenGenerate(safety, request, `key ${who.name} from ${call.getPeer()}`, (ids) => deps.tokenizer.decode(ids)).then(
+            (screened) => {
+              if (screened.kind === 'run') return serveGenerate(call, screened.value, ticket, screened.output);
+              ticket?.release();
+              deps.onOutcome?.('ok');
+              call.write(eventToWire(screened.finish));
+              call.end();
+            },
+            (err: unknown) => {
+              ticket?.release();
+              failCall(call, finish(err));
+            },
+          );
+        },
         (err: unknown) => failCall(call, finish(err)),
       );
     },
@@ -266,8 +266,11 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
         return;
       }
       const cancelled = cancellation(call);
-      // The conversation as token ids: <s>[INST] u1 [/INST] a1</s>[INST] u2 [/INST] ...
-      const context: number[] = [];
+      // The conversation as messages; each turn renders all of it with the chat template (a
+      // template may move earlier text, as Mistral Nemo's puts the system message in the last
+      // user turn) and tokenizes the render, which holds its own BOS.
+      const template = deps.chatTemplate ?? fallbackChatTemplate({ bosToken: '<s>', eosToken: '</s>' });
+      const messages: ChatMessage[] = [];
       let turns: Promise<void> = Promise.resolve();
       let cancelCurrent: () => void = () => undefined;
       call.on('cancelled', () => cancelCurrent());
@@ -278,12 +281,25 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
       });
       call.on('data', (turn: ChatTurn) => {
         turns = turns.then(async () => {
-          const prefix = context.length === 0;
+          const turnStart = messages.length;
+          if (turn.system !== '') {
+            if (messages.length > 0) throw new InvalidArgumentError('only the first chat turn may set a system message');
+            checkPromptBytes(turn.system, deps.maxPromptBytes, 'the system message');
+            messages.push({ role: 'system', content: turn.system });
+          }
           checkPromptBytes(turn.user, deps.maxPromptBytes, 'the chat message');
-          context.push(...(await deps.encode(`[INST] ${turn.user} [/INST]`, { addBos: prefix })));
+          // The safety filter: a blocked turn ends with content_filter and leaves the conversation as it was.
+          const screened = deps.safety === undefined ? undefined : await screenChatTurn(deps.safety, turn.user, `key ${who.name} from ${call.getPeer()}`);
+          if (screened?.kind === 'blocked') {
+            messages.splice(turnStart);
+            return void events.write(eventToWire(screened.finish));
+          }
+          let turnBlocked = false;
+          messages.push({ role: 'user', content: screened?.value ?? turn.user });
+          const ids = await deps.encode(template.render(messages, { addGenerationPrompt: true }), { addBos: false });
           const request: GenerationRequest = {
             ...requestFromWire(
-              { model: '', tokenIds: { ids: context }, prompt: 'tokenIds', maxTokens: turn.maxTokens, sampling: turn.sampling, stop: [], ignoreEos: false, returnFirstLogits: false },
+              { model: '', tokenIds: { ids }, prompt: 'tokenIds', maxTokens: turn.maxTokens, sampling: turn.sampling, stop: [], ignoreEos: false, returnFirstLogits: false },
               () => undefined,
             ),
           };
@@ -293,15 +309,20 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
             deps,
             request,
             ticket,
-            (event) => {
-              if (event.token) reply.push(event.token.tokenId);
+            (event, domain) => {
+              // The real id, also of a token the safety filter hid from the client.
+              if (domain.type === 'token') reply.push(domain.tokenId);
+              if (event.finish?.reason === 'FINISH_REASON_CONTENT_FILTER') turnBlocked = true;
               events.write(event);
             },
             (cancel) => (cancelCurrent = cancel),
+            screened?.output,
           );
           deps.onOutcome?.('ok');
-          context.push(...reply);
-          if (reply[reply.length - 1] !== deps.tokenizer.eosId) context.push(deps.tokenizer.eosId);
+          if (turnBlocked) return void messages.splice(turnStart);
+          // The reply as the template will lay it out next turn (its end-of-turn token included).
+          const stops = new Set(deps.tokenizer.stopIds);
+          messages.push({ role: 'assistant', content: deps.tokenizer.decode(reply.filter((id) => !stops.has(id))) });
         });
         turns.catch((err: unknown) => failCall(call, finish(err)));
       });
@@ -313,10 +334,12 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
       });
     },
 
+    Embed: embedHandler({ embedder: () => deps.embedder?.(), gate, modelId: deps.modelId, checkServing: deps.checkServing, onOutcome: (outcome) => deps.onOutcome?.(outcome) }),
+
     Drain: (call, callback) => {
       let who: ApiKeyPrincipal;
       try {
-        who = gate.principal(call, 'Drain');
+        who = gate.drainer(call, call.request.workerId);
       } catch (err) {
         callback(toServiceError(err));
         return;

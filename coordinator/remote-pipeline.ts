@@ -95,7 +95,7 @@ export class RemotePipeline implements Pipeline {
       try {
         const done = reassembler.push(frame);
         if (done === undefined) return;
-        const result = decodeResult(done.frame, done.tensor, this.options.vocabSize);
+        const result = decodeResult(done.frame, done.tensor, this.options.vocabSize, this.options.hiddenSize);
         if (result.error !== undefined) this.onBatchError(result.batchId, result.error.code, result.error.message);
         else this.settle(result.batchId, result.logits!);
       } catch (err) {
@@ -127,6 +127,15 @@ export class RemotePipeline implements Pipeline {
   }
 
   run(batchId: number, slices: readonly SliceInput[]): Promise<Float32Array> {
+    return this.send(batchId, slices, false);
+  }
+
+  /** An embedding micro-batch: resolves to (slices, H) sums of final-normed hidden states. */
+  embed(batchId: number, slices: readonly SliceInput[]): Promise<Float32Array> {
+    return this.send(batchId, slices, true);
+  }
+
+  private send(batchId: number, slices: readonly SliceInput[], embed: boolean): Promise<Float32Array> {
     if (this.broken !== undefined) return Promise.reject(this.broken);
     return new Promise<Float32Array>((resolve, reject) => {
       const timer = setTimeout(
@@ -134,7 +143,7 @@ export class RemotePipeline implements Pipeline {
         this.options.stepTimeoutMs,
       );
       this.pending.set(batchId, { resolve, reject, timer, sentAtMs: performance.now() });
-      this.forward.send({ planEpoch: this.epoch, batchId, stageIndex: 0, slices, etcdOutage: this.options.etcdOutage?.() ?? false }).catch((err: Error) =>
+      this.forward.send({ planEpoch: this.epoch, batchId, stageIndex: 0, slices, etcdOutage: this.options.etcdOutage?.() ?? false, ...(embed ? { embed } : {}) }).catch((err: Error) =>
         this.breakWith(new UnavailableError(`sending micro-batch ${batchId}: ${err.message}`, { cause: err })),
       );
     });

@@ -1,5 +1,6 @@
 /**
- * Serves the checkpoint to workers that cannot see it: config.json, and any tensor streamed in
+ * Serves the checkpoint to workers that cannot see it: config.json (for a GGUF file, the one its
+ * metadata implies), and any tensor as stored (quantized tensors as their blocks) streamed in
  * chunks with a SHA-256 of the whole on the last chunk, so a fresh machine can join with no copy
  * of the model.
  *
@@ -9,10 +10,8 @@
  * workers need it.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { NotFoundError } from '../common/errors';
-import { CONFIG_FILE, type Checkpoint } from '../common/model/checkpoint';
+import { modelConfigJson, type ModelCheckpoint } from '../common/model/open-model';
 import type { TensorChunk, WireDType } from '../common/wire/messages';
 import type { TensorDtype } from '../common/model/dtype';
 import { failCall, toServiceError } from '../common/wire/grpc-status';
@@ -37,7 +36,7 @@ const WIRE_DTYPE: Readonly<Record<TensorDtype, WireDType>> = {
 /** Who may fetch the checkpoint. */
 export const WEIGHT_READER_ROLES: readonly NodeRole[] = ['worker', 'admin'];
 
-export function weightServiceHandlers(ckpt: Checkpoint, modelId: string, access: NodeAccess = new NodeAccess(INSECURE)): WeightSourceHandlers {
+export function weightServiceHandlers(ckpt: ModelCheckpoint, modelId: string, access: NodeAccess = new NodeAccess(INSECURE)): WeightSourceHandlers {
   const checkModel = (model: string): void => {
     if (model !== '' && model !== modelId) throw new NotFoundError(`model "${model}" is not served here (this coordinator serves "${modelId}")`);
   };
@@ -46,7 +45,7 @@ export function weightServiceHandlers(ckpt: Checkpoint, modelId: string, access:
       (async () => {
         access.require(call, WEIGHT_READER_ROLES, 'FetchConfig');
         checkModel(call.request.model);
-        return { configJson: await readFile(join(ckpt.dir, CONFIG_FILE), 'utf8'), model: modelId };
+        return { configJson: await modelConfigJson(ckpt), model: modelId };
       })().then(
         (reply) => callback(null, reply),
         (err: unknown) => callback(toServiceError(err)),

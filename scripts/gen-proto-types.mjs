@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Generates the TypeScript types of proto/bora/v1 (messages, typed clients, server handlers) into
+// Generates the TypeScript types of proto/bora/v1 and of grpc.health.v1 (messages, typed clients, server handlers) into
 // common/wire/generated/ with @grpc/proto-loader's proto-loader-gen-types. Every npm script that
 // runs tsc runs this first, so a change to a .proto that the code does not follow fails the build
 // instead of surfacing as an undefined field at run time. The folder is rebuilt from scratch each
@@ -22,7 +22,8 @@ const generator = join(dirname(require.resolve('@grpc/proto-loader/package.json'
 const protos = readdirSync(join(protoDir, 'bora', 'v1'))
   .filter((f) => f.endsWith('.proto'))
   .sort()
-  .map((f) => `bora/v1/${f}`);
+  .map((f) => `bora/v1/${f}`)
+  .concat(['grpc/health/v1/health.proto']);
 
 rmSync(outDir, { recursive: true, force: true });
 execFileSync(

@@ -2,13 +2,14 @@
 import type { ExpertCall } from '../common/engine/experts';
 import type { ComputeSettings } from '../common/engine/compute-settings';
 import type { CacheSnapshot } from '../common/engine/kv-cache';
-import type { StageInput, StageOutput } from '../common/engine/stage-engine';
+import type { StageInput } from '../common/engine/stage-engine';
 import type { LayerRange } from '../common/ids';
 import type { ModelConfig } from '../common/model/config';
 import type { ThreadError } from '../common/pool/thread-errors';
 import type { TransportSpec } from '../common/security/node-security';
 import type { ExpertDispatchStats } from './expert-stats';
 import type { ExpertTable } from './remote-experts';
+import type { ForwardContext, StageResult } from './prefix-stage';
 import type { StageStats } from './stage-backend';
 
 /** What an engine thread starts with (its workerData). Certificates go as file names: the thread
@@ -18,6 +19,7 @@ export interface EngineThreadData {
 }
 
 /** Where the engine thread reads weights: a directory it can see, or the coordinator. */
+/** `dir`: a checkpoint directory or a GGUF file (open-model.ts). */
 export type WeightSourceSpec = { readonly kind: 'local'; readonly dir: string } | { readonly kind: 'remote'; readonly address: string; readonly modelId: string };
 
 export interface ExpertHolding {
@@ -44,11 +46,12 @@ export interface SequenceSnapshot {
 }
 
 export type EngineRequest =
-  | { readonly op: 'loadStage'; readonly source: WeightSourceSpec; readonly range: LayerRange; readonly compute: ComputeSettings; readonly experts?: RemoteExpertsSpec }
+  /** `prefixCacheBytes`: the stage's prefix cache budget (prefix-stage.ts); 0 or absent: none. */
+  | { readonly op: 'loadStage'; readonly source: WeightSourceSpec; readonly range: LayerRange; readonly compute: ComputeSettings; readonly experts?: RemoteExpertsSpec; readonly prefixCacheBytes?: number }
   /** A new plan for a stage loaded with `experts`: its epoch and placement from the next forward on. */
   | { readonly op: 'setExperts'; readonly stage: number; readonly experts: RemoteExpertsSpec }
   | { readonly op: 'loadExperts'; readonly source: WeightSourceSpec; readonly holdings: readonly ExpertHolding[]; readonly compute: ComputeSettings }
-  | { readonly op: 'forward'; readonly stage: number; readonly input: StageInput }
+  | { readonly op: 'forward'; readonly stage: number; readonly input: StageInput; readonly context?: ForwardContext }
   | { readonly op: 'release'; readonly stage: number; readonly ids: readonly string[] | 'all' }
   | { readonly op: 'positions'; readonly stage: number; readonly ids: readonly string[] }
   /** A planned hand-over: copy out, install, or keep only some sequences' caches. */
@@ -62,7 +65,7 @@ export type EngineReplyValue =
   | { readonly op: 'loadStage'; readonly stage: number; readonly config: ModelConfig; readonly loadSeconds: number }
   | { readonly op: 'loadExperts'; readonly experts: number; readonly config: ModelConfig; readonly loadSeconds: number }
   | { readonly op: 'setExperts' }
-  | { readonly op: 'forward'; readonly output: StageOutput; readonly stats: StageStats; readonly experts?: ExpertDispatchStats }
+  | { readonly op: 'forward'; readonly output: StageResult; readonly stats: StageStats; readonly experts?: ExpertDispatchStats }
   | { readonly op: 'release'; readonly released: number; readonly stats: StageStats }
   | { readonly op: 'positions'; readonly positions: (number | undefined)[] }
   | { readonly op: 'snapshotKv'; readonly entries: SequenceSnapshot[] }

@@ -6,12 +6,13 @@
  * RunExperts in mid-forward; were expert runs queued behind it, two workers each waiting on the
  * other's experts would deadlock. Float32 outputs go back as transfers.
  */
+import { basename } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { LocalExperts } from '../common/engine/experts';
 import { StageEngine } from '../common/engine/stage-engine';
 import { InternalError } from '../common/errors';
 import { sequenceId } from '../common/ids';
-import { Checkpoint } from '../common/model/checkpoint';
+import { openModel } from '../common/model/open-model';
 import type { WeightSource } from '../common/model/weight-source';
 import { toThreadError } from '../common/pool/thread-errors';
 import { type NodeSecurity, nodeSecurityFromSpec } from '../common/security/node-security';
@@ -19,9 +20,13 @@ import type { EngineReply, EngineReplyValue, EngineRequest, EngineThreadData, Re
 import { GrpcExpertTransport } from './expert-client';
 import { ExpertStatsCollector } from './expert-stats';
 import { RemoteExperts, type LocalHolder } from './remote-experts';
+import { finalNormSpec } from '../common/model/weights';
+import { PrefixStage } from './prefix-stage';
 import { RemoteWeightSource } from './remote-weights';
 
 const stages = new Map<number, StageEngine>();
+/** Each stage's prefix cache (off unless the stage was loaded with a budget), by stage handle. */
+const prefixes = new Map<number, PrefixStage>();
 const expertSets = new Map<number, LocalExperts>();
 /** Stages loaded with their experts spread: their dispatcher and its figures, by stage handle. */
 const remotes = new Map<number, { backend: RemoteExperts; stats: ExpertStatsCollector }>();
@@ -35,7 +40,7 @@ function transport(): NodeSecurity {
 }
 
 async function openSource(spec: WeightSourceSpec): Promise<{ source: WeightSource; close(): void }> {
-  if (spec.kind === 'local') return { source: await Checkpoint.open(spec.dir), close: () => undefined };
+  if (spec.kind === 'local') return { source: await openModel(spec.dir), close: () => undefined };
   const remote = await RemoteWeightSource.connect(spec.address, spec.modelId, transport());
   return { source: remote, close: () => remote.close() };
 }
@@ -46,8 +51,14 @@ function stageOf(handle: number): StageEngine {
   return stage;
 }
 
-function statsOf(stage: StageEngine) {
-  return { sequenceCount: stage.sequenceCount, kvCacheBytes: stage.kvCacheBytes };
+function statsOf(stage: StageEngine, handle: number) {
+  const prefix = prefixes.get(handle);
+  return { sequenceCount: stage.sequenceCount, kvCacheBytes: stage.kvCacheBytes, ...(prefix?.enabled === true ? { prefix: prefix.stats() } : {}) };
+}
+
+/** The model's name in prefix keys, the same on every stage: its id (a local directory is named by it). */
+function modelTag(spec: WeightSourceSpec): string {
+  return spec.kind === 'local' ? basename(spec.dir) : spec.modelId;
 }
 
 function localHolder(spec: RemoteExpertsSpec): LocalHolder | undefined {
@@ -81,6 +92,10 @@ async function handle(request: EngineRequest): Promise<EngineReplyValue> {
         if (remote === undefined) await stage.warmUp();
         const handleId = nextHandle++;
         stages.set(handleId, stage);
+        // The last stage also keeps the final norm, to pool embeddings with.
+        const c = source.config;
+        const finalNorm = stage.isLast ? { weight: await source.readF32(finalNormSpec(c).name, finalNormSpec(c).shape), eps: c.rmsNormEps } : undefined;
+        prefixes.set(handleId, new PrefixStage(stage, request.prefixCacheBytes ?? 0, modelTag(request.source), finalNorm));
         if (remote !== undefined) remotes.set(handleId, remote);
         return { op: 'loadStage', stage: handleId, config: source.config, loadSeconds: (performance.now() - started) / 1000 };
       } finally {
@@ -110,14 +125,16 @@ async function handle(request: EngineRequest): Promise<EngineReplyValue> {
     case 'forward': {
       const stage = stageOf(request.stage);
       // A failed step keeps its figures (holder failures above all) for the next reply.
-      const output = await stage.forward(request.input);
+      const prefix = prefixes.get(request.stage);
+      const output = request.context === undefined || prefix === undefined ? await stage.forward(request.input) : await prefix.forward(request.input, request.context);
       const experts = remotes.get(request.stage)?.stats.take();
-      return { op: 'forward', output, stats: statsOf(stage), ...(experts === undefined ? {} : { experts }) };
+      return { op: 'forward', output, stats: statsOf(stage, request.stage), ...(experts === undefined ? {} : { experts }) };
     }
     case 'release': {
       const stage = stageOf(request.stage);
+      prefixes.get(request.stage)?.forget(request.ids === 'all' ? 'all' : request.ids.map(sequenceId));
       const released = request.ids === 'all' ? stage.releaseAll() : request.ids.filter((id) => stage.release(sequenceId(id))).length;
-      return { op: 'release', released, stats: statsOf(stage) };
+      return { op: 'release', released, stats: statsOf(stage, request.stage) };
     }
     case 'positions': {
       const stage = stageOf(request.stage);
@@ -131,12 +148,13 @@ async function handle(request: EngineRequest): Promise<EngineReplyValue> {
     case 'restoreKv': {
       const stage = stageOf(request.stage);
       for (const e of request.entries) stage.restoreCache(sequenceId(e.id), e.layerStart, e.snapshot);
-      return { op: 'restoreKv', stats: statsOf(stage) };
+      return { op: 'restoreKv', stats: statsOf(stage, request.stage) };
     }
     case 'retain': {
       const stage = stageOf(request.stage);
+      prefixes.get(request.stage)?.retainOnly(request.ids.map(sequenceId));
       const released = stage.retainOnly(request.ids.map(sequenceId));
-      return { op: 'retain', released, stats: statsOf(stage) };
+      return { op: 'retain', released, stats: statsOf(stage, request.stage) };
     }
     case 'runExperts': {
       const experts = expertSets.get(request.experts);
@@ -149,6 +167,7 @@ async function handle(request: EngineRequest): Promise<EngineReplyValue> {
       if (expertSets.has(request.handle)) await expertLane; // no run of this set is left in flight
       await expertSets.get(request.handle)?.close();
       stages.delete(request.handle);
+      prefixes.delete(request.handle);
       remotes.delete(request.handle);
       expertSets.delete(request.handle);
       return { op: 'close' };
@@ -157,7 +176,7 @@ async function handle(request: EngineRequest): Promise<EngineReplyValue> {
 }
 
 function transfers(value: EngineReplyValue): ArrayBuffer[] {
-  if (value.op === 'forward') return [value.output.hidden, value.output.logits].filter((a) => a !== undefined).map((a) => a!.buffer as ArrayBuffer);
+  if (value.op === 'forward') return [value.output.hidden, value.output.logits, value.output.pooled].filter((a) => a !== undefined).map((a) => a!.buffer as ArrayBuffer);
   if (value.op === 'runExperts') return value.outputs.map((o) => o.buffer as ArrayBuffer);
   return [];
 }

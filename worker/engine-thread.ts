@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { ExpertBackend, ExpertCall } from '../common/engine/experts';
 import type { ComputeSettings } from '../common/engine/compute-settings';
-import type { StageInput, StageOutput } from '../common/engine/stage-engine';
+import type { StageInput } from '../common/engine/stage-engine';
 import { UnavailableError } from '../common/errors';
 import type { LayerRange, SequenceId } from '../common/ids';
 import type { ModelConfig } from '../common/model/config';
@@ -15,6 +15,7 @@ import { fromThreadError } from '../common/pool/thread-errors';
 import type { TransportSpec } from '../common/security/node-security';
 import type { EngineReply, EngineReplyValue, EngineRequest, EngineThreadData, ExpertHolding, RemoteExpertsSpec, SequenceSnapshot, WeightSourceSpec } from './engine-protocol';
 import type { ExpertDispatchStats } from './expert-stats';
+import type { ForwardContext, StageResult } from './prefix-stage';
 import type { StageBackend, StageStats } from './stage-backend';
 
 type ValueOf<O extends EngineReplyValue['op']> = Extract<EngineReplyValue, { op: O }>;
@@ -64,9 +65,12 @@ export class EngineThread {
     }) as Promise<ValueOf<O>>;
   }
 
-  /** Loads layers [start, end); with `experts`, the stage runs its experts on the workers the table names. */
-  async loadStage(source: WeightSourceSpec, range: LayerRange, compute: ComputeSettings, experts?: RemoteExpertsSpec): Promise<{ stage: ThreadedStage; loadSeconds: number }> {
-    const reply = await this.call<'loadStage'>({ op: 'loadStage', source, range, compute, ...(experts === undefined ? {} : { experts }) });
+  /**
+   * Loads layers [start, end); with `experts`, the stage runs its experts on the workers the table
+   * names; with `prefixCacheBytes` > 0, it keeps a prefix cache (prefix-stage.ts).
+   */
+  async loadStage(source: WeightSourceSpec, range: LayerRange, compute: ComputeSettings, experts?: RemoteExpertsSpec, prefixCacheBytes = 0): Promise<{ stage: ThreadedStage; loadSeconds: number }> {
+    const reply = await this.call<'loadStage'>({ op: 'loadStage', source, range, compute, prefixCacheBytes, ...(experts === undefined ? {} : { experts }) });
     this.openHandles++;
     return { stage: new ThreadedStage(this, reply.stage, reply.config, range), loadSeconds: reply.loadSeconds };
   }
@@ -100,8 +104,8 @@ export class ThreadedStage implements StageBackend {
     return this.latest;
   }
 
-  async forward(input: StageInput): Promise<StageOutput> {
-    const reply = await this.thread.call<'forward'>({ op: 'forward', stage: this.handle, input });
+  async forward(input: StageInput, context?: ForwardContext): Promise<StageResult> {
+    const reply = await this.thread.call<'forward'>({ op: 'forward', stage: this.handle, input, ...(context === undefined ? {} : { context }) });
     this.latest = reply.stats;
     if (reply.experts !== undefined) this.thread.hooks.onExpertStats?.(reply.experts);
     return reply.output;

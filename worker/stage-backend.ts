@@ -4,7 +4,9 @@
  * which compute on the calling thread, never block the event loop that renews the etcd lease and moves frames. In
  * tests it can be a StageEngine in this thread (InThreadStage).
  */
-import type { StageEngine, StageInput, StageOutput } from '../common/engine/stage-engine';
+import type { StageEngine, StageInput } from '../common/engine/stage-engine';
+import type { PrefixCacheStats } from './prefix-cache';
+import { PrefixStage, type FinalNorm, type ForwardContext, type StageResult } from './prefix-stage';
 import type { SequenceSnapshot } from './engine-protocol';
 import { sequenceId, type LayerRange, type SequenceId } from '../common/ids';
 import type { ModelConfig } from '../common/model/config';
@@ -12,6 +14,8 @@ import type { ModelConfig } from '../common/model/config';
 export interface StageStats {
   readonly sequenceCount: number;
   readonly kvCacheBytes: number;
+  /** The stage's prefix cache (prefix-stage.ts); absent when it has none. */
+  readonly prefix?: PrefixCacheStats;
 }
 
 export interface StageBackend {
@@ -20,7 +24,8 @@ export interface StageBackend {
   readonly isFirst: boolean;
   /** As of the last forward or release. */
   readonly stats: StageStats;
-  forward(input: StageInput): Promise<StageOutput>;
+  /** `context`: the frame's epoch and the first stage's prefix evictions (no prefix cache without it). */
+  forward(input: StageInput, context?: ForwardContext): Promise<StageResult>;
   /** Frees the sequences' caches; resolves to how many were held. */
   release(ids: readonly SequenceId[]): Promise<number>;
   /** Next position of each sequence, undefined where it holds none. */
@@ -33,7 +38,17 @@ export interface StageBackend {
 }
 
 export class InThreadStage implements StageBackend {
-  constructor(private readonly engine: StageEngine) {}
+  private readonly prefix: PrefixStage;
+
+  /** `prefixCacheBytes`: the prefix cache's budget (0: none); `modelTag` names the model; `finalNorm`: to pool embeddings (last stage). */
+  constructor(
+    private readonly engine: StageEngine,
+    prefixCacheBytes = 0,
+    modelTag = '',
+    finalNorm?: FinalNorm,
+  ) {
+    this.prefix = new PrefixStage(engine, prefixCacheBytes, modelTag, finalNorm);
+  }
   get config(): ModelConfig {
     return this.engine.config;
   }
@@ -44,12 +59,13 @@ export class InThreadStage implements StageBackend {
     return this.engine.isFirst;
   }
   get stats(): StageStats {
-    return { sequenceCount: this.engine.sequenceCount, kvCacheBytes: this.engine.kvCacheBytes };
+    return { sequenceCount: this.engine.sequenceCount, kvCacheBytes: this.engine.kvCacheBytes, ...(this.prefix.enabled ? { prefix: this.prefix.stats() } : {}) };
   }
-  forward(input: StageInput): Promise<StageOutput> {
-    return this.engine.forward(input);
+  forward(input: StageInput, context?: ForwardContext): Promise<StageResult> {
+    return context === undefined ? this.engine.forward(input) : this.prefix.forward(input, context);
   }
   async release(ids: readonly SequenceId[]): Promise<number> {
+    this.prefix.forget(ids);
     return ids.filter((id) => this.engine.release(id)).length;
   }
   async positions(ids: readonly SequenceId[]): Promise<(number | undefined)[]> {
@@ -62,6 +78,7 @@ export class InThreadStage implements StageBackend {
     for (const e of entries) this.engine.restoreCache(sequenceId(e.id), e.layerStart, e.snapshot);
   }
   async retain(ids: readonly SequenceId[]): Promise<number> {
+    this.prefix.retainOnly(ids);
     return this.engine.retainOnly(ids);
   }
   close(): Promise<void> {

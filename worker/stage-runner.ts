@@ -7,6 +7,7 @@
  */
 import { status as Status } from '@grpc/grpc-js';
 import type { StageOutput } from '../common/engine/stage-engine';
+import type { StageResult } from './prefix-stage';
 import { asBoraError } from '../common/errors';
 import type { LayerRange } from '../common/ids';
 import type { FrameError, ResultBatch, StageFrame } from '../common/wire/frames';
@@ -130,29 +131,37 @@ export class StageRunner {
     const slices = group.flatMap((f) => f.slices);
     this.idle?.touch(slices.map((s) => s.id));
     const hidden = this.stage.isFirst ? undefined : concat(group.map((f) => f.hidden!));
-    let output: StageOutput;
+    // The first stage's prefix evictions of these frames (prefix-stage.ts), applied here and passed on.
+    const evicted = group.flatMap((f) => f.prefixEvicted ?? []);
+    let output: StageResult;
     const started = process.hrtime.bigint();
     try {
-      output = await this.stage.forward({ slices, hidden });
+      const embed = group[0].embed === true ? { embed: true } : {};
+      output = await this.stage.forward({ slices, hidden }, { planEpoch: group[0].planEpoch, ...(evicted.length > 0 ? { evicted } : {}), ...embed });
     } catch (err) {
       const bora = asBoraError(err);
       const error = { message: `stage ${this.assignment.stageIndex} ${bora.message}`, code: STATUS_BY_CODE[bora.code] ?? Status.INTERNAL };
       for (const frame of group) await this.emit(frame, undefined, error);
       return;
     }
-    this.hooks.onForward?.(Number(process.hrtime.bigint() - started) / 1e9, slices.reduce((n, s) => n + s.tokenCount, 0));
-    const parts = splitOutput(group, output, this.stage.config.hiddenSize, this.stage.config.vocabSize);
-    for (let i = 0; i < group.length; i++) await this.emit(group[i], parts[i], undefined);
+    // With a prefix cache the slices go on as computed: cached positions left out.
+    const computed = withComputedSlices(group, output.slices);
+    const passOn = [...evicted, ...(output.evicted ?? [])];
+    this.hooks.onForward?.(Number(process.hrtime.bigint() - started) / 1e9, computed.reduce((n, f) => n + tokenCount(f), 0));
+    const parts = splitOutput(computed, output, this.stage.config.hiddenSize, this.stage.config.vocabSize);
+    for (let i = 0; i < computed.length; i++) await this.emit(i === 0 && passOn.length > 0 ? { ...computed[i], prefixEvicted: passOn } : { ...computed[i], prefixEvicted: undefined }, parts[i], undefined);
   }
 
-  private async emit(frame: StageFrame, output: StageOutput | undefined, error: FrameError | undefined): Promise<void> {
+  private async emit(frame: StageFrame, output: StageResult | undefined, error: FrameError | undefined): Promise<void> {
     if (this.closed) return;
     if (this.sink.kind === 'results') {
-      this.sink.publish({ planEpoch: frame.planEpoch, batchId: frame.batchId, slices: frame.slices, logits: output?.logits?.slice(), error });
+      // An embedding micro-batch returns its pooled states where logits would go (worker.proto).
+      const rows = frame.embed === true ? output?.pooled : output?.logits;
+      this.sink.publish({ planEpoch: frame.planEpoch, batchId: frame.batchId, slices: frame.slices, logits: rows?.slice(), error, ...(frame.embed === true ? { embed: true } : {}) });
       return;
     }
-    // Slices pass on without token ids: only the first stage needs them.
-    const slices = frame.slices.map(({ id, startPosition, tokenCount: count }) => ({ id, startPosition, tokenCount: count }));
+    // Slices pass on with their token ids: later stages key their prefix caches by them.
+    const slices = frame.slices;
     await this.sink.send({
       planEpoch: frame.planEpoch,
       batchId: frame.batchId,
@@ -161,6 +170,8 @@ export class StageRunner {
       hidden: output?.hidden.slice(),
       error,
       etcdOutage: frame.etcdOutage,
+      ...(frame.prefixEvicted === undefined ? {} : { prefixEvicted: frame.prefixEvicted }),
+      ...(frame.embed === true ? { embed: true } : {}),
     });
   }
 }
@@ -179,7 +190,7 @@ export function mergeableCount(queue: readonly StageFrame[], maxTokens = MAX_MER
   let count = 1;
   while (count < queue.length) {
     const next = queue[count];
-    if (next.error !== undefined || next.slices.some((s) => ids.has(s.id)) || tokens + tokenCount(next) > maxTokens) break;
+    if (next.error !== undefined || (next.embed === true) !== (first.embed === true) || next.slices.some((s) => ids.has(s.id)) || tokens + tokenCount(next) > maxTokens) break;
     next.slices.forEach((s) => ids.add(s.id));
     tokens += tokenCount(next);
     count++;
@@ -191,18 +202,30 @@ export function mergeableCount(queue: readonly StageFrame[], maxTokens = MAX_MER
  * Splits one engine call's output over the frames merged into it: each frame's rows of hidden
  * state (one per token) and of logits (one per slice), as views into the merged arrays.
  */
-export function splitOutput(group: readonly StageFrame[], output: StageOutput, hiddenSize: number, vocabSize: number): StageOutput[] {
+export function splitOutput(group: readonly StageFrame[], output: StageResult, hiddenSize: number, vocabSize: number): StageResult[] {
   let tokenOffset = 0;
   let sliceOffset = 0;
   return group.map((frame) => {
     const tokens = tokenCount(frame);
-    const part: StageOutput = {
+    const part: StageResult = {
       hidden: output.hidden.subarray(tokenOffset * hiddenSize, (tokenOffset + tokens) * hiddenSize),
       logits: output.logits?.subarray(sliceOffset * vocabSize, (sliceOffset + frame.slices.length) * vocabSize),
+      pooled: output.pooled?.subarray(sliceOffset * hiddenSize, (sliceOffset + frame.slices.length) * hiddenSize),
     };
     tokenOffset += tokens;
     sliceOffset += frame.slices.length;
     return part;
+  });
+}
+
+/** The frames with the slices the stage computed (same count per frame, in order), when it says. */
+function withComputedSlices(group: readonly StageFrame[], computed: StageResult['slices']): StageFrame[] {
+  if (computed === undefined) return [...group];
+  let offset = 0;
+  return group.map((frame) => {
+    const slices = computed.slice(offset, offset + frame.slices.length);
+    offset += frame.slices.length;
+    return { ...frame, slices };
   });
 }
 

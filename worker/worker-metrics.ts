@@ -13,7 +13,9 @@
  * etcd lease, so the max is the series to alert on. Those samples describe the whole process, so
  * a process makes one WorkerMetrics.
  */
+import { registerBuildInfo } from '../common/metrics/build-info';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { PrefixCacheStats } from './prefix-cache';
 import { EXPERT_DISPATCH_BUCKETS_SECONDS, FORWARD_BATCH_BUCKETS_TOKENS, MODEL_LOAD_BUCKETS_SECONDS, STAGE_FORWARD_BUCKETS_SECONDS } from '../common/metrics/buckets';
 
 export const WORKER_DEFAULT_METRICS_PREFIX = 'bora_worker_';
@@ -48,9 +50,23 @@ export class WorkerMetrics {
   private readonly expertHolderFailures: Counter;
   private readonly streamsCutOff: Counter<'stream'>;
   private readonly idleReleases: Counter;
+  private readonly prefixHitTokens: Counter<'stage'>;
+  private readonly prefixMissTokens: Counter<'stage'>;
+  private readonly prefixEvictedBlocks: Counter<'stage'>;
+  private readonly prefixBytes: Gauge<'stage'>;
+  private readonly prefixBlocks: Gauge<'stage'>;
+  /** The engine's running totals at the last update, per stage (counters grow by the difference). */
+  private readonly prefixSeen = new Map<number, PrefixCacheStats>();
+  private readonly memoryBudget: Gauge;
 
   constructor() {
     const registers = [this.registry];
+    registerBuildInfo(this.registry, { role: 'worker', model: '' });
+    this.memoryBudget = new Gauge({
+      name: 'bora_worker_memory_budget_bytes',
+      help: 'Bytes this worker offers for weights and KV caches (--memory-bytes); placement packs stages into it.',
+      registers,
+    });
     this.forward = new Histogram({
       name: 'bora_stage_forward_seconds',
       help: "One engine call of a stage: its layers' forward pass over one batch.",
@@ -80,6 +96,36 @@ export class WorkerMetrics {
     this.kvSequences = new Gauge({
       name: 'bora_kv_sequences',
       help: "Sequences with entries in the stage's key/value cache.",
+      labelNames: ['stage'],
+      registers,
+    });
+    this.prefixHitTokens = new Counter({
+      name: 'bora_prefix_cache_hit_tokens_total',
+      help: "Prompt tokens whose prefill the stage skipped: their 16-token blocks came from its prefix cache.",
+      labelNames: ['stage'],
+      registers,
+    });
+    this.prefixMissTokens = new Counter({
+      name: 'bora_prefix_cache_miss_tokens_total',
+      help: 'Prompt tokens in full blocks looked up (first stage) or asked for (later stages) and not found, so computed (or, on a later stage, refused).',
+      labelNames: ['stage'],
+      registers,
+    });
+    this.prefixEvictedBlocks = new Counter({
+      name: 'bora_prefix_cache_evicted_blocks_total',
+      help: 'Prefix-cache blocks dropped to stay under --prefix-cache-bytes (on later stages: following the first stage).',
+      labelNames: ['stage'],
+      registers,
+    });
+    this.prefixBytes = new Gauge({
+      name: 'bora_prefix_cache_bytes',
+      help: "Bytes held by the stage's prefix cache (keys and values of its blocks).",
+      labelNames: ['stage'],
+      registers,
+    });
+    this.prefixBlocks = new Gauge({
+      name: 'bora_prefix_cache_blocks',
+      help: "Blocks of 16 tokens held by the stage's prefix cache.",
       labelNames: ['stage'],
       registers,
     });
@@ -158,18 +204,39 @@ export class WorkerMetrics {
     this.queueDepth.set({ stage: String(stage) }, frames);
   }
 
+  setMemoryBudget(bytes: number): void {
+    this.memoryBudget.set(bytes);
+  }
+
   setKvCache(stage: number, bytes: number, sequences: number): void {
     const labels = { stage: String(stage) };
     this.kvCacheBytes.set(labels, bytes);
     this.kvSequences.set(labels, sequences);
   }
 
+  /**
+   * A stage's prefix cache as its engine reports it (running totals since the stage was loaded):
+   * the counters grow by what was added since the last report; a smaller total means a new
+   * engine (a reload), whose totals count from zero.
+   */
+  setPrefixCache(stage: number, stats: PrefixCacheStats): void {
+    const labels = { stage: String(stage) };
+    const seen = this.prefixSeen.get(stage);
+    const grown = (now: number, before: number | undefined): number => (before === undefined || now < before ? now : now - before);
+    this.prefixHitTokens.inc(labels, grown(stats.hitTokens, seen?.hitTokens));
+    this.prefixMissTokens.inc(labels, grown(stats.missTokens, seen?.missTokens));
+    this.prefixEvictedBlocks.inc(labels, grown(stats.evictedBlocks, seen?.evictedBlocks));
+    this.prefixBytes.set(labels, stats.bytes);
+    this.prefixBlocks.set(labels, stats.blocks);
+    this.prefixSeen.set(stage, stats);
+  }
+
   /** Drops every series of a stage this worker no longer holds. */
   removeStage(stage: number): void {
     const labels = { stage: String(stage) };
-    for (const metric of [this.forward, this.forwardBatch, this.queueDepth, this.kvCacheBytes, this.kvSequences]) {
-      metric.remove(labels);
-    }
+    const metrics = [this.forward, this.forwardBatch, this.queueDepth, this.kvCacheBytes, this.kvSequences, this.prefixHitTokens, this.prefixMissTokens, this.prefixEvictedBlocks, this.prefixBytes, this.prefixBlocks];
+    for (const metric of metrics) metric.remove(labels);
+    this.prefixSeen.delete(stage);
   }
 
   setPlanEpoch(epoch: number): void {

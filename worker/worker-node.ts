@@ -7,6 +7,7 @@
 import { nativeKernels, resolveLinearBackend } from '../common/kernels/native-kernels';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { isGgufPath } from '../common/model/open-model';
 import type { Etcd3 } from 'etcd3';
 import { EtcdKeys } from '../common/cluster/etcd-keys';
 import { decodeMember, type MemberInfo } from '../common/cluster/member';
@@ -34,6 +35,12 @@ import { StageHost, type StageInstall } from './stage-host';
 import { migrateStage } from './handover';
 import { KvSources, fetchKvHandler } from './kv-transfer';
 import { startWorkerServer, type BoundServer } from './worker-server';
+import { drainSelf, type SelfDrainResult } from './self-drain';
+import { ReadinessProbe, type ReadyState } from '../common/metrics/readiness';
+import { HealthService } from '../common/wire/health-service';
+
+/** The Worker service's name in grpc.health.v1. */
+const WORKER_SERVICE = 'bora.v1.Worker';
 import type { HandoverHandlers, WorkerState } from './worker-service';
 import { WorkerAccess } from './worker-access';
 import { PlanPeers } from './plan-peers';
@@ -64,6 +71,11 @@ export interface WorkerNodeOptions {
   readonly audit?: AuditLog;
   /** A sequence no frame reached for this long has its caches freed; default DEFAULT_SEQUENCE_IDLE_MS. */
   readonly sequenceIdleMs?: number;
+  /**
+   * Budget of each stage's prefix cache (worker/prefix-stage.ts); 0 or absent: no prefix cache.
+   * The first stage's budget decides; later stages hold the blocks it holds.
+   */
+  readonly prefixCacheBytes?: number;
 }
 
 const STATS_INTERVAL_MS = 1000;
@@ -88,6 +100,9 @@ interface Loaded {
 export class WorkerNode {
   private readonly log: (message: string) => void;
   private readonly metrics = new WorkerMetrics();
+  /** /readyz and grpc.health.v1: ready while it holds its lease and serves the latest plan. */
+  private readonly readiness = new ReadinessProbe(() => this.readyState());
+  private readonly health = new HealthService([WORKER_SERVICE]);
   private readonly threads: EngineThreads;
   private readonly security: NodeSecurity;
   private readonly host: StageHost;
@@ -120,6 +135,7 @@ export class WorkerNode {
   constructor(private readonly options: WorkerNodeOptions) {
     this.log = options.log ?? ((m) => console.error(`${new Date().toISOString()} [worker ${options.id}] ${m}`));
     this.keys = new EtcdKeys(options.keysPrefix);
+    this.metrics.setMemoryBudget(options.memoryBytes);
     this.security = options.security ?? INSECURE;
     if (this.security.kind === 'tls' && !sameIdentity(this.security.self, { role: 'worker', id: options.id })) {
       throw new InvalidArgumentError(`worker ${options.id} was given the certificate of ${formatIdentity(this.security.self)} (want worker/${options.id})`);
@@ -142,6 +158,8 @@ export class WorkerNode {
           if (runner === undefined) return;
           this.metrics.observeForward(runner.assignment.stageIndex, seconds, tokens);
           this.metrics.setKvCache(runner.assignment.stageIndex, runner.stage.stats.kvCacheBytes, runner.stage.stats.sequenceCount);
+          const prefix = runner.stage.stats.prefix;
+          if (prefix !== undefined) this.metrics.setPrefixCache(runner.assignment.stageIndex, prefix);
         },
         onQueueDepth: (depth) => this.metrics.setQueueDepth(this.host.runner()?.assignment.stageIndex ?? 0, depth),
         onRejected: (reason) => this.metrics.countRejectedFrame(reason),
@@ -170,9 +188,9 @@ export class WorkerNode {
   async start(): Promise<void> {
     const o = this.options;
     const access = new WorkerAccess(this.security, { planWorkers: () => this.planPeers.of(this.servedPlan, this.latestPlan), audit: o.audit });
-    const bound = await startWorkerServer(this.serviceState(), o.listenHost, o.listenPort, { timeMs: o.keepaliveTimeMs, timeoutMs: o.keepaliveTimeoutMs }, this.handoverHandlers(), access);
+    const bound = await startWorkerServer(this.serviceState(), o.listenHost, o.listenPort, { timeMs: o.keepaliveTimeMs, timeoutMs: o.keepaliveTimeoutMs }, this.handoverHandlers(), access, this.health);
     this.server = { ...bound, address: `${o.advertiseHost ?? o.listenHost}:${bound.port}` };
-    if (o.metricsPort !== undefined) this.metricsServer = await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort);
+    if (o.metricsPort !== undefined) this.metricsServer = await startMetricsServer(this.metrics.registry, o.listenHost, o.metricsPort, { readiness: this.readiness });
 
     const member: MemberInfo = {
       id: o.id,
@@ -204,15 +222,30 @@ export class WorkerNode {
     await this.planWatch.ready;
     this.statsTimer = setInterval(() => this.publishStats(), STATS_INTERVAL_MS);
     this.statsTimer.unref();
+    this.readiness.onChange((state) => {
+      this.health.setAll(state.ready ? 'SERVING' : 'NOT_SERVING');
+      this.log(`${state.ready ? 'ready' : 'not ready'}: ${state.detail}`);
+    });
+    this.readiness.start();
     this.log(`serving on ${this.address}`);
+  }
+
+  private readyState(): ReadyState {
+    if (this.stopped) return { ready: false, detail: 'stopping' };
+    if (this.registration?.isServing() !== true) return { ready: false, detail: 'no etcd lease (registering, or fenced until it is renewed)' };
+    const latest = this.latestPlan;
+    if (latest === undefined) return { ready: false, detail: 'no plan published yet' };
+    if (this.servedPlan?.epoch !== latest.epoch) return { ready: false, detail: `applying plan ${latest.epoch} (serving ${this.servedPlan?.epoch ?? 'none'})` };
+    return { ready: true, detail: `serving plan ${latest.epoch}` };
   }
 
   /** KV-cache gauges and the load this worker advertises in etcd. */
   private publishStats(): void {
     const runner = this.host.runner();
     if (runner === undefined) return;
-    const { sequenceCount, kvCacheBytes } = runner.stage.stats;
+    const { sequenceCount, kvCacheBytes, prefix } = runner.stage.stats;
     this.metrics.setKvCache(runner.assignment.stageIndex, kvCacheBytes, sequenceCount);
+    if (prefix !== undefined) this.metrics.setPrefixCache(runner.assignment.stageIndex, prefix);
     const load = { activeSequences: sequenceCount, queueDepth: runner.queueDepth };
     if (load.activeSequences !== this.advertisedLoad.activeSequences || load.queueDepth !== this.advertisedLoad.queueDepth) {
       this.advertisedLoad = load;
@@ -272,7 +305,7 @@ export class WorkerNode {
         stages.set(need.key, kept);
         return kept;
       }
-      const stage = (await threadForLoads().loadStage(source, need.range, this.options.compute, spread)).stage;
+      const stage = (await threadForLoads().loadStage(source, need.range, this.options.compute, spread, this.options.prefixCacheBytes ?? 0)).stage;
       loadedAny = true;
       const loaded = { modelId: plan.modelId, range: need.range, stage, expertsSpread: spread !== undefined };
       stages.set(need.key, loaded);
@@ -396,7 +429,8 @@ export class WorkerNode {
 
   private async sourceFor(modelId: string): Promise<WeightSourceSpec> {
     const dir = this.options.modelsDir === undefined ? undefined : join(this.options.modelsDir, modelId);
-    if (dir !== undefined && existsSync(join(dir, 'config.json'))) return { kind: 'local', dir };
+    // A model id names a checkpoint directory or a GGUF file (e.g. mistral-q4_k_m.gguf) there.
+    if (dir !== undefined && (isGgufPath(dir) ? existsSync(dir) : existsSync(join(dir, 'config.json')))) return { kind: 'local', dir };
     const coordinator = await this.etcd.get(`${this.keys.prefix}/coordinator`).string();
     if (coordinator === null) throw new UnavailableError(`model ${modelId} is not in ${this.options.modelsDir ?? '(no --models-dir)'} and no coordinator is registered to fetch it from`);
     return { kind: 'remote', address: coordinator, modelId };
@@ -408,9 +442,27 @@ export class WorkerNode {
     return decodeMember(text).address;
   }
 
+  /**
+   * A graceful stop (SIGTERM): asks the coordinator to drain this worker (its layers and caches
+   * move to the others by hand-over, nothing is replayed), then stops. Resolves with what the
+   * drain achieved; it stops either way.
+   */
+  async drainAndStop(timeoutMs: number): Promise<SelfDrainResult> {
+    const result = this.stopped
+      ? { drained: false as const, reason: 'already stopping' }
+      : await drainSelf({ id: this.options.id, etcd: this.etcd, keys: this.keys, security: this.security, timeoutMs, log: this.log });
+    this.log(result.drained ? `drained: plan ${result.planEpoch} serves without this worker; stopping` : `not drained (${result.reason}); stopping`);
+    await this.stop();
+    return result;
+  }
+
   async stop(): Promise<void> {
+    if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.statsTimer);
+    this.readiness.stop();
+    this.health.setAll('NOT_SERVING');
+    this.health.close();
     await this.planWatch?.close();
     this.host.uninstall();
     await this.registration?.close().catch(() => undefined);

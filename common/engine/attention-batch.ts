@@ -1,7 +1,9 @@
 /**
- * Inputs shared by every layer of one forward call: rotary cos/sin tables for the new tokens and
- * the additive attention mask over [cached slots | new tokens], for a batch of sequences with
- * different cache lengths and different numbers of new tokens (padded to the longest).
+ * Inputs shared by every layer of one forward call: the sequences' caches, rotary cos/sin tables
+ * for the new tokens and (built on first use, by the onnxruntime graphs only) the additive
+ * attention mask over [cached slots | new tokens], for a batch of sequences with different cache
+ * lengths and different numbers of new tokens (padded to the longest). The native attention
+ * reads the caches in place and needs no mask: it sees the same keys from their positions.
  */
 import type { ModelConfig } from '../model/config';
 import { MASKED } from './layer-graphs';
@@ -14,11 +16,13 @@ export interface BatchRow {
 }
 
 export interface AttentionBatch {
+  readonly rows: readonly BatchRow[];
   readonly batchSize: number; // B
   readonly paddedTokens: number; // T
   readonly paddedSlots: number; // P
   readonly cos: Float32Array; // (B, T, D)
   readonly sin: Float32Array; // (B, T, D)
+  /** Built on first read from the caches as they were when the batch was built. */
   readonly mask: Float32Array; // (B, 1, G*T, P+T)
 }
 
@@ -36,16 +40,11 @@ export function inverseFrequencies(c: ModelConfig): Float32Array {
 export function buildAttentionBatch(c: ModelConfig, invFreq: Float32Array, rows: readonly BatchRow[]): AttentionBatch {
   const B = rows.length;
   const D = c.headDim;
-  const G = c.numHeads / c.numKvHeads;
   const T = Math.max(...rows.map((r) => r.tokenCount));
   const P = Math.max(...rows.map((r) => r.cache.length));
-  const S = P + T;
-  const window = c.slidingWindow ?? Infinity;
   const cos = new Float32Array(B * T * D);
   const sin = new Float32Array(B * T * D);
-  const mask = new Float32Array(B * G * T * S).fill(MASKED);
   const half = D / 2;
-
   rows.forEach(({ cache, tokenCount }, b) => {
     for (let t = 0; t < tokenCount; t++) {
       const position = cache.nextPosition + t;
@@ -55,15 +54,44 @@ export function buildAttentionBatch(c: ModelConfig, invFreq: Float32Array, rows:
         cos[base + i] = cos[base + half + i] = Math.cos(angle);
         sin[base + i] = sin[base + half + i] = Math.sin(angle);
       }
+    }
+  });
+  // The mask depends on the caches' slots now, before the call commits its tokens.
+  const slotPositions = rows.map(({ cache }) => Int32Array.from({ length: cache.length }, (_, s) => cache.positionAt(s)));
+  const nextPositions = rows.map(({ cache }) => cache.nextPosition);
+  let mask: Float32Array | undefined;
+  return {
+    rows,
+    batchSize: B,
+    paddedTokens: T,
+    paddedSlots: P,
+    cos,
+    sin,
+    get mask(): Float32Array {
+      mask ??= attentionMask(c, rows, slotPositions, nextPositions, T, P);
+      return mask;
+    },
+  };
+}
+
+/** The additive mask (B, 1, G*T, P+T): 0 where a query sees a key, MASKED elsewhere. */
+function attentionMask(c: ModelConfig, rows: readonly BatchRow[], slotPositions: readonly Int32Array[], nextPositions: readonly number[], T: number, P: number): Float32Array {
+  const G = c.numHeads / c.numKvHeads;
+  const S = P + T;
+  const window = c.slidingWindow ?? Infinity;
+  const mask = new Float32Array(rows.length * G * T * S).fill(MASKED);
+  rows.forEach(({ tokenCount }, b) => {
+    for (let t = 0; t < tokenCount; t++) {
+      const position = nextPositions[b] + t;
       // One mask row per query, repeated for each of the G query heads sharing a KV head.
       const row = new Float32Array(S).fill(MASKED);
-      for (let slot = 0; slot < cache.length; slot++) {
-        const distance = position - cache.positionAt(slot);
+      slotPositions[b].forEach((slotPosition, slot) => {
+        const distance = position - slotPosition;
         if (distance >= 0 && distance < window) row[slot] = 0;
-      }
+      });
       for (let s = 0; s <= t; s++) if (t - s < window) row[P + s] = 0;
       for (let g = 0; g < G; g++) mask.set(row, ((b * G + g) * T + t) * S);
     }
   });
-  return { batchSize: B, paddedTokens: T, paddedSlots: P, cos, sin, mask };
+  return mask;
 }

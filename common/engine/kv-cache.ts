@@ -2,6 +2,10 @@
  * Per-sequence key/value cache of one stage. Every layer of the stage caches the same positions,
  * so positions are kept once per sequence. With a sliding window the cache keeps only the entries
  * a future query can still see (the last window - 1), shifting older ones out.
+ *
+ * A forward call reserves room for its new tokens, lets each layer's attention read the storage
+ * in place and write the new keys and values after the valid slots, and commits them only once
+ * every layer succeeded (so a failed call leaves the valid slots as they were).
  */
 
 /** Cached keys and values of one layer: (K, capacity, D) each, first `length` slots valid. */
@@ -79,17 +83,52 @@ export class SequenceCache {
    * outputs (B, K, T, D); this sequence is batch row b.
    */
   append(newK: readonly Float32Array[], newV: readonly Float32Array[], b: number, paddedTokens: number, count: number): void {
+    this.reserve(count);
+    for (let layer = 0; layer < this.layerCount; layer++) this.writeNew(layer, newK[layer], newV[layer], b, paddedTokens, count);
+    this.commit(count);
+  }
+
+  /**
+   * Makes room for `count` more slots, so that a forward call can write its new keys and values
+   * into the storage (layerStorage) before committing them. Changes no valid slot.
+   */
+  reserve(count: number): void {
     this.ensureRoom(count);
+  }
+
+  /**
+   * The live storage of one layer, for attention to read in place and write this call's keys and
+   * values into slots [length, length + count) after reserve(count): k and v are (K, capacity, D),
+   * positions (capacity,) with the first `length` valid. Valid until the next reserve, append,
+   * commit or restore.
+   */
+  layerStorage(layer: number): { readonly k: Float32Array; readonly v: Float32Array; readonly positions: Int32Array; readonly capacity: number } {
+    const { k, v } = this.layers[layer];
+    return { k, v, positions: this.positions, capacity: this.capacity };
+  }
+
+  /**
+   * Writes `count` new keys and values of one layer into slots [length, length + count) without
+   * committing them; newK/newV are (B, K, T, D), this sequence batch row b. Needs reserve(count).
+   */
+  writeNew(layer: number, newK: Float32Array, newV: Float32Array, b: number, paddedTokens: number, count: number): void {
+    if (this.length + count > this.capacity) throw new RangeError(`writeNew: ${count} slots after ${this.length} exceed the reserved ${this.capacity}`);
     const D = this.headDim;
-    for (let layer = 0; layer < this.layerCount; layer++) {
-      const { k, v } = this.layers[layer];
-      for (let h = 0; h < this.kvHeads; h++) {
-        const src = (b * this.kvHeads + h) * paddedTokens * D;
-        const dst = (h * this.capacity + this.length) * D;
-        k.set(newK[layer].subarray(src, src + count * D), dst);
-        v.set(newV[layer].subarray(src, src + count * D), dst);
-      }
+    const { k, v } = this.layers[layer];
+    for (let h = 0; h < this.kvHeads; h++) {
+      const src = (b * this.kvHeads + h) * paddedTokens * D;
+      const dst = (h * this.capacity + this.length) * D;
+      k.set(newK.subarray(src, src + count * D), dst);
+      v.set(newV.subarray(src, src + count * D), dst);
     }
+  }
+
+  /**
+   * Makes the `count` slots after `length`, written in every layer (writeNew or in place), valid
+   * at positions nextPosition onwards.
+   */
+  commit(count: number): void {
+    if (this.length + count > this.capacity) throw new RangeError(`commit: ${count} slots after ${this.length} exceed the reserved ${this.capacity}`);
     for (let t = 0; t < count; t++) this.positions[this.length + t] = this.nextPosition + t;
     this.length += count;
     this.nextPosition += count;

@@ -8,19 +8,26 @@
 import type { WeightSource } from '../model/weight-source';
 import type { AttentionBatch } from './attention-batch';
 
-/** What one decoder layer takes in a forward call; shapes as in layer-graphs.ts. */
+/**
+ * What one decoder layer takes in a forward call; shapes as in layer-graphs.ts. The batch's
+ * caches have room reserved for the call's new tokens; `cacheLayer` is this layer's index in
+ * them (its index within the stage).
+ */
 export interface LayerFeeds {
   readonly hidden: Float32Array; // (B, T, H)
   readonly batch: AttentionBatch;
-  readonly pastK: Float32Array; // (B, K, P, D)
-  readonly pastV: Float32Array; // (B, K, P, D)
+  readonly cacheLayer: number;
 }
 
 export interface LayerResult {
   /** Dense layers: the layer's output. MoE layers: the residual stream after attention. */
   readonly hidden: Float32Array; // (B, T, H)
-  readonly k: Float32Array; // (B, K, T, D), this step's keys after rotary embedding
-  readonly v: Float32Array; // (B, K, T, D)
+  /**
+   * This step's keys after rotary embedding and values, (B, K, T, D) each, for the engine to
+   * write into the caches; absent when the layer wrote them into the caches' storage itself.
+   */
+  readonly k?: Float32Array;
+  readonly v?: Float32Array;
   /** MoE layers: post-attention RMSNorm of `hidden`, the experts' input. */
   readonly normed?: Float32Array; // (B, T, H)
   /** MoE layers: router logits. */

@@ -7,25 +7,29 @@
  * by token, batched with others or replayed after a failure (tested). Replays after a reshard
  * therefore reproduce the tokens exactly. A decoder layer, top to bottom:
  *
- *   normed  = rmsnorm(hidden)                      here
+ *   normed  = rmsnorm(hidden)                      native
  *   qkv     = normed @ Wqkv^T                      native
- *   context = attention(qkv, cache)                native
+ *   context = attention(qkv, cache)                native, reading the caches' storage in place
+ *                                                  and writing the new keys and values into it
  *   hidden += context @ Wo^T                       native, accumulating into the residual
- *   normed  = rmsnorm(hidden)                      here
+ *   normed  = rmsnorm(hidden)                      native
  *   dense:  hidden += silu-mul(normed @ Wgu^T) @ Wdown^T          native
  *   MoE:    router logits = normed @ Wr^T; the experts run outside (stage-engine.ts)
+ * Every call is generic over the packed matrices' dtype (LinearKernels.apply).
  */
 import type { ModelConfig } from '../model/config';
 import type { WeightSource } from '../model/weight-source';
 import { attentionSpecs, expertSpecs, finalNormSpec, lmHeadSpec, mlpSpecs, routerSpec, type MlpSpecs, type TensorSpec } from '../model/weights';
 import type { NativeKernels } from '../kernels/native-kernels';
 import { LinearKernels, type PackedMatrix } from '../kernels/packed-matrix';
+import type { AttentionBatch } from './attention-batch';
 import type { HeadCompute, LayerCompute, LayerFeeds, LayerResult, MlpCompute, StageCompute } from './layer-compute';
 import type { ComputeSettings } from './compute-settings';
 
 /**
  * RMSNorm of each row of x (rows, width) as transformers computes it in float32:
- * x * rsqrt(mean(x^2) + eps) * weight.
+ * x * rsqrt(mean(x^2) + eps) * weight. The reference for the native kernel (rms-norm.c), which
+ * gives the same bits (tested); the engine uses the kernel.
  */
 export function rmsNorm(x: Float32Array, rows: number, weight: Float32Array, eps: number): Float32Array {
   const width = weight.length;
@@ -77,35 +81,44 @@ class NativeLayer implements LayerCompute {
     private readonly router: PackedMatrix | undefined, // MoE layers
   ) {}
 
-  async run(feeds: LayerFeeds): Promise<LayerResult> {
-    const { hidden, batch } = feeds;
-    const eps = this.c.rmsNormEps;
+  async run({ hidden, batch, cacheLayer }: LayerFeeds): Promise<LayerResult> {
     const N = batch.batchSize * batch.paddedTokens;
-    const qkv = this.k.apply(rmsNorm(hidden, N, this.attn.inputNorm, eps), N, this.attn.qkv);
-    const { context, ...kv } = this.attend(qkv, feeds);
+    const qkv = this.k.apply(this.norm(hidden, N, this.attn.inputNorm), N, this.attn.qkv);
+    const context = this.attend(qkv, batch, cacheLayer);
     const residual = this.k.apply(context, N, this.attn.o, hidden.slice());
-    const normed = rmsNorm(residual, N, this.attn.postAttentionNorm, eps);
-    if (this.mlp !== undefined) return { hidden: this.mlp.apply(normed, N, residual), ...kv };
-    return { hidden: residual, normed, routerLogits: this.k.apply(normed, N, this.router!), ...kv };
+    const normed = this.norm(residual, N, this.attn.postAttentionNorm);
+    if (this.mlp !== undefined) return { hidden: this.mlp.apply(normed, N, residual) };
+    return { hidden: residual, normed, routerLogits: this.k.apply(normed, N, this.router!) };
   }
 
-  private attend(qkv: Float32Array, { batch, pastK, pastV }: LayerFeeds): Attended {
-    const { numHeads: A, numKvHeads: K, headDim: D } = this.c;
-    const { batchSize: B, paddedTokens: T, paddedSlots: P } = batch;
-    const out = { context: new Float32Array(B * T * A * D), k: new Float32Array(B * K * T * D), v: new Float32Array(B * K * T * D) };
-    const dims = Int32Array.of(B, T, P, A, K, D);
-    this.k.kernels.attention(qkv, batch.cos, batch.sin, batch.mask, pastK, pastV, out.context, out.k, out.v, dims, this.k.threads);
+  private norm(x: Float32Array, rows: number, weight: Float32Array): Float32Array {
+    const out = new Float32Array(x.length);
+    this.k.kernels.rmsNorm(x, rows, weight, this.c.rmsNormEps, out, this.k.threads);
     return out;
   }
 
-  async close(): Promise<void> {}
-}
+  /** Context (B, T, A*D) of the new tokens; their keys and values go into the caches' reserved slots. */
+  private attend(qkv: Float32Array, batch: AttentionBatch, cacheLayer: number): Float32Array {
+    const { numHeads: A, numKvHeads: K, headDim: D } = this.c;
+    const { batchSize: B, paddedTokens: T } = batch;
+    const context = new Float32Array(B * T * A * D);
+    const keys: Float32Array[] = [];
+    const values: Float32Array[] = [];
+    const positions: Int32Array[] = [];
+    const rows = new Int32Array(4 * B);
+    batch.rows.forEach(({ cache, tokenCount }, b) => {
+      const storage = cache.layerStorage(cacheLayer);
+      keys.push(storage.k);
+      values.push(storage.v);
+      positions.push(storage.positions);
+      rows.set([cache.length, storage.capacity, tokenCount, cache.nextPosition], 4 * b);
+    });
+    const dims = Int32Array.of(B, T, A, K, D, this.c.slidingWindow ?? 0);
+    this.k.kernels.attention(qkv, batch.cos, batch.sin, context, keys, values, positions, rows, dims, this.k.threads);
+    return context;
+  }
 
-/** Attention's outputs: context (B, T, A*D) and this step's keys and values (B, K, T, D). */
-interface Attended {
-  readonly context: Float32Array;
-  readonly k: Float32Array;
-  readonly v: Float32Array;
+  async close(): Promise<void> {}
 }
 
 class NativeHead implements HeadCompute {
@@ -117,7 +130,9 @@ class NativeHead implements HeadCompute {
   ) {}
 
   async logits(x: Float32Array, rows: number): Promise<Float32Array> {
-    return this.k.apply(rmsNorm(x, rows, this.norm, this.eps), rows, this.lmHead);
+    const normed = new Float32Array(x.length);
+    this.k.kernels.rmsNorm(x, rows, this.norm, this.eps, normed, this.k.threads);
+    return this.k.apply(normed, rows, this.lmHead);
   }
 
   async close(): Promise<void> {}

@@ -19,9 +19,13 @@ class OnnxLayer implements LayerCompute {
     private readonly dims: { H: number; K: number; D: number; G: number },
   ) {}
 
-  async run({ hidden, batch, pastK, pastV }: LayerFeeds): Promise<LayerResult> {
+  async run({ hidden, batch, cacheLayer }: LayerFeeds): Promise<LayerResult> {
     const { H, K, D, G } = this.dims;
     const { batchSize: B, paddedTokens: T, paddedSlots: P } = batch;
+    // The graph takes the caches padded into one (B, K, P, D) input each.
+    const pastK = new Float32Array(B * K * P * D);
+    const pastV = new Float32Array(B * K * P * D);
+    batch.rows.forEach(({ cache }, b) => cache.copyInto(cacheLayer, pastK, pastV, b, P));
     const out = await runF32(this.session, {
       [LAYER_IO.hidden]: f32Tensor(hidden, [B, T, H]),
       [LAYER_IO.cos]: f32Tensor(batch.cos, [B, T, D]),

@@ -25,8 +25,13 @@ export interface SliceInput {
   /** Position of the first new token. 0 restarts the sequence (a replay); otherwise it must continue the cache. */
   readonly startPosition: number;
   readonly tokenCount: number;
-  /** Token ids, required by the first stage only. */
+  /** Token ids, required by the first stage only (later stages use them for their prefix caches). */
   readonly tokenIds?: readonly number[];
+  /**
+   * Set when the `tokens` positions before startPosition came from the prefix cache of the first
+   * stage (worker/prefix-stage.ts): `key` names that prefix; the engine itself ignores it.
+   */
+  readonly prefix?: { readonly key: string; readonly tokens: number };
 }
 
 export interface StageInput {
@@ -188,18 +193,21 @@ export class StageEngine {
     const caches = input.slices.map((s) => this.cacheFor(s));
     const batch = buildAttentionBatch(c, this.invFreq, input.slices.map((s, b) => ({ cache: caches[b], tokenCount: s.tokenCount })));
 
-    // layers: hidden (B, T, H) through [start, end), collecting each layer's new keys and values
+    // layers: hidden (B, T, H) through [start, end). Each layer writes its new keys and values
+    // into the room reserved after each cache's valid slots (the native attention does it in
+    // place); they are committed only once every layer succeeded, so a failed call leaves the
+    // caches as they were.
+    input.slices.forEach((s, b) => caches[b].reserve(s.tokenCount));
     let hidden = pad(packed, input.slices, batch.paddedTokens, H);
-    const newK: Float32Array[] = [];
-    const newV: Float32Array[] = [];
     for (let i = 0; i < this.layers.length; i++) {
-      const out = await this.runLayer(i, hidden, batch, caches, input.slices);
+      const out = await this.runLayer(i, hidden, batch, input.slices);
       hidden = out.hidden;
-      newK.push(out.k);
-      newV.push(out.v);
+      if (out.k !== undefined && out.v !== undefined) {
+        const { k, v } = out;
+        caches.forEach((cache, b) => cache.writeNew(i, k, v, b, batch.paddedTokens, input.slices[b].tokenCount));
+      }
     }
-    // Commit the caches only once every layer succeeded, so a failed call leaves them as they were.
-    caches.forEach((cache, b) => cache.append(newK, newV, b, batch.paddedTokens, input.slices[b].tokenCount));
+    caches.forEach((cache, b) => cache.commit(input.slices[b].tokenCount));
     const outHidden = unpad(hidden, input.slices, batch.paddedTokens, H);
     if (!this.isLast) return { hidden: outHidden };
 
@@ -257,15 +265,11 @@ export class StageEngine {
     i: number,
     hidden: Float32Array, // (B, T, H)
     batch: AttentionBatch,
-    caches: readonly SequenceCache[],
     slices: readonly SliceInput[],
   ): Promise<LayerResult> {
     const c = this.config;
-    const { batchSize: B, paddedTokens: T, paddedSlots: P } = batch;
-    const pastK = new Float32Array(B * c.numKvHeads * P * c.headDim);
-    const pastV = new Float32Array(B * c.numKvHeads * P * c.headDim);
-    caches.forEach((cache, b) => cache.copyInto(i, pastK, pastV, b, P));
-    const result = await this.layers[i].run({ hidden, batch, pastK, pastV });
+    const T = batch.paddedTokens;
+    const result = await this.layers[i].run({ hidden, batch, cacheLayer: i });
     if (this.layers[i].kind === 'dense') return result;
 
     // MoE: route the real (unpadded) tokens, run their experts, add the weighted outputs.

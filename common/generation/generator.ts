@@ -11,6 +11,7 @@ import type { Tokenizer } from '../tokenizer/tokenizer';
 import { DEFAULT_MAX_PROMPT_BYTES, checkPromptBytes } from './prompt-limits';
 import { validatePromptIds, type GenerationEvent, type GenerationRequest, type Prompt } from './request';
 import type { Scheduler } from './scheduler';
+import type { TextFilter } from './text-filter';
 import { TextSink } from './text-sink';
 
 export interface GeneratorOptions {
@@ -43,8 +44,11 @@ export class Generator {
     return this.options.encode !== undefined ? this.options.encode(prompt.text) : this.tokenizer.encode(prompt.text, { addBos: true });
   }
 
-  /** Starts a request; events arrive through onEvent until the finish event or an error. */
-  start(request: GenerationRequest, onEvent: (event: GenerationEvent) => void): GenerationHandle {
+  /**
+   * Starts a request; events arrive through onEvent until the finish event or an error. An
+   * `outputFilter` sees the generated text before the events carry it (the safety filter).
+   */
+  start(request: GenerationRequest, onEvent: (event: GenerationEvent) => void, outputFilter?: TextFilter): GenerationHandle {
     let cancel: () => void = () => undefined;
     let cancelled = false;
     const done = (async () => {
@@ -58,7 +62,7 @@ export class Generator {
             if (event.type === 'finish') resolve();
           },
           onError: reject,
-        });
+        }, outputFilter);
         const handle = this.scheduler.submit({ id: sequenceId(randomUUID()), promptIds: ids, sampling: request.sampling, sink });
         cancel = () => {
           handle.cancel();

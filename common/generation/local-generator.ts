@@ -1,8 +1,7 @@
 /** Generation in this process: the whole model as one stage, no cluster. */
 import { StageEngine } from '../engine/stage-engine';
 import type { ComputeSettings } from '../engine/compute-settings';
-import { Checkpoint } from '../model/checkpoint';
-import { loadTokenizer } from '../tokenizer/load-tokenizer';
+import { loadModelTokenizer, openModel } from '../model/open-model';
 import { Generator } from './generator';
 import { LocalPipeline } from './pipeline';
 import { Scheduler } from './scheduler';
@@ -12,9 +11,10 @@ export interface LocalGenerator {
   close(): Promise<void>;
 }
 
-export async function openLocalGenerator(modelDir: string, compute?: ComputeSettings): Promise<LocalGenerator> {
-  const ckpt = await Checkpoint.open(modelDir);
-  const tokenizer = await loadTokenizer(modelDir, ckpt.config);
+/** `modelPath`: a checkpoint directory or a GGUF file. */
+export async function openLocalGenerator(modelPath: string, compute?: ComputeSettings): Promise<LocalGenerator> {
+  const ckpt = await openModel(modelPath);
+  const tokenizer = await loadModelTokenizer(modelPath, ckpt.config);
   const engine = await StageEngine.load(ckpt, { start: 0, end: ckpt.config.numLayers }, { compute });
   const pipeline = new LocalPipeline([engine]);
   const scheduler = new Scheduler({ current: () => pipeline, next: () => Promise.resolve(pipeline) }, { maxBatchTokens: 512, maxBatchSequences: 32 });

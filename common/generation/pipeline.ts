@@ -15,6 +15,11 @@ export interface Pipeline {
   run(batchId: number, slices: readonly SliceInput[]): Promise<Float32Array>;
   /** Frees sequences' caches on every stage; best effort. */
   release(ids: readonly SequenceId[]): Promise<void>;
+  /**
+   * Runs one embedding micro-batch (prompt slices only); resolves to, per slice, the sum over its
+   * tokens of the final-normed hidden state, (slices, H). Absent where the pipeline cannot pool.
+   */
+  embed?(batchId: number, slices: readonly SliceInput[]): Promise<Float32Array>;
 }
 
 /** Stages in this process, run one after the other. */

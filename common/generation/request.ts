@@ -5,6 +5,7 @@
 import { InvalidArgumentError } from '../errors';
 import type { ModelConfig } from '../model/config';
 import type { SamplingParams } from '../sampling/sampler';
+import type { TokenLogprobs } from '../sampling/logprobs';
 import type { FinishReason } from '../sampling/stop';
 
 export type Prompt = { readonly kind: 'text'; readonly text: string } | { readonly kind: 'ids'; readonly ids: readonly number[] };
@@ -17,15 +18,30 @@ export interface GenerationRequest {
   readonly ignoreEos: boolean;
   /** Report the logits that chose the first token. */
   readonly returnFirstLogits: boolean;
+  /** Report each token's log-probability and this many most likely alternatives; absent: none. */
+  readonly logprobs?: number;
 }
 
 export const DEFAULT_MAX_TOKENS = 64;
 
+/** Why a stream ended: the sampler's reasons, or `content_filter` when the safety filter blocked it. */
+export type StreamFinishReason = FinishReason | 'content_filter';
+
 export type GenerationEvent =
-  | { readonly type: 'token'; readonly index: number; readonly tokenId: number; readonly text: string; readonly firstLogits?: Float32Array }
+  | {
+      readonly type: 'token';
+      readonly index: number;
+      readonly tokenId: number;
+      readonly text: string;
+      readonly firstLogits?: Float32Array;
+      /** Set when the request asked for logprobs. */
+      readonly logprobs?: TokenLogprobs;
+      /** The safety filter redacted or blocked text of this token: clients get HIDDEN_TOKEN_ID, not tokenId. */
+      readonly filtered?: boolean;
+    }
   | {
       readonly type: 'finish';
-      readonly reason: FinishReason;
+      readonly reason: StreamFinishReason;
       /** Text released at the end (withheld while it could have begun a stop string). */
       readonly text: string;
       readonly promptTokens: number;

@@ -14,6 +14,7 @@ import { BoraError, UnavailableError, asBoraError } from '../errors';
 import type { SequenceId } from '../ids';
 import type { SliceInput } from '../engine/stage-engine';
 import { sampleToken, type SamplingParams } from '../sampling/sampler';
+import { meanL2 } from '../engine/pooling';
 import type { Pipeline } from './pipeline';
 
 /** Releases kept for a later pipeline at most (beyond this, the caches are lost with their stages). */
@@ -51,10 +52,30 @@ export interface SchedulerOptions {
   readonly maxBatchSequences: number;
   /** Sampling over the vocabulary; default in this thread. A pool keeps the event loop free. */
   readonly sample?: (logits: Float32Array, params: SamplingParams, step: number) => Promise<number> | number;
+  /** A sequence's first micro-batch started, `seconds` after it was submitted. */
+  readonly onQueueWait?: (seconds: number) => void;
+  /**
+   * Generation runs again after a pipeline failure: a micro-batch of the next pipeline returned,
+   * `seconds` after the failure was reported.
+   */
+  readonly onRecovered?: (seconds: number) => void;
+  /** Milliseconds on a monotonic clock; performance.now() by default. */
+  readonly nowMs?: () => number;
+}
+
+/** An embedding request: its prompt runs through the pipeline (prefill only) and is pooled. */
+export interface EmbeddingRequest {
+  readonly id: SequenceId;
+  readonly promptIds: readonly number[];
+  /** The mean-pooled, L2-normalised final-normed hidden state (common/engine/pooling.ts). */
+  onEmbedding(vector: Float32Array): void;
+  onError(err: BoraError): void;
 }
 
 interface Sequence {
   readonly request: SequenceRequest;
+  /** An embedding: the running sum of its pooled rows (float64), and where the vector goes. */
+  readonly embedding?: { sum: Float64Array | undefined; readonly request: EmbeddingRequest };
   /** Prompt then generated tokens. */
   readonly tokens: number[];
   readonly promptLength: number;
@@ -63,6 +84,8 @@ interface Sequence {
   inFlight: boolean;
   done: boolean;
   lastScheduled: number;
+  /** When it was submitted; undefined once its first micro-batch started. */
+  queuedAtMs: number | undefined;
 }
 
 export interface SequenceHandle {
@@ -79,6 +102,8 @@ export class Scheduler {
   /** Set while a planned hand-over holds new micro-batches back (see quiesce). */
   private hold: { resolve(positions: Map<SequenceId, number> | undefined): void } | undefined;
   private readonly releaseQueue: SequenceId[] = [];
+  /** When the serving pipeline failed, until a micro-batch of the next one returns. */
+  private failedAtMs: number | undefined;
 
   constructor(
     private readonly source: PipelineSource,
@@ -97,8 +122,33 @@ export class Scheduler {
   }
 
   submit(request: SequenceRequest): SequenceHandle {
+    return this.enqueue(request, undefined);
+  }
+
+  /**
+   * Queues an embedding. It is batched with other embeddings (never in a micro-batch with
+   * generation: its last stage returns pooled states, not logits), prompt chunks as for
+   * generation, and replayed like any sequence when the pipeline breaks.
+   */
+  submitEmbedding(request: EmbeddingRequest): SequenceHandle {
     if (this.sequences.has(request.id)) throw new UnavailableError(`sequence ${request.id} already running`);
-    const seq: Sequence = { request, tokens: [...request.promptIds], promptLength: request.promptIds.length, fed: 0, inFlight: false, done: false, lastScheduled: 0 };
+    const sink: SequenceSink = { onToken: () => true, onError: (err) => request.onError(err) };
+    return this.enqueue({ id: request.id, promptIds: request.promptIds, sampling: { kind: 'greedy' }, sink }, { sum: undefined, request });
+  }
+
+  private enqueue(request: SequenceRequest, embedding: Sequence['embedding']): SequenceHandle {
+    if (this.sequences.has(request.id)) throw new UnavailableError(`sequence ${request.id} already running`);
+    const seq: Sequence = {
+      request,
+      ...(embedding === undefined ? {} : { embedding }),
+      tokens: [...request.promptIds],
+      promptLength: request.promptIds.length,
+      fed: 0,
+      inFlight: false,
+      done: false,
+      lastScheduled: 0,
+      queuedAtMs: this.nowMs(),
+    };
     this.sequences.set(request.id, seq);
     this.pump();
     return { cancel: () => this.finish(seq) };
@@ -161,6 +211,10 @@ export class Scheduler {
     resolve(this.pipeline === undefined ? undefined : positions);
   }
 
+  private nowMs(): number {
+    return this.options.nowMs?.() ?? performance.now();
+  }
+
   /** Starts as many micro-batches as there are free pipeline slots and ready sequences. */
   private pump(): void {
     if (this.hold !== undefined) return;
@@ -184,13 +238,20 @@ export class Scheduler {
     ready.sort((a, b) => a.lastScheduled - b.lastScheduled);
     const picked: { seq: Sequence; slice: SliceInput }[] = [];
     let budget = this.options.maxBatchTokens;
+    // One kind per micro-batch: the least recently scheduled sequence's (generation or embedding).
+    const embedding = ready.length > 0 && ready[0].embedding !== undefined;
     for (const seq of ready) {
       if (picked.length >= count || budget <= 0) break;
+      if ((seq.embedding !== undefined) !== embedding) continue;
       const tokenCount = Math.min(seq.tokens.length - seq.fed, budget);
       if (tokenCount <= 0) continue; // nothing new to feed yet
       budget -= tokenCount;
       seq.inFlight = true;
       seq.lastScheduled = ++this.tick;
+      if (seq.queuedAtMs !== undefined) {
+        this.options.onQueueWait?.((this.nowMs() - seq.queuedAtMs) / 1000);
+        seq.queuedAtMs = undefined;
+      }
       picked.push({ seq, slice: { id: seq.request.id, startPosition: seq.fed, tokenCount, tokenIds: seq.tokens.slice(seq.fed, seq.fed + tokenCount) } });
     }
     return picked;
@@ -201,7 +262,10 @@ export class Scheduler {
     let logits: Float32Array | undefined;
     let failure: BoraError | undefined;
     try {
-      logits = await pipeline.run(this.nextBatchId++, batch.map((b) => b.slice));
+      const slices = batch.map((b) => b.slice);
+      if (batch[0]?.seq.embedding === undefined) logits = await pipeline.run(this.nextBatchId++, slices);
+      else if (pipeline.embed === undefined) throw new BoraError('FAILED_PRECONDITION', 'this pipeline cannot compute embeddings');
+      else logits = await pipeline.embed(this.nextBatchId++, slices);
     } catch (err) {
       failure = asBoraError(err);
     }
@@ -209,6 +273,10 @@ export class Scheduler {
     // replay when the pipeline was dropped, so its result must not touch them.
     if (pipeline !== this.pipeline) return;
     this.inFlight--;
+    if (failure === undefined && this.failedAtMs !== undefined) {
+      this.options.onRecovered?.((this.nowMs() - this.failedAtMs) / 1000);
+      this.failedAtMs = undefined;
+    }
     // Sequences stay in flight until their next token is appended (sampling may be async), so
     // that no other micro-batch picks them up in between.
     if (failure === undefined) await this.accept(batch, logits!);
@@ -227,6 +295,10 @@ export class Scheduler {
     await Promise.all(
       batch.map(async ({ seq, slice }, row) => {
         if (seq.done) return;
+        if (seq.embedding !== undefined) {
+          this.acceptPooled(seq, seq.embedding, slice, logits.subarray(row * vocab, (row + 1) * vocab));
+          return;
+        }
         seq.fed += slice.tokenCount;
         if (seq.fed < seq.tokens.length) return; // a prompt chunk, or a replay still catching up
         const rowLogits = logits.subarray(row * vocab, (row + 1) * vocab);
@@ -246,6 +318,17 @@ export class Scheduler {
     );
   }
 
+  /** An embedding's chunk came back: add its pooled rows; the last one completes the vector. */
+  private acceptPooled(seq: Sequence, embedding: NonNullable<Sequence['embedding']>, slice: SliceInput, pooled: Float32Array): void {
+    embedding.sum ??= new Float64Array(pooled.length);
+    for (let i = 0; i < pooled.length; i++) embedding.sum[i] += pooled[i];
+    seq.fed += slice.tokenCount;
+    if (seq.fed < seq.tokens.length) return;
+    const vector = meanL2(embedding.sum, seq.tokens.length);
+    this.finish(seq);
+    embedding.request.onEmbedding(vector);
+  }
+
   private fail(seq: Sequence, err: BoraError): void {
     if (seq.done) return;
     this.finish(seq);
@@ -255,6 +338,7 @@ export class Scheduler {
   /** The pipeline broke: every sequence will be replayed from position 0 on the next one. */
   private onPipelineFailure(pipeline: Pipeline, err: BoraError): void {
     if (pipeline !== this.pipeline) return; // already handled
+    this.failedAtMs ??= this.nowMs();
     this.releaseHold();
     this.source.reportFailure?.(pipeline, err);
     this.pipeline = undefined;
@@ -284,6 +368,7 @@ export class Scheduler {
     this.inFlight = 0;
     for (const seq of this.sequences.values()) {
       seq.fed = 0;
+      if (seq.embedding !== undefined) seq.embedding.sum = undefined;
       seq.inFlight = false;
       seq.request.sink.onResume?.();
     }

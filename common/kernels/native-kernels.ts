@@ -7,29 +7,49 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { FailedPreconditionError } from '../errors';
+import type { QuantDtype } from '../model/dtype';
 
 /** Stored precision of packed weights: float32, or the 16 bits of bfloat16 / float16. */
-export type PackedDtype = 'f32' | 'bf16' | 'f16';
+export type FloatPackedDtype = 'f32' | 'bf16' | 'f16';
+
+/** ggml block formats as the addon names them (quant.h): Q8_0 -> q8_0, ... */
+export type QuantPackedDtype = 'q8_0' | 'q4_0' | 'q4_k' | 'q6_k';
+
+/** What linear() accepts: float panels, or quantized blocks (unpacked, row by row). */
+export type PackedDtype = FloatPackedDtype | QuantPackedDtype;
 
 /** The addon's functions (common/kernels/addon.c). */
 export interface NativeKernels {
-  pack(w: Float32Array | Uint16Array, dtype: PackedDtype, rows: number, threads: number): Float32Array | Uint16Array;
-  linear(x: Float32Array, panels: Float32Array | Uint16Array, dtype: PackedDtype, n: number, out: Float32Array, rows: number, accumulate: boolean, threads: number): void;
+  pack(w: Float32Array | Uint16Array, dtype: FloatPackedDtype, rows: number, threads: number): Float32Array | Uint16Array;
+  /** out (rows, n) (+)= x (rows, K) @ w^T; w is panels from pack() or, for a quantized dtype, the (n, K) matrix's ggml blocks row by row. */
+  linear(x: Float32Array, panels: Float32Array | Uint16Array | Uint8Array, dtype: PackedDtype, n: number, out: Float32Array, rows: number, accumulate: boolean, threads: number): void;
+  /** Quantizes w (rows, K), float32 or bf16 bits, into ggml blocks row by row, on `threads` threads. */
+  quantize(w: Float32Array | Uint16Array, dtype: QuantPackedDtype, rows: number, threads: number): Uint8Array;
+  /** ggml blocks of `rows` rows -> float32 (rows, K). */
+  dequantize(blocks: Uint8Array, dtype: QuantPackedDtype, rows: number, threads: number): Float32Array;
   siluMul(gateUp: Float32Array, rows: number, out: Float32Array): void;
-  /** Decode-time attention with the attention-core graph's inputs and outputs; dims [B, T, P, A, K, D]. */
+  // ---- The layer step's kernels (attention over the caches in place, RMSNorm) ----
+  /**
+   * Attention of the new tokens over each sequence's cache storage, in place (attention.h):
+   * writes the new keys and values at slots [length, length + count) of keys[b] / values[b]
+   * (K, capacity, D) and the context (B, T, A*D). rows: [length, capacity, count, start] per
+   * sequence; dims: [B, T, A, K, D, window] (window 0: unlimited).
+   */
   attention(
     qkv: Float32Array,
     cos: Float32Array,
     sin: Float32Array,
-    mask: Float32Array,
-    pastK: Float32Array,
-    pastV: Float32Array,
     context: Float32Array,
-    newK: Float32Array,
-    newV: Float32Array,
+    keys: readonly Float32Array[],
+    values: readonly Float32Array[],
+    positions: readonly Int32Array[],
+    rows: Int32Array,
     dims: Int32Array,
     threads: number,
   ): void;
+  /** out (rows, H) = RMSNorm of x (rows, H) with weight (H,), as rmsNorm in native-compute.ts. */
+  rmsNorm(x: Float32Array, rows: number, weight: Float32Array, eps: number, out: Float32Array, threads: number): void;
+  // ---- end of the layer step's kernels ----
   isa(): string;
 }
 
@@ -86,4 +106,17 @@ function parseBackend(value: string | undefined): LinearBackend | undefined {
   if (value === undefined || value === '' || value === 'auto') return undefined;
   if (value === 'native' || value === 'onnx') return value;
   throw new FailedPreconditionError(`BORA_KERNELS must be native, onnx or auto, not ${JSON.stringify(value)}`);
+}
+
+/** The addon's name of a quantized dtype. */
+export function quantPackedDtype(dtype: QuantDtype): QuantPackedDtype {
+  return dtype.toLowerCase() as QuantPackedDtype;
+}
+
+/**
+ * Quantizes a (rows, K) matrix of float32 values or bf16 bits to `dtype` with the native row
+ * quantizers (rows split over `threads` threads); K must be whole blocks of the type.
+ */
+export function quantizeRows(kernels: NativeKernels, dtype: QuantDtype, values: Float32Array | Uint16Array, rows: number, threads: number): Uint8Array {
+  return kernels.quantize(values, quantPackedDtype(dtype), rows, threads);
 }

@@ -15,6 +15,12 @@ export const TIME_TO_FIRST_TOKEN_BUCKETS_SECONDS: readonly number[] = Object.fre
 ]);
 
 /**
+ * One Embed call, from the call to its last vector: prefill only, so like a time to first token
+ * of the same length; a batch of long inputs takes seconds.
+ */
+export const EMBEDDING_BUCKETS_SECONDS: readonly number[] = TIME_TO_FIRST_TOKEN_BUCKETS_SECONDS;
+
+/**
  * Between two tokens of one sequence: one decode step. On 2 CPU cores batch-1 decode runs at
  * 5-60 tokens/s (17-200 ms per token), so that range is dense; a reshard stalls a sequence for
  * seconds (the lease TTL plus a reload).
@@ -58,4 +64,26 @@ export const FORWARD_BATCH_BUCKETS_TOKENS: readonly number[] = Object.freeze([
  */
 export const MODEL_LOAD_BUCKETS_SECONDS: readonly number[] = Object.freeze([
   0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600,
+]);
+
+/**
+ * A whole request, accepted to finished: time to first token plus one decode step per generated
+ * token (64 tokens at 20-200 ms each is 1-13 s), up to the long generations and the requests that
+ * wait out a recovery.
+ */
+export const REQUEST_DURATION_BUCKETS_SECONDS: readonly number[] = Object.freeze([
+  0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120, 300,
+]);
+
+/**
+ * Accepted to its first micro-batch: zero while the pipeline has room, a few decode steps when
+ * it is busy, seconds while no plan serves.
+ */
+export const QUEUE_WAIT_BUCKETS_SECONDS: readonly number[] = Object.freeze([
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+]);
+
+/** Tokens of one request (prompt or generated): powers of two up to a 32k context. */
+export const REQUEST_TOKENS_BUCKETS: readonly number[] = Object.freeze([
+  1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768,
 ]);

@@ -1,9 +1,11 @@
 /**
- * Floating-point storage formats of checkpoint tensors and their conversion to float32, the
- * format Bora computes in. Conversions are exact widenings (bf16/f16 -> f32) or
- * round-to-nearest-even narrowings (f32 -> bf16/f16, used when writing checkpoints).
+ * Storage formats of checkpoint tensors and their conversion to float32, the format Bora
+ * computes in. Conversions are exact widenings (bf16/f16 -> f32), dequantization of ggml's
+ * block formats (quant-formats.ts) or round-to-nearest-even narrowings (f32 -> bf16/f16, used
+ * when writing checkpoints).
  */
 import { InvalidArgumentError } from '../errors';
+import { dequantize } from './quant-formats';
 
 export type StorageDtype = 'BF16' | 'F16' | 'F32';
 
@@ -129,7 +131,11 @@ export function f32ToF16Bits(value: number): number {
 
 /** Converts raw little-endian bytes of `dtype` to a fresh float32 array. */
 export function toFloat32(bytes: Uint8Array, dtype: TensorDtype): Float32Array {
-  if (isQuantDtype(dtype)) throw new InvalidArgumentError(`dequantizing ${dtype} is not supported yet`);
+  if (isQuantDtype(dtype)) {
+    const block = QUANT_BLOCK[dtype];
+    if (bytes.byteLength % block.bytes !== 0) throw new InvalidArgumentError(`${dtype}: ${bytes.byteLength} bytes are not whole blocks of ${block.bytes}`);
+    return dequantize(bytes, dtype, (bytes.byteLength / block.bytes) * block.elements);
+  }
   const count = bytes.byteLength / DTYPE_BYTES[dtype];
   // Copy into an aligned buffer first: a view at an odd byte offset cannot be typed.
   const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();

@@ -26,6 +26,8 @@ export type StopStep =
 
 export interface StopOptions {
   readonly eosId: number;
+  /** More ids that end the sequence as EOS does (a chat template's end-of-turn token, ...). */
+  readonly moreEosIds?: readonly number[];
   /** Generated tokens allowed, EOS included; >= 1. */
   readonly maxTokens: number;
   /** Non-empty strings; generation ends before the first one to appear. */
@@ -33,7 +35,7 @@ export interface StopOptions {
 }
 
 export class StopCondition {
-  private readonly eosId: number;
+  private readonly eosIds: ReadonlySet<number>;
   private readonly maxTokens: number;
   private readonly stopStrings: readonly string[];
   private held = '';
@@ -50,7 +52,10 @@ export class StopCondition {
     for (const s of opts.stopStrings) {
       if (typeof s !== 'string' || s === '') throw new InvalidArgumentError('stop strings must be non-empty strings');
     }
-    this.eosId = opts.eosId;
+    for (const id of opts.moreEosIds ?? []) {
+      if (!Number.isSafeInteger(id) || id < 0) throw new InvalidArgumentError(`moreEosIds must be token ids, got ${id}`);
+    }
+    this.eosIds = new Set([opts.eosId, ...(opts.moreEosIds ?? [])]);
     this.maxTokens = opts.maxTokens;
     this.stopStrings = [...opts.stopStrings];
   }
@@ -74,7 +79,7 @@ export class StopCondition {
   push(id: number, newText: string): StopStep {
     if (this.finished !== null) throw new InternalError(`StopCondition.push() after the sequence finished (${this.finished})`);
     this.tokens++;
-    if (id === this.eosId) return this.finish('eos', this.takeHeld());
+    if (this.eosIds.has(id)) return this.finish('eos', this.takeHeld());
     const text = this.held + newText;
     const stopAt = this.firstStop(text);
     if (stopAt >= 0) {

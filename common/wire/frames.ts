@@ -22,6 +22,10 @@ export interface StageFrame {
   readonly error?: FrameError;
   /** The coordinator could not reach etcd when it sent this (see worker.proto). */
   readonly etcdOutage?: boolean;
+  /** Prefix-cache blocks the first stage evicted (worker/prefix-stage.ts); later stages drop them too. */
+  readonly prefixEvicted?: readonly string[];
+  /** An embedding micro-batch: the last stage returns pooled hidden states (see worker.proto). */
+  readonly embed?: boolean;
 }
 
 export interface FrameError {
@@ -37,11 +41,23 @@ export interface ResultBatch {
   readonly slices: readonly SliceInput[];
   readonly logits?: Float32Array;
   readonly error?: FrameError;
+  /** An embedding micro-batch: `logits` holds (slices, H) sums of final-normed hidden states. */
+  readonly embed?: boolean;
 }
 
 export function sliceToWire(s: SliceInput): WireSlice {
-  return { sequenceId: s.id, startPosition: s.startPosition, tokenCount: s.tokenCount, tokenIds: s.tokenIds === undefined ? [] : [...s.tokenIds] };
+  return {
+    sequenceId: s.id,
+    startPosition: s.startPosition,
+    tokenCount: s.tokenCount,
+    tokenIds: s.tokenIds === undefined ? [] : [...s.tokenIds],
+    prefixKey: s.prefix?.key ?? '',
+    prefixTokens: s.prefix?.tokens ?? 0,
+  };
 }
+
+/** Longest prefix key accepted (keys are 32 hex digits). */
+const MAX_PREFIX_KEY_CHARS = 64;
 
 export function sliceFromWire(w: WireSlice): SliceInput {
   if (w.sequenceId === '') throw new InvalidArgumentError('a slice has an empty sequence_id');
@@ -49,11 +65,15 @@ export function sliceFromWire(w: WireSlice): SliceInput {
   if (w.tokenIds.length !== 0 && w.tokenIds.length !== w.tokenCount) {
     throw new InvalidArgumentError(`slice ${w.sequenceId}: ${w.tokenIds.length} token ids for token_count ${w.tokenCount}`);
   }
+  if ((w.prefixKey === '') !== (w.prefixTokens === 0) || w.prefixKey.length > MAX_PREFIX_KEY_CHARS || w.prefixTokens > w.startPosition) {
+    throw new InvalidArgumentError(`slice ${w.sequenceId}: prefix_key and prefix_tokens (${w.prefixTokens}) must come together, name a key of at most ${MAX_PREFIX_KEY_CHARS} characters and end at start_position ${w.startPosition}`);
+  }
   return {
     id: sequenceId(w.sequenceId),
     startPosition: w.startPosition,
     tokenCount: w.tokenCount,
     tokenIds: w.tokenIds.length === 0 ? undefined : w.tokenIds,
+    ...(w.prefixKey === '' ? {} : { prefix: { key: w.prefixKey, tokens: w.prefixTokens } }),
   };
 }
 
@@ -83,11 +103,14 @@ export function encodeStageFrame(f: StageFrame, hiddenSize: number): ActivationF
     error: f.error?.message ?? '',
     code: f.error?.code ?? 0,
     etcdOutage: f.etcdOutage === true,
+    prefixEvicted: chunkIndex === 0 && f.prefixEvicted !== undefined ? [...f.prefixEvicted] : [],
+    embed: f.embed === true,
   }));
 }
 
 export function encodeResult(r: ResultBatch, vocabSize: number): ResultFrame[] {
-  const tensor = r.logits === undefined ? undefined : encodeF32(r.logits, [r.logits.length / vocabSize, vocabSize]);
+  const width = r.embed === true ? (r.logits?.length ?? 0) / Math.max(1, r.slices.length) : vocabSize;
+  const tensor = r.logits === undefined ? undefined : encodeF32(r.logits, [r.logits.length / width, width]);
   const pieces = tensorPieces(tensor);
   return pieces.map((logits, chunkIndex) => ({
     planEpoch: r.planEpoch,
@@ -98,6 +121,7 @@ export function encodeResult(r: ResultBatch, vocabSize: number): ResultFrame[] {
     logits,
     error: r.error?.message ?? '',
     code: r.error?.code ?? 0,
+    embed: r.embed === true,
   }));
 }
 
@@ -176,12 +200,17 @@ export function decodeStageFrame(frame: ActivationFrame, tensor: WireTensor | nu
   const tokens = slices.reduce((n, s) => n + s.tokenCount, 0);
   const hidden = tensor === null ? undefined : decodeF32(tensor, `frame ${frame.batchId} hidden`, [tokens, hiddenSize]);
   const error = frame.error === '' ? undefined : { message: frame.error, code: frame.code };
-  return { planEpoch: frame.planEpoch, batchId: frame.batchId, stageIndex: frame.stageIndex, slices, hidden, error, etcdOutage: frame.etcdOutage };
+  if (frame.prefixEvicted.some((k) => k.length === 0 || k.length > MAX_PREFIX_KEY_CHARS)) throw new InvalidArgumentError(`frame ${frame.batchId}: a prefix_evicted key is empty or longer than ${MAX_PREFIX_KEY_CHARS}`);
+  const prefixEvicted = frame.prefixEvicted.length === 0 ? {} : { prefixEvicted: frame.prefixEvicted };
+  return { planEpoch: frame.planEpoch, batchId: frame.batchId, stageIndex: frame.stageIndex, slices, hidden, error, etcdOutage: frame.etcdOutage, ...prefixEvicted, ...(frame.embed ? { embed: true } : {}) };
 }
 
-export function decodeResult(frame: ResultFrame, tensor: WireTensor | null, vocabSize: number): ResultBatch {
+/** `hiddenSize`: the width of an embedding micro-batch's rows (refused when not given). */
+export function decodeResult(frame: ResultFrame, tensor: WireTensor | null, vocabSize: number, hiddenSize?: number): ResultBatch {
   const slices = frame.slices.map(sliceFromWire);
-  const logits = tensor === null ? undefined : decodeF32(tensor, `result ${frame.batchId} logits`, [slices.length, vocabSize]);
+  if (frame.embed && hiddenSize === undefined) throw new InvalidArgumentError(`result ${frame.batchId}: an embedding result where none was asked for`);
+  const width = frame.embed ? hiddenSize! : vocabSize;
+  const logits = tensor === null ? undefined : decodeF32(tensor, `result ${frame.batchId} ${frame.embed ? 'pooled hidden states' : 'logits'}`, [slices.length, width]);
   const error = frame.error === '' ? undefined : { message: frame.error, code: frame.code };
-  return { planEpoch: frame.planEpoch, batchId: frame.batchId, slices, logits, error };
+  return { planEpoch: frame.planEpoch, batchId: frame.batchId, slices, logits, error, ...(frame.embed ? { embed: true } : {}) };
 }

@@ -3,9 +3,9 @@
  * GenerateEvent <-> GenerationEvent. Validation of what a client sent happens here, once.
  */
 import { InvalidArgumentError } from '../errors';
-import { DEFAULT_MAX_TOKENS, type GenerationEvent, type GenerationRequest, type Prompt } from '../generation/request';
+import { DEFAULT_MAX_TOKENS, type GenerationEvent, type GenerationRequest, type Prompt, type StreamFinishReason } from '../generation/request';
+import { HIDDEN_TOKEN_ID } from '../generation/text-filter';
 import { parseSamplingParams, type SamplingParams } from '../sampling/sampler';
-import type { FinishReason } from '../sampling/stop';
 import { checkUint32, checkUint64Exact } from './field-ranges';
 import type { GenerateEvent, GenerateRequest, WireFinishReason, WireSamplingParams } from './messages';
 
@@ -75,12 +75,18 @@ export function requestFromWire(w: GenerateRequest, handles: (handle: string) =>
   };
 }
 
-const REASON_TO_WIRE: Record<FinishReason, WireFinishReason> = { eos: 'FINISH_REASON_EOS', length: 'FINISH_REASON_LENGTH', stop: 'FINISH_REASON_STOP' };
+const REASON_TO_WIRE: Record<StreamFinishReason, WireFinishReason> = {
+  eos: 'FINISH_REASON_EOS',
+  length: 'FINISH_REASON_LENGTH',
+  stop: 'FINISH_REASON_STOP',
+  content_filter: 'FINISH_REASON_CONTENT_FILTER',
+};
 
 export function eventToWire(e: GenerationEvent): GenerateEvent {
   if (e.type === 'token') {
     const logits = e.firstLogits === undefined ? Buffer.alloc(0) : Buffer.from(e.firstLogits.buffer, e.firstLogits.byteOffset, e.firstLogits.byteLength);
-    return { token: { index: e.index, tokenId: e.tokenId, text: e.text, firstLogits: logits } };
+    // A token whose text the safety filter redacted or blocked: its id would give the text away.
+    return { token: { index: e.index, tokenId: e.filtered === true ? HIDDEN_TOKEN_ID : e.tokenId, text: e.text, firstLogits: logits } };
   }
   return {
     finish: {
@@ -102,7 +108,7 @@ export function eventFromWire(w: GenerateEvent): GenerationEvent {
     return { type: 'token', index: t.index, tokenId: t.tokenId, text: t.text, firstLogits };
   }
   const f = w.finish!;
-  const reason = (Object.keys(REASON_TO_WIRE) as FinishReason[]).find((k) => REASON_TO_WIRE[k] === f.reason) ?? 'length';
+  const reason = (Object.keys(REASON_TO_WIRE) as StreamFinishReason[]).find((k) => REASON_TO_WIRE[k] === f.reason) ?? 'length';
   return {
     type: 'finish',
     reason,

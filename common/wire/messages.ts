@@ -13,6 +13,7 @@
  */
 import type { ActivationFrame__Output } from './generated/bora/v1/ActivationFrame';
 import type { ChatTurn__Output } from './generated/bora/v1/ChatTurn';
+import type { EmbedInput__Output } from './generated/bora/v1/EmbedInput';
 import type { ClusterStatus__Output } from './generated/bora/v1/ClusterStatus';
 import type { ConfigReply__Output } from './generated/bora/v1/ConfigReply';
 import type { CommitReply__Output } from './generated/bora/v1/CommitReply';
@@ -72,4 +73,5 @@ export type WireFinishReason = FinishReason__Output;
 export type GenerateEvent = GenerateEvent__Output;
 export type PromptPiece = PromptPiece__Output;
 export type ChatTurn = ChatTurn__Output;
+export type EmbedInput = EmbedInput__Output;
 export type ClusterStatus = ClusterStatus__Output;

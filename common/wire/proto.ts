@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { ProtoGrpcType as InferenceProto } from './generated/inference';
 import type { ProtoGrpcType as WorkerProto } from './generated/worker';
+import type { ProtoGrpcType as HealthProto } from './generated/health';
 import type { WorkerClient } from './generated/bora/v1/Worker';
 import { dialNode, type NodeSecurity } from '../security/node-security';
 
@@ -18,6 +19,7 @@ import { dialNode, type NodeSecurity } from '../security/node-security';
 export type { InferenceClient, InferenceHandlers } from './generated/bora/v1/Inference';
 export type { WeightSourceClient, WeightSourceHandlers } from './generated/bora/v1/WeightSource';
 export type { WorkerClient, WorkerHandlers } from './generated/bora/v1/Worker';
+export type { HealthClient, HealthHandlers } from './generated/grpc/health/v1/Health';
 
 /** Largest gRPC message either side accepts unless a server or client names its own receive
  * limit (channelOptions); frames are chunked well below it. */
@@ -56,22 +58,43 @@ function isBoraPackage(pkg: unknown): pkg is { bora: { v1: BoraPackage } } {
 
 let loaded: BoraPackage | undefined;
 
+/** The loader's options; scripts/gen-proto-types.mjs passes the same ones to the type generator. */
+const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  bytes: Buffer,
+  defaults: true,
+  oneofs: true,
+};
+
 export function boraProto(): BoraPackage {
   if (loaded !== undefined) return loaded;
   const root = protoRoot();
-  const definition = protoLoader.loadSync(['bora/v1/inference.proto', 'bora/v1/worker.proto'], {
-    includeDirs: [root],
-    keepCase: false,
-    longs: Number,
-    enums: String,
-    bytes: Buffer,
-    defaults: true,
-    oneofs: true,
-  });
+  const definition = protoLoader.loadSync(['bora/v1/inference.proto', 'bora/v1/worker.proto'], { includeDirs: [root], ...LOADER_OPTIONS });
   const pkg: unknown = grpc.loadPackageDefinition(definition);
   if (!isBoraPackage(pkg)) throw new Error(`${root}/bora/v1 does not define the services ${SERVICES.join(', ')}`);
   loaded = pkg.bora.v1;
   return loaded;
+}
+
+/** Package grpc.health.v1 (proto/grpc/health/v1/health.proto): the Health client and service definition. */
+export type HealthPackage = HealthProto['grpc']['health']['v1'];
+
+let loadedHealth: HealthPackage | undefined;
+
+function isHealthPackage(pkg: unknown): pkg is HealthProto {
+  const v1 = (pkg as { grpc?: { health?: { v1?: Record<string, unknown> } } }).grpc?.health?.v1;
+  return typeof v1?.Health === 'function';
+}
+
+export function healthProto(): HealthPackage {
+  if (loadedHealth !== undefined) return loadedHealth;
+  const root = protoRoot();
+  const pkg: unknown = grpc.loadPackageDefinition(protoLoader.loadSync(['grpc/health/v1/health.proto'], { includeDirs: [root], ...LOADER_OPTIONS }));
+  if (!isHealthPackage(pkg)) throw new Error(`${root}/grpc/health/v1/health.proto does not define grpc.health.v1.Health`);
+  loadedHealth = pkg.grpc.health.v1;
+  return loadedHealth;
 }
 
 /**

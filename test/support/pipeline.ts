@@ -10,8 +10,9 @@ import { StageEngine, type SliceInput, type StageOutput } from '../../common/eng
 import type { LayerRange } from '../../common/ids';
 import { sequenceId } from '../../common/ids';
 import type { Checkpoint } from '../../common/model/checkpoint';
+import type { WeightSource } from '../../common/model/weight-source';
 
-export async function loadPipeline(ckpt: Checkpoint, splits: readonly number[], linear?: LinearBackend): Promise<StageEngine[]> {
+export async function loadPipeline(ckpt: WeightSource, splits: readonly number[], linear?: LinearBackend): Promise<StageEngine[]> {
   const bounds = [0, ...splits, ckpt.config.numLayers];
   const ranges: LayerRange[] = bounds.slice(1).map((end, i) => ({ start: bounds[i], end }));
   return Promise.all(ranges.map((range) => StageEngine.load(ckpt, range, { compute: { threads: 1, linear } })));

@@ -119,7 +119,7 @@ describe('client API gate', () => {
     await bound.close();
   });
 
-  test('no key, a malformed key and an unknown key are UNAUTHENTICATED on every method; nothing runs', async () => {
+  test('no key, a malformed key and an unknown key are UNAUTHENTICATED on every method (Embed included); nothing runs', async () => {
     for (const key of [undefined, 'not-a-key', generateApiKey()]) {
       const g = await generate(client, key);
       assert.equal(g.err?.code, grpc.status.UNAUTHENTICATED, `Generate with ${String(key)}`);
@@ -143,6 +143,8 @@ describe('client API gate', () => {
         call.end();
       });
       assert.equal(chat?.code, grpc.status.UNAUTHENTICATED, 'Chat');
+      const e = await unary((cb) => client.Embed({ inputs: [{ tokenIds: { ids: [1, 2] } }] }, auth(key), cb));
+      assert.equal(e.err?.code, grpc.status.UNAUTHENTICATED, 'Embed');
     }
     assert.deepEqual(drained, []);
   });

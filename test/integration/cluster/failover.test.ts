@@ -13,6 +13,7 @@ import { freePort, spawnDetached, stopProcesses, waitFor } from '../../../cli/pr
 import { Etcd3 } from 'etcd3';
 import { EtcdKeys } from '../../../common/cluster/etcd-keys';
 import { BoraError } from '../../../common/errors';
+import { parseExposition, sampleValue, type MetricSample } from '../../../common/metrics/exposition';
 import { workerId } from '../../../common/ids';
 import type { GenerationEvent } from '../../../common/generation/request';
 import { Checkpoint } from '../../../common/model/checkpoint';
@@ -71,6 +72,12 @@ async function untilTokens(streams: readonly Stream[], count: number): Promise<v
   await waitFor(`${count} tokens on every stream`, 60_000, async () => (streams.every((s) => s.tokens.length >= count) ? true : undefined), 5);
 }
 
+/** The coordinator's /metrics, parsed. */
+async function coordinatorMetrics(cluster: TestCluster): Promise<MetricSample[]> {
+  assert.ok(cluster.file.coordinatorMetrics !== undefined, 'cluster.json names the coordinator metrics address');
+  return parseExposition(await (await fetch(`http://${cluster.file.coordinatorMetrics}/metrics`)).text());
+}
+
 function pidOf(cluster: TestCluster, id: string): number {
   const w = cluster.file.workers.find((x) => x.id === id);
   assert.ok(w !== undefined, `worker ${id} exists`);
@@ -106,6 +113,14 @@ describe('failover in a local cluster', () => {
       assert.ok(recoveryMs < 3000 + 2000, `recovery (fault to next token) took ${recoveryMs.toFixed(0)} ms`);
       const status = await fetchStatus(cluster.file.coordinator);
       assert.ok(status.planEpoch >= 2 && status.workers.every((w) => w.id !== 'w2' || w.layerEnd === w.layerStart), 'a new plan over the survivors');
+      // The failover moved the coordinator's recovery and resume metrics.
+      const m = await coordinatorMetrics(cluster);
+      assert.ok(sampleValue(m, 'bora_recovery_seconds_count') >= 1, 'bora_recovery_seconds recorded the recovery');
+      assert.ok(sampleValue(m, 'bora_recovery_seconds_sum') <= (sampleValue(m, 'bora_recovery_seconds_count') * (3000 + 2000)) / 1000);
+      assert.equal(sampleValue(m, 'bora_resumed_sequences_total'), streams.filter((s) => s.resumes > 0).length);
+      assert.equal(sampleValue(m, 'bora_resumes_total'), streams.reduce((n, s) => n + s.resumes, 0));
+      assert.equal(sampleValue(m, 'bora_request_duration_seconds_count'), ps.length);
+      assert.equal(sampleValue(m, 'bora_request_tokens_sum', { kind: 'generated' }), ps.length * TOKENS);
     });
   }
 
@@ -200,6 +215,10 @@ describe('failover in a local cluster', () => {
     streams.forEach((s, i) => assert.deepEqual(s.tokens, expected[i], `stream ${i}`));
     // A drain is planned: the caches moved to the new stages (plan handover), nothing was replayed.
     streams.forEach((s, i) => assert.equal(s.resumes, 0, `stream ${i} was replayed`));
+    const m = await coordinatorMetrics(cluster);
+    assert.equal(sampleValue(m, 'bora_recovery_seconds_count'), 0, 'a drain is no failure: nothing to recover from');
+    assert.ok(sampleValue(m, 'bora_handover_pause_seconds_count') >= 1, 'the hand-over pause was recorded');
+    assert.ok(sampleValue(m, 'bora_reshards_total', { reason: 'operator' }) >= 1);
     const status = await fetchStatus(cluster.file.coordinator);
     assert.ok(out.planEpoch >= 2 && status.planEpoch >= out.planEpoch);
     assert.ok(!status.workers.some((w) => w.id === 'w2' && w.layerEnd > w.layerStart), 'w2 holds no layers');

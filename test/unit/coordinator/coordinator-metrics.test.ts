@@ -112,6 +112,45 @@ describe('CoordinatorMetrics', () => {
     assert.equal(sampleValue(s, 'bora_resumed_sequences_total'), 7);
   });
 
+  test('a finished generation feeds request duration, tokens per request and resumes', async () => {
+    const metrics = new CoordinatorMetrics({ processMetrics: false });
+    metrics.observeGeneration({ type: 'finish', reason: 'length', text: '', promptTokens: 12, generatedTokens: 40, timeToFirstTokenMs: 300, totalMs: 2500, resumes: 2 });
+    metrics.observeGeneration({ type: 'finish', reason: 'stop', text: '', promptTokens: 3, generatedTokens: 1, timeToFirstTokenMs: 40, totalMs: 40, resumes: 0 });
+    const s = await scrape(metrics);
+    assert.equal(sampleValue(s, 'bora_request_duration_seconds_count'), 2);
+    assert.equal(bucket(s, 'bora_request_duration_seconds', '0.05'), 1);
+    assert.equal(bucket(s, 'bora_request_duration_seconds', '2'), 1);
+    assert.equal(bucket(s, 'bora_request_duration_seconds', '3'), 2);
+    assert.ok(Math.abs(sampleValue(s, 'bora_request_duration_seconds_sum') - 2.54) < 1e-9);
+    assert.equal(sampleValue(s, 'bora_request_tokens_sum', { kind: 'prompt' }), 15);
+    assert.equal(sampleValue(s, 'bora_request_tokens_sum', { kind: 'generated' }), 41);
+    assert.equal(bucket(s, 'bora_request_tokens', '32', { kind: 'generated' }), 1);
+    assert.equal(bucket(s, 'bora_request_tokens', '64', { kind: 'generated' }), 2);
+    assert.equal(sampleValue(s, 'bora_resumes_total'), 2);
+    assert.equal(sampleValue(s, 'bora_resumed_sequences_total'), 1);
+  });
+
+  test('queue wait lands in its histogram', async () => {
+    const metrics = new CoordinatorMetrics({ processMetrics: false });
+    metrics.observeQueueWait(0);
+    metrics.observeQueueWait(0.2);
+    const s = await scrape(metrics);
+    assert.equal(bucket(s, 'bora_queue_wait_seconds', '0.0005'), 1);
+    assert.equal(bucket(s, 'bora_queue_wait_seconds', '0.25'), 2);
+  });
+
+  test('build info names the version and model; process metrics carry the bora_coordinator_ prefix', async () => {
+    const s = await scrape(new CoordinatorMetrics({ model: 'tiny-mistral' }));
+    const info = s.find((x) => x.name === 'bora_build_info');
+    assert.ok(info !== undefined);
+    assert.equal(info.value, 1);
+    assert.equal(info.labels.model, 'tiny-mistral');
+    assert.equal(info.labels.role, 'coordinator');
+    assert.match(info.labels.version, /^\d+\.\d+\.\d+/);
+    assert.ok(sampleValue(s, 'bora_coordinator_process_cpu_seconds_total') > 0);
+    assert.ok(sampleValue(s, 'bora_coordinator_process_resident_memory_bytes') > 0);
+  });
+
   test('instances own separate registries', async () => {
     const a = new CoordinatorMetrics();
     const b = new CoordinatorMetrics();

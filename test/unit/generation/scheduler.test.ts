@@ -159,4 +159,31 @@ describe('Scheduler', () => {
     assert.deepEqual(resumes, [1, 1, 1], 'every sequence was resumed once');
     assert.ok(fresh.batches > 0);
   });
+
+  test('reports each sequence\'s queue wait once, and the recovery time from the failure to the next pipeline\'s first micro-batch', async () => {
+    const broken = new TestPipeline(1, 1, new LocalPipeline(await loadPipeline(ckpt, [3])), 12);
+    const fresh = new TestPipeline(2, 1, new LocalPipeline(await loadPipeline(ckpt, [1])));
+    const clock = { ms: 0 };
+    const source = new ListSource([broken, fresh]);
+    // The next pipeline arrives 2.5 s (of the test's clock) after the failure.
+    const next = source.next.bind(source);
+    source.next = async () => {
+      clock.ms += 2500;
+      return next();
+    };
+    const waits: number[] = [];
+    const recoveries: number[] = [];
+    const scheduler = new Scheduler(source, {
+      maxBatchTokens: 64,
+      maxBatchSequences: 1,
+      nowMs: () => clock.ms,
+      onQueueWait: (s) => waits.push(s),
+      onRecovered: (s) => recoveries.push(s),
+    });
+    const { tokens } = await generateAll(scheduler, ref.cases.map((c) => c.prompt_ids));
+    ref.cases.forEach((c, i) => assert.deepEqual(tokens[i], c.greedy_tokens, `case ${i}`));
+    assert.equal(waits.length, ref.cases.length, 'once per sequence, not again on replay');
+    assert.ok(waits.every((w) => w === 0), 'the test clock did not move before the first micro-batches');
+    assert.deepEqual(recoveries, [2.5]);
+  });
 });

@@ -1,6 +1,7 @@
 /**
  * Every instantiation of the kernels is right, not only the widest this machine has: the linear
- * kernel tests run again in child processes with BORA_KERNELS_ISA=avx2 and =generic.
+ * kernel tests (float and quantized weights) run again in child processes with BORA_KERNELS_ISA=avx2
+ * and =generic.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -20,10 +21,12 @@ describe('kernel instruction sets', { skip: nativeSkip }, () => {
       assert.equal(reported.status, 0, reported.stderr);
       // A CPU without AVX2 falls back to generic; one with it must use what was asked for.
       if (isa === 'generic' || nativeKernels()!.isa() !== 'generic') assert.equal(reported.stdout, isa);
-      const run = spawnSync(process.execPath, ['--test', join(__dirname, 'linear.test.js')], { env, encoding: 'utf8' });
-      assert.equal(run.status, 0, `${isa}: ${run.stdout.slice(-2000)}${run.stderr.slice(-1000)}`);
-      assert.match(run.stdout, /# fail 0/);
-      assert.doesNotMatch(run.stdout, /# pass 0\b/);
+      for (const file of ['linear.test.js', 'quant-linear.test.js']) {
+        const run = spawnSync(process.execPath, ['--test', join(__dirname, file)], { env, encoding: 'utf8' });
+        assert.equal(run.status, 0, `${isa} ${file}: ${run.stdout.slice(-2000)}${run.stderr.slice(-1000)}`);
+        assert.match(run.stdout, /# fail 0/);
+        assert.doesNotMatch(run.stdout, /# pass 0\b/);
+      }
     });
   }
 });

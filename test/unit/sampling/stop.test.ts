@@ -21,6 +21,17 @@ describe('StopCondition', () => {
     assert.equal(stop.tokenCount, 3);
   });
 
+  test('another end id (a chat template\'s end of turn) finishes like EOS; other ids do not', () => {
+    const END_OF_TURN = 7;
+    const stop = new StopCondition({ eosId: EOS, moreEosIds: [END_OF_TURN], maxTokens: 10, stopStrings: [] });
+    const { steps, shown } = run(stop, [[10, 'Hi'], [END_OF_TURN, '']]);
+    assert.deepEqual(steps[1], { emit: '', finish: 'eos' });
+    assert.equal(shown, 'Hi');
+    const plain = new StopCondition({ eosId: EOS, maxTokens: 10, stopStrings: [] });
+    assert.deepEqual(plain.push(END_OF_TURN, 'x'), { emit: 'x' });
+    assert.throws(() => new StopCondition({ eosId: EOS, moreEosIds: [-1], maxTokens: 10, stopStrings: [] }), InvalidArgumentError);
+  });
+
   test('maxTokens finishes with "length" on the last allowed token', () => {
     const stop = new StopCondition({ eosId: EOS, maxTokens: 3, stopStrings: [] });
     const { steps } = run(stop, [[10, 'a'], [11, 'b'], [12, 'c']]);

@@ -60,11 +60,13 @@ function chunk(batchId: number, chunkIndex: number, chunkCount: number, bytes: n
     stageIndex: 1,
     chunkIndex,
     chunkCount,
-    slices: chunkIndex === 0 ? [{ sequenceId: `s${batchId}`, startPosition: 0, tokenCount: 1, tokenIds: [] }] : [],
+    slices: chunkIndex === 0 ? [{ sequenceId: `s${batchId}`, startPosition: 0, tokenCount: 1, tokenIds: [], prefixKey: '', prefixTokens: 0 }] : [],
     hidden,
     error: '',
     code: 0,
     etcdOutage: false,
+    prefixEvicted: [],
+    embed: false,
   };
 }
 
@@ -129,10 +131,26 @@ describe('encodeStageFrame chunking', () => {
     const chunks = encodeStageFrame(frame, 16);
     assert.equal(chunks.length, 1);
     assert.equal(chunks[0].hidden, null);
-    assert.deepEqual(chunks[0].slices, [{ sequenceId: 'a', startPosition: 0, tokenCount: 3, tokenIds: [5, 6, 7] }]);
+    assert.deepEqual(chunks[0].slices, [{ sequenceId: 'a', startPosition: 0, tokenCount: 3, tokenIds: [5, 6, 7], prefixKey: '', prefixTokens: 0 }]);
     const done = activationReassembler().push(chunks[0])!;
     assert.equal(done.tensor, null);
     assert.deepEqual(decodeStageFrame(done.frame, done.tensor, 16), { ...frame, hidden: undefined, error: undefined, etcdOutage: false });
+  });
+
+  test("a slice's cached prefix and the first stage's evictions go through (on chunk 0 only)", () => {
+    const prefixed = { ...slice('a', 32, 2, [5, 6]), prefix: { key: 'f'.repeat(32), tokens: 32 } };
+    const frame: StageFrame = { planEpoch: 1, batchId: 4, stageIndex: 1, slices: [prefixed], hidden: new Float32Array(2 * 16).fill(1), prefixEvicted: ['a'.repeat(32), 'b'.repeat(32)] };
+    const chunks = encodeStageFrame(frame, 16);
+    const done = activationReassembler().push(chunks[0])!;
+    const decoded = decodeStageFrame(done.frame, done.tensor, 16);
+    assert.deepEqual(decoded.slices, [prefixed]);
+    assert.deepEqual(decoded.prefixEvicted, frame.prefixEvicted);
+    const big = encodeStageFrame({ ...frame, hidden: new Float32Array(FRAME_CHUNK_BYTES / 2) }, 16);
+    assert.ok(big.length > 1);
+    assert.deepEqual(big.slice(1).map((c) => c.prefixEvicted), big.slice(1).map(() => []));
+    const empty = { ...chunks[0], prefixEvicted: [''] };
+    const again = activationReassembler().push(empty)!;
+    assert.throws(() => decodeStageFrame(again.frame, again.tensor, 16), InvalidArgumentError);
   });
 
   test('an error frame carries its message and gRPC code through', () => {
@@ -214,7 +232,7 @@ describe('decoding checks the reassembled bytes', () => {
   const H = 4;
   /** One chunk claiming `shape` for `bytes` bytes, with slices holding `tokens` tokens. */
   function wire(shape: number[], bytes: number, tokens: number): Activation {
-    return { ...chunk(1, 0, 1, 4), slices: [{ sequenceId: 'a', startPosition: 0, tokenCount: tokens, tokenIds: [] }], hidden: { dtype: 'DTYPE_F32', shape, data: Buffer.alloc(bytes) } };
+    return { ...chunk(1, 0, 1, 4), slices: [{ sequenceId: 'a', startPosition: 0, tokenCount: tokens, tokenIds: [], prefixKey: '', prefixTokens: 0 }], hidden: { dtype: 'DTYPE_F32', shape, data: Buffer.alloc(bytes) } };
   }
   const bad: { name: string; frame: Activation; message: RegExp }[] = [
     { name: 'more bytes than the shape', frame: wire([2, H], 2 * H * F32 + 4, 2), message: /frame 1 hidden: shape \[2, 4\] needs 32 bytes, got 36/ },
@@ -235,12 +253,18 @@ describe('decoding checks the reassembled bytes', () => {
       batchId: 4,
       chunkIndex: 0,
       chunkCount: 1,
-      slices: [{ sequenceId: 'a', startPosition: 0, tokenCount: 3, tokenIds: [] }],
+      slices: [{ sequenceId: 'a', startPosition: 0, tokenCount: 3, tokenIds: [], prefixKey: '', prefixTokens: 0 }],
       logits: { dtype: 'DTYPE_F32', shape: [3, 5], data: Buffer.alloc(3 * 5 * F32) },
       error: '',
       code: 0,
+      embed: false,
     };
     assert.throws(() => decodeResult(frame, frame.logits, 5), /result 4 logits: shape \[3, 5\] where \[1, 5\] was expected/);
+    // An embedding result has hidden-size rows, and is refused where none was asked for.
+    const pooled: Result = { ...frame, embed: true, logits: { dtype: 'DTYPE_F32', shape: [1, 4], data: Buffer.alloc(4 * F32) } };
+    assert.equal(decodeResult(pooled, pooled.logits, 5, 4).logits?.length, 4);
+    assert.equal(decodeResult(pooled, pooled.logits, 5, 4).embed, true);
+    assert.throws(() => decodeResult(pooled, pooled.logits, 5), /an embedding result where none was asked for/);
   });
 });
 
@@ -248,18 +272,22 @@ describe('slices', () => {
   test('to the wire and back, with and without token ids', () => {
     const withIds = slice('x', 4, 3, [1, 2, 3]);
     const without = slice('y', 9, 2);
-    assert.deepEqual(sliceToWire(withIds), { sequenceId: 'x', startPosition: 4, tokenCount: 3, tokenIds: [1, 2, 3] });
-    assert.deepEqual(sliceToWire(without), { sequenceId: 'y', startPosition: 9, tokenCount: 2, tokenIds: [] });
+    assert.deepEqual(sliceToWire(withIds), { sequenceId: 'x', startPosition: 4, tokenCount: 3, tokenIds: [1, 2, 3], prefixKey: '', prefixTokens: 0 });
+    assert.deepEqual(sliceToWire(without), { sequenceId: 'y', startPosition: 9, tokenCount: 2, tokenIds: [], prefixKey: '', prefixTokens: 0 });
     assert.deepEqual(sliceFromWire(sliceToWire(withIds)), withIds);
     assert.deepEqual(sliceFromWire(sliceToWire(without)), without);
   });
 
   const bad: { name: string; wire: WireSlice; message: RegExp }[] = [
-    { name: 'an empty sequence id', wire: { sequenceId: '', startPosition: 0, tokenCount: 1, tokenIds: [] }, message: /empty sequence_id/ },
-    { name: 'zero tokens', wire: { sequenceId: 'a', startPosition: 0, tokenCount: 0, tokenIds: [] }, message: /slice a: token_count must be positive/ },
-    { name: 'negative tokens', wire: { sequenceId: 'a', startPosition: 0, tokenCount: -2, tokenIds: [] }, message: /token_count must be positive/ },
-    { name: 'too few token ids', wire: { sequenceId: 'a', startPosition: 0, tokenCount: 3, tokenIds: [1, 2] }, message: /slice a: 2 token ids for token_count 3/ },
-    { name: 'too many token ids', wire: { sequenceId: 'a', startPosition: 0, tokenCount: 1, tokenIds: [1, 2] }, message: /2 token ids for token_count 1/ },
+    { name: 'an empty sequence id', wire: { sequenceId: '', startPosition: 0, tokenCount: 1, tokenIds: [], prefixKey: '', prefixTokens: 0 }, message: /empty sequence_id/ },
+    { name: 'zero tokens', wire: { sequenceId: 'a', startPosition: 0, tokenCount: 0, tokenIds: [], prefixKey: '', prefixTokens: 0 }, message: /slice a: token_count must be positive/ },
+    { name: 'negative tokens', wire: { sequenceId: 'a', startPosition: 0, tokenCount: -2, tokenIds: [], prefixKey: '', prefixTokens: 0 }, message: /token_count must be positive/ },
+    { name: 'too few token ids', wire: { sequenceId: 'a', startPosition: 0, tokenCount: 3, tokenIds: [1, 2], prefixKey: '', prefixTokens: 0 }, message: /slice a: 2 token ids for token_count 3/ },
+    { name: 'too many token ids', wire: { sequenceId: 'a', startPosition: 0, tokenCount: 1, tokenIds: [1, 2], prefixKey: '', prefixTokens: 0 }, message: /2 token ids for token_count 1/ },
+    { name: 'a prefix key without its token count', wire: { sequenceId: 'a', startPosition: 16, tokenCount: 1, tokenIds: [], prefixKey: 'k', prefixTokens: 0 }, message: /prefix_key and prefix_tokens/ },
+    { name: 'a prefix token count without a key', wire: { sequenceId: 'a', startPosition: 16, tokenCount: 1, tokenIds: [], prefixKey: '', prefixTokens: 16 }, message: /prefix_key and prefix_tokens/ },
+    { name: 'a cached prefix past its start position', wire: { sequenceId: 'a', startPosition: 16, tokenCount: 1, tokenIds: [], prefixKey: 'k', prefixTokens: 32 }, message: /end at start_position 16/ },
+    { name: 'an overlong prefix key', wire: { sequenceId: 'a', startPosition: 16, tokenCount: 1, tokenIds: [], prefixKey: 'k'.repeat(65), prefixTokens: 16 }, message: /at most 64 characters/ },
   ];
   for (const b of bad) {
     test(`a slice with ${b.name} is refused`, () => {

@@ -61,6 +61,8 @@ describe('generated wire types match the loader', () => {
       error: '',
       code: 0,
       etcdOutage: false,
+      prefixEvicted: [],
+      embed: false,
     });
     const empty = boraProto().WeightSource.service.FetchTensor.responseDeserialize(Buffer.alloc(0));
     assert.ok(Buffer.isBuffer(empty.data) && empty.data.byteLength === 0);

@@ -38,6 +38,8 @@ describe('mergeableCount', () => {
     { name: 'stops at a frame sharing a sequence with a merged one', queue: [frame(1, ['a']), frame(2, ['c']), frame(3, ['c'])], count: 2 },
     { name: 'an error frame goes alone', queue: [frame(1, ['a'], 1, err), frame(2, ['b'])], count: 1 },
     { name: 'stops before an error frame', queue: [frame(1, ['a']), frame(2, ['b']), frame(3, ['c'], 1, err)], count: 2 },
+    { name: 'stops at an embedding frame after generation frames', queue: [frame(1, ['a']), frame(2, ['b']), { ...frame(3, ['c']), embed: true }], count: 2 },
+    { name: 'merges embedding frames with each other only', queue: [{ ...frame(1, ['a']), embed: true }, { ...frame(2, ['b']), embed: true }, frame(3, ['c'])], count: 2 },
     { name: 'fills up to the token bound exactly', queue: [frame(1, ['a'], 6), frame(2, ['b'], 4), frame(3, ['c'], 1)], max: 10, count: 2 },
     { name: 'stops where the next frame would pass the bound', queue: [frame(1, ['a'], 6), frame(2, ['b'], 5), frame(3, ['c'], 1)], max: 10, count: 1 },
     { name: 'a first frame over the bound still runs, alone', queue: [frame(1, ['a'], 12), frame(2, ['b'], 1)], max: 10, count: 1 },

@@ -54,6 +54,28 @@ describe('WorkerMetrics', () => {
     assert.equal(sampleValue(s, 'bora_kv_cache_bytes', { stage: '0' }), 1_048_576);
   });
 
+  test('prefix cache per stage: hit and miss tokens and evictions count up from the engine totals, bytes and blocks held', async () => {
+    const metrics = new WorkerMetrics();
+    metrics.setPrefixCache(0, { hitTokens: 32, missTokens: 48, blocks: 5, bytes: 40_960, evictedBlocks: 0 });
+    metrics.setPrefixCache(0, { hitTokens: 96, missTokens: 48, blocks: 3, bytes: 24_576, evictedBlocks: 2 });
+    metrics.setPrefixCache(1, { hitTokens: 16, missTokens: 0, blocks: 1, bytes: 8192, evictedBlocks: 0 });
+    let s = await scrape(metrics);
+    assert.equal(sampleValue(s, 'bora_prefix_cache_hit_tokens_total', { stage: '0' }), 96);
+    assert.equal(sampleValue(s, 'bora_prefix_cache_miss_tokens_total', { stage: '0' }), 48);
+    assert.equal(sampleValue(s, 'bora_prefix_cache_evicted_blocks_total', { stage: '0' }), 2);
+    assert.equal(sampleValue(s, 'bora_prefix_cache_bytes', { stage: '0' }), 24_576);
+    assert.equal(sampleValue(s, 'bora_prefix_cache_blocks', { stage: '0' }), 3);
+    assert.equal(sampleValue(s, 'bora_prefix_cache_hit_tokens_total', { stage: '1' }), 16);
+    // A reloaded stage reports totals from zero again: the counter keeps growing, never goes back.
+    metrics.setPrefixCache(0, { hitTokens: 16, missTokens: 0, blocks: 1, bytes: 8192, evictedBlocks: 0 });
+    s = await scrape(metrics);
+    assert.equal(sampleValue(s, 'bora_prefix_cache_hit_tokens_total', { stage: '0' }), 112);
+    assert.equal(sampleValue(s, 'bora_prefix_cache_bytes', { stage: '0' }), 8192);
+    metrics.removeStage(1);
+    s = await scrape(metrics);
+    assert.deepEqual(s.filter((x) => x.labels.stage === '1'), []);
+  });
+
   test('plan epoch, model load time, rejected frames by reason, lease state', async () => {
     const metrics = new WorkerMetrics();
     let s = await scrape(metrics);
