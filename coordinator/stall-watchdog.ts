@@ -1,28 +1,33 @@
 /**
  * Finds stages that stopped answering. A stage killed or paused mid-pipeline breaks no stream the
  * coordinator holds: its micro-batch simply never comes back. The watchdog notices a micro-batch
- * out far longer than a step takes, probes the plan's workers with a short deadline, and breaks
- * the pipeline when one does not answer, so that the next plan leaves it out at once instead of
- * after its lease expires (with a standby holding its range, that plan needs no weight load).
- * A merely slow pipeline answers the probe and is left alone; a suspect that is in fact alive is
- * reconsidered after two lease TTLs.
+ * out far longer than a step takes, probes the plan's workers (liveness-probe.ts: several probes
+ * over a window of at least 800 ms, on connections kept open, so that packet loss does not make a
+ * live worker look dead), and breaks the pipeline when one does not answer, so that the next plan
+ * leaves it out at once instead of after its lease expires (with a standby holding its range, that
+ * plan needs no weight load). A merely slow pipeline answers the probe and is left alone; a
+ * suspect that is in fact alive is reconsidered after two lease TTLs.
  */
 import type { MemberInfo } from '../common/cluster/member';
 import { workersOf, type Plan } from '../common/cluster/plan';
 import { UnavailableError } from '../common/errors';
 import { INSECURE, type NodeSecurity } from '../common/security/node-security';
 import type { WorkerId } from '../common/ids';
+import { LivenessProbe, MIN_VERDICT_WINDOW_MS, REAL_PROBE_CLOCK, type ProbeClock } from './liveness-probe';
+import { ProbeChannels } from './probe-channels';
 import type { RemotePipeline } from './remote-pipeline';
-import { workerStatus } from './worker-probe';
 
-/** A worker that does not answer a status probe within this long is a suspect. */
-export const PROBE_TIMEOUT_MS = 500;
 /** ... while a hand-over plan loads: workers are then loading stages beside serving, and a slow
  * answer from a starved process must not end the hand-over in a failure and a replay. */
-const LOADING_PROBE_TIMEOUT_MS = 1500;
-/** A micro-batch out longer than this many typical steps (and at least STALL_MIN_MS) is a stall. */
-const STALL_STEPS = 4;
-const STALL_MIN_MS = 600;
+const LOADING_VERDICT_WINDOW_MS = 1500;
+/**
+ * A micro-batch out longer than this many typical steps (and at least STALL_MIN_MS) is a stall.
+ * Probing is cheap (a Status call on an open connection) and a wrong suspicion is not (a
+ * reshard), so the threshold is low and the verdict careful: stall + verdict window stays within
+ * FAULTS.md S3's 2 s for a blackholed stage.
+ */
+const STALL_STEPS = 3;
+const STALL_MIN_MS = 500;
 const WATCHDOG_INTERVAL_MS = 100;
 
 export interface StallWatchdogOptions {
@@ -39,6 +44,10 @@ export interface StallWatchdogOptions {
   /** How workers are dialed for status probes; plaintext when absent. */
   readonly security?: NodeSecurity;
   readonly log: (message: string) => void;
+  /** The probes' time and timers; real when absent. */
+  readonly clock?: ProbeClock;
+  /** How one probe asks a worker (address) for its status; ProbeChannels when absent. */
+  readonly ask?: (address: string, timeoutMs: number) => Promise<boolean>;
 }
 
 export class StallWatchdog {
@@ -48,8 +57,13 @@ export class StallWatchdog {
   /** The probe in progress, if any: ticks do not start another. */
   private probing: Promise<void> | undefined;
   private lastProbeAtMs = -Infinity;
+  private readonly channels: ProbeChannels;
+  private readonly liveness: LivenessProbe;
 
-  constructor(private readonly options: StallWatchdogOptions) {}
+  constructor(private readonly options: StallWatchdogOptions) {
+    this.channels = new ProbeChannels(options.security ?? INSECURE);
+    this.liveness = new LivenessProbe(options.ask ?? ((address, timeoutMs) => this.channels.answers(address, timeoutMs)), options.clock ?? REAL_PROBE_CLOCK);
+  }
 
   start(): void {
     this.timer = setInterval(() => void this.tick(), WATCHDOG_INTERVAL_MS);
@@ -58,6 +72,7 @@ export class StallWatchdog {
 
   stop(): void {
     clearInterval(this.timer);
+    this.channels.close();
   }
 
   isSuspect(worker: WorkerId): boolean {
@@ -71,7 +86,11 @@ export class StallWatchdog {
 
   /** Whether a probe ran so recently that another would learn nothing new. */
   probedRecently(): boolean {
-    return performance.now() - this.lastProbeAtMs < PROBE_TIMEOUT_MS * 2;
+    return this.nowMs() - this.lastProbeAtMs < MIN_VERDICT_WINDOW_MS * 2;
+  }
+
+  private nowMs(): number {
+    return (this.options.clock ?? REAL_PROBE_CLOCK).nowMs();
   }
 
   private async tick(): Promise<void> {
@@ -97,13 +116,14 @@ export class StallWatchdog {
   private async probeAll(): Promise<void> {
     const plan = this.options.plan();
     if (plan === undefined) return;
-    this.lastProbeAtMs = performance.now();
+    this.lastProbeAtMs = this.nowMs();
     const members = this.options.members();
-    const timeoutMs = this.options.loadingHandover() ? LOADING_PROBE_TIMEOUT_MS : PROBE_TIMEOUT_MS;
+    this.channels.retain(new Set([...members.values()].map((m) => m.address)));
+    const minWindowMs = this.options.loadingHandover() ? LOADING_VERDICT_WINDOW_MS : MIN_VERDICT_WINDOW_MS;
     await Promise.all(
       workersOf(plan).map(async (id) => {
         const member = members.get(id);
-        if (member === undefined || (await workerStatus(member.address, timeoutMs, this.options.security ?? INSECURE)) !== undefined) return;
+        if (member === undefined || (await this.liveness.alive(member.address, minWindowMs))) return;
         if (this.suspects.has(id)) return;
         this.options.log(`worker ${id} does not answer: leaving it out of the next plan`);
         this.suspects.add(id);

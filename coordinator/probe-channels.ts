@@ -1,0 +1,58 @@
+/**
+ * The stall watchdog's status probes, each worker's on a connection of its own that stays open
+ * between probes (liveness-probe.ts says why: a probe that has to open a connection first loses
+ * a second to one lost SYN). Its own connection (a local subchannel pool), so that a probe does
+ * not queue behind the data path's bytes to the same worker. A call waits for the connection to
+ * be ready until its deadline, so a connection that just broke is re-dialled within the probe
+ * instead of failing it at once; reconnection backs off from 100 ms, not grpc-js's 1 s.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { INSECURE, dialNode, type NodeSecurity } from '../common/security/node-security';
+import { MAX_NODE_MESSAGE_BYTES, boraProto, type WorkerClient } from '../common/wire/proto';
+
+const RECONNECT_BACKOFF_MS = 100;
+const MAX_RECONNECT_BACKOFF_MS = 500;
+
+export class ProbeChannels {
+  private readonly clients = new Map<string, WorkerClient>();
+
+  constructor(private readonly security: NodeSecurity = INSECURE) {}
+
+  /** Whether the worker at `address` answered a Status call within `timeoutMs`. Never rejects. */
+  answers(address: string, timeoutMs: number): Promise<boolean> {
+    const client = this.clientFor(address);
+    return new Promise((resolve) => {
+      // grpc-js takes wait-for-ready as a metadata option.
+      client.status({}, new grpc.Metadata({ waitForReady: true }), { deadline: Date.now() + timeoutMs }, (err) => resolve(err === null));
+    });
+  }
+
+  /** Closes the connections to addresses not in `keep` (workers that left or moved). */
+  retain(keep: ReadonlySet<string>): void {
+    for (const [address, client] of this.clients) {
+      if (keep.has(address)) continue;
+      client.close();
+      this.clients.delete(address);
+    }
+  }
+
+  close(): void {
+    this.retain(new Set());
+  }
+
+  private clientFor(address: string): WorkerClient {
+    let client = this.clients.get(address);
+    if (client === undefined) {
+      const dial = dialNode(this.security, address);
+      client = new (boraProto().Worker)(address, dial.credentials, {
+        'grpc.max_receive_message_length': MAX_NODE_MESSAGE_BYTES,
+        'grpc.use_local_subchannel_pool': 1,
+        'grpc.initial_reconnect_backoff_ms': RECONNECT_BACKOFF_MS,
+        'grpc.max_reconnect_backoff_ms': MAX_RECONNECT_BACKOFF_MS,
+        ...dial.options,
+      });
+      this.clients.set(address, client);
+    }
+    return client;
+  }
+}
