@@ -1,20 +1,20 @@
 #!/usr/bin/env node
 /**
- * A diagnostic for S5: node dist/chaos/window-probe.js [--delay-ms 100] [--messages 5]
+ * A diagnostic for S5: node dist/chaos/window-probe.js [--delay-ms 100] [--messages 5] [--windows-mib 4,8,16]
  *
  * Streams 2 MB messages (the size of one decode step's f32 logits for 16 sequences of a
  * 32000-token vocabulary, what a last stage sends the coordinator) from a grpc-js server to a
  * client through the harness's fault proxy with a fixed one-way delay, once with grpc-js's
- * default HTTP/2 flow-control window (64 KiB) and once with `grpc-node.flow_control_window` at
- * 16 MiB, and prints when each message arrived and the throughput. With the default window a
- * stream moves one window per round trip, whatever the link's bandwidth. Loopback only.
+ * default HTTP/2 flow-control window (64 KiB) and once with each `grpc-node.flow_control_window`
+ * of --windows-mib (default 16, Bora's FLOW_CONTROL_WINDOW_BYTES), and prints when each message
+ * arrived and the throughput. With the default window a stream moves one window per round trip,
+ * whatever the link's bandwidth. Loopback only.
  */
 import * as grpc from '@grpc/grpc-js';
 import { intFlag, parseFlags } from '../cli/args';
 import { FaultProxy } from './fault-proxy';
 
 const MESSAGE_BYTES = 2 * 1024 * 1024;
-const WINDOW_BYTES = 16 * 1024 * 1024;
 const identity = (b: Buffer): Buffer => b;
 const SERVICE = {
   stream: { path: '/bora.chaos.WindowProbe/Stream', requestStream: false, responseStream: true, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
@@ -54,12 +54,16 @@ async function measure(windowBytes: number | undefined, delayMs: number, message
 }
 
 async function main(): Promise<void> {
-  const { values } = parseFlags(process.argv.slice(2), { 'delay-ms': { type: 'string' }, messages: { type: 'string' } } as const);
+  const { values } = parseFlags(process.argv.slice(2), { 'delay-ms': { type: 'string' }, messages: { type: 'string' }, 'windows-mib': { type: 'string' } } as const);
   const delayMs = intFlag(values['delay-ms'], '--delay-ms', 100);
   const messages = intFlag(values.messages, '--messages', 5);
   process.stdout.write(`one-way delay ${delayMs} ms (fault proxy on 127.0.0.1)\n`);
   process.stdout.write(`${await measure(undefined, delayMs, messages)}\n`);
-  process.stdout.write(`${await measure(WINDOW_BYTES, delayMs, messages)}\n`);
+  const windows = (values['windows-mib'] ?? '16').split(',').map((w) => Number(w) * 1024 * 1024);
+  for (const windowBytes of windows) {
+    if (!Number.isFinite(windowBytes) || windowBytes <= 0) throw new Error(`--windows-mib takes sizes in MiB, e.g. 4,8,16`);
+    process.stdout.write(`${await measure(windowBytes, delayMs, messages)}\n`);
+  }
 }
 
 main().catch((err: unknown) => {
