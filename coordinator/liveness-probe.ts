@@ -9,14 +9,15 @@
  *   - a verdict takes a window of max(minWindowMs, RTT_FACTOR x the worker's slowest recent
  *     answer) (a slow link, e.g. 100 ms each way, widens its own window);
  *   - within it a probe goes out every PROBE_INTERVAL_MS, each allowed until the window ends;
- *   - the worker is alive as soon as any probe answers, dead only when none did.
+ *   - the worker is alive as soon as any probe answers, dead only when none did, or at once
+ *     when its host refuses the connection (nothing listens there: loss cannot cause that).
  *
- * So a dead or blackholed worker is called dead after the window (800 ms by default), and a live
+ * So a blackholed or paused worker is called dead after the window (800 ms by default), a killed
+ * one as soon as a probe finds its port closed, and a live
  * one on a lossy link is called dead only if every one of several probes, each with several
  * retransmission timeouts to spare, lost its request or its answer.
- * The caller's `ask` should ride a connection kept open between verdicts (no handshake to lose)
- * and wait for it to be ready (grpc-js `waitForReady`), so that a connection that just broke is
- * re-dialled within the window rather than failing the probe at once.
+ * The caller's `ask` should ride a connection kept open between verdicts (no handshake to lose);
+ * a probe that fails at once (a connection that just broke) is followed by the next one.
  */
 
 /** A verdict waits at least this long for an answer before calling a worker dead. */
@@ -43,8 +44,10 @@ export const REAL_PROBE_CLOCK: ProbeClock = {
   },
 };
 
-/** One status probe: resolves true if `worker` answered within `timeoutMs`, false otherwise (never rejects). */
-export type AskStatus = (worker: string, timeoutMs: number) => Promise<boolean>;
+/** What one status probe found: an answer, a refused connection, or nothing within its deadline. */
+export type ProbeOutcome = 'answered' | 'refused' | 'silent';
+/** One status probe of `worker` with a deadline of `timeoutMs` (never rejects). */
+export type AskStatus = (worker: string, timeoutMs: number) => Promise<ProbeOutcome>;
 
 export class LivenessProbe {
   /** Recent round trips of answered probes, per worker. */
@@ -66,7 +69,7 @@ export class LivenessProbe {
     this.roundTrips.delete(worker);
   }
 
-  /** Resolves true as soon as a probe of `worker` answers, false when none did within its window. */
+  /** Resolves true as soon as a probe of `worker` answers; false when none did within its window, or one was refused. */
   alive(worker: string, minWindowMs = MIN_VERDICT_WINDOW_MS): Promise<boolean> {
     const windowMs = this.windowMs(worker, minWindowMs);
     const startMs = this.clock.nowMs();
@@ -86,8 +89,9 @@ export class LivenessProbe {
         const sentMs = this.clock.nowMs();
         const remainingMs = startMs + windowMs - sentMs;
         if (remainingMs <= 0) return;
-        void this.ask(worker, remainingMs).then((answered) => {
-          if (!answered || settled) return;
+        void this.ask(worker, remainingMs).then((outcome) => {
+          if (outcome === 'refused') settle(false);
+          if (outcome !== 'answered' || settled) return;
           this.remember(worker, this.clock.nowMs() - sentMs);
           settle(true);
         });

@@ -2,11 +2,13 @@
  * The stall watchdog's status probes, each worker's on a connection of its own that stays open
  * between probes (liveness-probe.ts says why: a probe that has to open a connection first loses
  * a second to one lost SYN). Its own connection (a local subchannel pool), so that a probe does
- * not queue behind the data path's bytes to the same worker. A call waits for the connection to
- * be ready until its deadline, so a connection that just broke is re-dialled within the probe
- * instead of failing it at once; reconnection backs off from 100 ms, not grpc-js's 1 s.
+ * not queue behind the data path's bytes to the same worker. A connection that broke is
+ * re-dialled by the next probe (reconnection backs off from 100 ms, not grpc-js's 1 s). A worker
+ * whose host refuses the connection (nothing listens: the process is gone) is told apart from one
+ * that does not answer: packet loss can delay an answer, never make up a refusal.
  */
 import * as grpc from '@grpc/grpc-js';
+import type { ProbeOutcome } from './liveness-probe';
 import { INSECURE, dialNode, type NodeSecurity } from '../common/security/node-security';
 import { MAX_NODE_MESSAGE_BYTES, boraProto, type WorkerClient } from '../common/wire/proto';
 
@@ -18,12 +20,14 @@ export class ProbeChannels {
 
   constructor(private readonly security: NodeSecurity = INSECURE) {}
 
-  /** Whether the worker at `address` answered a Status call within `timeoutMs`. Never rejects. */
-  answers(address: string, timeoutMs: number): Promise<boolean> {
+  /** Whether the worker at `address` answered a Status call within `timeoutMs`, or refused the connection. Never rejects. */
+  answers(address: string, timeoutMs: number): Promise<ProbeOutcome> {
     const client = this.clientFor(address);
     return new Promise((resolve) => {
-      // grpc-js takes wait-for-ready as a metadata option.
-      client.status({}, new grpc.Metadata({ waitForReady: true }), { deadline: Date.now() + timeoutMs }, (err) => resolve(err === null));
+      client.status({}, { deadline: Date.now() + timeoutMs }, (err) => {
+        if (err === null) resolve('answered');
+        else resolve(err.code === grpc.status.UNAVAILABLE && /ECONNREFUSED/.test(err.details) ? 'refused' : 'silent');
+      });
     });
   }
 

@@ -13,7 +13,7 @@ import { workersOf, type Plan } from '../common/cluster/plan';
 import { UnavailableError } from '../common/errors';
 import { INSECURE, type NodeSecurity } from '../common/security/node-security';
 import type { WorkerId } from '../common/ids';
-import { LivenessProbe, MIN_VERDICT_WINDOW_MS, REAL_PROBE_CLOCK, type ProbeClock } from './liveness-probe';
+import { LivenessProbe, MIN_VERDICT_WINDOW_MS, REAL_PROBE_CLOCK, type AskStatus, type ProbeClock } from './liveness-probe';
 import { ProbeChannels } from './probe-channels';
 import type { RemotePipeline } from './remote-pipeline';
 
@@ -47,7 +47,7 @@ export interface StallWatchdogOptions {
   /** The probes' time and timers; real when absent. */
   readonly clock?: ProbeClock;
   /** How one probe asks a worker (address) for its status; ProbeChannels when absent. */
-  readonly ask?: (address: string, timeoutMs: number) => Promise<boolean>;
+  readonly ask?: AskStatus;
 }
 
 export class StallWatchdog {

@@ -2,7 +2,7 @@
  * The stall watchdog's rule for calling a worker dead (liveness-probe.ts), on a fake clock: dead
  * only when no probe answered within the verdict window (800 ms, or 4 x the worker's slowest
  * recent answer); alive as soon as any of the probes sent every 200 ms answers, however many
- * before it were lost. And the watchdog's probe round over it: only the silent worker becomes a
+ * before it were lost; dead at once when the connection is refused. And the watchdog's probe round over it: only the silent worker becomes a
  * suspect.
  */
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import { describe, test } from 'node:test';
 import { workerId } from '../../../common/ids';
 import type { MemberInfo } from '../../../common/cluster/member';
 import type { Plan } from '../../../common/cluster/plan';
-import { LivenessProbe, MIN_VERDICT_WINDOW_MS, PROBE_INTERVAL_MS } from '../../../coordinator/liveness-probe';
+import { LivenessProbe, MIN_VERDICT_WINDOW_MS, PROBE_INTERVAL_MS, type AskStatus, type ProbeOutcome } from '../../../coordinator/liveness-probe';
 import { StallWatchdog } from '../../../coordinator/stall-watchdog';
 import { FakeClock } from '../../support/fake-clock';
 
@@ -26,17 +26,19 @@ interface Sent {
 
 /**
  * A worker as the probes see it: `answerMs(n)` is how long the n-th probe (0-based) takes to be
- * answered, or undefined when it is lost (it then fails at its deadline, as a gRPC call would).
+ * answered, or undefined when it is lost (it then fails at its deadline, as a gRPC call would),
+ * or 'refused' (after 5 ms: nothing listens).
  */
-function fakeWorker(clock: FakeClock, answerMs: (n: number) => number | undefined): { ask: (w: string, timeoutMs: number) => Promise<boolean>; sent: Sent[] } {
+function fakeWorker(clock: FakeClock, answerMs: (n: number) => number | 'refused' | undefined): { ask: AskStatus; sent: Sent[] } {
   const sent: Sent[] = [];
-  const ask = (_w: string, timeoutMs: number): Promise<boolean> => {
+  const ask = (_w: string, timeoutMs: number): Promise<ProbeOutcome> => {
     const n = sent.length;
     sent.push({ atMs: clock.nowMs(), timeoutMs });
     const after = answerMs(n);
     return new Promise((resolve) => {
-      if (after !== undefined && after <= timeoutMs) clock.setTimer(() => resolve(true), after);
-      else clock.setTimer(() => resolve(false), timeoutMs);
+      if (after === 'refused') clock.setTimer(() => resolve('refused'), 5);
+      else if (after !== undefined && after <= timeoutMs) clock.setTimer(() => resolve('answered'), after);
+      else clock.setTimer(() => resolve('silent'), timeoutMs);
     });
   };
   return { ask, sent };
@@ -106,6 +108,15 @@ describe('LivenessProbe', () => {
     assert.equal(probe.windowMs('w1'), MIN_VERDICT_WINDOW_MS);
   });
 
+  test('a worker whose host refuses the connection (its process is gone) is dead at once, without waiting for the window', async () => {
+    const clock = new FakeClock();
+    const worker = fakeWorker(clock, (n) => (n === 0 ? undefined : 'refused'));
+    const v = await verdict(clock, new LivenessProbe(worker.ask, clock));
+    assert.equal(v.alive, false);
+    // The second probe (at 200 ms) is refused 5 ms later; the verdict lands on the next 10 ms step.
+    assert.ok(v.atMs >= 205 && v.atMs <= 210, `dead after ${v.atMs} ms`);
+  });
+
   test('a longer minimum (a hand-over loading) holds the verdict longer', async () => {
     const clock = new FakeClock();
     const worker = fakeWorker(clock, () => undefined);
@@ -123,14 +134,14 @@ describe('StallWatchdog.probe over LivenessProbe', () => {
     );
     const plan = { epoch: 3, modelId: 'm', numLayers: 3, stages: ['w1', 'w2', 'w3'].map((id, i) => ({ range: { start: i, end: i + 1 }, workers: [workerId(id)] })) } as unknown as Plan;
     const counts = new Map<string, number>();
-    const ask = (address: string, timeoutMs: number): Promise<boolean> => {
+    const ask = (address: string, timeoutMs: number): Promise<ProbeOutcome> => {
       const n = counts.get(address) ?? 0;
       counts.set(address, n + 1);
       // w1 answers the third probe; w2 nothing (blackholed); w3 answers the first after 700 ms.
       const answerMs = address.endsWith('.1:7100') ? (n >= 2 ? 50 : undefined) : address.endsWith('.3:7100') ? 700 : undefined;
       return new Promise((resolve) => {
-        if (answerMs !== undefined && answerMs <= timeoutMs) clock.setTimer(() => resolve(true), answerMs);
-        else clock.setTimer(() => resolve(false), timeoutMs);
+        if (answerMs !== undefined && answerMs <= timeoutMs) clock.setTimer(() => resolve('answered'), answerMs);
+        else clock.setTimer(() => resolve('silent'), timeoutMs);
       });
     };
     const logs: string[] = [];

@@ -1,6 +1,7 @@
 /**
  * The watchdog's probe connections (probe-channels.ts) against real grpc-js servers: a worker
- * that answers Status is alive; one that never answers is not, once the deadline passes; every
+ * that answers Status answered; one that never answers is silent once the deadline passes; a
+ * closed port is refused, well before the deadline; every
  * probe of a worker rides the one connection kept open (the server sees one peer); a connection
  * to an address no longer retained is closed, and the next probe dials afresh.
  */
@@ -41,22 +42,30 @@ describe('ProbeChannels', () => {
   });
 
   test('a worker that answers is alive, on one connection kept open', async () => {
-    assert.equal(await channels.answers(live.address, 2000), true);
-    assert.equal(await channels.answers(live.address, 2000), true);
+    assert.equal(await channels.answers(live.address, 2000), 'answered');
+    assert.equal(await channels.answers(live.address, 2000), 'answered');
     assert.equal(livePeers.length, 2);
     assert.equal(livePeers[0], livePeers[1], 'both probes came from the same client socket');
   });
 
   test('a worker that never answers is not alive once the deadline passes', async () => {
     const startMs = performance.now();
-    assert.equal(await channels.answers(silent.address, 300), false);
+    assert.equal(await channels.answers(silent.address, 300), 'silent');
     assert.ok(performance.now() - startMs >= 250, 'not before the deadline');
     assert.equal(silentPeers.length, 1, 'the probe reached the worker');
   });
 
+  test('a port where nothing listens is refused, before the deadline', async () => {
+    const gone = await statusServer(true, []);
+    await gone.close();
+    const startMs = performance.now();
+    assert.equal(await channels.answers(gone.address, 10_000), 'refused');
+    assert.ok(performance.now() - startMs < 5000, `refused after ${(performance.now() - startMs).toFixed(0)} ms`);
+  });
+
   test('an address no longer retained loses its connection; the next probe dials a new one', async () => {
     channels.retain(new Set([silent.address]));
-    assert.equal(await channels.answers(live.address, 2000), true);
+    assert.equal(await channels.answers(live.address, 2000), 'answered');
     assert.equal(livePeers.length, 3);
     assert.notEqual(livePeers[2], livePeers[0], 'a new client socket');
   });
