@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseRateBitsPerS, peakRatesBitsPerS } from '../../../chaos/link-meter';
 import { filterCommand, kindOfIpId, parseFilterCounts, parseNstat, SELECTORS, shareOf } from '../../../chaos/packet-faults';
-import { faultOrder, recoveryBoundMs, s10Kinds } from '../../../chaos/scenarios/soak';
+import { faultMeasureMs, faultOrder, recoveryBoundMs, s10Kinds } from '../../../chaos/scenarios/soak';
 import type { Capabilities, Capability } from '../../../chaos/capabilities';
 import { seededRandom } from '../../../chaos/workload';
 
@@ -110,5 +110,18 @@ describe('S10 schedule', () => {
     assert.equal(recoveryBoundMs('partition-worker', 3000), 6000);
     assert.equal(recoveryBoundMs('kill-coordinator', 3000), 9000);
     assert.equal(recoveryBoundMs('delay-worker', 3000), 1000);
+  });
+
+  test("a delay is measured by its longest gap between tokens, a disruptive fault by its recovery", () => {
+    // Tokens every 400 ms from the fault at 0, one 513 ms gap 8 s in (S10's run of 2026-12-08: a
+    // delay with tokens flowing throughout read as an 8.5 s recovery).
+    const arrivals: number[] = [];
+    for (let t = 400; t <= 8000; t += 400) arrivals.push(t);
+    for (let t = 8513; t <= 10_000; t += 400) arrivals.push(t);
+    assert.equal(faultMeasureMs('delay-worker', arrivals, 0, 10_000), 513);
+    assert.equal(faultMeasureMs('pause-worker', arrivals, 0, 10_000), 8513);
+    // A delay that stalls the streams for 3 s fails its 1 s bound wherever the stall is.
+    const stalled = [...arrivals.filter((t) => t < 6000), 9000, 9400, 9800];
+    assert.ok(faultMeasureMs('delay-worker', stalled, 0, 10_000)! > recoveryBoundMs('delay-worker', 3000));
   });
 });
