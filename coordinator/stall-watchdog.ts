@@ -56,7 +56,8 @@ export class StallWatchdog {
   private timer: NodeJS.Timeout | undefined;
   /** The probe in progress, if any: ticks do not start another. */
   private probing: Promise<void> | undefined;
-  private lastProbeAtMs = -Infinity;
+  /** When the latest probe round ended. */
+  private lastProbeEndMs = -Infinity;
   private readonly channels: ProbeChannels;
   private readonly liveness: LivenessProbe;
 
@@ -84,9 +85,14 @@ export class StallWatchdog {
     this.suspects.delete(worker);
   }
 
-  /** Whether a probe ran so recently that another would learn nothing new. */
+  /**
+   * Whether a probe round ended so recently that another would learn nothing new. Not while one
+   * runs: a caller that must act on the verdict (a broken data path: reopen it or plan without a
+   * suspect) waits for that round through probe(), or it would reopen onto a worker about to be
+   * found dead.
+   */
   probedRecently(): boolean {
-    return this.nowMs() - this.lastProbeAtMs < MIN_VERDICT_WINDOW_MS * 2;
+    return this.probing === undefined && this.nowMs() - this.lastProbeEndMs < MIN_VERDICT_WINDOW_MS * 2;
   }
 
   private nowMs(): number {
@@ -105,9 +111,10 @@ export class StallWatchdog {
     }
   }
 
-  /** Asks every worker of the plan for its status; those that do not answer become suspects. */
+  /** Asks every worker of the plan for its status; those that do not answer become suspects. Joins a round in progress. */
   probe(): Promise<void> {
     this.probing ??= this.probeAll().finally(() => {
+      this.lastProbeEndMs = this.nowMs();
       this.probing = undefined;
     });
     return this.probing;
@@ -116,7 +123,6 @@ export class StallWatchdog {
   private async probeAll(): Promise<void> {
     const plan = this.options.plan();
     if (plan === undefined) return;
-    this.lastProbeAtMs = this.nowMs();
     const members = this.options.members();
     this.channels.retain(new Set([...members.values()].map((m) => m.address)));
     const minWindowMs = this.options.loadingHandover() ? LOADING_VERDICT_WINDOW_MS : MIN_VERDICT_WINDOW_MS;

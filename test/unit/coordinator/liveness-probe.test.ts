@@ -2,8 +2,9 @@
  * The stall watchdog's rule for calling a worker dead (liveness-probe.ts), on a fake clock: dead
  * only when no probe answered within the verdict window (800 ms, or 4 x the worker's slowest
  * recent answer); alive as soon as any of the probes sent every 200 ms answers, however many
- * before it were lost; dead at once when the connection is refused. And the watchdog's probe round over it: only the silent worker becomes a
- * suspect.
+ * before it were lost; dead at once when the connection is refused. And the watchdog's probe
+ * round over it: only the silent worker becomes a suspect, and a caller arriving mid-round joins
+ * it.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -158,10 +159,21 @@ describe('StallWatchdog.probe over LivenessProbe', () => {
     });
     let done = false;
     void watchdog.probe().then(() => (done = true));
+    let joined = false;
+    let recentWhileRunning: boolean | undefined;
     for (let i = 0; i < 200 && !done; i++) {
       clock.advance(10);
       await flush();
+      if (i === 10) {
+        // A broken data path mid-round must wait for this round's verdict, not act without it.
+        recentWhileRunning = watchdog.probedRecently();
+        void watchdog.probe().then(() => (joined = true));
+      }
     }
+    assert.equal(recentWhileRunning, false, 'a round in progress is not "probed recently"');
+    await flush();
+    assert.equal(joined, true, 'probe() joined the round in progress and resolved with it');
+    assert.equal(counts.get('10.0.0.2:7100'), 4, 'no second round was started');
     assert.ok(done);
     assert.equal(clock.nowMs(), MIN_VERDICT_WINDOW_MS, 'the round ends with the window');
     assert.equal(watchdog.isSuspect(workerId('w2')), true);
