@@ -13,7 +13,8 @@
  * at load average ~20 from other work (2026-12-07, `node dist/chaos/main.js --short`): S0 50 s,
  * S1 45, S2 55, S3 60, S4 47, S5 82 (failed early; up to ~220 when its streams run to their
  * 180 s deadline), S6 209, S7 100, S8 38, S9 46, S10 52 (aborted; ~130 with its 60 s of faults),
- * E1 87, S11 115, S12 67: 1053 s, about 18 minutes, 22 at worst. CI ran ~10 minutes before
+ * E1 87, S11 115, S12 67: 1053 s, about 18 minutes, 22 at worst. With S5/S6's product fixes
+ * (2026-12-08, load average 20-27): 952 s (S5 79 s, S6 76, S10 116; chaos/README.md). CI ran ~10 minutes before
  * (a 3-5 minute game day of 8 scenarios), so the whole CI stays near 25 minutes of its 90 on
  * 2 cores, with room for a 3x slower machine. Dropping any scenario would save at most ~3
  * minutes and leave a fault class (soak, one-way cut, delay, loss, slow link, random faults)
