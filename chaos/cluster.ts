@@ -11,9 +11,17 @@
  * log of its own (RUN_DIR/audit/<node>.log), the coordinators the API key hashes. The harness's
  * clients then ask the cluster for their credentials: adminAccess() and clientAccess() for the
  * client API, adminDial() for a worker's port, etcdClient() for etcd.
+ *
+ * A `proxied` cluster puts a fault proxy (fault-proxy.ts, in the harness process) in front of every
+ * node's port, on an extra bridge address of its own: nodes reach etcd through etcd's proxy, and
+ * coordinators and workers advertise their proxy's address, so every data-plane connection
+ * (coordinator -> stage, stage -> stage, Results back) and every client call (clientAddresses())
+ * crosses the proxy of the node it goes to. The harness's own observer and etcd watch dial the
+ * nodes directly, so what they measure is not delayed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Etcd3 } from 'etcd3';
@@ -28,8 +36,11 @@ import { etcdTlsClientOptions, etcdTlsFlags } from '../common/security/etcd-tls'
 import { dialNode, INSECURE, tlsNodeSecurity, type NodeDial, type NodeSecurity } from '../common/security/node-security';
 import type { ClusterStatus } from '../common/wire/messages';
 import { CHAOS_ID, createChaosPki, DEFAULT_CLIENT_KEY, type ChaosPki } from './chaos-pki';
+import { FaultProxy } from './fault-proxy';
 import type { NetNode, Topology } from './netns';
+import { inNetns, run } from './shell';
 import { sleep, type Timeline } from './timeline';
+import { seededRandom } from './workload';
 
 export const ETCD_CLIENT_PORT = 2379;
 const ETCD_PEER_PORT = 2380;
@@ -37,6 +48,7 @@ export const COORDINATOR_PORT = 7000;
 export const WORKER_PORT = 7100;
 export const METRICS_PORT = 9100;
 const STOP_GRACE_MS = 5000;
+const NODE_NICE = 0;
 /** A coordinator's Status asks every worker with a 1 s deadline: allow for one that does not answer. */
 const LEADER_STATUS_TIMEOUT_MS = 2500;
 
@@ -59,6 +71,10 @@ export interface ClusterSpec {
   readonly secure?: { readonly clientKeys: number };
   /** Added to every coordinator's command line (e.g. admission limits). */
   readonly coordinatorArgs?: readonly string[];
+  /** A fault proxy in front of every node (its delays drawn from `seed`). */
+  readonly proxied?: { readonly seed: number };
+  /** Each node's veth sends one MTU packet per skb (gso_max_segs 1): packet faults then take single packets. */
+  readonly singlePacketSkbs?: boolean;
 }
 
 interface Running {
@@ -78,6 +94,8 @@ export class ChaosCluster {
   private pkiMade: ChaosPki | undefined;
   private adminSecurity: NodeSecurity = INSECURE;
   private rbacApplied = false;
+  /** Node -> the fault proxy in front of its port (proxied clusters). */
+  private readonly proxies = new Map<string, FaultProxy>();
 
   constructor(
     private readonly topology: Topology,
@@ -91,6 +109,49 @@ export class ChaosCluster {
     topology.addNode('etcd', 'etcd');
     for (let i = 1; i <= spec.coordinators; i++) topology.addNode(`c${i}`, 'coordinator');
     for (let i = 1; i <= spec.workers; i++) topology.addNode(`w${i}`, 'worker');
+    if (spec.singlePacketSkbs === true) {
+      for (const node of topology.all()) run(inNetns(node.netns, ['ip', 'link', 'set', node.nodeVeth, 'gso_max_segs', '1']));
+    }
+    if (spec.proxied !== undefined) {
+      for (const [i, node] of topology.all().entries()) {
+        const port = this.portOf(node);
+        const listen = topology.addProxyAddress(node.name);
+        this.proxies.set(node.name, new FaultProxy({ host: listen, port }, { host: node.address, port }, seededRandom(spec.proxied.seed + 1000 * (i + 1))));
+      }
+    }
+  }
+
+  private portOf(node: NetNode): number {
+    return node.role === 'etcd' ? ETCD_CLIENT_PORT : node.role === 'worker' ? WORKER_PORT : COORDINATOR_PORT;
+  }
+
+  /** The fault proxy in front of `name` (throws on a cluster without proxies). */
+  proxy(name: string): FaultProxy {
+    const proxy = this.proxies.get(name);
+    if (proxy === undefined) throw new Error(`${name} has no fault proxy (the scenario's topology is not proxied)`);
+    return proxy;
+  }
+
+  /** Nodes with a fault proxy in front of them (none unless proxied). */
+  proxiedNodes(): string[] {
+    return [...this.proxies.keys()];
+  }
+
+  /** The address the other nodes use for `name` (what it advertises): its proxy's, or its own. */
+  advertisedAddress(name: string): string {
+    const proxy = this.proxies.get(name);
+    return proxy === undefined ? this.apiAddress(name) : `${proxy.listen.host}:${proxy.listen.port}`;
+  }
+
+  /** The etcd URL the nodes are given (through etcd's proxy on a proxied cluster). */
+  private get nodeEtcdUrl(): string {
+    const proxy = this.proxies.get('etcd');
+    return proxy === undefined ? this.etcdUrl : `${this.secure ? 'https' : 'http'}://${proxy.listen.host}:${proxy.listen.port}`;
+  }
+
+  /** Where the harness's clients send requests: through the coordinators' proxies on a proxied cluster. */
+  clientAddresses(): string[] {
+    return this.coordinatorNames().map((n) => this.advertisedAddress(n));
   }
 
   get secure(): boolean {
@@ -200,6 +261,7 @@ export class ChaosCluster {
       this.adminSecurity = tlsNodeSecurity(this.pkiMade.admin, 'admin');
       mkdirSync(join(this.runDir, 'audit'), { recursive: true });
     }
+    for (const proxy of this.proxies.values()) await proxy.start();
     await this.startNode('etcd');
     for (const name of this.coordinatorNames()) await this.startNode(name);
     for (const name of this.workerNames()) await this.startNode(name);
@@ -213,6 +275,11 @@ export class ChaosCluster {
     const argv = this.commandFor(node);
     const child = spawn('ip', ['netns', 'exec', node.netns, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     if (child.pid === undefined) throw new Error(`could not start ${name}`);
+    try {
+      setPriority(child.pid, NODE_NICE); // the harness may run above them (main.ts); the nodes run as they would anywhere
+    } catch {
+      // exited already, or not permitted: it keeps the harness's priority
+    }
     const log = this.logOf(name);
     log.write(`${this.timeline.stamp()} [harness] started: ${argv.join(' ')} (pid ${child.pid})\n`);
     for (const stream of [child.stdout!, child.stderr!]) {
@@ -265,12 +332,12 @@ export class ChaosCluster {
       }
       case 'coordinator': {
         const address = `${node.address}:${COORDINATOR_PORT}`;
-        return [process.execPath, s.boraJs, 'coordinator', '--etcd', this.etcdUrl, '--listen', address, '--advertise', address, '--model', s.modelDir, '--metrics-port', String(METRICS_PORT), ...ttl, ...(s.replicas === 1 ? [] : ['--replicas', String(s.replicas)]), ...(s.placement === 'experts' ? ['--placement', 'experts'] : []), ...(s.coordinatorArgs ?? []), ...this.securityArgs(node)];
+        return [process.execPath, s.boraJs, 'coordinator', '--etcd', this.nodeEtcdUrl, '--listen', address, '--advertise', this.advertisedAddress(node.name), '--model', s.modelDir, '--metrics-port', String(METRICS_PORT), ...ttl, ...(s.replicas === 1 ? [] : ['--replicas', String(s.replicas)]), ...(s.placement === 'experts' ? ['--placement', 'experts'] : []), ...(s.coordinatorArgs ?? []), ...this.securityArgs(node)];
       }
       case 'worker': {
         const address = `${node.address}:${WORKER_PORT}`;
         return [
-          process.execPath, s.boraJs, 'worker', '--etcd', this.etcdUrl, '--listen', address, '--advertise', address, '--id', node.name,
+          process.execPath, s.boraJs, 'worker', '--etcd', this.nodeEtcdUrl, '--listen', address, '--advertise', this.advertisedAddress(node.name), '--id', node.name,
           '--models-dir', s.modelsDir, '--threads', '1', '--metrics-port', String(METRICS_PORT), ...ttl, ...this.securityArgs(node),
         ];
       }
@@ -362,6 +429,7 @@ export class ChaosCluster {
       await Promise.all(names.map(async (name) => (await this.exited(name, STOP_GRACE_MS)) || this.signalQuietly(name, 'SIGKILL')));
       await Promise.all(names.map((name) => this.exited(name, 2000)));
     }
+    await Promise.all([...this.proxies.values()].map((p) => p.stop()));
     await Promise.all([...this.logs.values()].map((log) => new Promise<void>((resolve) => log.end(resolve))));
     this.logs.clear();
   }

@@ -12,12 +12,17 @@
  * - netem delay / jitter / loss / duplicate / reorder, on the node's side (egress) so each hop
  *   through the bridge is shaped once;
  * - rate limit: netem `rate`, or tbf where netem is missing, on both ends;
- * - a TCP reset: `ss -K` inside the node's namespace.
+ * - a TCP reset: `ss -K` inside the node's namespace;
+ * - without netem: loss / duplicate / reorder of real packets with u32 filters, mirred and ifb
+ *   (packet-faults.ts), and delay / jitter / resets in the fault proxy in front of a node
+ *   (fault-proxy.ts, on a proxied cluster).
  * Every link fault can be healed on its own, and healAll() undoes whatever is still applied.
  */
 import type { Capabilities } from './capabilities';
 import type { ChaosCluster } from './cluster';
+import { NO_FAULTS, type ProxyFaults } from './fault-proxy';
 import { SINK, type NetNode } from './netns';
+import { ensureIfbs, packetFaultSteps, SELECTORS, shareOf } from './packet-faults';
 import { inNetns, run, tryRun } from './shell';
 import type { Timeline } from './timeline';
 
@@ -26,6 +31,8 @@ export interface LinkFault {
   readonly node: string;
   healed: boolean;
   readonly undo: readonly (readonly string[])[];
+  /** Undoes a fault that is not a command (a proxy's setting). */
+  readonly undoFn?: () => void;
 }
 
 export class Faults {
@@ -122,6 +129,35 @@ export class Faults {
     ]);
   }
 
+  /**
+   * Loss, duplication and reordering of `name`'s outgoing TCP packets (packet-faults.ts): the
+   * netem-free stand-in for `netem loss 10% duplicate 5% reorder 5%`.
+   */
+  packetFaults(name: string): LinkFault {
+    this.require('packetFaults', 'packet loss, duplication and reordering');
+    const node = this.cluster.node(name);
+    ensureIfbs();
+    const pct = (k: 'loss' | 'duplicate' | 'reorder'): string => `${(100 * shareOf(k)).toFixed(1)} %`;
+    return this.apply(name, `packet faults on ${name}'s egress (u32 on IP id, ${SELECTORS.length} filters: loss ${pct('loss')}, duplicate ${pct('duplicate')}, reorder ${pct('reorder')})`, packetFaultSteps(node));
+  }
+
+  /** Delay (and jitter) on every connection to `name`, both directions, in its fault proxy. */
+  proxyDelay(name: string, faults: ProxyFaults): LinkFault {
+    const proxy = this.cluster.proxy(name);
+    proxy.setFaults(faults);
+    const fault: LinkFault = { description: `delay ${faults.delayMs} +/- ${faults.jitterMs} ms on every connection to ${name}, both directions (fault proxy)`, node: name, healed: false, undo: [], undoFn: () => proxy.setFaults(NO_FAULTS) };
+    this.active.push(fault);
+    this.timeline.record('fault', fault.description);
+    return fault;
+  }
+
+  /** Aborts (RST, both sides) every connection through `name`'s fault proxy; returns how many. */
+  proxyReset(name: string): number {
+    const n = this.cluster.proxy(name).resetAll();
+    this.timeline.record('fault', `TCP reset of ${n} connection(s) to ${name} (fault proxy, RST both sides)`);
+    return n;
+  }
+
   /** Aborts (RST) every TCP connection of `name` to `peer`'s address; returns how many. */
   tcpReset(name: string, peer: string): number {
     this.require('tcpReset', 'a TCP reset');
@@ -135,6 +171,7 @@ export class Faults {
   heal(fault: LinkFault): number {
     if (!fault.healed) {
       for (const argv of fault.undo) if (argv.length > 0) tryRun(argv);
+      fault.undoFn?.();
       fault.healed = true;
       this.timeline.record('heal', `healed: ${fault.description}`);
     }
@@ -158,7 +195,7 @@ export class Faults {
     }
   }
 
-  private require(capability: 'netem' | 'tcDrop' | 'tcpReset', what: string): void {
+  private require(capability: 'netem' | 'tcDrop' | 'tcpReset' | 'packetFaults', what: string): void {
     const c = this.caps[capability];
     if (!c.ok) throw new Error(`${what} needs ${capability}: ${c.reason}`);
   }

@@ -16,7 +16,8 @@ export async function auditLeases(cluster: ChaosCluster): Promise<LeaseAudit> {
   const client = cluster.etcdClient();
   try {
     const running = new Set([...cluster.pids().keys()]);
-    const coordinatorByAddress = new Map(cluster.coordinatorNames().map((n) => [cluster.apiAddress(n), n]));
+    // A coordinator's keys hold the address it advertises (its fault proxy's on a proxied cluster).
+    const coordinatorByAddress = new Map(cluster.coordinatorNames().flatMap((n) => [[cluster.apiAddress(n), n] as const, [cluster.advertisedAddress(n), n] as const]));
     const { leases } = await client.leaseClient.leaseLeases();
     const leaks: string[] = [];
     let alive = 0;

@@ -142,6 +142,18 @@ export class Topology {
     return node;
   }
 
+  /**
+   * An extra address on the bridge (SUBNET.(100 + the node's host part)) where the harness's fault
+   * proxy for `name` listens: the node's peers dial it instead of the node.
+   */
+  addProxyAddress(name: string): string {
+    const node = this.node(name);
+    const host = Number(node.address.split('.')[3]);
+    const address = `${this.subnet}.${100 + host}`;
+    run(['ip', 'addr', 'add', `${address}/24`, 'dev', BRIDGE]);
+    return address;
+  }
+
   node(name: string): NetNode {
     const node = this.nodes.get(name);
     if (node === undefined) throw new Error(`no node ${name} in the topology`);

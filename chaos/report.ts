@@ -5,6 +5,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Capabilities } from './capabilities';
 import type { ScenarioResult } from './runner';
 
 export interface Report {
@@ -13,6 +14,8 @@ export interface Report {
   readonly short: boolean;
   readonly machine: string;
   readonly capabilities: string[];
+  /** The probe itself, so that a reader (the game-day test) can tell which scenarios this machine supports. */
+  readonly capabilityProbe: Capabilities;
   readonly model: string;
   readonly leaseTtlMs: number;
   readonly replicas: number;

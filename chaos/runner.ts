@@ -1,7 +1,9 @@
 /**
- * Runs one scenario end to end: a fresh topology and cluster, the fault-free reference run of the
- * scenario's requests, the faulted run, the common invariants and the scenario's own criteria,
- * the measures, and the teardown, which runs whatever happened (a failed step is reported as the
+ * Runs one scenario end to end: the oracle (each request's tokens from an independent in-process
+ * run of the whole model, oracle.ts), a fresh topology and cluster, the fault-free cluster run of
+ * the scenario's requests (checked against the oracle, and the baseline for latency, memory and
+ * link throughput), the faulted run, the common invariants and the scenario's own criteria, the
+ * measures, and the teardown, which runs whatever happened (a failed step is reported as the
  * scenario's failure, with the nodes' log lines as evidence).
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,6 +14,8 @@ import { incomplete, indexViolations, outputMismatches, partialOutputViolations 
 import { detectionMs, epochAt, latencySummary, nextTokenMs, recoveryMs, reshards, round } from './measures';
 import { Topology, removeStale } from './netns';
 import { Observer } from './observer';
+import { inProcessOracle } from './oracle';
+import { LinkMeter, type LinkSample } from './link-meter';
 import { criterion, noViolations, type ChaosEnv, type Criterion, type Extra, type FaultedRun, type Scenario, type ScenarioContext } from './scenario';
 import { Timeline, type TimelineEntry } from './timeline';
 import { Workload, type RequestAccess, type RequestRecord } from './workload';
@@ -50,12 +54,16 @@ export interface ScenarioResult {
   /** The nodes' log lines around the faults ("  t s node: line"). */
   readonly evidence: string[];
   readonly runDir: string | null;
+  /** The whole scenario's wall time (oracle, cluster start, both runs, teardown); set by main.ts. */
+  readonly wallMs?: number;
 }
 
 const REFERENCE_DEADLINE_MS = 180_000;
 const DEFAULT_REQUEST_DEADLINE_MS = 180_000;
 const CLUSTER_READY_TIMEOUT_MS = 90_000;
 const EVIDENCE_LINES = 80;
+/** Every node's link byte counters are sampled this often during the reference run. */
+const LINK_SAMPLE_MS = 250;
 const EVIDENCE_PATTERN = /plan \d+|published|fenc|answer|suspect|lease|fail|broke|leader|leading|standing by|stepped|standby|exited|refus|reject|regist|etcd|error|unavailable|outage|timed out|deadline/i;
 
 export function skippedResult(scenario: Scenario, reason: string): ScenarioResult {
@@ -79,6 +87,11 @@ export async function runScenario(scenario: Scenario, env: ChaosEnv, log: (line:
   try {
     const stale = removeStale();
     if (stale.length > 0) log(`removed a stale topology: ${stale.join(', ')}`);
+    const requests = scenario.requests(env);
+    const modelDir = scenario.placement === 'experts' ? env.expertsModelDir : env.modelDir;
+    const oracleFromMs = timeline.nowMs();
+    const oracle = await inProcessOracle(modelDir, requests);
+    log(`oracle: ${oracle.size} requests decoded in process (whole model, one StageEngine) in ${((timeline.nowMs() - oracleFromMs) / 1000).toFixed(1)} s`);
     topology.create();
     cluster = new ChaosCluster(
       topology,
@@ -88,7 +101,9 @@ export async function runScenario(scenario: Scenario, env: ChaosEnv, log: (line:
         ...(scenario.topology.secure === true ? { secure: { clientKeys: scenario.topology.clientKeys ?? 1 } } : {}),
         ...(scenario.coordinatorArgs === undefined ? {} : { coordinatorArgs: scenario.coordinatorArgs }),
         placement: scenario.placement ?? 'layers',
-        modelDir: scenario.placement === 'experts' ? env.expertsModelDir : env.modelDir,
+        ...(scenario.topology.proxied === true ? { proxied: { seed: env.seed } } : {}),
+        ...(scenario.topology.singlePacketSkbs === true ? { singlePacketSkbs: true } : {}),
+        modelDir,
         modelsDir: env.modelsDir,
         boraJs: env.boraJs,
         leaseTtlMs: env.leaseTtlMs,
@@ -103,20 +118,26 @@ export async function runScenario(scenario: Scenario, env: ChaosEnv, log: (line:
     observer = new Observer(cluster, timeline);
     await observer.start();
     faults = new Faults(env.caps, cluster, timeline);
-    const requests = scenario.requests(env);
-    const coordinators = (): string[] => cluster!.coordinatorAddresses();
+    const coordinators = (): string[] => cluster!.clientAddresses();
     const access: RequestAccess = (spec) => cluster!.clientAccess(spec.keyName);
 
     timeline.record('phase', 'reference run');
     const referenceFromMs = timeline.nowMs();
-    const referenceRecords = await new Workload(coordinators, { retryMidStream: false, deadlineMs: REFERENCE_DEADLINE_MS }, timeline, access).runOnce(requests);
+    const meters = new Map([...cluster.pids().keys()].map((name) => [name, new LinkMeter(cluster!.node(name).hostVeth, () => timeline.nowMs(), LINK_SAMPLE_MS)]));
+    const referenceRecords = await new Workload(coordinators, { retryMidStream: false, deadlineMs: REFERENCE_DEADLINE_MS }, timeline, access).runOnce(requests).finally(() => {
+      for (const meter of meters.values()) meter.stop();
+    });
     const referenceToMs = timeline.nowMs();
+    const referenceLinks = new Map([...meters].map(([name, meter]) => [name, meter.samples as readonly LinkSample[]]));
     const refFailures = incomplete(referenceRecords);
     if (refFailures.length > 0) throw new Error(`the fault-free reference run did not complete: ${refFailures.join('; ')}`);
     const refIndex = indexViolations(referenceRecords);
     if (refIndex.length > 0) throw new Error(`the fault-free reference run broke token order: ${refIndex.join('; ')}`);
-    const reference = new Map(referenceRecords.map((r) => [r.lane, r.completed!.tokens.map((t) => t.tokenId)]));
-    log(`reference run: ${referenceRecords.length} requests in ${((referenceToMs - referenceFromMs) / 1000).toFixed(1)} s`);
+    // Outputs are compared with the oracle; a lane without one (a text prompt) with the fault-free cluster run.
+    const reference = new Map<number, readonly number[]>(referenceRecords.map((r) => [r.lane, r.completed!.tokens.map((t) => t.tokenId)]));
+    const referenceVsOracle = outputMismatches(referenceRecords, oracle);
+    for (const [lane, tokens] of oracle) reference.set(lane, tokens);
+    log(`reference run: ${referenceRecords.length} requests in ${((referenceToMs - referenceFromMs) / 1000).toFixed(1)} s; ${referenceVsOracle.length === 0 ? 'identical to the oracle' : `DIFFERS from the oracle: ${referenceVsOracle.join('; ')}`}`);
 
     faultedStartMs = timeline.record('phase', 'faulted run').atMs;
     const epochBefore = epochAt(observer.etcd, faultedStartMs);
@@ -131,6 +152,7 @@ export async function runScenario(scenario: Scenario, env: ChaosEnv, log: (line:
       reference,
       epochBefore,
       referenceWindowMs: { fromMs: referenceFromMs, toMs: referenceToMs },
+      referenceLinks,
       referenceLatency: latencySummary(referenceRecords),
       workload: () => new Workload(coordinators, policy, timeline, access),
     };
@@ -138,7 +160,11 @@ export async function runScenario(scenario: Scenario, env: ChaosEnv, log: (line:
     const endMs = timeline.nowMs();
     faults.healAll();
 
-    const criteria = [...commonCriteria(scenario, run.records, reference), ...run.criteria];
+    const criteria = [
+      noViolations('the fault-free cluster run is identical to the in-process oracle', referenceVsOracle, `${oracle.size} lanes, token ids identical`),
+      ...commonCriteria(scenario, run.records, reference),
+      ...run.criteria,
+    ];
     const measures = measure(run, observer, timeline, { fromMs: faultedStartMs, toMs: endMs }, epochBefore, referenceRecords, reference);
     const failed = criteria.filter((c) => !c.pass);
     const evidence = gatherEvidence(join(runDir, 'logs'), faultedStartMs - 1000, timeline.nowMs());
@@ -180,7 +206,7 @@ function commonCriteria(scenario: Scenario, records: readonly RequestRecord[], r
   const out: Criterion[] = [];
   if (scenario.allMustComplete) out.push(noViolations('all requests complete', incomplete(records), `${records.length} of ${records.length}`));
   else out.push(criterion('some requests complete', completed > 0, `${completed} of ${records.length} completed`));
-  out.push(noViolations('completed outputs identical to the fault-free run', outputMismatches(records, reference), `${completed} compared, token ids identical`));
+  out.push(noViolations('completed outputs identical to the oracle', outputMismatches(records, reference), `${completed} compared, token ids identical`));
   out.push(noViolations('no duplicate or missing token', indexViolations(records), 'token indices consecutive from 0 in every stream'));
   const broken = records.reduce((n, r) => n + r.attempts.filter((a) => !a.finished && a.tokens.length > 0).length, 0);
   if (broken > 0) out.push(noViolations('broken streams showed only reference tokens', partialOutputViolations(records, reference), `${broken} broken stream(s), each a prefix of its reference`));

@@ -7,6 +7,7 @@
 import type { Capabilities } from './capabilities';
 import type { ChaosCluster } from './cluster';
 import type { Faults } from './faults';
+import type { LinkSample } from './link-meter';
 import type { LatencySummary } from './measures';
 import type { Observer } from './observer';
 import type { Timeline } from './timeline';
@@ -77,7 +78,7 @@ export interface ScenarioContext {
   readonly observer: Observer;
   readonly timeline: Timeline;
   readonly requests: readonly RequestSpec[];
-  /** Lane -> its tokens in the fault-free run. */
+  /** Lane -> its tokens from the in-process oracle (oracle.ts); the fault-free cluster run's for a lane without one. */
   readonly reference: ReadonlyMap<number, readonly number[]>;
   /** Plan epoch when the faulted run began. */
   readonly epochBefore: number;
@@ -85,6 +86,8 @@ export interface ScenarioContext {
   readonly referenceLatency: LatencySummary;
   /** When the reference run ran (for baselines such as memory). */
   readonly referenceWindowMs: { readonly fromMs: number; readonly toMs: number };
+  /** Each node's link byte counters over the reference run (link-meter.ts), sampled every 250 ms. */
+  readonly referenceLinks: ReadonlyMap<string, readonly LinkSample[]>;
   /** A client over every coordinator, with the scenario's policy. */
   workload(): Workload;
 }
@@ -99,7 +102,16 @@ export interface Scenario {
    * client API keys (default 1). Without it the cluster is plaintext, as the fault scenarios have
    * always run, so their figures stay comparable run to run.
    */
-  readonly topology: { readonly workers: number; readonly coordinators: number; readonly secure?: boolean; readonly clientKeys?: number };
+  readonly topology: {
+    readonly workers: number;
+    readonly coordinators: number;
+    readonly secure?: boolean;
+    readonly clientKeys?: number;
+    /** Every link between nodes (and the client's) crosses a fault proxy in the harness (fault-proxy.ts). */
+    readonly proxied?: boolean;
+    /** Every node's veth sends one MTU packet per skb (gso_max_segs 1), for packet-level faults. */
+    readonly singlePacketSkbs?: boolean;
+  };
   /** Added to every coordinator's command line (S12's admission limits). */
   readonly coordinatorArgs?: readonly string[];
   /** 'experts': the Mixtral model with its experts spread over the workers (--placement experts). */

@@ -11,7 +11,7 @@ import { ADMISSION_FLAGS, admissionFromFlags } from './admission-flags';
 import { intFlag, parseFlags, requireString } from './args';
 import { SAFETY_FLAGS, safetyFromFlags } from './safety-flags';
 import { NODE_SECURITY_FLAGS, auditLogFromFlag, nodeSecurityFromFlags, warnIfInsecure } from './node-security-flags';
-import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
+import { DEFAULT_KEEPALIVE_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, parseHostPort, untilSignal } from './serve';
 import { LOG_FLAGS, logSettingsFromFlags, nodeLogger } from './log-flags';
 
 const FLAGS = {
@@ -74,7 +74,7 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
     readyTimeoutMs: intFlag(v['ready-timeout-ms'], '--ready-timeout-ms', 300_000),
     replanDebounceMs: 200,
     keepaliveTimeMs: keepaliveMs,
-    keepaliveTimeoutMs: keepaliveMs,
+    keepaliveTimeoutMs: Math.max(keepaliveMs, DEFAULT_KEEPALIVE_TIMEOUT_MS),
     maxBatchTokens: intFlag(v['max-batch-tokens'], '--max-batch-tokens', 512),
     maxBatchSequences: intFlag(v['max-batch-sequences'], '--max-batch-sequences', 32),
     expertRebalanceIntervalMs,

@@ -22,8 +22,14 @@ export function untilSignal(): Promise<NodeJS.Signals> {
 }
 
 /**
- * Keepalive on data streams, both interval and timeout: a blackholed or paused peer is noticed
- * within about twice this (FAULTS.md S3 asks for detection within 2 s). Event loops stay free
+ * Keepalive pings on data streams go out this often (--keepalive-ms). Event loops stay free
  * (onnxruntime runs on its own thread), so pings are answered even under full load.
  */
 export const DEFAULT_KEEPALIVE_MS = 500;
+/**
+ * ... and a ping not acknowledged within this long drops the connection. Longer than a few TCP
+ * retransmission timeouts (200 ms, doubling) plus the data queued ahead of the ack, so that a
+ * lossy link does not drop live connections (chaos S6); a blackholed or paused stage is found
+ * sooner by the coordinator's stall watchdog (FAULTS.md S3: within 2 s).
+ */
+export const DEFAULT_KEEPALIVE_TIMEOUT_MS = 2000;

@@ -9,7 +9,7 @@ import { parseWorkerId } from '../common/cluster/member';
 import { WorkerNode, placeableMemoryBytes, type WorkerNodeOptions } from '../worker/worker-node';
 import { intFlag, parseFlags, requireString } from './args';
 import { NODE_SECURITY_FLAGS, auditLogFromFlag, nodeSecurityFromFlags, warnIfInsecure } from './node-security-flags';
-import { DEFAULT_KEEPALIVE_MS, parseHostPort, untilSignal } from './serve';
+import { DEFAULT_KEEPALIVE_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, parseHostPort, untilSignal } from './serve';
 import { LOG_FLAGS, logSettingsFromFlags, nodeLogger } from './log-flags';
 import { DEFAULT_SEQUENCE_IDLE_MS } from '../worker/idle-sequences';
 
@@ -59,7 +59,7 @@ export async function workerCommand(argv: string[]): Promise<void> {
     metricsPort: v['metrics-port'] === undefined ? undefined : intFlag(v['metrics-port'], '--metrics-port'),
     keysPrefix: v.prefix,
     keepaliveTimeMs: keepaliveMs,
-    keepaliveTimeoutMs: keepaliveMs,
+    keepaliveTimeoutMs: Math.max(keepaliveMs, DEFAULT_KEEPALIVE_TIMEOUT_MS),
     security,
     prefixCacheBytes: intFlag(v['prefix-cache-bytes'], '--prefix-cache-bytes', 0, { min: 0, max: Number.MAX_SAFE_INTEGER }),
     sequenceIdleMs: intFlag(v['sequence-idle-ms'], '--sequence-idle-ms', DEFAULT_SEQUENCE_IDLE_MS, { min: 1_000, max: 86_400_000 }),

@@ -5,8 +5,11 @@
  *   wait until its workers have loaded it -> [commit a hand-over] -> RemotePipeline.open ->
  *   the scheduler moves every sequence onto it.
  *
- * A data path that breaks triggers the same cycle. Re-plans run one at a time; reasons that
- * arrive meanwhile are planned for together once the running one ends.
+ * A data path that breaks triggers the same cycle, except when the probe after it found every
+ * worker of the plan answering (a connection was reset, a stream dropped): then the same plan's
+ * data path is reopened, without a new epoch (its sequences replay on it, as on any new
+ * pipeline). Re-plans run one at a time; reasons that arrive meanwhile are planned for together
+ * once the running one ends.
  */
 import type { MemberInfo } from '../common/cluster/member';
 import { samePlacement, workersOf, type Plan } from '../common/cluster/plan';
@@ -27,6 +30,11 @@ import type { Logger } from '../common/logging/logger';
 
 /** After a failed attempt, the next one waits this long. */
 const RETRY_DELAY_MS = 1000;
+/**
+ * A plan's data path is reopened in place (no new epoch) at most once per this long: a path that
+ * breaks again at once has a cause that a fresh plan must look at (e.g. a fenced worker).
+ */
+const REOPEN_INTERVAL_MS = 5000;
 /** Which reason a plan is made for when several are pending: a join (which rebalances) first. */
 const REASON_PRIORITY: readonly ReshardReason[] = ['join', 'leave', 'failure', 'update', 'operator'];
 
@@ -88,6 +96,8 @@ export class PlanLifecycle implements PipelineSource {
   /** The re-plan loop while it runs. */
   private running: Promise<void> | undefined;
   private stopped = false;
+  /** When the latest plan's data path was last reopened in place, and that plan's epoch. */
+  private reopened = { epoch: 0, atMs: -Infinity };
 
   constructor(private readonly options: PlanLifecycleOptions) {}
 
@@ -212,6 +222,13 @@ export class PlanLifecycle implements PipelineSource {
       expertLoad: o.expertLoad(),
     });
     if (previous !== undefined && serving !== undefined && samePlacement(previous, placed) && this.addressesUnchanged(previous, members)) return;
+    if (reason === 'failure' && previous !== undefined && this.mayReopen(previous) && samePlacement(previous, placed) && this.addressesUnchanged(previous, members)) {
+      // Every worker of the plan is usable (none suspected after the probe) and where it was.
+      this.reopened = { epoch: previous.epoch, atMs: performance.now() };
+      o.log(`reopening the data path of plan ${previous.epoch}: every worker answers`);
+      await this.open(previous, undefined, members);
+      return;
+    }
     // A planned change while the pipeline of `previous` serves: move the caches (handover.ts).
     const planned = reason === 'join' || reason === 'operator' || reason === 'update';
     const handover = planned && previous !== undefined && o.handover && serving?.epoch === previous.epoch;
@@ -294,6 +311,12 @@ export class PlanLifecycle implements PipelineSource {
     this.waiters = [];
     for (const w of waiters) w.resolve(pipeline);
     o.log.info(`plan ${plan.epoch} is serving`);
+  }
+
+  /** Whether `plan`'s broken data path may be reopened in place: it served, and was not just reopened. */
+  private mayReopen(plan: Plan): boolean {
+    if (this.phase.kind !== 'loaded' || this.phase.plan !== plan || this.pipeline?.epoch !== plan.epoch || !this.pipeline.isBroken) return false;
+    return this.reopened.epoch !== plan.epoch || performance.now() - this.reopened.atMs >= REOPEN_INTERVAL_MS;
   }
 
   private addressesUnchanged(plan: Plan, members: readonly MemberInfo[]): boolean {

@@ -153,9 +153,12 @@ export class RemotePipeline implements Pipeline {
    * A stage refused or failed a micro-batch (the frame carries the status code and message). A
    * bad request (InvalidArgumentError) fails only that micro-batch; anything else (a stale epoch,
    * a position out of step, a stage in trouble) means the pipeline no longer matches the plan, so
-   * it breaks and its sequences are replayed.
+   * it breaks and its sequences are replayed. An error about a micro-batch this pipeline is not
+   * waiting for is about one sent on an earlier data path of the same plan (reopened in place,
+   * plan-lifecycle.ts), whose sequences have been replayed since: it is ignored, as its results are.
    */
   private onBatchError(batchId: number, code: number, message: string): void {
+    if (!this.pending.has(batchId)) return;
     const err = fromStatus(code, message);
     if (err instanceof InvalidArgumentError) this.settle(batchId, err);
     else this.breakWith(new UnavailableError(`micro-batch ${batchId}: ${message}`));

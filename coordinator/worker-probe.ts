@@ -1,4 +1,4 @@
-/** One-off status calls to a worker: liveness probes after a failure, and the Status RPC's view. */
+/** One-off status calls to a worker: the Status RPC's view of the cluster (the stall watchdog probes over probe-channels.ts). */
 import type { WorkerStatusReply } from '../common/wire/messages';
 import type { NodeSecurity } from '../common/security/node-security';
 import { withWorkerClient } from '../common/wire/proto';

@@ -1,5 +1,6 @@
 /** S0 (fault-free soak), S8 (etcd crash and restart), S10 (random faults for minutes). */
 import { readFileSync } from 'node:fs';
+import type { Capabilities } from '../capabilities';
 import { epochOrderViolations, memberIntervals } from '../invariants';
 import { auditLeases } from '../leases';
 import { detectionMs, longestStallMs, recoveryMs, reshards } from '../measures';
@@ -115,25 +116,87 @@ interface Pending {
 const TICK_MS = 10_000;
 const UNDO_AFTER_MS = 5000;
 const S10_SHORT_MS = 40_000;
+/** S10's delay fault: FAULTS.md's `netem delay 100ms 50ms`, or the same in the worker's fault proxy. */
+const S10_DELAY = { delayMs: 100, jitterMs: 50 };
+
+/**
+ * The kinds S10 draws from on this machine: a partition needs netem or tc drop filters; a delay is
+ * netem where there is netem, else the fault proxy in front of the worker (S10 runs proxied).
+ */
+export function s10Kinds(caps: Capabilities): FaultKind[] {
+  const kinds: FaultKind[] = ['kill-worker', 'pause-worker', 'kill-coordinator', 'delay-worker'];
+  if (caps.netem.ok || caps.tcDrop.ok) kinds.push('partition-worker');
+  return kinds;
+}
+
+/**
+ * Recovery bound per kind (fault -> the token ending the longest stall before the next fault):
+ * a lost worker is noticed within a lease TTL (or sooner, by the data path) and its streams
+ * replayed; a lost coordinator needs the standby to win the election (one TTL) and the clients to
+ * retry. A delay must cause no stall beyond the delay itself.
+ */
+export function recoveryBoundMs(kind: FaultKind, leaseTtlMs: number): number {
+  switch (kind) {
+    case 'kill-worker':
+    case 'pause-worker':
+    case 'partition-worker':
+      return leaseTtlMs + 3000;
+    case 'kill-coordinator':
+      return 2 * leaseTtlMs + 3000;
+    case 'delay-worker':
+      return 1000;
+  }
+}
+
+/**
+ * What S10 bounds per fault (recoveryBoundMs). A kill, pause, partition: its recovery, fault ->
+ * the token ending the longest stall before the next fault. A delay lasts until the next fault
+ * and is not recovered from while it holds: every step crosses the delayed link twice (up to
+ * 2 x 150 ms more per step), so gaps just over the 500 ms stall threshold are the delay itself and
+ * "the token ending the longest of them" falls anywhere in the 10 s (a 513 ms gap 8 s in read as
+ * an 8.5 s recovery). For a delay the measure is the longest gap between tokens (all streams)
+ * while it holds: no stall beyond the delay itself.
+ */
+export function faultMeasureMs(kind: FaultKind, arrivalsMs: readonly number[], atMs: number, untilMs: number): number | undefined {
+  return kind === 'delay-worker' ? longestStallMs(arrivalsMs, atMs, untilMs) : recoveryMs(arrivalsMs, atMs, untilMs);
+}
+
+/**
+ * The order faults are drawn in: rounds, each every kind once in a seeded random order, so that
+ * a run of kinds.length ticks applies every kind (a tick that cannot apply its kind safely keeps
+ * it for the next tick).
+ */
+export function faultOrder(kinds: readonly FaultKind[], random: () => number, rounds: number): FaultKind[] {
+  const out: FaultKind[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const round = [...kinds];
+    for (let i = round.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [round[i], round[j]] = [round[j], round[i]];
+    }
+    out.push(...round);
+  }
+  return out;
+}
 
 export const S10 = defineScenario({
   id: 'S10',
   title: 'Random kill / pause / partition / delay every 10 s',
-  passWhen: 'every completed output identical; epochs strictly increase; no leaked leases or streams',
-  topology: { workers: 3, coordinators: 2 },
+  passWhen: 'every completed output identical; epochs strictly increase; no leaked leases or streams; every fault kind applied, each recovered within its bound',
+  topology: { workers: 3, coordinators: 2, proxied: true },
   client: { retryMidStream: true, deadlineMs: 120_000 },
   allMustComplete: false,
   async run(ctx) {
     const { cluster, faults, env, timeline } = ctx;
     const random = seededRandom(env.seed);
-    const durationMs = env.short ? S10_SHORT_MS : env.soakMs;
-    const kinds: FaultKind[] = ['kill-worker', 'pause-worker', 'kill-coordinator'];
-    if (env.caps.netem.ok || env.caps.tcDrop.ok) kinds.push('partition-worker');
-    if (env.caps.netem.ok) kinds.push('delay-worker');
+    const kinds = s10Kinds(env.caps);
+    // Short: long enough for every kind once, with one spare tick for a kind that had to wait.
+    const durationMs = env.short ? Math.max(S10_SHORT_MS, (kinds.length + 1) * TICK_MS) : env.soakMs;
+    const order = faultOrder(kinds, random, Math.ceil(durationMs / TICK_MS / kinds.length) + 1);
     const pending: Pending[] = [];
     const schedule: string[] = [];
     /** Faults applied (a tick whose fault could not be applied safely is only logged). */
-    const applied: { atMs: number; kind: FaultKind }[] = [];
+    const applied: { atMs: number; kind: FaultKind; target: string }[] = [];
     let ticks = 0;
     const load = ctx.workload();
     const lanes = load.runLanes(ctx.requests);
@@ -149,26 +212,27 @@ export const S10 = defineScenario({
     };
     const healthyWorkers = (): string[] => cluster.workerNames().filter((w) => cluster.isRunning(w) && !faults.faultedNodes().has(w));
 
-    while (timeline.nowMs() - startMs < durationMs) {
+    while (timeline.nowMs() - startMs < durationMs && order.length > 0) {
       ticks += 1;
       await sleep(Math.max(0, startMs + ticks * TICK_MS - timeline.nowMs()));
       await settle(false);
       if (timeline.nowMs() - startMs >= durationMs) break;
-      const kind = kinds[Math.floor(random() * kinds.length)];
+      const kind = order[0];
       const workers = healthyWorkers();
       const atMs = timeline.nowMs();
       if (kind === 'kill-coordinator') {
         const leader = await cluster.leaderStatus();
         if (leader === undefined || cluster.coordinatorNames().filter((c) => cluster.isRunning(c)).length < 2) {
-          schedule.push(`${Math.round(atMs - startMs)} ms: skipped ${kind} (no leader or no standby)`);
+          schedule.push(`${Math.round(atMs - startMs)} ms: postponed ${kind} (no leader or no standby)`);
           continue;
         }
         faults.kill(leader.name);
         pending.push({ dueMs: atMs + UNDO_AFTER_MS, what: `restart ${leader.name}`, undo: () => restartAfterExit(leader.name) });
         schedule.push(`${Math.round(atMs - startMs)} ms: SIGKILL coordinator ${leader.name}`);
+        applied.push({ atMs, kind, target: leader.name });
       } else {
         if (workers.length < 3) {
-          schedule.push(`${Math.round(atMs - startMs)} ms: skipped ${kind} (only ${workers.length} healthy worker(s))`);
+          schedule.push(`${Math.round(atMs - startMs)} ms: postponed ${kind} (only ${workers.length} healthy worker(s))`);
           continue;
         }
         const target = workers[Math.floor(random() * workers.length)];
@@ -182,12 +246,13 @@ export const S10 = defineScenario({
           const hole = faults.blackhole(target);
           pending.push({ dueMs: atMs + UNDO_AFTER_MS, what: `heal ${target}`, undo: () => void faults.heal(hole) });
         } else {
-          const delay = faults.netem(target, ['delay', '100ms', '50ms']);
+          const delay = env.caps.netem.ok ? faults.netem(target, ['delay', `${S10_DELAY.delayMs}ms`, `${S10_DELAY.jitterMs}ms`]) : faults.proxyDelay(target, S10_DELAY);
           pending.push({ dueMs: atMs + UNDO_AFTER_MS, what: `heal ${target}`, undo: () => void faults.heal(delay) });
         }
         schedule.push(`${Math.round(atMs - startMs)} ms: ${kind} ${target}`);
+        applied.push({ atMs, kind, target });
       }
-      applied.push({ atMs, kind });
+      order.shift();
     }
     await settle(true);
     faults.healAll();
@@ -213,12 +278,22 @@ export const S10 = defineScenario({
     const arrivals = load.arrivalTimesMs();
     const disruptive = applied.filter((f) => f.kind !== 'delay-worker');
     const detections = disruptive.map((f) => detectionMs(ctx.observer.statuses, f.atMs, epochBeforeAt(ctx, f.atMs))).filter((d): d is number => d !== undefined && d < TICK_MS);
-    const recoveries = disruptive.map((f) => recoveryMs(arrivals, f.atMs, f.atMs + TICK_MS)).filter((r): r is number => r !== undefined);
+    const recoveries = applied.map((f, i) => ({ ...f, recoveryMs: faultMeasureMs(f.kind, arrivals, f.atMs, applied[i + 1]?.atMs ?? f.atMs + TICK_MS), boundMs: recoveryBoundMs(f.kind, env.leaseTtlMs) }));
+    const notApplied = kinds.filter((k) => !applied.some((f) => f.kind === k));
+    const measure = (kind: FaultKind): string => (kind === 'delay-worker' ? 'longest gap' : 'recovery');
+    const slow = recoveries.filter((r) => r.recoveryMs === undefined || r.recoveryMs > r.boundMs).map((r) => `${r.kind} ${r.target} at ${Math.round(r.atMs - startMs)} ms: ${measure(r.kind)} ${ms(r.recoveryMs)} > ${r.boundMs} ms`);
+    const byKind = kinds.map((k) => `${k} x${applied.filter((f) => f.kind === k).length}`).join(', ');
     const criteria: Criterion[] = [
       noViolations('epochs strictly increase', epochOrderViolations(ctx.observer.etcd), `${ctx.observer.plans().size} plans, epochs increasing`),
       noViolations('no leaked leases', audit.leaks, `${audit.leases} live lease(s), each held by a running process`),
       noViolations('no leaked streams', openSequences, 'no active sequence on the coordinator, no cached sequence on any worker'),
       criterion('the cluster serves every worker again after the last fault', servesAgain, servesAgain ? 'ready plan over all workers' : 'no ready plan over all workers within 60 s'),
+      noViolations('every fault kind was applied at least once', notApplied.map((k) => `${k}: never applied`), byKind),
+      noViolations(
+        'every fault recovered within its bound (worker faults TTL + 3 s, coordinator 2 x TTL + 3 s; a delay: no gap between tokens over 1 s while it holds)',
+        slow,
+        recoveries.map((r) => `${r.kind} ${measure(r.kind)} ${ms(r.recoveryMs)}`).join(', '),
+      ),
     ];
     return {
       records,
@@ -228,9 +303,12 @@ export const S10 = defineScenario({
       extra: {
         faults: schedule.join('; '),
         faultCount: applied.length,
+        faultKinds: byKind,
         maxDetectionMs: detections.length === 0 ? null : Math.round(Math.max(...detections)),
-        maxRecoveryMs: recoveries.length === 0 ? null : Math.round(Math.max(...recoveries)),
+        maxRecoveryMs: recoveries.length === 0 ? null : Math.round(Math.max(...recoveries.map((r) => r.recoveryMs ?? Infinity))),
         liveLeases: audit.leases,
+        // The proxies run on the harness's event loop: how late they wrote what was due (a starved harness adds delay to every link).
+        proxyMaxLateMs: Math.round(Math.max(0, ...cluster.proxiedNodes().map((n) => cluster.proxy(n).stats().maxLateMs))),
       },
     };
   },

@@ -41,7 +41,10 @@ export interface SequenceRequest {
 /** Supplies pipelines: the current one, and the next one after a failure. */
 export interface PipelineSource {
   current(): Pipeline | undefined;
-  /** Resolves with a pipeline of a later epoch than `afterEpoch` (or the first, when undefined). */
+  /**
+   * Resolves with the pipeline that replaces a failed one of `afterEpoch` (the first, when
+   * undefined): a later epoch's, or the same plan's data path reopened.
+   */
   next(afterEpoch: number | undefined): Promise<Pipeline>;
   /** Reports that `pipeline` failed (so the source can re-plan). */
   reportFailure?(pipeline: Pipeline, err: BoraError): void;

@@ -1,9 +1,11 @@
 /**
  * Binds a gRPC server to an address (port 0 picks a free port) and closes it gracefully.
  * `credentials` come from the node's transport security (common/security/node-security.ts);
- * plaintext only when none are given (tests, --insecure).
+ * plaintext only when none are given (tests, --insecure). Sessions get the server's
+ * `grpc-node.flow_control_window` (flow-control.ts), which grpc-js applies to channels only.
  */
 import * as grpc from '@grpc/grpc-js';
+import { widenServerWindows } from './flow-control';
 
 export interface BoundServer {
   readonly server: grpc.Server;
@@ -18,6 +20,7 @@ export async function bindServer(server: grpc.Server, host: string, port: number
   const bound = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${host}:${port}`, credentials, (err, actual) => (err ? reject(err) : resolve(actual)));
   });
+  widenServerWindows(server);
   return {
     server,
     port: bound,

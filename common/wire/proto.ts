@@ -13,6 +13,7 @@ import type { ProtoGrpcType as WorkerProto } from './generated/worker';
 import type { ProtoGrpcType as HealthProto } from './generated/health';
 import type { WorkerClient } from './generated/bora/v1/Worker';
 import { dialNode, type NodeSecurity } from '../security/node-security';
+import { FLOW_CONTROL_WINDOW_BYTES } from './flow-control';
 
 // Each service's typed client (methods in camelCase, as grpc-js adds them) and server handlers
 // (keyed by the proto's method names, the name grpc-js looks a handler up by first).
@@ -100,7 +101,9 @@ export function healthProto(): HealthPackage {
 /**
  * Channel options used by every Bora client and server; `maxReceiveBytes` is the largest message
  * it accepts (grpc-js limits per server or channel, not per method, so a server that takes
- * untrusted input names the limit of its largest legitimate request).
+ * untrusted input names the limit of its largest legitimate request). Every stream and connection
+ * gets a FLOW_CONTROL_WINDOW_BYTES window (flow-control.ts: grpc-js's 64 KiB default moves one
+ * window per round trip; a server gets it from bindServer).
  */
 export function channelOptions(keepaliveTimeMs: number, keepaliveTimeoutMs: number, maxReceiveBytes = MAX_MESSAGE_BYTES): grpc.ChannelOptions {
   return {
@@ -111,6 +114,7 @@ export function channelOptions(keepaliveTimeMs: number, keepaliveTimeoutMs: numb
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': Math.min(keepaliveTimeMs, 1000),
     'grpc.http2.max_pings_without_data': 0,
+    'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW_BYTES,
   };
 }
 
@@ -121,7 +125,11 @@ export function channelOptions(keepaliveTimeMs: number, keepaliveTimeoutMs: numb
  */
 export async function withWorkerClient<T>(address: string, security: NodeSecurity, exchange: (client: WorkerClient) => Promise<T>): Promise<T> {
   const dial = dialNode(security, address);
-  const client = new (boraProto().Worker)(address, dial.credentials, { 'grpc.max_receive_message_length': MAX_NODE_MESSAGE_BYTES, ...dial.options });
+  const client = new (boraProto().Worker)(address, dial.credentials, {
+    'grpc.max_receive_message_length': MAX_NODE_MESSAGE_BYTES,
+    'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW_BYTES,
+    ...dial.options,
+  });
   try {
     return await exchange(client);
   } finally {

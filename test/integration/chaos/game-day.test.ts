@@ -1,11 +1,24 @@
 /**
- * The game day CI runs: S1 (SIGKILL a stage worker), S2 (SIGSTOP / SIGCONT), S3 (blackhole),
- * S8 (etcd crash), S9 (coordinator crash), E1 (SIGKILL a worker holding experts only), and on a
- * secure cluster S11 (a rogue node) and S12 (overload), through the chaos harness in short mode, each on
- * its own cluster in network namespaces. The harness is run as its own process (it needs root,
+ * The game day CI runs, through the chaos harness in short mode, each scenario on its own cluster
+ * in network namespaces: SCENARIOS below. The harness is run as its own process (it needs root,
  * owns the bchaos-* namespaces and cleans them up on any exit) and its report.json is checked:
- * every scenario passed, or, where the machine lacks a capability (not root, no tc), was
- * reported skipped with the reason — never silently passed.
+ * every scenario passed. A skip is accepted only for a scenario this machine cannot run, as this
+ * test's own capability probe says (the same probe the harness makes, repeated here so that a
+ * harness that skipped wrongly is caught), and never in CI: CI runs as root on a kernel with tc
+ * clsact/u32/mirred, tbf, ifb and `ss -K`, where every scenario S0-S12 and E1 runs (S5 and S6
+ * without sch_netem: a fault proxy and packet filters, see chaos/README.md).
+ *
+ * Which scenarios, and why: all of them. Short-mode wall time per scenario (oracle + cluster
+ * start + fault-free run + faulted run + teardown), one run of all 14 on the 2-core dev machine
+ * at load average ~20 from other work (2026-12-07, `node dist/chaos/main.js --short`): S0 50 s,
+ * S1 45, S2 55, S3 60, S4 47, S5 82 (failed early; up to ~220 when its streams run to their
+ * 180 s deadline), S6 209, S7 100, S8 38, S9 46, S10 52 (aborted; ~130 with its 60 s of faults),
+ * E1 87, S11 115, S12 67: 1053 s, about 18 minutes, 22 at worst. With S5/S6's product fixes
+ * (2026-12-08, load average 20-27): 952 s (S5 79 s, S6 76, S10 116; chaos/README.md). CI ran ~10 minutes before
+ * (a 3-5 minute game day of 8 scenarios), so the whole CI stays near 25 minutes of its 90 on
+ * 2 cores, with room for a 3x slower machine. Dropping any scenario would save at most ~3
+ * minutes and leave a fault class (soak, one-way cut, delay, loss, slow link, random faults)
+ * unchecked by CI, so none is dropped.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -13,14 +26,17 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { probeCapabilities } from '../../../chaos/capabilities';
 import type { Report } from '../../../chaos/report';
 import type { ScenarioResult } from '../../../chaos/runner';
+import { scenarioById } from '../../../chaos/scenarios';
 
-const SCENARIOS = ['S1', 'S2', 'S3', 'S8', 'S9', 'E1', 'S11', 'S12'] as const;
-const HARNESS_TIMEOUT_MS = 11 * 60_000;
-/** S12 refuses most of its requests by design; the others must complete every one. */
-const PARTIAL = new Set<string>(['S12']);
+const SCENARIOS = ['S0', 'S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'S8', 'S9', 'S10', 'E1', 'S11', 'S12'] as const;
+const HARNESS_TIMEOUT_MS = 30 * 60_000;
+/** S10 and S12 may fail some requests by design (S12 refuses most); the others must complete every one. */
+const PARTIAL = new Set<string>(['S10', 'S12']);
 const MAIN_JS = join(__dirname, '..', '..', '..', 'chaos', 'main.js');
+const IN_CI = process.env.CI === 'true';
 
 function explain(r: ScenarioResult): string {
   const failed = r.criteria.filter((c) => !c.pass).map((c) => `${c.name}: ${c.detail}`);
@@ -55,15 +71,20 @@ describe(`chaos game day (short): ${SCENARIOS.join(', ')}`, { timeout: HARNESS_T
   });
 
   for (const id of SCENARIOS) {
-    test(`${id} passes (or is skipped for a missing capability, with the reason)`, () => {
+    test(`${id} passes; it is skipped only where this machine cannot run it (never in CI)`, () => {
       const r = report.results.find((x) => x.id === id)!;
       if (r.status === 'skipped') {
-        assert.match(r.reason ?? '', /^needs |needs netem or tc drop/, `a skip must name the missing capability: ${r.reason}`);
+        assert.ok(!IN_CI, `${id} was skipped in CI (CI runs as root, every scenario is supported there): ${r.reason}`);
+        // This test's own probe, not the harness's word: a scenario the machine supports must run.
+        const why = scenarioById(id).unsupported(probeCapabilities());
+        assert.notEqual(why, undefined, `${id} was skipped ("${r.reason}") but this machine supports it`);
+        assert.equal(r.reason, scenarioById(id).unsupported(report.capabilityProbe), 'the skip gives the probe\'s reason');
         assert.equal(r.measures, null);
         return;
       }
       assert.equal(r.status, 'pass', explain(r));
       assert.ok(r.criteria.length >= 4 && r.criteria.every((c) => c.pass), explain(r));
+      assert.ok(r.criteria.some((c) => c.name === 'the fault-free cluster run is identical to the in-process oracle' && c.pass), `${id} compared with the oracle`);
       const m = r.measures!;
       assert.equal(m.outputsIdentical, true);
       if (!PARTIAL.has(id)) assert.equal(m.completed, m.requests);
@@ -94,6 +115,23 @@ describe(`chaos game day (short): ${SCENARIOS.join(', ')}`, { timeout: HARNESS_T
         assert.ok(r.measures!.recoveryMs !== null && r.measures!.recoveryMs > 0, `${r.id} recovery ${r.measures!.recoveryMs}`);
       }
       if (r.id === 'S8') assert.equal(r.measures!.reshards, 0);
+    }
+  });
+
+  test('the network faults were applied: S5 delayed every link, S6 dropped, duplicated and reordered packets, S7 held the link at its limit, S10 applied every kind', () => {
+    for (const r of report.results.filter((x) => x.status === 'pass')) {
+      const passed = (prefix: string): boolean => r.criteria.some((c) => c.name.startsWith(prefix) && c.pass);
+      if (r.id === 'S5') {
+        assert.ok(passed('the delay was applied on every link'), explain(r));
+        assert.equal(r.measures!.reshards, 0);
+      }
+      if (r.id === 'S6') {
+        if (r.extra.injection === 'packet-faults') assert.ok(Number(r.extra.loss) > 0 && Number(r.extra.duplicate) > 0 && Number(r.extra.reorder) > 0, JSON.stringify(r.extra));
+        assert.ok(Number(r.extra.resetConnections) > 0, JSON.stringify(r.extra));
+        assert.equal(r.measures!.reshards, 0);
+      }
+      if (r.id === 'S7') assert.ok(passed('the rate limit slowed the link') && passed('the rate limit held the link'), explain(r));
+      if (r.id === 'S10') assert.ok(passed('every fault kind was applied') && passed('every fault recovered within its bound'), explain(r));
     }
   });
 });

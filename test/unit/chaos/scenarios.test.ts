@@ -11,7 +11,7 @@ import { SCENARIOS } from '../../../chaos/scenarios';
 
 const ok: Capability = { ok: true, detail: 'test' };
 const no = (reason: string): Capability => ({ ok: false, reason });
-const ALL: Capabilities = { root: ok, netns: ok, netem: ok, tcDrop: ok, tbf: ok, tcpReset: ok, etcd: ok };
+const ALL: Capabilities = { root: ok, netns: ok, netem: ok, tcDrop: ok, tbf: ok, tcpReset: ok, packetFaults: ok, etcd: ok };
 
 const env = { short: true, vocabSize: 32000, seed: 7 } as ChaosEnv;
 
@@ -96,10 +96,21 @@ describe('chaos scenario headers', () => {
     assert.equal(unsupported('S3', { netem: no('x') }), undefined, 'S3 blackholes with tc drop filters without netem');
     assert.match(unsupported('S3', { netem: no('no netem'), tcDrop: no('no drop') }) ?? '', /^a blackhole needs netem or tc drop filters/);
     assert.equal(unsupported('S4', { tcDrop: no('no drop') }), 'needs tcDrop: no drop');
-    assert.equal(unsupported('S5', { netem: no('no netem') }), 'needs netem: no netem');
+    assert.equal(unsupported('S5', { netem: no('no netem'), tcDrop: no('x'), tbf: no('x'), tcpReset: no('x'), packetFaults: no('x') }), undefined, 'S5 delays in the fault proxies');
     assert.equal(unsupported('S6', { tcpReset: no('no ss -K') }), 'needs tcpReset: no ss -K');
+    assert.equal(unsupported('S6', { netem: no('no netem') }), undefined, 'S6 makes packet faults with u32 + mirred + ifb without netem');
+    assert.equal(unsupported('S6', { packetFaults: no('no ifb') }), undefined, 'S6 uses netem where packet faults are missing');
+    assert.equal(unsupported('S6', { netem: no('no netem'), packetFaults: no('no ifb') }), 'needs packetFaults or netem: no ifb');
     assert.equal(unsupported('S7', { netem: no('x') }), undefined, 'S7 rate-limits with tbf without netem');
     assert.match(unsupported('S7', { netem: no('x'), tbf: no('no tbf') }) ?? '', /^a rate limit needs netem or tbf: no tbf$/);
-    for (const id of ['S0', 'S1', 'S2', 'S8', 'S9', 'S10', 'E1', 'S11', 'S12']) assert.equal(unsupported(id, { netem: no('x'), tcDrop: no('x'), tbf: no('x'), tcpReset: no('x') }), undefined, id);
+    for (const id of ['S0', 'S1', 'S2', 'S5', 'S8', 'S9', 'S10', 'E1', 'S11', 'S12']) assert.equal(unsupported(id, { netem: no('x'), tcDrop: no('x'), tbf: no('x'), tcpReset: no('x'), packetFaults: no('x') }), undefined, id);
+  });
+
+  test('S5 and S10 run proxied (every link through a fault proxy), S6 with one packet per skb; the others as before', () => {
+    const byId = (id: string) => SCENARIOS.find((s) => s.id === id)!;
+    assert.equal(byId('S5').topology.proxied, true);
+    assert.equal(byId('S10').topology.proxied, true);
+    assert.equal(byId('S6').topology.singlePacketSkbs, true);
+    for (const s of SCENARIOS.filter((x) => !['S5', 'S10'].includes(x.id))) assert.notEqual(s.topology.proxied, true, s.id);
   });
 });

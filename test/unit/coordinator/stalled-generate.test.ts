@@ -18,6 +18,7 @@ const LIMIT_BYTES = 256 * KiB;
 /** Each token event carries this much text, so a few hundred fill the limit. */
 const TEXT_BYTES = 4 * KiB;
 const TOKENS = 400;
+const HTTP2_DEFAULT_WINDOW_BYTES = 65_535;
 
 /** Emits `maxTokens` token events of TEXT_BYTES, one per timer tick, then a finish; stops on cancel. */
 class FloodingGenerator {
@@ -61,7 +62,11 @@ describe('Generate: a client that does not read', () => {
   test('is cut off with RESOURCE_EXHAUSTED and its request cancelled; a reading client gets every token', async () => {
     const request = { tokenIds: { ids: [1, 2, 3] }, maxTokens: TOKENS };
     // A connection each, so the stalled stream does not use up the reader's connection window.
-    const stalledClient = harness.client({ 'grpc.use_local_subchannel_pool': 1 });
+    // What a client that stops reading takes in before the server's writes stop is its own receive
+    // window (a client's choice: Bora's channels ask FLOW_CONTROL_WINDOW_BYTES, 16 MiB); the
+    // server holds at most the limit beyond it either way. This one asks HTTP/2's default 64 KiB,
+    // so that a few hundred events reach the limit.
+    const stalledClient = harness.client({ 'grpc.use_local_subchannel_pool': 1, 'grpc-node.flow_control_window': HTTP2_DEFAULT_WINDOW_BYTES });
     const readerClient = harness.client({ 'grpc.use_local_subchannel_pool': 1 });
 
     const stalled = stalledClient.generate(request);

@@ -17,6 +17,7 @@ import { workerServiceHandlers, type WorkerState } from '../../../worker/worker-
 const LIMIT_BYTES = 32 * 1024;
 /** Frames of a stale epoch: each is answered with an error ack of about a hundred bytes. */
 const FRAMES = 5000;
+const HTTP2_DEFAULT_WINDOW_BYTES = 65_535;
 
 describe('Forward: a sender that does not read its acks', () => {
   let bound: BoundServer;
@@ -43,15 +44,20 @@ describe('Forward: a sender that does not read its acks', () => {
     await bound.close();
   });
 
-  const open = (): grpc.ClientDuplexStream<object, ForwardAck> => {
-    const client = new (boraProto().Worker)(bound.address, grpc.credentials.createInsecure(), { ...channelOptions(10_000, 5_000), 'grpc.use_local_subchannel_pool': 1 });
+  // What a sender that stops reading takes in before the worker's writes stop is its own receive
+  // window (a Bora node asks FLOW_CONTROL_WINDOW_BYTES, 16 MiB, proto.ts; a rogue sender may ask
+  // anything); the worker holds at most the limit beyond it either way. The stalled sender asks
+  // HTTP/2's default 64 KiB, so that a few thousand acks reach the limit.
+  const open = (windowBytes?: number): grpc.ClientDuplexStream<object, ForwardAck> => {
+    const window = windowBytes === undefined ? {} : { 'grpc-node.flow_control_window': windowBytes };
+    const client = new (boraProto().Worker)(bound.address, grpc.credentials.createInsecure(), { ...channelOptions(10_000, 5_000), 'grpc.use_local_subchannel_pool': 1, ...window });
     clients.push(client);
     return client.forward();
   };
   const staleFrame = (batchId: number): object => ({ planEpoch: 2, batchId, chunkIndex: 0, chunkCount: 1, slices: [], stageIndex: 0 });
 
   test('is cut off with RESOURCE_EXHAUSTED; a sender that reads gets every ack', async () => {
-    const stalled = open();
+    const stalled = open(HTTP2_DEFAULT_WINDOW_BYTES);
     stalled.on('data', () => undefined);
     stalled.pause();
     const stalledError = new Promise<grpc.ServiceError>((resolve) => stalled.on('error', resolve));
