@@ -11,8 +11,10 @@
  *   certificates valid for the names the nodes advertise, the autoscaler's metrics against the
  *   adapter rules and the metrics Bora exports, maxReplicas against the worker certificates and
  *   etcd users; the example scrape configuration's relabelling, applied to a worker pod.
- * Not checked here (no cluster, no Docker): unknown fields (the schemas accept extra keys), that
- * the objects apply to a live API server, the image build, and the adapter and Prometheus at run time.
+ * - no object has a field its kind does not define (the schemas accept extra keys, so the
+ *   TypeScript types of kubernetes-models are checked too: k8s-fields.ts);
+ * Not checked here (no cluster, no Docker): that the objects apply to a live API server, the
+ * image build, and the adapter and Prometheus at run time.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -36,6 +38,7 @@ import {
   yamlFiles,
   type Manifest,
 } from '../../support/k8s-manifests';
+import { unknownFieldErrors } from '../../support/k8s-fields';
 
 const manifests = loadManifests();
 const NAMESPACE = 'bora';
@@ -136,6 +139,32 @@ describe('deploy/k8s against the Kubernetes schemas', () => {
     await assert.rejects(validateObject({ ...clone(workers), kind: 'StatefulSett' }), /no StatefulSett in apps\/v1/);
     await assert.rejects(validateObject({ ...clone(workers), apiVersion: 'apps/v9' }), /no schemas for apiVersion apps\/v9/);
     await assert.rejects(validateObject(parseDocuments('kind: Service\n', 'inline')[0]), /apiVersion and kind are required/);
+  });
+
+  /** Broken copies of the workers' StatefulSet, for the field check to find. */
+  function brokenWorkers(): Manifest['doc'][] {
+    const workers = find('StatefulSet', 'bora-worker');
+    const typo = clone(workers);
+    const c = container(typo, 'worker');
+    c.readinesProbe = c.readinessProbe;
+    delete c.readinessProbe;
+    const top = clone(workers);
+    top.spec.replica = 3;
+    const wrongType = clone(workers);
+    wrongType.spec.template.spec.terminationGracePeriodSeconds = '300';
+    return [typo, top, wrongType];
+  }
+
+  test('no document has a field its kind does not define (the schemas accept extra keys; the types do not), and the check finds one', () => {
+    // One compile for all: the manifests, then the broken copies.
+    const errors = unknownFieldErrors([...manifests.map((m) => m.doc), ...brokenWorkers()]);
+    const ofManifests = errors.filter((e) => e.index < manifests.length);
+    assert.deepEqual(ofManifests.map((e) => `${e.index < 0 ? '?' : id(manifests[e.index])}: ${e.message}`), []);
+    const ofBroken = errors.filter((e) => e.index >= manifests.length);
+    assert.deepEqual(ofBroken.map((e) => e.index - manifests.length), [0, 1, 2], ofBroken.map((e) => e.message).join('\n'));
+    assert.match(ofBroken[0].message, /'"?readinesProbe"?' does not exist in type 'IContainer'/);
+    assert.match(ofBroken[1].message, /'"?replica"?' does not exist/);
+    assert.match(ofBroken[2].message, /string' is not assignable to type 'number/);
   });
 
   test('the kustomization lists every manifest of deploy/k8s (monitoring/ goes elsewhere)', () => {
