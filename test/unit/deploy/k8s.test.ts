@@ -302,6 +302,7 @@ describe('deploy/k8s against Bora', () => {
     const c = container(workers, 'worker');
     const hook = (c.lifecycle.preStop.exec.command as string[]).join(' ');
     assert.match(hook, /kill -TERM 1\b/);
+    // It waits: the kubelet's own SIGTERM after the hook would be a second signal, which skips the drain.
     assert.match(hook, /while kill -0 1\b/);
     const drainMs = Number(flagValue(c.args, '--drain-timeout-ms'));
     assert.ok(drainMs > 0, 'the drain is on');
