@@ -1,19 +1,31 @@
 /**
- * The deployment files, as far as this machine can test them (there is no Docker engine here):
- * every `bora` command docker-compose.yml runs is accepted by the CLI (its flags parsed and
- * validated with BORA_CHECK_ARGS=1), the services it needs are there, the Dockerfile copies only
- * paths that exist, and the wiring is secure: etcd serves TLS with client certificates and is never
- * published, every node dials https:// etcd with its own certificate, and the one-shot PKI script,
- * run here for real, makes exactly the files the services name, with the right identities and the
- * service names as DNS names, keeping the CA key out of the shared volume.
+ * The deployment files, as far as this machine can test them (there is no Docker engine here, so
+ * nothing is built or started): docker-compose.yml is parsed with `yaml` (merge keys applied, as
+ * compose does) and
+ * - every `bora` command it runs is accepted by the CLI (its flags parsed and validated with
+ *   BORA_CHECK_ARGS=1), the services it needs are there, the Dockerfile copies only paths that exist;
+ * - the wiring is secure: etcd serves TLS with client certificates and is never published, every
+ *   node dials https:// etcd with its own certificate, and the one-shot PKI script, run here for
+ *   real, makes exactly the files the services name, with the right identities and the service
+ *   names as DNS names, keeping the CA key out of the shared volume;
+ * - it is fit to run: every long-running service has a healthcheck (the nodes' one, a `node -e`
+ *   fetch of /readyz, is run here against a server that answers 200, then 503, then nothing) and a
+ *   restart policy, every dependency waits on a condition that can be met, each worker's
+ *   --memory-bytes plus 1 GiB fits its mem_limit and its drain fits stop_grace_period, Prometheus
+ *   scrapes exactly the nodes and loads the SLO rules (promtool checks its configuration and the
+ *   rules), the metrics ports are published on loopback, and a hub model directory is bind-mounted.
+ * Not tested here: the image build, the containers' start, etcd's and Prometheus' healthchecks.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { parse as parseYaml } from 'yaml';
 import { loadApiKeyStore } from '../../../common/security/api-keys-file';
 import { verifyCertificate } from '../../../common/security/pki';
 import { repoRoot } from '../../support/checkpoints';
@@ -22,12 +34,37 @@ import { boraBin } from '../../support/cluster';
 const compose = readFileSync(join(repoRoot(), 'docker-compose.yml'), 'utf8');
 const PKI_MOUNT = '/pki';
 
-/** `command: [...]` flow arrays of the bora services (JSON syntax inside YAML), joined across lines. */
+/** A compose service, as far as these tests read it. */
+interface Service {
+  readonly image?: string;
+  readonly build?: unknown;
+  readonly entrypoint?: string[];
+  readonly command?: string[];
+  readonly restart?: string;
+  readonly healthcheck?: { readonly test: string[]; readonly start_period?: string };
+  readonly mem_limit?: string;
+  readonly stop_grace_period?: string;
+  readonly ports?: string[];
+  readonly volumes?: string[];
+  readonly depends_on?: Record<string, { readonly condition: string }> | string[];
+}
+
+/** The services, parsed with `yaml` (merge keys applied, as compose does). */
+const services = (parseYaml(compose, { merge: true }) as { services: Record<string, Service> }).services;
+
+/** The names of the services that run Bora's image with a `bora` subcommand (not the pki script). */
+function boraServices(): string[] {
+  return Object.keys(services).filter((name) => services[name].image === 'bora:latest' && services[name].command !== undefined);
+}
+
+/** The `command:` of each bora service. */
 function boraCommands(): string[][] {
-  const commands: string[][] = [];
-  const pattern = /command:\s*(\[[^\]]*\])/g;
-  for (let m = pattern.exec(compose); m !== null; m = pattern.exec(compose)) commands.push(JSON.parse(m[1]) as string[]);
-  return commands;
+  return boraServices().map((name) => [...services[name].command!]);
+}
+
+/** Compose's `${VAR:-default}` interpolation, with every variable unset. */
+function interpolateDefaults(value: string): string {
+  return value.replace(/\$\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\}/g, '$1');
 }
 
 /** The text of one top-level service, up to the next one. */
@@ -39,7 +76,7 @@ function serviceBlock(name: string): string {
 
 /** The etcd service's `command:` block list. */
 function etcdCommand(): string[] {
-  return [...serviceBlock('etcd').matchAll(/^ {6}- (\S+)$/gm)].map((m) => m[1]).filter((item) => item === 'etcd' || item.startsWith('--'));
+  return [...(services.etcd.command ?? [])];
 }
 
 function flagValue(argv: readonly string[], flag: string): string | undefined {
@@ -48,8 +85,8 @@ function flagValue(argv: readonly string[], flag: string): string | undefined {
 }
 
 describe('docker-compose.yml and Dockerfile', () => {
-  test('declares the PKI and RBAC steps, etcd, a coordinator and three workers', () => {
-    for (const service of ['pki', 'etcd', 'etcd-rbac', 'coordinator', 'worker1', 'worker2', 'worker3']) {
+  test('declares the PKI and RBAC steps, etcd, a coordinator, three workers and Prometheus', () => {
+    for (const service of ['pki', 'etcd', 'etcd-rbac', 'coordinator', 'worker1', 'worker2', 'worker3', 'prometheus']) {
       assert.match(compose, new RegExp(`^  ${service}:`, 'm'), `service ${service}`);
     }
   });
@@ -130,6 +167,153 @@ describe('docker-compose.yml and Dockerfile', () => {
   });
 });
 
+/** Compose's byte values ("3g", "512m"): base 1024, as Docker reads them. */
+function composeBytes(value: string): number {
+  const m = /^([0-9]+)([bkmg]?)$/i.exec(value);
+  assert.ok(m !== null, `a byte value: ${value}`);
+  return Number(m[1]) * 1024 ** 'bkmg'.indexOf((m[2] || 'b').toLowerCase());
+}
+
+/** Compose's durations ("90s", "1m30s") in milliseconds. */
+function composeMs(value: string): number {
+  const parts = [...value.matchAll(/([0-9]+)(ms|s|m|h)/g)];
+  assert.ok(parts.length > 0 && parts.map((p) => p[0]).join('') === value, `a duration: ${value}`);
+  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  return parts.reduce((sum, p) => sum + Number(p[1]) * unit[p[2]], 0);
+}
+
+/** The coordinator and worker services. */
+const nodeServices = (): string[] => boraServices().filter((name) => ['coordinator', 'worker'].includes(services[name].command![0]));
+const metricsPort = (name: string): number => Number(flagValue(services[name].command!, '--metrics-port'));
+const dependencies = (service: Service): Record<string, { readonly condition: string }> => {
+  assert.ok(!Array.isArray(service.depends_on), 'depends_on uses conditions (the long syntax)');
+  return service.depends_on ?? {};
+};
+
+describe('docker-compose.yml fit to run (parsed with yaml; there is no Docker engine here to start it)', () => {
+  const oneShots = (): string[] =>
+    [...new Set(Object.values(services).flatMap((s) => Object.entries(dependencies(s)).filter(([, d]) => d.condition === 'service_completed_successfully').map(([n]) => n)))].sort();
+
+  test('every long-running service has a healthcheck and restarts unless stopped; the one-shot steps do not restart once done', () => {
+    assert.deepEqual(oneShots(), ['etcd-rbac', 'pki']);
+    for (const [name, service] of Object.entries(services)) {
+      if (oneShots().includes(name)) {
+        assert.ok(service.restart === 'no' || service.restart === 'on-failure', `${name}: restart ${service.restart}`);
+        continue;
+      }
+      assert.ok(service.healthcheck !== undefined && service.healthcheck.test.length > 1, `${name} has a healthcheck`);
+      assert.equal(service.restart, 'unless-stopped', `${name}: restart policy`);
+    }
+    assert.deepEqual(nodeServices().sort(), ['coordinator', 'worker1', 'worker2', 'worker3']);
+  });
+
+  test('the nodes\' healthchecks GET /readyz on their own metrics port with node (the image has no curl), and fail when it is not 200', async () => {
+    for (const name of nodeServices()) {
+      const check = services[name].healthcheck!.test;
+      assert.deepEqual(check.slice(0, 3), ['CMD', 'node', '-e'], name);
+      assert.ok(check[3].includes(`'http://127.0.0.1:${metricsPort(name)}/readyz'`), `${name} probes its --metrics-port ${metricsPort(name)}`);
+    }
+    // The check itself, run here against a server that answers 200, then 503, then is gone.
+    let status = 200;
+    const server = createServer((req, res) => {
+      res.statusCode = req.url === '/readyz' ? status : 404;
+      res.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    const script = services.worker1.healthcheck!.test[3].replace(`:${metricsPort('worker1')}/`, `:${port}/`);
+    const run = (): Promise<number | null> =>
+      new Promise((resolve) => execFile(process.execPath, ['-e', script], { timeout: 10_000 }, (err) => resolve(err === null ? 0 : ((err as { code?: number }).code ?? null))));
+    try {
+      assert.equal(await run(), 0, 'ready: healthy');
+      status = 503;
+      assert.equal(await run(), 1, 'not ready: unhealthy');
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+    assert.equal(await run(), 1, 'no answer: unhealthy');
+  });
+
+  test('start order: every dependency has a condition; service_healthy waits only on services with a healthcheck; the workers do not wait for a ready coordinator', () => {
+    let healthyWaits = 0;
+    for (const [name, service] of Object.entries(services)) {
+      for (const [on, { condition }] of Object.entries(dependencies(service))) {
+        assert.ok(services[on] !== undefined, `${name} depends on a service that exists: ${on}`);
+        assert.ok(['service_started', 'service_healthy', 'service_completed_successfully'].includes(condition), `${name} -> ${on}: ${condition}`);
+        if (condition === 'service_healthy') {
+          healthyWaits++;
+          assert.ok(services[on].healthcheck !== undefined, `${name} waits for ${on} to be healthy, which has a healthcheck`);
+        }
+      }
+    }
+    assert.ok(healthyWaits >= 4, 'the nodes and etcd-rbac wait for a healthy etcd');
+    // The coordinator is ready only once workers serve its plan: waiting for it would never end.
+    for (const name of nodeServices().filter((n) => n.startsWith('worker'))) {
+      assert.equal(dependencies(services[name]).coordinator?.condition, 'service_started', name);
+      assert.equal(dependencies(services[name]).etcd?.condition, 'service_healthy', name);
+    }
+  });
+
+  test('memory adds up: each worker\'s --memory-bytes plus 1 GiB for the runtime fits its mem_limit; a drain fits stop_grace_period', () => {
+    for (const name of nodeServices()) assert.ok(services[name].mem_limit !== undefined, `${name} has a mem_limit`);
+    for (const name of nodeServices().filter((n) => services[n].command![0] === 'worker')) {
+      const argv = services[name].command!;
+      const budget = Number(flagValue(argv, '--memory-bytes'));
+      assert.ok(Number.isSafeInteger(budget) && budget > 0, `${name}: --memory-bytes is given (the default is 80% of the host, whatever the limit)`);
+      const limit = composeBytes(services[name].mem_limit!);
+      assert.ok(budget + 2 ** 30 <= limit, `${name}: --memory-bytes ${budget} + 1 GiB <= mem_limit ${services[name].mem_limit}`);
+      const drainMs = Number(flagValue(argv, '--drain-timeout-ms') ?? 60_000);
+      assert.ok(composeMs(services[name].stop_grace_period ?? '10s') >= drainMs + 30_000, `${name}: stop_grace_period covers --drain-timeout-ms ${drainMs} + 30 s`);
+    }
+    assert.equal(composeBytes('3g'), 3 * 2 ** 30);
+    assert.equal(composeMs('1m30s'), 90_000);
+  });
+
+  test('Prometheus scrapes every node and loads the SLO rules; promtool accepts its configuration', () => {
+    const prometheus = services.prometheus;
+    const configFlag = prometheus.command!.find((a) => a.startsWith('--config.file='))!.slice('--config.file='.length);
+    const mounts = new Map((prometheus.volumes ?? []).map((v) => v.split(':')).map(([from, to]) => [to, from]));
+    const configFile = join(repoRoot(), mounts.get(configFlag)!);
+    const config = parseYaml(readFileSync(configFile, 'utf8')) as { rule_files: string[]; scrape_configs: { static_configs: { targets: string[] }[] }[] };
+    const targets = config.scrape_configs.flatMap((j) => j.static_configs.flatMap((c) => c.targets)).sort();
+    assert.deepEqual(targets, nodeServices().map((n) => `${n}:${metricsPort(n)}`).sort(), 'every node, and only the nodes');
+    // The rule files: the glob, in the mounted directory, matches Bora's two rule files.
+    assert.equal(config.rule_files.length, 1);
+    const [ruleGlob] = config.rule_files;
+    const ruleDir = ruleGlob.slice(0, ruleGlob.lastIndexOf('/'));
+    assert.equal(mounts.get(ruleDir), './deploy/prometheus');
+    const pattern = new RegExp(`^${ruleGlob.slice(ruleDir.length + 1).replace('.', '\\.').replace('*', '.*')}$`);
+    assert.deepEqual(readdirSync(join(repoRoot(), 'deploy', 'prometheus')).filter((f) => pattern.test(f)).sort(), ['bora-alerts.yml', 'bora-rules.yml']);
+    // promtool checks the configuration and, through it, the rule files (pointed at this checkout).
+    const dir = mkdtempSync(join(tmpdir(), 'bora-compose-prom-'));
+    try {
+      const local = join(dir, 'prometheus.yml');
+      writeFileSync(local, readFileSync(configFile, 'utf8').replaceAll(ruleDir, join(repoRoot(), 'deploy', 'prometheus')));
+      const run = spawnSync('promtool', ['check', 'config', local], { encoding: 'utf8' });
+      if (run.error !== undefined) assert.fail(`promtool cannot run (${run.error.message}): install Debian's prometheus package, as .ci/run does`);
+      assert.equal(run.status, 0, `${run.stdout}${run.stderr}`);
+      assert.match(`${run.stdout}${run.stderr}`, /SUCCESS: 2 rule files found/);
+      assert.equal([...`${run.stdout}`.matchAll(/SUCCESS: \d+ rules found/g)].length, 2, `${run.stdout}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('each node\'s metrics are published on the host\'s loopback, on a port of its own; a hub model directory is bind-mounted read-only', () => {
+    const hostPorts: string[] = [];
+    for (const name of nodeServices()) {
+      const published = (services[name].ports ?? []).filter((p) => p.endsWith(`:${metricsPort(name)}`));
+      assert.equal(published.length, 1, `${name} publishes its metrics port`);
+      assert.match(published[0], /^127\.0\.0\.1:\d+:\d+$/, `${name}: loopback only (the metrics are not authenticated)`);
+      hostPorts.push(published[0].split(':')[1]);
+    }
+    assert.equal(new Set(hostPorts).size, hostPorts.length, 'distinct host ports');
+    const coordinator = services.coordinator;
+    assert.ok((coordinator.volumes ?? []).some((v) => /^\$\{BORA_HUB_DIR:-[^}]+\}:\/hub:ro$/.test(v)), 'the hub directory bind mount');
+    assert.equal(interpolateDefaults(flagValue(coordinator.command!, '--model')!), '/models/demo');
+  });
+});
+
 describe('scripts/compose-pki.sh (the pki service), run here', () => {
   let dir: string;
   let output: string;
@@ -162,7 +346,7 @@ describe('scripts/compose-pki.sh (the pki service), run here', () => {
     assert.deepEqual(commands.map((c) => c[0]).sort(), ['coordinator', 'etcd-rbac', 'worker', 'worker', 'worker']);
     // The services' paths, pointed at what the script wrote here: the nodes read and check their
     // certificate (role and id) even when they only validate their command line.
-    const local = (arg: string): string => arg.replace(/^\/pki\//, `${pkiDir()}/`).replace(/^\/audit\//, `${dir}/`);
+    const local = (arg: string): string => interpolateDefaults(arg).replace(/^\/pki\//, `${pkiDir()}/`).replace(/^\/audit\//, `${dir}/`);
     for (const command of commands) {
       // The coordinator's --model is a path inside the container; validation does not read it.
       execFileSync(process.execPath, [boraBin(), ...command.map(local)], { env: { ...process.env, BORA_CHECK_ARGS: '1' }, stdio: 'pipe' });
