@@ -24,7 +24,11 @@ import { ClientGate } from './client-gate';
 import { outcomeOf, type RequestOutcome } from './coordinator-metrics';
 import { embedHandler } from './embed-service';
 import type { Embedder } from './embeddings';
+import { modelAdminHandlers } from './model-admin';
+import { MODEL_VERSION_METADATA, routeModel } from './model-routing';
 import { PromptStore } from './prompt-store';
+import { formatModelRef, type ModelRef } from '../common/models/model-ref';
+import type { ModelRegistry } from '../common/models/model-registry';
 import { runAdmitted } from './run-request';
 import type { TextFilter } from '../common/generation/text-filter';
 import type { SafetyFilter } from './safety/safety-filter';
@@ -49,6 +53,10 @@ export interface InferenceDeps {
   readonly status: () => Promise<ClusterStatus>;
   /** The model id the coordinator serves ('' accepts any request's empty model field). */
   readonly modelId: string;
+  /** The registered version it serves (model-routing.ts), when it was given one. */
+  readonly modelVersion?: ModelRef;
+  /** The model registry for the admin RPCs (model-admin.ts); they answer FAILED_PRECONDITION without. */
+  readonly models?: () => ModelRegistry | undefined;
   readonly onOutcome?: (outcome: RequestOutcome) => void;
   readonly onEvent?: (event: GenerationEvent) => void;
   /** Throws UNAVAILABLE when this coordinator may not serve (a standby). */
@@ -173,9 +181,8 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
       let who: ApiKeyPrincipal;
       try {
         who = gate.principal(call, 'Generate');
-        if (call.request.model !== '' && deps.modelId !== '' && call.request.model !== deps.modelId) {
-          throw new BoraError('NOT_FOUND', `unknown model "${call.request.model}"; this cluster serves "${deps.modelId}"`);
-        }
+        const version = routeModel(call.request.model, { modelId: deps.modelId, version: deps.modelVersion });
+        if (version !== undefined) call.sendMetadata(modelVersionMetadata(version));
         request = requestFromWire(call.request, (h) => prompts.get(h));
       } catch (err) {
         failCall(call, finish(err));
@@ -361,6 +368,8 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
       );
     },
 
+    ...modelAdminHandlers({ gate, registry: () => deps.models?.() }),
+
     Status: (call, callback) => {
       let who: ApiKeyPrincipal;
       try {
@@ -376,6 +385,12 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
       );
     },
   };
+}
+
+function modelVersionMetadata(version: ModelRef): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  metadata.set(MODEL_VERSION_METADATA, formatModelRef(version));
+  return metadata;
 }
 
 export function addInferenceService(server: grpc.Server, deps: InferenceDeps): void {
