@@ -57,6 +57,8 @@ import { weightServiceHandlers } from './weight-service';
 import { workerStatus } from './worker-probe';
 import { instChatFormatter, templateChatFormatter } from './http/chat-prompt';
 import { HttpApi } from './http/http-api';
+import { formatModelRef, type ModelRef } from '../common/models/model-ref';
+import { ModelRegistry } from '../common/models/model-registry';
 
 /** The services the coordinator's port serves, by their grpc.health.v1 names. */
 const COORDINATOR_SERVICES = ['bora.v1.Inference', 'bora.v1.WeightSource'];
@@ -68,6 +70,11 @@ export interface CoordinatorOptions {
   readonly advertiseHost?: string;
   readonly modelDir: string;
   readonly modelId: string;
+  /**
+   * The registered version (common/models/) that `modelDir` holds: plans name it, workers verify
+   * their weights against its digests, requests may name it. It must be registered and not failed.
+   */
+  readonly modelVersion?: ModelRef;
   readonly expertsMode: ExpertsMode;
   /** 2: each layer range also on a standby worker when memory allows (failover without a load). */
   readonly replicas: 1 | 2;
@@ -182,6 +189,9 @@ export class CoordinatorNode {
 
   async start(): Promise<void> {
     const o = this.options;
+    const registry = new ModelRegistry(this.etcd, this.keys);
+    if (o.modelVersion !== undefined) await registry.requireServable(o.modelVersion);
+    const modelVersion = o.modelVersion === undefined ? undefined : formatModelRef(o.modelVersion);
     const ckpt = await openModel(o.modelDir);
     const tokenizer = await loadModelTokenizer(o.modelDir, ckpt.config);
     // A GGUF file's chat template is not read yet: its Chat uses the built-in [INST] format.
@@ -196,6 +206,7 @@ export class CoordinatorNode {
     let rebalancer: ExpertRebalancer | undefined;
     const lifecycle: PlanLifecycle = new PlanLifecycle({
       modelId: o.modelId,
+      modelVersion,
       config: ckpt.config,
       expertsMode: o.expertsMode,
       replicas: o.replicas,
@@ -266,6 +277,8 @@ export class CoordinatorNode {
       maxPromptBytes,
       maxPromptTokens: ckpt.config.maxPositionEmbeddings,
       modelId: o.modelId,
+      modelVersion: o.modelVersion,
+      models: () => registry,
       status: () => this.status(),
       onOutcome: (outcome) => this.metrics.countRequest(outcome),
       onStreamCutOff: (stream, err) => this.log(`cut off a ${stream} stream: ${err.message}`),
@@ -308,7 +321,7 @@ export class CoordinatorNode {
       rebalancer = new ExpertRebalancer({
         intervalMs: o.expertRebalanceIntervalMs ?? DEFAULT_EXPERT_REBALANCE_MS,
         model: footprint,
-        placement: { modelId: o.modelId, expertsMode: o.expertsMode, replicas: o.replicas },
+        placement: { modelId: o.modelId, modelVersion, expertsMode: o.expertsMode, replicas: o.replicas },
         plan: () => (this.role === 'stopped' ? undefined : lifecycle.plan),
         isLeader: () => this.role === 'leading',
         members: () => [...this.membership.members().values()],

@@ -56,6 +56,19 @@ export class ModelRegistry {
     return record;
   }
 
+  /**
+   * The record of a version about to serve: NOT_FOUND when it is not registered,
+   * FAILED_PRECONDITION when a worker reported a digest mismatch for it.
+   */
+  async requireServable(ref: ModelRef): Promise<ModelVersionRecord> {
+    const { record, failures } = await this.describe(ref);
+    if (failures.length > 0) {
+      const f = failures[0];
+      throw new FailedPreconditionError(`model ${formatModelRef(ref)} is marked failed: worker ${f.worker} found ${f.file} with SHA-256 ${f.actualSha256}, registered ${f.expectedSha256}`);
+    }
+    return record;
+  }
+
   /** Every version, sorted by name then version, with its failure reports. */
   async list(): Promise<RegisteredVersion[]> {
     const records = await this.etcd.getAll().prefix(this.keys.modelVersionsPrefix()).options(callDeadline()).strings();

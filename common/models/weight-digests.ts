@@ -133,3 +133,14 @@ export async function findDigestMismatch(path: string, record: ModelVersionRecor
   }
   return undefined;
 }
+
+/**
+ * The mismatch a digest-mismatch error describes (after it crossed a thread boundary as a
+ * CheckpointError with its file and tensor), or undefined when the error is not one.
+ */
+export function digestMismatchOf(err: unknown): (DigestMismatch & { readonly tensor?: string }) | undefined {
+  if (!(err instanceof CheckpointError) || !err.message.includes(DIGEST_MISMATCH)) return undefined;
+  const found = /\(registered ([0-9a-f]{64}), found ([^)]*)\)/.exec(err.message);
+  if (found === null) return undefined;
+  return { file: err.tensor === undefined ? err.file : `tensor ${err.tensor} (from ${err.file})`, expectedSha256: found[1], actualSha256: found[2], ...(err.tensor === undefined ? {} : { tensor: err.tensor }) };
+}
