@@ -25,9 +25,9 @@ import { outcomeOf, type RequestOutcome } from './coordinator-metrics';
 import { embedHandler } from './embed-service';
 import type { Embedder } from './embeddings';
 import { modelAdminHandlers } from './model-admin';
-import { MODEL_VERSION_METADATA, routeModel } from './model-routing';
+import { modelVersionMetadata, routeModel } from './model-routing';
 import { PromptStore } from './prompt-store';
-import { formatModelRef, type ModelRef } from '../common/models/model-ref';
+import type { ModelRef } from '../common/models/model-ref';
 import type { ModelRegistry } from '../common/models/model-registry';
 import { runAdmitted } from './run-request';
 import type { TextFilter } from '../common/generation/text-filter';
@@ -341,7 +341,7 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
       });
     },
 
-    Embed: embedHandler({ embedder: () => deps.embedder?.(), gate, modelId: deps.modelId, checkServing: deps.checkServing, onOutcome: (outcome) => deps.onOutcome?.(outcome) }),
+    Embed: embedHandler({ embedder: () => deps.embedder?.(), gate, modelId: deps.modelId, modelVersion: deps.modelVersion, checkServing: deps.checkServing, onOutcome: (outcome) => deps.onOutcome?.(outcome) }),
 
     Drain: (call, callback) => {
       let who: ApiKeyPrincipal;
@@ -385,12 +385,6 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
       );
     },
   };
-}
-
-function modelVersionMetadata(version: ModelRef): grpc.Metadata {
-  const metadata = new grpc.Metadata();
-  metadata.set(MODEL_VERSION_METADATA, formatModelRef(version));
-  return metadata;
 }
 
 export function addInferenceService(server: grpc.Server, deps: InferenceDeps): void {

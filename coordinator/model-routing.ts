@@ -8,6 +8,7 @@
  * A name outside the grammar (common/models/model-ref.ts) is INVALID_ARGUMENT, one not served
  * here NOT_FOUND. The result names the version for the response metadata (`bora-model-version`).
  */
+import * as grpc from '@grpc/grpc-js';
 import { NotFoundError } from '../common/errors';
 import { formatModelRef, parseModelSelector, type ModelRef } from '../common/models/model-ref';
 
@@ -19,6 +20,13 @@ export interface ServedModel {
   readonly modelId: string;
   /** The registered version served, when the coordinator was given one. */
   readonly version?: ModelRef;
+}
+
+/** The response metadata naming the version that serves a request. */
+export function modelVersionMetadata(version: ModelRef): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  metadata.set(MODEL_VERSION_METADATA, formatModelRef(version));
+  return metadata;
 }
 
 /** The served version `requested` routes to (undefined when no registered version serves);

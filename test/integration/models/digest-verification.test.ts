@@ -7,7 +7,8 @@
  *     the tensor, and marks the version failed alike;
  *   - intact weights serve: the response names the version (`bora-model-version`), and a request
  *     may name the model as NAME or NAME@VERSION; another version is NOT_FOUND, a malformed name
- *     INVALID_ARGUMENT, and the served version cannot be removed (FAILED_PRECONDITION).
+ *     INVALID_ARGUMENT (Generate and Embed alike), and the served version cannot be removed
+ *     (FAILED_PRECONDITION).
  */
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, open } from 'node:fs/promises';
@@ -182,6 +183,19 @@ describe('weight digests of a registered version', () => {
     assert.equal(other.err?.code, grpc.status.NOT_FOUND);
     assert.match(other.err?.details ?? '', /unknown model "tiny@v2"; this cluster serves "tiny@v1"/);
     assert.equal((await generate('tiny@v1@x')).err?.code, grpc.status.INVALID_ARGUMENT);
+    const embed = (model: string) =>
+      new Promise<{ values?: number; version?: string; err?: grpc.ServiceError }>((resolve) => {
+        let version: string | undefined;
+        const call = client.embed({ model, inputs: [{ tokenIds: { ids: [...c.prompt_ids] } }] }, { deadline: Date.now() + 60_000 }, (err, reply) =>
+          resolve(err === null ? { values: reply?.embeddings[0]?.values.length, version } : { err, version }),
+        );
+        call.on('metadata', (m: grpc.Metadata) => (version = m.get(MODEL_VERSION_METADATA)[0] as string | undefined));
+      });
+    const embedded = await embed('tiny@v1');
+    assert.equal(embedded.err, undefined, embedded.err?.details);
+    assert.ok((embedded.values ?? 0) > 0);
+    assert.equal(embedded.version, 'tiny@v1');
+    assert.equal((await embed('tiny@v2')).err?.code, grpc.status.NOT_FOUND);
     const removal = await new Promise<grpc.ServiceError | null>((resolve) => client.removeModelVersion({ model: 'tiny@v1' }, (err) => resolve(err)));
     assert.equal(removal?.code, grpc.status.FAILED_PRECONDITION);
     assert.notEqual(await registry.get({ name: 'tiny', version: 'v1' }), undefined);
