@@ -7,8 +7,8 @@
  * error naming the file (or tensor), and the worker reports it in the registry, which marks the
  * version failed.
  *
- * A local copy is hashed once per version and path; a file changed after that is not noticed
- * until the worker restarts.
+ * A local copy is hashed once per path and registered digests; a file changed after that is not
+ * noticed until the worker restarts.
  */
 import { CheckpointError, asBoraError } from '../common/errors';
 import type { WorkerId } from '../common/ids';
@@ -19,8 +19,9 @@ import { digestMismatchError, digestMismatchOf, findDigestMismatch, type DigestM
 import type { WeightSourceSpec } from './engine-protocol';
 
 export class VersionCheck {
-  /** Version -> the local path whose files matched its record. */
-  private readonly verified = new Map<string, string>();
+  /** (path, the record's file digests) pairs whose files matched: a version removed and
+   * registered again with other files is checked again. */
+  private readonly verified = new Set<string>();
 
   constructor(
     private readonly registry: ModelRegistry,
@@ -38,7 +39,8 @@ export class VersionCheck {
     if (ref === undefined) return spec;
     const record = await this.registry.require(parseModelRef(ref));
     if (spec.kind === 'remote') return { ...spec, expectedDigests: { ref, tensors: record.tensors } };
-    if (this.verified.get(ref) === spec.dir) return spec;
+    const verifiedKey = JSON.stringify([spec.dir, record.files]);
+    if (this.verified.has(verifiedKey)) return spec;
     const started = performance.now();
     const mismatch = await findDigestMismatch(spec.dir, record);
     if (mismatch !== undefined) {
@@ -48,7 +50,7 @@ export class VersionCheck {
     const seconds = (performance.now() - started) / 1000;
     const bytes = record.files.reduce((sum, f) => sum + f.sizeBytes, 0);
     this.log(`verified ${record.files.length} weight file(s) of ${ref} in ${spec.dir} (${(bytes / 1e6).toFixed(1)} MB in ${seconds.toFixed(2)} s)`);
-    this.verified.set(ref, spec.dir);
+    this.verified.add(verifiedKey);
     return spec;
   }
 

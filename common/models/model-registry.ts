@@ -33,12 +33,21 @@ export class ModelRegistry {
     private readonly keys: EtcdKeys,
   ) {}
 
-  /** Records a version; FAILED_PRECONDITION when NAME@VERSION is registered already. */
+  /**
+   * Records a version; FAILED_PRECONDITION when NAME@VERSION is registered already. Failure
+   * reports left over from an earlier record of the same name (one that arrived while it was
+   * being removed) go in the same transaction: they were about other files.
+   */
   async add(record: ModelVersionRecord): Promise<void> {
     const ref = recordRefText(record);
     const key = this.keys.modelVersion(ref);
     const value = encodeVersionRecord(record);
-    const txn = await this.etcd.if(key, 'Create', '==', 0).options(callDeadline()).then(this.etcd.put(key).value(value)).commit();
+    const stale = await this.failureKeys(ref);
+    const txn = await this.etcd
+      .if(key, 'Create', '==', 0)
+      .options(callDeadline())
+      .then(this.etcd.put(key).value(value), ...stale.map((k) => this.etcd.delete().key(k)))
+      .commit();
     if (!txn.succeeded) throw new FailedPreconditionError(`model ${ref} is already registered (remove it first to register other files under that version)`);
   }
 
@@ -110,7 +119,7 @@ export class ModelRegistry {
       const served = decodePlan(planKv.value.toString('utf8'));
       if (served.modelVersion === text) throw new FailedPreconditionError(`model ${text} serves traffic (plan epoch ${served.epoch}); it cannot be removed while it does`);
     }
-    const failureKeys = Object.keys(await this.etcd.getAll().prefix(this.keys.modelFailuresPrefix()).options(callDeadline()).strings()).filter((k) => k.endsWith(`/${text}`));
+    const failureKeys = await this.failureKeys(text);
     const txn = this.etcd
       .if(key, 'Create', '>', 0)
       .and(planKey, 'Mod', '==', planKv === undefined ? 0 : Number(planKv.mod_revision))
@@ -120,6 +129,12 @@ export class ModelRegistry {
     if (result.succeeded) return;
     if ((await this.get(ref)) === undefined) throw new NotFoundError(`model ${text} is not registered`);
     throw new FailedPreconditionError(`model ${text}: the plan changed while it was being removed; try again`);
+  }
+
+  /** The keys of every worker's failure report about `ref` (NAME@VERSION). */
+  private async failureKeys(ref: string): Promise<string[]> {
+    const all = await this.etcd.getAll().prefix(this.keys.modelFailuresPrefix()).options(callDeadline()).keys();
+    return all.filter((k) => k.endsWith(`/${ref}`));
   }
 
   private async allFailures(): Promise<VersionFailure[]> {

@@ -86,6 +86,10 @@ describe('model registry in etcd', () => {
     await assert.rejects(registry.requireServable(ref), (err: unknown) => err instanceof FailedPreconditionError && /marked failed: worker w3 found \/models\/tiny-mistral\/model.safetensors/.test(err.message));
     await registry.remove(ref);
     assert.deepEqual(await suite.client.getAll().prefix(keys.modelFailuresPrefix()).keys(), [], 'the reports went with the record');
+    // A report that arrives while the version is being removed does not fail a later record of the same name.
+    await registry.reportFailure(workerId('w3'), failure);
+    await registry.add(await record('v1'));
+    assert.equal((await registry.describe(ref)).status, 'ready');
   });
 
   test('bora models add | list | remove --state-dir: exit statuses and messages', { timeout: 120_000 }, async (t) => {
