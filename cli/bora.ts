@@ -10,6 +10,7 @@ import { coordinatorCommand } from './coordinator';
 import { etcdRbacCommand } from './etcd-rbac';
 import { generateCommand } from './generate';
 import { makeModelCommand } from './make-model';
+import { modelsCommand } from './models';
 import { pkiCommand } from './pki';
 import { quantizeCommand } from './quantize';
 import { quietIpServernameWarning } from './quiet-warnings';
@@ -28,6 +29,7 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   down: { run: downCommand, help: 'stop the cluster of --state-dir D' },
   drain: { run: drainCommand, help: 'move a worker\'s layers to the others, then stop it (--state-dir D WORKER_ID)' },
   status: { run: statusCommand, help: "print a cluster's status (--state-dir D or --coordinator HOST:PORT)" },
+  models: { run: modelsCommand, help: 'the model registry: models add NAME@VERSION PATH | list | remove NAME@VERSION (--state-dir D or --coordinator HOST:PORT)' },
   pki: { run: pkiCommand, help: 'cluster CA, node certificates and API keys: pki init | issue | api-key --dir D' },
   'etcd-rbac': { run: etcdRbacCommand, help: "give a TLS etcd Bora's users and roles and enable auth (--etcd https://... --workers w1,w2 ...)" },
 };

@@ -1,6 +1,7 @@
 /** bora coordinator: placement, plans and the client API, until SIGTERM / SIGINT (then a graceful stop: coordinator/graceful-stop.ts). */
 import { basename, resolve } from 'node:path';
 import { InvalidArgumentError } from '../common/errors';
+import { parseModelRef } from '../common/models/model-ref';
 import { DEFAULT_MAX_PROMPT_BYTES, MAX_PROMPT_BYTES_CEILING } from '../common/generation/prompt-limits';
 import { CoordinatorNode, type CoordinatorOptions } from '../coordinator/coordinator-node';
 import { DEFAULT_EXPERT_REBALANCE_MS } from '../coordinator/expert-rebalancer';
@@ -20,6 +21,7 @@ const FLAGS = {
   advertise: { type: 'string' },
   model: { type: 'string' },
   'model-id': { type: 'string' },
+  'model-version': { type: 'string' },
   placement: { type: 'string' },
   replicas: { type: 'string' },
   'lease-ttl-ms': { type: 'string' },
@@ -65,6 +67,8 @@ export async function coordinatorCommand(argv: string[]): Promise<void> {
     advertiseHost: advertise?.host,
     modelDir,
     modelId: v['model-id'] ?? basename(modelDir),
+    // The registered version --model holds (bora models add): workers verify its digests.
+    ...(v['model-version'] === undefined ? {} : { modelVersion: parseModelRef(v['model-version']) }),
     expertsMode: placement === 'experts' ? 'spread' : 'local',
     replicas,
     leaseTtlMs: intFlag(v['lease-ttl-ms'], '--lease-ttl-ms', 3000),

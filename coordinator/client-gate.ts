@@ -7,7 +7,8 @@
  *     one bounded queue: admission.ts), refused with RESOURCE_EXHAUSTED and a retry-after;
  *   - Status: either role; a `client` gets the reduced view (no worker addresses or ids);
  *   - Drain needs `admin`, except that a worker may drain itself, identified by its own
- *     certificate (the graceful stop of worker/self-drain.ts); no other worker's.
+ *     certificate (the graceful stop of worker/self-drain.ts); no other worker's;
+ *   - AddModelVersion, ListModelVersions and RemoveModelVersion (the model registry) need `admin`.
  *
  * A missing or unknown key is UNAUTHENTICATED, a wrong role PERMISSION_DENIED. Every refusal and
  * every admin call is written to the audit log. Without a key store (a cluster started with
@@ -19,7 +20,7 @@ import type { AuditLog } from '../common/security/audit';
 import type { Admission, AdmissionTicket } from './admission';
 import { peerIdentity, type CallWithAuth } from '../common/security/peer-identity';
 
-export type ClientMethod = 'Generate' | 'SubmitPrompt' | 'Chat' | 'Embed' | 'Status' | 'Drain';
+export type ClientMethod = 'Generate' | 'SubmitPrompt' | 'Chat' | 'Embed' | 'Status' | 'Drain' | 'AddModelVersion' | 'ListModelVersions' | 'RemoveModelVersion';
 
 const ALLOWED_ROLES: Readonly<Record<ClientMethod, readonly ApiKeyRole[]>> = {
   Generate: ['client', 'admin'],
@@ -28,6 +29,9 @@ const ALLOWED_ROLES: Readonly<Record<ClientMethod, readonly ApiKeyRole[]>> = {
   Embed: ['client', 'admin'],
   Status: ['client', 'admin'],
   Drain: ['admin'],
+  AddModelVersion: ['admin'],
+  ListModelVersions: ['admin'],
+  RemoveModelVersion: ['admin'],
 };
 
 /** The caller of an open (insecure) cluster. */

@@ -58,6 +58,8 @@ import { workerStatus } from './worker-probe';
 import { templateChatFormatter } from './http/chat-prompt';
 import { HttpApi } from './http/http-api';
 import { defaultLogger, type RootLogger } from '../common/logging/logger';
+import { formatModelRef, type ModelRef } from '../common/models/model-ref';
+import { ModelRegistry } from '../common/models/model-registry';
 
 /** The services the coordinator's port serves, by their grpc.health.v1 names. */
 const COORDINATOR_SERVICES = ['bora.v1.Inference', 'bora.v1.WeightSource'];
@@ -69,6 +71,11 @@ export interface CoordinatorOptions {
   readonly advertiseHost?: string;
   readonly modelDir: string;
   readonly modelId: string;
+  /**
+   * The registered version (common/models/) that `modelDir` holds: plans name it, workers verify
+   * their weights against its digests, requests may name it. It must be registered and not failed.
+   */
+  readonly modelVersion?: ModelRef;
   readonly expertsMode: ExpertsMode;
   /** 2: each layer range also on a standby worker when memory allows (failover without a load). */
   readonly replicas: 1 | 2;
@@ -190,6 +197,9 @@ export class CoordinatorNode {
 
   async start(): Promise<void> {
     const o = this.options;
+    const registry = new ModelRegistry(this.etcd, this.keys);
+    if (o.modelVersion !== undefined) await registry.requireServable(o.modelVersion);
+    const modelVersion = o.modelVersion === undefined ? undefined : formatModelRef(o.modelVersion);
     const ckpt = await openModel(o.modelDir);
     const tokenizer = await loadModelTokenizer(o.modelDir, ckpt.config);
     // The model's chat template (a directory's files or a GGUF file's tokenizer.chat_template).
@@ -204,6 +214,7 @@ export class CoordinatorNode {
     let rebalancer: ExpertRebalancer | undefined;
     const lifecycle: PlanLifecycle = new PlanLifecycle({
       modelId: o.modelId,
+      modelVersion,
       config: ckpt.config,
       expertsMode: o.expertsMode,
       replicas: o.replicas,
@@ -276,6 +287,8 @@ export class CoordinatorNode {
       maxPromptBytes,
       maxPromptTokens: ckpt.config.maxPositionEmbeddings,
       modelId: o.modelId,
+      modelVersion: o.modelVersion,
+      models: () => registry,
       status: () => this.status(),
       onOutcome: (outcome) => this.metrics.countRequest(outcome),
       onStreamCutOff: (stream, err) => this.log.warn(`cut off a ${stream} stream: ${err.message}`),
@@ -323,7 +336,7 @@ export class CoordinatorNode {
       rebalancer = new ExpertRebalancer({
         intervalMs: o.expertRebalanceIntervalMs ?? DEFAULT_EXPERT_REBALANCE_MS,
         model: footprint,
-        placement: { modelId: o.modelId, expertsMode: o.expertsMode, replicas: o.replicas },
+        placement: { modelId: o.modelId, modelVersion, expertsMode: o.expertsMode, replicas: o.replicas },
         plan: () => (this.role === 'stopped' ? undefined : lifecycle.plan),
         isLeader: () => this.role === 'leading',
         members: () => [...this.membership.members().values()],

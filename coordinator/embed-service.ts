@@ -10,6 +10,8 @@ import type { EmbedInput } from '../common/wire/messages';
 import type { InferenceHandlers } from '../common/wire/proto';
 import type { ClientGate } from './client-gate';
 import { outcomeOf, type RequestOutcome } from './coordinator-metrics';
+import type { ModelRef } from '../common/models/model-ref';
+import { modelVersionMetadata, routeModel } from './model-routing';
 import type { Embedder, EmbeddingInput } from './embeddings';
 
 export interface EmbedServiceDeps {
@@ -18,6 +20,8 @@ export interface EmbedServiceDeps {
   readonly gate: ClientGate;
   /** The model id the coordinator serves ('' accepts any request's empty model field). */
   readonly modelId: string;
+  /** The registered version served (model-routing.ts): a request may name it as NAME or NAME@VERSION. */
+  readonly modelVersion?: ModelRef;
   /** Throws UNAVAILABLE when this coordinator may not serve (a standby). */
   readonly checkServing?: () => void;
   readonly onOutcome?: (outcome: RequestOutcome, err?: BoraError) => void;
@@ -35,9 +39,8 @@ export function embedHandler(deps: EmbedServiceDeps): InferenceHandlers['Embed']
     call.on('cancelled', () => controller.abort());
     (async () => {
       const who = deps.gate.principal(call, 'Embed');
-      if (call.request.model !== '' && deps.modelId !== '' && call.request.model !== deps.modelId) {
-        throw new BoraError('NOT_FOUND', `unknown model "${call.request.model}"; this cluster serves "${deps.modelId}"`);
-      }
+      const version = routeModel(call.request.model, { modelId: deps.modelId, version: deps.modelVersion });
+      if (version !== undefined) call.sendMetadata(modelVersionMetadata(version));
       const inputs = call.request.inputs.map(inputFromWire);
       deps.checkServing?.();
       const embedder = deps.embedder();

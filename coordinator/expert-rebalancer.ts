@@ -19,7 +19,7 @@ export interface ExpertRebalancerOptions {
   /** The model's footprint on these workers (it depends on how they hold weights). */
   readonly model: (members: readonly MemberInfo[]) => ModelFootprint;
   /** The placement settings a re-plan uses (the coordinator's). */
-  readonly placement: Pick<PlacementInput, 'modelId' | 'expertsMode' | 'replicas'>;
+  readonly placement: Pick<PlacementInput, 'modelId' | 'modelVersion' | 'expertsMode' | 'replicas'>;
   /** The plan in force, when this coordinator leads. */
   plan(): Plan | undefined;
   isLeader(): boolean;

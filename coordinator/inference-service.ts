@@ -25,7 +25,11 @@ import { ClientGate } from './client-gate';
 import { finishedOutcome, outcomeOf, type RequestOutcome } from './coordinator-metrics';
 import { embedHandler } from './embed-service';
 import type { Embedder } from './embeddings';
+import { modelAdminHandlers } from './model-admin';
+import { modelVersionMetadata, routeModel } from './model-routing';
 import { PromptStore } from './prompt-store';
+import type { ModelRef } from '../common/models/model-ref';
+import type { ModelRegistry } from '../common/models/model-registry';
 import { runAdmitted } from './run-request';
 import type { TextFilter } from '../common/generation/text-filter';
 import type { SafetyFilter } from './safety/safety-filter';
@@ -52,6 +56,10 @@ export interface InferenceDeps {
   readonly status: () => Promise<ClusterStatus>;
   /** The model id the coordinator serves ('' accepts any request's empty model field). */
   readonly modelId: string;
+  /** The registered version it serves (model-routing.ts), when it was given one. */
+  readonly modelVersion?: ModelRef;
+  /** The model registry for the admin RPCs (model-admin.ts); they answer FAILED_PRECONDITION without. */
+  readonly models?: () => ModelRegistry | undefined;
   readonly onOutcome?: (outcome: RequestOutcome) => void;
   readonly onEvent?: (event: GenerationEvent) => void;
   /** A Generate call re-sent by a client after a retryable error (retry-metadata.ts). */
@@ -76,16 +84,26 @@ export interface InferenceDeps {
   readonly log?: Logger;
 }
 
-/**
- * The call's request id: the client's `x-request-id` (checked) or a new one, sent back at once in
- * the response's initial metadata so that the client has it even when the call fails.
- */
-function takeRequestId(call: { metadata: grpc.Metadata; sendMetadata(md: grpc.Metadata): void }): string {
+/** The call's request id: the client's `x-request-id` (checked) or a new one. */
+function requestIdOf(call: { metadata: grpc.Metadata }): string {
   const sent = call.metadata.get(REQUEST_ID_HEADER)[0];
-  const requestId = requestIdOrNew(sent === undefined ? undefined : String(sent));
-  const reply = new grpc.Metadata();
+  return requestIdOrNew(sent === undefined ? undefined : String(sent));
+}
+
+/**
+ * The response's initial metadata, sent once and at once, so that the client has the request id
+ * even when the call then fails: the id, and the model version that serves it when known.
+ */
+function sendReplyMetadata(call: { sendMetadata(md: grpc.Metadata): void }, requestId: string, version?: ModelRef): void {
+  const reply = version === undefined ? new grpc.Metadata() : modelVersionMetadata(version);
   reply.set(REQUEST_ID_HEADER, requestId);
   call.sendMetadata(reply);
+}
+
+/** The call's request id, sent back at once (sendReplyMetadata). */
+function takeRequestId(call: { metadata: grpc.Metadata; sendMetadata(md: grpc.Metadata): void }): string {
+  const requestId = requestIdOf(call);
+  sendReplyMetadata(call, requestId);
   return requestId;
 }
 
@@ -197,13 +215,16 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
       let who: ApiKeyPrincipal;
       let log: Logger | undefined;
       try {
-        const requestId = takeRequestId(call);
+        const requestId = requestIdOf(call);
         log = deps.log?.child({ requestId });
-        who = gate.principal(call, 'Generate');
-        const retry = retryKindOf(call.metadata);
-        if (retry !== undefined) deps.onClientRetry?.(retry);
-        if (call.request.model !== '' && deps.modelId !== '' && call.request.model !== deps.modelId) {
-          throw new BoraError('NOT_FOUND', `unknown model "${call.request.model}"; this cluster serves "${deps.modelId}"`);
+        let version: ModelRef | undefined;
+        try {
+          who = gate.principal(call, 'Generate');
+          const retry = retryKindOf(call.metadata);
+          if (retry !== undefined) deps.onClientRetry?.(retry);
+          version = routeModel(call.request.model, { modelId: deps.modelId, version: deps.modelVersion });
+        } finally {
+          sendReplyMetadata(call, requestId, version);
         }
         request = { ...requestFromWire(call.request, (h) => prompts.get(h)), requestId };
       } catch (err) {
@@ -371,7 +392,7 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
       });
     },
 
-    Embed: embedHandler({ embedder: () => deps.embedder?.(), gate, modelId: deps.modelId, checkServing: deps.checkServing, onOutcome: (outcome) => deps.onOutcome?.(outcome) }),
+    Embed: embedHandler({ embedder: () => deps.embedder?.(), gate, modelId: deps.modelId, modelVersion: deps.modelVersion, checkServing: deps.checkServing, onOutcome: (outcome) => deps.onOutcome?.(outcome) }),
 
     Drain: (call, callback) => {
       let who: ApiKeyPrincipal;
@@ -397,6 +418,8 @@ export function inferenceHandlers(deps: InferenceDeps): InferenceHandlers {
         },
       );
     },
+
+    ...modelAdminHandlers({ gate, registry: () => deps.models?.() }),
 
     Status: (call, callback) => {
       let who: ApiKeyPrincipal;

@@ -83,6 +83,8 @@ export interface PlacementInput {
   readonly previous?: Plan;
   readonly epoch: number;
   readonly modelId: string;
+  /** The registered version (NAME@VERSION) the plan serves, when there is one; workers verify its digests. */
+  readonly modelVersion?: string;
   /** Holders per stage range: 1 = primary only, 2 = primary + one standby when memory allows. */
   readonly replicas?: 1 | 2;
   readonly expertsMode?: ExpertsMode;
@@ -144,10 +146,11 @@ export function planPlacement(input: PlacementInput): Plan {
   const sizing = checkInput(input);
   const members = [...input.members].sort(byId);
   if (members.length === 0) throw new UnavailableError('no workers are registered: nothing to place the model on');
-  const previous = input.previous?.modelId === input.modelId ? input.previous : undefined;
+  const previous = input.previous?.modelId === input.modelId && input.previous.modelVersion === input.modelVersion ? input.previous : undefined;
   const repaired = previous === undefined ? undefined : repair(previous, members, sizing);
   const body = repaired ?? fresh(members, sizing);
-  return validatePlan({ epoch: input.epoch, modelId: input.modelId, numLayers: sizing.numLayers, ...body });
+  const version = input.modelVersion === undefined ? {} : { modelVersion: input.modelVersion };
+  return validatePlan({ epoch: input.epoch, modelId: input.modelId, ...version, numLayers: sizing.numLayers, ...body });
 }
 
 interface PlanBody {

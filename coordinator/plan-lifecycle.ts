@@ -52,6 +52,8 @@ export type PlanPhase =
 
 export interface PlanLifecycleOptions {
   readonly modelId: string;
+  /** The registered version (NAME@VERSION) the plans serve, when there is one. */
+  readonly modelVersion?: string;
   readonly config: ModelConfig;
   readonly expertsMode: ExpertsMode;
   readonly replicas: 1 | 2;
@@ -217,6 +219,7 @@ export class PlanLifecycle implements PipelineSource {
       previous: reason === 'join' ? undefined : previous,
       epoch: (previous?.epoch ?? 0) + 1,
       modelId: o.modelId,
+      modelVersion: o.modelVersion,
       expertsMode: o.expertsMode,
       replicas: o.replicas,
       expertLoad: o.expertLoad(),

@@ -20,7 +20,16 @@ export interface EngineThreadData {
 
 /** Where the engine thread reads weights: a directory it can see, or the coordinator. */
 /** `dir`: a checkpoint directory or a GGUF file (open-model.ts). */
-export type WeightSourceSpec = { readonly kind: 'local'; readonly dir: string } | { readonly kind: 'remote'; readonly address: string; readonly modelId: string };
+/** The registered version's tensor digests a remote source checks each fetched tensor against (worker/version-check.ts). */
+export interface ExpectedDigests {
+  /** NAME@VERSION, for the error message. */
+  readonly ref: string;
+  readonly tensors: Readonly<Record<string, string>>;
+}
+
+export type WeightSourceSpec =
+  | { readonly kind: 'local'; readonly dir: string }
+  | { readonly kind: 'remote'; readonly address: string; readonly modelId: string; readonly expectedDigests?: ExpectedDigests };
 
 export interface ExpertHolding {
   readonly layer: number;

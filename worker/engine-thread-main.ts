@@ -42,7 +42,7 @@ function transport(): NodeSecurity {
 
 async function openSource(spec: WeightSourceSpec): Promise<{ source: WeightSource; close(): void }> {
   if (spec.kind === 'local') return { source: await openModel(spec.dir), close: () => undefined };
-  const remote = await RemoteWeightSource.connect(spec.address, spec.modelId, transport());
+  const remote = await RemoteWeightSource.connect(spec.address, spec.modelId, transport(), spec.expectedDigests);
   return { source: remote, close: () => remote.close() };
 }
 

@@ -10,6 +10,8 @@ import type { RawTensor } from '../common/model/checkpoint';
 import { parseModelConfig, type ModelConfig } from '../common/model/config';
 import { tensorBytes, toFloat32, type TensorDtype } from '../common/model/dtype';
 import type { WeightSource } from '../common/model/weight-source';
+import { digestMismatchError } from '../common/models/weight-digests';
+import type { ExpectedDigests } from './engine-protocol';
 import { INSECURE, dialNode, type NodeSecurity } from '../common/security/node-security';
 import { fromServiceError } from '../common/wire/grpc-status';
 import type { ConfigReply, TensorChunk, WireDType } from '../common/wire/messages';
@@ -32,17 +34,19 @@ export class RemoteWeightSource implements WeightSource {
     readonly address: string,
     readonly modelId: string,
     readonly config: ModelConfig,
+    private readonly expected: ExpectedDigests | undefined,
   ) {}
 
   /** `security`: the worker's; with TLS the coordinator serves weights only to worker certificates. */
-  static async connect(address: string, modelId: string, security: NodeSecurity = INSECURE): Promise<RemoteWeightSource> {
+  /** `expected`: the registered version's tensor digests; each fetched tensor must match its own. */
+  static async connect(address: string, modelId: string, security: NodeSecurity = INSECURE, expected?: ExpectedDigests): Promise<RemoteWeightSource> {
     const WeightSource = boraProto().WeightSource;
     const dial = dialNode(security, address);
     const client = new WeightSource(address, dial.credentials, { ...channelOptions(10_000, 5_000, MAX_NODE_MESSAGE_BYTES), ...dial.options });
     const reply = await new Promise<ConfigReply>((resolve, reject) =>
       client.fetchConfig({ model: modelId }, { deadline: Date.now() + 10_000 }, (err, r) => (err ? reject(fromServiceError(err)) : resolve(r!))),
     );
-    return new RemoteWeightSource(client, address, modelId, parseModelConfig(reply.configJson, `${address}/${modelId}/config.json`));
+    return new RemoteWeightSource(client, address, modelId, parseModelConfig(reply.configJson, `${address}/${modelId}/config.json`), expected);
   }
 
   readRaw(name: string, expectedShape?: readonly number[]): Promise<RawTensor> {
@@ -78,7 +82,13 @@ export class RemoteWeightSource implements WeightSource {
         if (tensorBytes(dtype, shape) !== bytes.byteLength) {
           return reject(new CheckpointError(where, `${bytes.byteLength} bytes do not hold a [${shape.join(', ')}] ${dtype} tensor`, { tensor: name }));
         }
-        if (digest === undefined || !hash.digest().equals(digest)) return reject(new CheckpointError(where, 'SHA-256 mismatch: the tensor was corrupted in transit', { tensor: name }));
+        const actual = hash.digest();
+        if (digest === undefined || !actual.equals(digest)) return reject(new CheckpointError(where, 'SHA-256 mismatch: the tensor was corrupted in transit', { tensor: name }));
+        if (this.expected !== undefined) {
+          const registered = this.expected.tensors[name];
+          if (registered === undefined) return reject(new CheckpointError(where, `is not a tensor of the registered version ${this.expected.ref}`, { tensor: name }));
+          if (registered !== actual.toString('hex')) return reject(digestMismatchError({ file: where, expectedSha256: registered, actualSha256: actual.toString('hex') }, this.expected.ref, name));
+        }
         if (expectedShape !== undefined && (shape.length !== expectedShape.length || shape.some((d, i) => d !== expectedShape[i]))) {
           return reject(new CheckpointError(where, `shape [${shape.join(', ')}] does not match the expected [${expectedShape.join(', ')}]`, { tensor: name }));
         }

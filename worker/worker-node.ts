@@ -47,6 +47,8 @@ import { PlanPeers } from './plan-peers';
 import { DEFAULT_SEQUENCE_IDLE_MS } from './idle-sequences';
 import { defaultLogger, type RootLogger } from '../common/logging/logger';
 import { LoadProgressReporter } from './load-progress';
+import { ModelRegistry } from '../common/models/model-registry';
+import { VersionCheck } from './version-check';
 
 export interface WorkerNodeOptions {
   readonly id: WorkerId;
@@ -145,6 +147,8 @@ export class WorkerNode {
   private readonly commits: CommitGate;
   /** Tokens this worker's stages routed per expert, for the Status reply (expert placement). */
   private readonly routedTokens = new RoutedTokens();
+  /** Checks the weights of a plan's registered version (version-check.ts). */
+  private readonly versions: VersionCheck;
 
   constructor(private readonly options: WorkerNodeOptions) {
     this.log = options.log ?? defaultLogger(options.id, 'worker');
@@ -155,6 +159,7 @@ export class WorkerNode {
       throw new InvalidArgumentError(`worker ${options.id} was given the certificate of ${formatIdentity(this.security.self)} (want worker/${options.id})`);
     }
     this.etcd = nodeEtcdClient({ hosts: options.etcdUrl }, this.security);
+    this.versions = new VersionCheck(new ModelRegistry(this.etcd, this.keys), options.id, this.log);
     const loadProgress = new LoadProgressReporter(this.metrics, this.log);
     this.threads = new EngineThreads(
       { onExpertStats: (stats) => recordExpertStats(stats, this.routedTokens, this.metrics, this.log), onLoadProgress: (progress) => loadProgress.report(progress) },
@@ -285,6 +290,7 @@ export class WorkerNode {
         if (this.stopped || this.latestPlan !== plan) return; // superseded while waiting
         await this.apply(plan);
       } catch (err) {
+        await this.versions.onLoadFailed(plan, err);
         this.log.error(`could not apply plan ${plan.epoch}: ${asBoraError(err).message}`);
       } finally {
         this.plansApplying--;
@@ -294,7 +300,7 @@ export class WorkerNode {
 
   private async apply(plan: Plan): Promise<void> {
     const id = this.options.id;
-    const source = await this.sourceFor(plan.modelId);
+    const source = await this.versions.check(plan, await this.sourceFor(plan.modelId));
     const started = performance.now();
     const todo = reconcile(plan, { stages: new Set(this.loadedStages.keys()), expertsKey: this.experts?.key }, id);
 

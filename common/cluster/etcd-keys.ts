@@ -11,6 +11,10 @@
  *   election/coordinator       name of the coordinator election (its keys live outside the prefix,
  *                              see electionKeysPrefix)
  *   coordinator, coordinator-health/<pid>   written by the coordinator (leadership.ts)
+ *   models/versions/<name>@<version>        ModelVersionRecord JSON (common/models/), written by
+ *                              `bora models add` (an admin) or the coordinator's admin API
+ *   models/failures/<workerId>/<name>@<version>   VersionFailure JSON: the worker found a weight
+ *                              digest that does not match the record (the version is failed)
  *
  * Every key a worker writes lies under a name of its own (members/<id> exactly, ready/<id>/ as a
  * prefix), so etcd's RBAC, whose permissions are a key or a key prefix, can confine each worker to
@@ -96,6 +100,30 @@ export class EtcdKeys {
   /** The leader's client address (leadership.ts writes it inline today). */
   coordinator(): string {
     return `${this.prefix}/coordinator`;
+  }
+
+  /** Prefix of every registered model version; ends with '/'. */
+  modelVersionsPrefix(): string {
+    return `${this.prefix}/models/versions/`;
+  }
+
+  /** A version's record; `ref` is NAME@VERSION (common/models/model-ref.ts). */
+  modelVersion(ref: string): string {
+    return `${this.modelVersionsPrefix()}${ref}`;
+  }
+
+  /** Prefix of every worker's version failure reports; ends with '/'. */
+  modelFailuresPrefix(): string {
+    return `${this.prefix}/models/failures/`;
+  }
+
+  /** Prefix of one worker's failure reports (its RBAC write permission); ends with '/'. */
+  workerModelFailuresPrefix(id: WorkerId): string {
+    return `${this.modelFailuresPrefix()}${id}/`;
+  }
+
+  modelFailure(id: WorkerId, ref: string): string {
+    return `${this.workerModelFailuresPrefix(id)}${ref}`;
   }
 
   /** Prefix of the coordinators' health probes (leadership.ts writes them inline today); ends with '/'. */

@@ -13,6 +13,7 @@
  */
 import { InvalidArgumentError } from '../errors';
 import { type LayerRange, type WorkerId, formatRange, workerId } from '../ids';
+import { isModelRef } from '../models/model-ref';
 import { isValidWorkerId } from './member';
 
 export interface StagePlan {
@@ -32,6 +33,11 @@ export interface Plan {
   /** Strictly increasing across published plans; 1 is the first. */
   readonly epoch: number;
   readonly modelId: string;
+  /**
+   * The registered version (`NAME@VERSION`, common/models/) the plan serves, when the coordinator
+   * was given one: workers verify their weights against its digests before serving.
+   */
+  readonly modelVersion?: string;
   readonly numLayers: number;
   readonly stages: readonly StagePlan[];
   /** Present only when experts are placed apart from their layer's stage (Mixtral "spread"). */
@@ -149,9 +155,10 @@ function validateHandover(raw: unknown, epoch: number, numLayers: number): Hando
 /** Checks a decoded JSON value against every invariant above; returns a frozen Plan. */
 export function validatePlan(raw: unknown): Plan {
   if (!isObject(raw)) fail('must be a JSON object');
-  checkKeys(raw, ['epoch', 'modelId', 'numLayers', 'stages', 'experts', 'handover'], 'plan');
+  checkKeys(raw, ['epoch', 'modelId', 'modelVersion', 'numLayers', 'stages', 'experts', 'handover'], 'plan');
   if (!isIndex(raw.epoch) || raw.epoch === 0) fail(`"epoch" must be a positive integer, got ${JSON.stringify(raw.epoch)}`);
   if (typeof raw.modelId !== 'string' || raw.modelId.length === 0) fail('"modelId" must be a non-empty string');
+  if (raw.modelVersion !== undefined && (typeof raw.modelVersion !== 'string' || !isModelRef(raw.modelVersion))) fail('"modelVersion", when present, must be NAME@VERSION');
   if (!isIndex(raw.numLayers) || raw.numLayers === 0) fail('"numLayers" must be a positive integer');
   const stages = validateStages(raw.stages, raw.numLayers);
   const experts = raw.experts === undefined ? undefined : validateExperts(raw.experts, raw.numLayers);
@@ -159,6 +166,7 @@ export function validatePlan(raw: unknown): Plan {
   return deepFreeze({
     epoch: raw.epoch,
     modelId: raw.modelId,
+    ...(raw.modelVersion === undefined ? {} : { modelVersion: raw.modelVersion }),
     numLayers: raw.numLayers,
     stages,
     ...(experts === undefined ? {} : { experts }),

@@ -4,10 +4,12 @@
  *
  *   worker-<id>       role bora-worker-<id>: read the whole Bora prefix and the election; write only its member key
  *                     (exactly members/<id>: a prefix would also cover members/<id>0) and its ready
- *                     marks (the prefix ready/<id>/, see etcd-keys.ts)
+ *                     marks (the prefix ready/<id>/, see etcd-keys.ts) and its model version failure
+ *                     reports (the prefix models/failures/<id>/)
  *   coordinator-<id>  role bora-coordinator: read the whole Bora prefix; write the plan, its epoch,
  *                     the election keys (which etcd3 keeps outside the prefix, see etcd-keys.ts)
- *                     and the coordinator address and health keys
+ *                     and the coordinator address and health keys; read and write the model registry
+ *                     (models/: its admin API registers and removes versions)
  *   admin-<id>        etcd's built-in root role: manages users and roles, reads and writes all
  *   root              required by etcd before auth can be enabled; created without a password, so
  *                     only a certificate with CN "root" (which Bora never issues) could act as it
@@ -73,6 +75,7 @@ export function workerRole(keys: EtcdKeys, id: string): EtcdRoleSpec {
       { permission: 'Read', key: keys.electionKeysPrefix(), prefix: true }, // to find the leader
       { permission: 'Readwrite', key: keys.member(wid), prefix: false },
       { permission: 'Readwrite', key: keys.workerReadyPrefix(wid), prefix: true },
+      { permission: 'Readwrite', key: keys.workerModelFailuresPrefix(wid), prefix: true },
     ],
   };
 }
@@ -88,6 +91,8 @@ export function coordinatorRole(keys: EtcdKeys): EtcdRoleSpec {
       { permission: 'Readwrite', key: keys.electionKeysPrefix(), prefix: true },
       { permission: 'Readwrite', key: keys.coordinator(), prefix: false },
       { permission: 'Readwrite', key: keys.coordinatorHealthPrefix(), prefix: true },
+      { permission: 'Readwrite', key: keys.modelVersionsPrefix(), prefix: true },
+      { permission: 'Readwrite', key: keys.modelFailuresPrefix(), prefix: true },
     ],
   };
 }
