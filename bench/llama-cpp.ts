@@ -31,14 +31,14 @@
  * have llama.cpp read weights into memory instead of its default mmap.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { StageEngine } from '../common/engine/stage-engine';
 import { sequenceId } from '../common/ids';
 import { Checkpoint } from '../common/model/checkpoint';
 import { GgufCheckpoint } from '../common/model/gguf/gguf-checkpoint';
-import { BENCH_DIR, MISTRAL_1B, ensureBenchModel } from './bench-model';
-import { isGgufWeightType, writeGguf, type GgufWeightType } from '../common/model/gguf/gguf-writer';
+import { BENCH_DIR, MISTRAL_1B, ensureBenchGguf, ensureBenchModel } from './bench-model';
+import { isGgufWeightType, type GgufWeightType } from '../common/model/gguf/gguf-writer';
 import { centredLogitCosine, llamaGreedy, loadNodeLlamaCpp, tokenAgreement, type NlcContext, type NlcLlama, type NlcModel, type NlcSequence, type Token } from './node-llama-cpp';
 import { formatRate, median } from './stats';
 
@@ -300,25 +300,6 @@ async function measureType(llama: NlcLlama, type: GgufWeightType, file: string, 
   }
 }
 
-// ---- GGUF cache --------------------------------------------------------------------------
-
-/** Newest modification time of the checkpoint's files. */
-function checkpointMtimeMs(dir: string): number {
-  return Math.max(...readdirSync(dir).filter((f) => f === 'config.json' || f.endsWith('.safetensors')).map((f) => statSync(join(dir, f)).mtimeMs));
-}
-
-async function ensureGguf(ckpt: Checkpoint, type: GgufWeightType): Promise<string> {
-  const dir = join(BENCH_DIR, 'gguf');
-  mkdirSync(dir, { recursive: true });
-  const name = basename(ckpt.dir);
-  const file = join(dir, `${name}-${type}.gguf`);
-  if (existsSync(file) && statSync(file).mtimeMs >= checkpointMtimeMs(ckpt.dir)) return file;
-  const started = Date.now();
-  const written = await writeGguf(ckpt, file, type, { name });
-  console.error(`wrote ${file}: ${(written.fileBytes / 1e9).toFixed(2)} GB in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  return file;
-}
-
 // ---- Main --------------------------------------------------------------------------------
 
 function weightTypes(): GgufWeightType[] {
@@ -383,7 +364,7 @@ async function main(): Promise<void> {
   const ckpt = await Checkpoint.open(modelDir);
   const c = ckpt.config;
   const files = new Map<GgufWeightType, string>();
-  for (const type of types) files.set(type, await ensureGguf(ckpt, type));
+  for (const type of types) files.set(type, await ensureBenchGguf(ckpt, type));
 
   const llama = await nlc.module.getLlama({ gpu: false, build: 'never', skipDownload: true, maxThreads: THREADS, logLevel: 'warn' });
   const llamaCpp = { ...llama.llamaCppRelease, buildType: llama.buildType, systemInfo: llama.systemInfo };
@@ -392,7 +373,9 @@ async function main(): Promise<void> {
   for (const type of types) {
     const figures = await measureType(llama, type, files.get(type)!, useMmap, longPasses);
     runs.push(figures);
-    console.error(`${type}: decode Bora / llama.cpp ${median(figures.decodeRatios).toFixed(2)}x`);
+    // Each type's tables as soon as it is measured (a long run on a busy machine keeps what it has).
+    console.error(`${type} done:\n${tables([figures])}`);
+    writeFileSync(join(BENCH_DIR, 'llama-cpp.partial.json'), JSON.stringify(runs, null, 2));
   }
   await llama.dispose();
 
