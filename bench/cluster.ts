@@ -310,9 +310,9 @@ async function main(): Promise<void> {
     await measureSecurityCost(dir);
     return;
   }
-  const prefixDir = process.env.BORA_BENCH_PREFIX_MODEL === '1b' ? dir : await ensureBenchModel('mistral-small-bf16', MISTRAL_SMALL);
+  const prefixModel = async (): Promise<string> => (process.env.BORA_BENCH_PREFIX_MODEL === '1b' ? dir : ensureBenchModel('mistral-small-bf16', MISTRAL_SMALL));
   if (only === 'prefix') {
-    await measurePrefixCache(prefixDir);
+    await measurePrefixCache(await prefixModel());
     return;
   }
   const weightsFlag = process.argv.includes('--weights') ? process.argv[process.argv.indexOf('--weights') + 1].toUpperCase() : 'BF16';
@@ -374,7 +374,7 @@ async function main(): Promise<void> {
 | ${STREAMS}-stream aggregate decode / compute bound | **${result.aggregateDecodeOverComputeBound.toFixed(2)}x** |`);
   if (only === 'decode') return;
   await measureSecurityCost(dir);
-  await measurePrefixCache(prefixDir);
+  await measurePrefixCache(await prefixModel());
 }
 
 main().catch((err: unknown) => {
