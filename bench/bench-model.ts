@@ -1,9 +1,12 @@
 /**
  * The random checkpoints benchmarks run on, written once with make-model and reused while their
- * config matches (real weights cannot be downloaded here).
+ * config matches (real weights cannot be downloaded here), and their GGUF files (written by the
+ * writer of `bora quantize`, cached beside them).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { Checkpoint } from '../common/model/checkpoint';
+import { writeGguf, type GgufWeightType } from '../common/model/gguf/gguf-writer';
 import { makeModel, makeModelConfigJson, type MakeModelOptions } from '../common/model/make-model';
 
 export const BENCH_DIR = process.env.BORA_BENCH_DIR ?? join(process.cwd(), '.bench');
@@ -54,4 +57,22 @@ export async function ensureBenchModel(name: string, options: Omit<MakeModelOpti
   writeFileSync(stamp, wanted);
   console.error(`wrote ${name}: ${(made.parameterCount / 1e9).toFixed(2)} B parameters in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   return outDir;
+}
+
+/** Newest modification time of the checkpoint's files. */
+function checkpointMtimeMs(dir: string): number {
+  return Math.max(...readdirSync(dir).filter((f) => f === 'config.json' || f.endsWith('.safetensors')).map((f) => statSync(join(dir, f)).mtimeMs));
+}
+
+/** The checkpoint as a GGUF file of `type` (BENCH_DIR/gguf/<model>-<type>.gguf, rewritten when the checkpoint is newer). */
+export async function ensureBenchGguf(ckpt: Checkpoint, type: GgufWeightType): Promise<string> {
+  const dir = join(BENCH_DIR, 'gguf');
+  mkdirSync(dir, { recursive: true });
+  const name = basename(ckpt.dir);
+  const file = join(dir, `${name}-${type}.gguf`);
+  if (existsSync(file) && statSync(file).mtimeMs >= checkpointMtimeMs(ckpt.dir)) return file;
+  const started = Date.now();
+  const written = await writeGguf(ckpt, file, type, { name });
+  console.error(`wrote ${file}: ${(written.fileBytes / 1e9).toFixed(2)} GB in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return file;
 }

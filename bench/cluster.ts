@@ -10,6 +10,12 @@
  * without (both up at once, each turn run on both, the order alternating), and the prefix-cache
  * hit rate of 16 streams sharing a 512-token system prompt (from the first stage's metrics).
  * `--only prefix` runs that part alone.
+ *
+ * `--weights q4_0` (or q8_0, q4_k_m, bf16, f16) runs the first part on the checkpoint written as a
+ * GGUF file of that type (the cluster and the in-process engine both load the file), and
+ * `--only decode` runs the first part alone. The first part also sets the 16-stream aggregate
+ * decode against the compute bound: the GEMM peak measured in the same run with the engine's
+ * kernel at the weights' type (bench/gemm-peak.ts) over the model's FLOPs per token.
  * Prints markdown tables and writes .bench/cluster.json (.bench/cluster-security.json,
  * .bench/cluster-prefix.json).
  */
@@ -23,7 +29,11 @@ import { generateRemote } from '../cli/inference-client';
 import { openLocalGenerator } from '../common/generation/local-generator';
 import type { GenerationEvent, GenerationRequest } from '../common/generation/request';
 import type { MakeModelOptions } from '../common/model/make-model';
-import { BENCH_DIR, MISTRAL_1B, ensureBenchModel } from './bench-model';
+import { Checkpoint } from '../common/model/checkpoint';
+import { isGgufWeightType, type GgufWeightType } from '../common/model/gguf/gguf-writer';
+import { openModel } from '../common/model/open-model';
+import { BENCH_DIR, MISTRAL_1B, ensureBenchGguf, ensureBenchModel } from './bench-model';
+import { flopsPerToken, measureGemmPeak } from './gemm-peak';
 import { formatRate, median, percentile } from './stats';
 
 const PROMPT_TOKENS = 16;
@@ -300,12 +310,22 @@ async function main(): Promise<void> {
     await measureSecurityCost(dir);
     return;
   }
-  const prefixDir = process.env.BORA_BENCH_PREFIX_MODEL === '1b' ? dir : await ensureBenchModel('mistral-small-bf16', MISTRAL_SMALL);
+  const prefixModel = async (): Promise<string> => (process.env.BORA_BENCH_PREFIX_MODEL === '1b' ? dir : ensureBenchModel('mistral-small-bf16', MISTRAL_SMALL));
   if (only === 'prefix') {
-    await measurePrefixCache(prefixDir);
+    await measurePrefixCache(await prefixModel());
     return;
   }
-  const m = await measure(dir);
+  const weightsFlag = process.argv.includes('--weights') ? process.argv[process.argv.indexOf('--weights') + 1].toUpperCase() : 'BF16';
+  if (!isGgufWeightType(weightsFlag)) throw new Error(`--weights must be one of bf16, f16, q8_0, q4_0, q4_k_m; got ${weightsFlag}`);
+  const weights: GgufWeightType = weightsFlag;
+  // bf16 runs the safetensors checkpoint as before; any other type its GGUF file.
+  const modelPath = weights === 'BF16' ? dir : await ensureBenchGguf(await Checkpoint.open(dir), weights);
+  const m = await measure(modelPath);
+  const config = (await openModel(modelPath)).config;
+  // The kernel the bulk of the weights run on: Q4_K_M's matrices are mostly Q4_K.
+  const gemm = measureGemmPeak(weights === 'Q4_K_M' ? 'Q4_K' : weights, Number(THREADS));
+  const meanContext = PROMPT_TOKENS + NEW_TOKENS / 2;
+  const computeBound = gemm.flopsPerSecond / flopsPerToken(config, meanContext);
   const localDecode = median(m.pairs.map((p) => decodeRate(p.local)));
   const clusterDecode = median(m.pairs.map((p) => decodeRate(p.cluster)));
   const ratios = m.pairs.map((p) => decodeRate(p.cluster) / decodeRate(p.local));
@@ -316,6 +336,8 @@ async function main(): Promise<void> {
   const aggregate = m.concurrent.reduce((n, r) => n + r.tokens, 0) / (m.wallMs / 1000);
   const ttfts = m.concurrent.map((r) => r.ttftMs);
   const result = {
+    weights,
+    model: modelPath,
     workers: WORKERS,
     promptTokens: PROMPT_TOKENS,
     newTokens: NEW_TOKENS,
@@ -330,10 +352,15 @@ async function main(): Promise<void> {
     aggregateEndToEndTokensPerSecond: aggregate,
     aggregateEndToEndOverBatch1: aggregate / clusterDecode,
     ttftMs: { p50: percentile(ttfts, 50), p95: percentile(ttfts, 95), batch1P50: median(m.pairs.map((p) => p.cluster.ttftMs)) },
+    gemmPeak: gemm,
+    flopsPerToken: flopsPerToken(config, meanContext),
+    computeBoundTokensPerSecond: computeBound,
+    aggregateDecodeOverComputeBound: aggregateDecode / computeBound,
     runs: m,
   };
-  writeFileSync(join(BENCH_DIR, 'cluster.json'), JSON.stringify(result, null, 2));
-  console.log(`| metric | value |
+  writeFileSync(join(BENCH_DIR, weights === 'BF16' ? 'cluster.json' : `cluster-${weights.toLowerCase()}.json`), JSON.stringify(result, null, 2));
+  console.log(`weights ${weights} (${modelPath})
+| metric | value |
 |---|---|
 | batch-1 decode, in process (median of ${ROUNDS}) | ${formatRate(localDecode, 2)} tok/s |
 | batch-1 decode, ${WORKERS}-worker cluster (median of ${ROUNDS}) | ${formatRate(clusterDecode, 2)} tok/s |
@@ -341,9 +368,13 @@ async function main(): Promise<void> {
 | ${STREAMS} concurrent streams, aggregate decode rate (sum of the streams' rates after their first token, as batch 1) | ${formatRate(aggregateDecode, 1)} tok/s (**${result.aggregateDecodeOverBatch1.toFixed(1)}x** batch 1) |
 | ${STREAMS} concurrent streams, end to end (the ${STREAMS} prompts' prefill included) | ${formatRate(aggregate, 1)} tok/s (${result.aggregateEndToEndOverBatch1.toFixed(1)}x batch 1) |
 | time to first token, ${STREAMS} streams, p50 / p95 | ${result.ttftMs.p50.toFixed(0)} / ${result.ttftMs.p95.toFixed(0)} ms |
-| time to first token, batch 1, p50 | ${result.ttftMs.batch1P50.toFixed(0)} ms |`);
+| time to first token, batch 1, p50 | ${result.ttftMs.batch1P50.toFixed(0)} ms |
+| GEMM peak, ${gemm.dtype}, ${gemm.threads} threads (best of batches ${Object.keys(gemm.byBatch).join(', ')}: ${gemm.bestBatch}) | ${(gemm.flopsPerSecond / 1e9).toFixed(1)} GFLOP/s |
+| compute bound: peak / ${(result.flopsPerToken / 1e9).toFixed(2)} GFLOP per token (context ${meanContext}) | ${formatRate(computeBound, 1)} tok/s |
+| ${STREAMS}-stream aggregate decode / compute bound | **${result.aggregateDecodeOverComputeBound.toFixed(2)}x** |`);
+  if (only === 'decode') return;
   await measureSecurityCost(dir);
-  await measurePrefixCache(prefixDir);
+  await measurePrefixCache(await prefixModel());
 }
 
 main().catch((err: unknown) => {

@@ -17,8 +17,9 @@
  * The vocabulary is the directory's tokenizer.json when it has one, converted to
  * tokenizer.ggml.* (gguf-tokenizer.ts); otherwise a synthetic SentencePiece-style one (random
  * checkpoints have no tokenizer); the directory's chat template, when it has one, becomes
- * tokenizer.chat_template. Tensors are converted and written one at a time: the writer
- * holds one tensor (one stacked expert tensor) in memory, never the model.
+ * tokenizer.chat_template. Tensors are converted and written one at a time, the next one read
+ * while the last is written: the writer holds two tensors (stacked expert tensors) in memory,
+ * never the model. bf16 weights go to the native quantizers as bf16.
  */
 import { readFile, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -135,9 +136,18 @@ async function sourceData(ckpt: Checkpoint, plan: GgufTensorPlan, source: string
     bytes = gatherRows(bytes, rows, rowBytes(raw.dtype, cols)!, (g) => inverse[g]);
   }
   if (plan.type === raw.dtype) return bytes;
+  // bf16 goes to the quantizer as it is stored: converting a whole tensor to float32 in
+  // JavaScript first cost more than the quantizing itself (docs/benchmarks.md, bora quantize).
+  if (isQuantDtype(plan.type) && raw.dtype === 'BF16') return quantize(plan.type, bf16Bits(bytes), rows, cols);
   const values = toFloat32(bytes, raw.dtype);
   if (isQuantDtype(plan.type)) return quantize(plan.type, values, rows, cols);
   return fromFloat32(values, plan.type);
+}
+
+/** The bytes as bf16 bits (copied only when not 2-byte aligned). */
+function bf16Bits(bytes: Uint8Array): Uint16Array {
+  const aligned = bytes.byteOffset % 2 === 0 ? bytes : bytes.slice();
+  return new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2);
 }
 
 async function tensorData(ckpt: Checkpoint, plan: GgufTensorPlan, quantize: QuantizeRows): Promise<Uint8Array> {
@@ -267,10 +277,16 @@ async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
   while (done < bytes.byteLength) done += (await handle.write(bytes, done, bytes.byteLength - done)).bytesWritten;
 }
 
+/** A promise started ahead of its await: its rejection is not unhandled if the loop stops first. */
+function prefetch<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
+}
+
 export interface GgufWriteOptions {
   /** general.name; default the model type. */
   readonly name?: string;
-  /** Float32 rows -> quantized blocks; default the TypeScript Q8_0 / Q4_0 quantizers. */
+  /** Float32 (or bf16) rows -> quantized blocks; default the native quantizers (quantize-rows.ts). */
   readonly quantize?: QuantizeRows;
   /** Called after each tensor is written, with its plan (progress reports, tests). */
   readonly onTensor?: (plan: GgufTensorPlan, data: Uint8Array) => void;
@@ -307,8 +323,11 @@ export async function writeGguf(ckpt: Checkpoint, path: string, weightType: Gguf
   try {
     await writeAll(handle, preamble);
     fileBytes += preamble.length;
-    for (const plan of plans) {
-      const data = await tensorData(ckpt, plan, quantize);
+    // One tensor ahead: the next tensor's read (libuv's pool) runs while this one is written.
+    let next: Promise<Uint8Array> | undefined = plans.length > 0 ? prefetch(tensorData(ckpt, plans[0], quantize)) : undefined;
+    for (const [i, plan] of plans.entries()) {
+      const data = await next!;
+      next = i + 1 < plans.length ? prefetch(tensorData(ckpt, plans[i + 1], quantize)) : undefined;
       if (data.byteLength !== plan.byteLength) throw new CheckpointError(path, `${data.byteLength} bytes, expected ${plan.byteLength}`, { tensor: plan.ggufName });
       await writeAll(handle, data);
       const padding = padTo(data.byteLength, ALIGNMENT_BYTES) - data.byteLength;

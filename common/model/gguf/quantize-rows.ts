@@ -8,13 +8,17 @@
 import { availableParallelism } from 'node:os';
 import { InvalidArgumentError } from '../../errors';
 import { nativeKernels, quantizeRows } from '../../kernels/native-kernels';
-import { QUANT_BLOCK, type QuantDtype } from '../dtype';
+import { bf16ToF32, QUANT_BLOCK, type QuantDtype } from '../dtype';
 import { quantize } from '../quant-formats';
 
-/** `values` holds `rows` x `cols` float32 values, row-major; returns the rows' blocks, row by row. */
-export type QuantizeRows = (type: QuantDtype, values: Float32Array, rows: number, cols: number) => Uint8Array;
+/**
+ * `values` holds `rows` x `cols` values, row-major: float32, or bf16 bits (a Uint16Array), which
+ * the native quantizers widen row by row (no float32 copy of the tensor); returns the rows'
+ * blocks, row by row.
+ */
+export type QuantizeRows = (type: QuantDtype, values: Float32Array | Uint16Array, rows: number, cols: number) => Uint8Array;
 
-function checkShape(type: QuantDtype, values: Float32Array, rows: number, cols: number): void {
+function checkShape(type: QuantDtype, values: Float32Array | Uint16Array, rows: number, cols: number): void {
   if (values.length !== rows * cols) throw new InvalidArgumentError(`quantize: ${values.length} values are not ${rows} x ${cols}`);
   if (cols % QUANT_BLOCK[type].elements !== 0) throw new InvalidArgumentError(`quantize: rows of ${cols} values are not whole ${type} blocks`);
 }
@@ -22,7 +26,7 @@ function checkShape(type: QuantDtype, values: Float32Array, rows: number, cols: 
 /** The TypeScript reference quantizers (quant-formats.ts). */
 export const quantizeRowsTs: QuantizeRows = (type, values, rows, cols) => {
   checkShape(type, values, rows, cols);
-  return quantize(values, type);
+  return quantize(values instanceof Uint16Array ? bf16ToF32(values) : values, type);
 };
 
 /** The native quantizers on `threads` threads (all cores by default); the TypeScript ones without a native build. */

@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { Checkpoint } from '../../../../common/model/checkpoint';
-import { QUANT_BLOCK, toFloat32, type QuantDtype } from '../../../../common/model/dtype';
+import { bf16ToF32, QUANT_BLOCK, toFloat32, type QuantDtype } from '../../../../common/model/dtype';
+import { readFile } from 'node:fs/promises';
+import { defaultQuantizeRows } from '../../../../common/model/gguf/quantize-rows';
 import { GgufCheckpoint } from '../../../../common/model/gguf/gguf-checkpoint';
 import { q4KMType, useMoreBits } from '../../../../common/model/gguf/q4-k-m';
 import { makeModel } from '../../../../common/model/make-model';
@@ -60,7 +62,7 @@ describe('the injected quantizer', () => {
     const dir = join(await tempDir(t, 'q4km'), 'model');
     await makeModel({ arch: 'mistral', hiddenSize: 256, numLayers: 8, numHeads: 4, numKvHeads: 2, intermediateSize: 512, vocabSize: 512, dtype: 'bf16', seed: 3, slidingWindow: null, outDir: dir });
     const calls: { type: QuantDtype; rows: number; cols: number }[] = [];
-    const quantize = (type: QuantDtype, values: Float32Array, rows: number, cols: number): Uint8Array => {
+    const quantize = (type: QuantDtype, values: Float32Array | Uint16Array, rows: number, cols: number): Uint8Array => {
       assert.equal(values.length, rows * cols);
       calls.push({ type, rows, cols });
       const out = new Uint8Array(rows * (cols / QUANT_BLOCK[type].elements) * QUANT_BLOCK[type].bytes);
@@ -79,6 +81,21 @@ describe('the injected quantizer', () => {
     const headCall = calls.findIndex((c) => c.type === 'Q6_K' && c.rows === 512 && c.cols === 256);
     assert.ok(headCall >= 0);
     assert.ok(head.bytes.every((b) => b === (headCall + 1) % 251), 'the head holds the bytes the quantizer returned');
+  });
+
+  test('bf16 weights reach the quantizer as bf16 bits, and the file is byte for byte the one quantized from float32', async (t) => {
+    const dir = join(await tempDir(t, 'bf16-direct'), 'model');
+    await makeModel({ arch: 'mistral', hiddenSize: 256, numLayers: 2, numHeads: 4, numKvHeads: 2, intermediateSize: 512, vocabSize: 512, dtype: 'bf16', seed: 5, slidingWindow: null, outDir: dir });
+    const native = defaultQuantizeRows();
+    const kinds = new Set<string>();
+    const viaF32 = (type: QuantDtype, values: Float32Array | Uint16Array, rows: number, cols: number): Uint8Array => {
+      kinds.add(values.constructor.name);
+      return native(type, values instanceof Uint16Array ? bf16ToF32(values) : values, rows, cols);
+    };
+    const direct = await readFile(await fixtureGguf(t, 'tiny-mistral', 'Q4_K_M', { dir }));
+    const widened = await readFile(await fixtureGguf(t, 'tiny-mistral', 'Q4_K_M', { dir, quantize: viaF32 }));
+    assert.deepEqual([...kinds], ['Uint16Array']);
+    assert.ok(direct.equals(widened), 'the bf16 path writes the same bytes');
   });
 
   test('Q4_K_M of a 256-wide model: K-quant blocks that decode near the weights, Q6_K where the rule asks', async (t) => {
