@@ -10,6 +10,7 @@
  * Instantiated per instruction set like linear.c: AVX-512, AVX2 + FMA, portable.
  */
 #include "quant.h"
+#include "quant-q8.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,5 +96,7 @@ long quant_row_bytes(enum quant_type type, long K) {
 }
 
 void quant_linear_rows(const struct quant_job *job, long n0, long n1) {
-  if (n0 < n1) quant_kernels[quant_isa_index()][job->type](job, n0, n1);
+  if (n0 >= n1) return;
+  if (job->x8 != 0) quant_q8_rows(job, n0, n1);
+  else quant_kernels[quant_isa_index()][job->type](job, n0, n1);
 }

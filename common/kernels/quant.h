@@ -17,6 +17,7 @@ struct quant_job {
   float *out; /* (M, N) */
   long M, N, K;
   int accumulate; /* out += instead of out = */
+  const struct quant_x8 *x8; /* x quantized to 8 bits (quant-q8.h): integer dot products; NULL: float32 */
 };
 
 /* Bytes of a row of K values, or 0 when K is not whole blocks. */
