@@ -106,7 +106,7 @@ static inline void store_out8(const struct quant_job *job, long m, long n, float
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")
 #define S _avx512
 #define QMR 4
-#define QNR 4
+#define QNR 8
 static inline __attribute__((always_inline)) v16i dot_avx512(v16i init, v64u w, v64s x, const int sgn) {
   /* Signed weights (Q8_0): q + 128 as unsigned, and init = -128 * sum(x) (the caller's). */
   if (sgn) w ^= 0x80;
