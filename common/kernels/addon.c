@@ -36,6 +36,7 @@
 #include "rms-norm.h"
 #include "linear.h"
 #include "quant.h"
+#include "quant-q8.h"
 #include "thread-pool.h"
 
 static napi_value fail(napi_env env, const char *message) {
@@ -338,11 +339,18 @@ static napi_value quant_linear(napi_env env, napi_value *argv, enum quant_type t
   if (rowBytes == 0) return fail(env, "linear: x's row length K is not whole blocks of the quantized type");
   if (bLen != (size_t)rowBytes * (size_t)N) return fail(env, "linear: blocks do not hold an N x K matrix for x's row length K");
   if (outLen != (size_t)rows * (size_t)N) return fail(env, "linear: out must hold rows x N values");
-  struct quant_job job = {x, blocks, type, out, (long)rows, (long)N, K, accumulate};
+  /* Integer dot products over 8-bit activations unless BORA_QUANT_ACTIVATIONS=f32 asks for the
+     exact float32 path (read per call, so that a test can switch it). */
+  const char *mode = getenv("BORA_QUANT_ACTIVATIONS");
+  struct quant_x8 x8 = {0};
+  const bool exact = mode != NULL && strcmp(mode, "f32") == 0;
+  if (!exact && !quant_x8_prepare(&x8, x, (long)rows, K)) return fail(env, "linear: out of memory for the 8-bit activations");
+  struct quant_job job = {x, blocks, type, out, (long)rows, (long)N, K, accumulate, exact ? NULL : &x8};
   const long units = ((long)N + QUANT_ROWS_PER_UNIT - 1) / QUANT_ROWS_PER_UNIT;
   long parts = threads < 1 ? 1 : threads;
   if (parts > units) parts = units;
   pool_run(quant_linear_part, &job, (int)parts);
+  if (!exact) quant_x8_free(&x8);
   return NULL;
 }
 

@@ -1,8 +1,8 @@
 /*
- * Linear layers over block-quantized weights (quant.h). The weights are widened to float32 in
- * registers, exactly, and multiplied with float32 activations; docs/benchmarks.md records why this
- * rather than quantizing the activations to 8 bits and using integer dot products as llama.cpp
- * does. A decode batch (M <= QMR rows) reads each block once and decodes it once per tile; a
+ * Linear layers over block-quantized weights (quant.h), the exact mode (BORA_QUANT_ACTIVATIONS=f32;
+ * the default is quant-q8.c's integer dot products, 1.5-1.7x faster per core, docs/benchmarks.md).
+ * The weights are widened to float32 in registers, exactly, and multiplied with float32
+ * activations. A decode batch (M <= QMR rows) reads each block once and decodes it once per tile; a
  * larger batch (prefill) decodes QNR weight rows into a float32 buffer that every tile of x then
  * reuses. Both paths compute each output with the same operations in the same order (see
  * quant-type.h), so a row's result does not depend on the batch, the split or the path.
@@ -10,6 +10,7 @@
  * Instantiated per instruction set like linear.c: AVX-512, AVX2 + FMA, portable.
  */
 #include "quant.h"
+#include "quant-q8.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,5 +96,7 @@ long quant_row_bytes(enum quant_type type, long K) {
 }
 
 void quant_linear_rows(const struct quant_job *job, long n0, long n1) {
-  if (n0 < n1) quant_kernels[quant_isa_index()][job->type](job, n0, n1);
+  if (n0 >= n1) return;
+  if (job->x8 != 0) quant_q8_rows(job, n0, n1);
+  else quant_kernels[quant_isa_index()][job->type](job, n0, n1);
 }

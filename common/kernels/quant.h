@@ -4,9 +4,10 @@
 /*
  * Linear layers over block-quantized weights in ggml's layouts (Q8_0, Q4_0, Q4_K, Q6_K; see
  * common/model/quant-formats.ts for the block layouts): (N, K) row-major, each row K / block
- * elements whole blocks, used as stored (a GGUF's mapped bytes work as they are). Products are
- * computed in float32 on the exactly dequantized weights, so each output is the float32 dot
- * product of the dequantized weight row with the input row, summed in a fixed order.
+ * elements whole blocks, used as stored (a GGUF's mapped bytes work as they are). Two modes: with
+ * job->x8 set (the default, quant-q8.h), integer dot products over x quantized to 8 bits per 32
+ * values, as llama.cpp computes; with x8 NULL (BORA_QUANT_ACTIVATIONS=f32), float32 products of
+ * the exactly dequantized weights. Either way each output is summed in a fixed order.
  */
 enum quant_type { QUANT_Q8_0 = 0, QUANT_Q4_0 = 1, QUANT_Q4_K = 2, QUANT_Q6_K = 3 };
 
@@ -17,6 +18,7 @@ struct quant_job {
   float *out; /* (M, N) */
   long M, N, K;
   int accumulate; /* out += instead of out = */
+  const struct quant_x8 *x8; /* x quantized to 8 bits (quant-q8.h): integer dot products; NULL: float32 */
 };
 
 /* Bytes of a row of K values, or 0 when K is not whole blocks. */

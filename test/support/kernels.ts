@@ -17,3 +17,20 @@ export function seededValues(count: number, seed: number, scale = 1): Float32Arr
   }
   return out;
 }
+
+/**
+ * Runs fn with the quantized kernels in one of their two modes: 'q8' (the default: integer dot
+ * products over 8-bit activations) or 'f32' (exact float32 products of the dequantized weights,
+ * BORA_QUANT_ACTIVATIONS=f32, which the addon reads at each call), restoring the variable after.
+ */
+export async function withQuantActivations<T>(mode: 'q8' | 'f32', fn: () => Promise<T> | T): Promise<T> {
+  const before = process.env.BORA_QUANT_ACTIVATIONS;
+  if (mode === 'f32') process.env.BORA_QUANT_ACTIVATIONS = 'f32';
+  else delete process.env.BORA_QUANT_ACTIVATIONS;
+  try {
+    return await fn();
+  } finally {
+    if (before === undefined) delete process.env.BORA_QUANT_ACTIVATIONS;
+    else process.env.BORA_QUANT_ACTIVATIONS = before;
+  }
+}
