@@ -17,8 +17,14 @@ export function readLinkBytes(dev: string): { toNodeBytes: number; fromNodeBytes
   return { toNodeBytes: read('tx_bytes'), fromNodeBytes: read('rx_bytes') };
 }
 
-/** Highest mean rate (bits/s) over any window of `windowMs` between samples, per direction. */
+/**
+ * Highest mean rate (bits/s) over any window of `windowMs` between samples, per direction. A run
+ * shorter than the window (a fault-free run on a fast, quiet machine can be) is measured over its
+ * whole span instead: its mean rate, which no window's peak can be below.
+ */
 export function peakRatesBitsPerS(samples: readonly LinkSample[], windowMs: number): { toNode: number; fromNode: number } {
+  const spanMs = samples.length < 2 ? 0 : samples[samples.length - 1].atMs - samples[0].atMs;
+  if (spanMs > 0 && spanMs < windowMs) windowMs = spanMs;
   let toNode = 0;
   let fromNode = 0;
   for (let i = 0; i < samples.length; i++) {

@@ -9,7 +9,7 @@ import type { LinearBackend } from '../../common/kernels/native-kernels';
 import { StageEngine, type SliceInput, type StageOutput } from '../../common/engine/stage-engine';
 import type { LayerRange } from '../../common/ids';
 import { sequenceId } from '../../common/ids';
-import type { Checkpoint } from '../../common/model/checkpoint';
+import { Checkpoint } from '../../common/model/checkpoint';
 import type { WeightSource } from '../../common/model/weight-source';
 
 export async function loadPipeline(ckpt: WeightSource, splits: readonly number[], linear?: LinearBackend): Promise<StageEngine[]> {
@@ -114,4 +114,23 @@ export function greedyThrough(scheduler: Scheduler, prompts: readonly (readonly 
         }),
     ),
   );
+}
+
+/**
+ * Prompts of varied lengths for cluster tests: BOS, then `minTokens + (i % lengthCycle)` spread
+ * token ids from `firstId` up (a different `firstId` per test keeps their prompts apart).
+ */
+export function variedPrompts(count: number, o: { readonly minTokens: number; readonly lengthCycle: number; readonly firstId: number; readonly idSpan?: number }): number[][] {
+  const span = o.idSpan ?? 30000;
+  return Array.from({ length: count }, (_, i) => [1, ...Array.from({ length: o.minTokens + (i % o.lengthCycle) }, (_, j) => o.firstId + ((i * 7919 + j * 104729) % span))]);
+}
+
+/** The fault-free reference of a cluster test: greedy tokens of the model in one process. */
+export async function inProcessGreedy(modelDir: string, prompts: readonly (readonly number[])[], steps: number): Promise<number[][]> {
+  const [engine] = await loadPipeline(await Checkpoint.open(modelDir), []);
+  try {
+    return (await greedyBatch([engine], prompts, steps, 'ref')).tokens;
+  } finally {
+    await engine.close();
+  }
 }

@@ -16,25 +16,17 @@ import { BoraError } from '../../../common/errors';
 import { parseExposition, sampleValue, type MetricSample } from '../../../common/metrics/exposition';
 import { workerId } from '../../../common/ids';
 import type { GenerationEvent } from '../../../common/generation/request';
-import { Checkpoint } from '../../../common/model/checkpoint';
 import { generateOnce, generateRemote } from '../../../cli/inference-client';
 import { fixtureDir } from '../../support/checkpoints';
 import { bora, boraBin, greedyIds, startCluster, type TestCluster } from '../../support/cluster';
-import { greedyBatch, loadPipeline } from '../../support/pipeline';
+import { variedPrompts, inProcessGreedy } from '../../support/pipeline';
 
 const MODEL = fixtureDir('tiny-mistral');
 const TOKENS = 160;
 
-function prompts(count: number): number[][] {
-  return Array.from({ length: count }, (_, i) => [1, ...Array.from({ length: 4 + (i % 11) }, (_, j) => 60 + ((i * 7919 + j * 104729) % 31000))]);
-}
+const prompts = (count: number): number[][] => variedPrompts(count, { minTokens: 4, lengthCycle: 11, firstId: 60, idSpan: 31000 });
 
-async function reference(ps: readonly (readonly number[])[], steps: number): Promise<number[][]> {
-  const [engine] = await loadPipeline(await Checkpoint.open(MODEL), []);
-  const out = (await greedyBatch([engine], ps, steps, 'ref')).tokens;
-  await engine.close();
-  return out;
-}
+const reference = (ps: readonly (readonly number[])[], steps: number): Promise<number[][]> => inProcessGreedy(MODEL, ps, steps);
 
 interface Stream {
   readonly tokens: number[];

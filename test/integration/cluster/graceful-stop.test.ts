@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fetchStatus, generateRemote } from '../../../cli/inference-client';
 import { waitFor } from '../../../cli/processes';
-import { Checkpoint } from '../../../common/model/checkpoint';
 import { parseExposition, sampleValue } from '../../../common/metrics/exposition';
 import { dialNode, tlsNodeSecurity } from '../../../common/security/node-security';
 import { identityCommonName } from '../../../common/security/identity';
@@ -20,21 +19,14 @@ import { certFiles } from '../../../common/security/pki-files';
 import { boraProto } from '../../../common/wire/proto';
 import { fixtureDir } from '../../support/checkpoints';
 import { greedyIds, startCluster, type TestCluster } from '../../support/cluster';
-import { greedyBatch, loadPipeline } from '../../support/pipeline';
+import { variedPrompts, inProcessGreedy } from '../../support/pipeline';
 
 const MODEL = fixtureDir('tiny-mistral');
 const TOKENS = 120;
 
-function prompts(count: number): number[][] {
-  return Array.from({ length: count }, (_, i) => [1, ...Array.from({ length: 3 + (i % 7) }, (_, j) => 80 + ((i * 7919 + j * 104729) % 30000))]);
-}
+const prompts = (count: number): number[][] => variedPrompts(count, { minTokens: 3, lengthCycle: 7, firstId: 80 });
 
-async function reference(ps: readonly (readonly number[])[], steps: number): Promise<number[][]> {
-  const [engine] = await loadPipeline(await Checkpoint.open(MODEL), []);
-  const out = (await greedyBatch([engine], ps, steps, 'ref')).tokens;
-  await engine.close();
-  return out;
-}
+const reference = (ps: readonly (readonly number[])[], steps: number): Promise<number[][]> => inProcessGreedy(MODEL, ps, steps);
 
 function alive(pid: number): boolean {
   try {

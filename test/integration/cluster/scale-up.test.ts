@@ -13,24 +13,16 @@ import { describe, test } from 'node:test';
 import { fetchStatus, generateRemote } from '../../../cli/inference-client';
 import { spawnDetached, stopProcesses, waitFor } from '../../../cli/processes';
 import { findSample, parseExposition, type MetricSample } from '../../../common/metrics/exposition';
-import { Checkpoint } from '../../../common/model/checkpoint';
 import { fixtureDir } from '../../support/checkpoints';
 import { boraBin, greedyIds, startCluster, type TestCluster } from '../../support/cluster';
-import { greedyBatch, loadPipeline } from '../../support/pipeline';
+import { variedPrompts, inProcessGreedy } from '../../support/pipeline';
 
 const MODEL = fixtureDir('tiny-mistral');
 const TOKENS = 240;
 
-function prompts(count: number): number[][] {
-  return Array.from({ length: count }, (_, i) => [1, ...Array.from({ length: 3 + (i % 5) }, (_, j) => 90 + ((i * 7919 + j * 104729) % 30000))]);
-}
+const prompts = (count: number): number[][] => variedPrompts(count, { minTokens: 3, lengthCycle: 5, firstId: 90 });
 
-async function reference(ps: readonly (readonly number[])[], steps: number): Promise<number[][]> {
-  const [engine] = await loadPipeline(await Checkpoint.open(MODEL), []);
-  const out = (await greedyBatch([engine], ps, steps, 'ref')).tokens;
-  await engine.close();
-  return out;
-}
+const reference = (ps: readonly (readonly number[])[], steps: number): Promise<number[][]> => inProcessGreedy(MODEL, ps, steps);
 
 async function coordinatorMetrics(cluster: TestCluster): Promise<MetricSample[]> {
   assert.ok(cluster.file.coordinatorMetrics !== undefined, 'cluster.json names the coordinator metrics address');

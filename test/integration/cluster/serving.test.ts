@@ -14,13 +14,11 @@ import { requestToWire } from '../../../common/wire/generate-codec';
 import type { GenerateEvent } from '../../../common/wire/messages';
 import { fixtureDir, loadReference } from '../../support/checkpoints';
 import { boraBin, generateOn, greedyIds, startCluster, type TestCluster } from '../../support/cluster';
-import { greedyBatch, loadPipeline } from '../../support/pipeline';
+import { greedyBatch, loadPipeline, variedPrompts } from '../../support/pipeline';
 
 const ref = loadReference('tiny-mistral');
 
-function prompts(count: number): number[][] {
-  return Array.from({ length: count }, (_, i) => [1, ...Array.from({ length: 3 + (i % 9) }, (_, j) => 50 + ((i * 7919 + j * 104729) % 31000))]);
-}
+const prompts = (count: number): number[][] => variedPrompts(count, { minTokens: 3, lengthCycle: 9, firstId: 50, idSpan: 31000 });
 
 async function aloneInProcess(ps: readonly (readonly number[])[], steps: number): Promise<number[][]> {
   const [engine] = await loadPipeline(await Checkpoint.open(fixtureDir('tiny-mistral')), []);

@@ -14,7 +14,7 @@
  *    flags the prompt blocks it.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -24,38 +24,18 @@ import { findSample, scrapeMetrics, type MetricSample } from '../../../common/me
 import { parseModelConfig } from '../../../common/model/config';
 import { loadTokenizer } from '../../../common/tokenizer/load-tokenizer';
 import { fixtureDir, makeTempDir, type TempDir } from '../../support/checkpoints';
+import { localGreedy, pickWords, workerForwards, writeTestPolicy } from '../../support/safety-cluster';
 import { bora, startCluster, type TestCluster } from '../../support/cluster';
 
 const MODEL = fixtureDir('tiny-mistral');
 const PROMPT = 'hello there';
 const MAX_TOKENS = 24;
 
-async function localGreedy(prompt: string): Promise<{ tokens: number[]; text: string }> {
-  const out = await bora(['generate', '--model', MODEL, '--prompt', prompt, '--greedy', '--max-tokens', String(MAX_TOKENS), '--json']);
-  return JSON.parse(out.trim().split('\n').pop()!) as { tokens: number[]; text: string };
-}
-
-/** Two words that appear once each in `text` (case-insensitively), the first before the second. */
-function pickWords(text: string): [string, string] {
-  const lower = text.toLowerCase();
-  const words = lower.split(' ').filter((w) => /^[a-z]{3,}$/.test(w) && lower.indexOf(w) === lower.lastIndexOf(w));
-  assert.ok(words.length >= 3, `the greedy text has too few plain words to test with: ${JSON.stringify(text)}`);
-  return [words[0]!, words[Math.floor(words.length / 2)]!];
-}
-
 function openaiOf(cluster: TestCluster): OpenAI {
   return new OpenAI({ baseURL: `http://${cluster.file.http}/v1`, apiKey: 'not-checked-on-an-insecure-cluster', maxRetries: 0, timeout: 120_000 });
 }
 
 const value = (samples: readonly MetricSample[], name: string, labels: Record<string, string> = {}): number => findSample(samples, name, labels)?.value ?? 0;
-
-async function forwards(cluster: TestCluster): Promise<number> {
-  let total = 0;
-  for (const w of cluster.file.workers) {
-    for (const s of await scrapeMetrics(w.metrics!)) if (s.name === 'bora_stage_forward_seconds_count') total += s.value;
-  }
-  return total;
-}
 
 /** The error a call rejects with. */
 async function failure(p: Promise<unknown>): Promise<unknown> {
@@ -116,24 +96,13 @@ describe('safety filter over HTTP: policy rules', () => {
   let filtered: string;
 
   before(async () => {
-    greedy = await localGreedy(PROMPT);
+    greedy = await localGreedy(MODEL, PROMPT, MAX_TOKENS);
     [redactWord, blockWord] = pickWords(greedy.text);
     const lower = greedy.text.toLowerCase();
     const at = lower.indexOf(redactWord);
     filtered = `${greedy.text.slice(0, at)}[redacted]${greedy.text.slice(at + redactWord.length, lower.indexOf(blockWord))}`;
     dir = await makeTempDir('safety-http');
-    const policy = join(dir.path, 'policy.json');
-    writeFileSync(
-      policy,
-      JSON.stringify({
-        rules: [
-          { id: 'no-topic', kind: 'deny', phrases: ['forbidden topic'], action: 'block', stages: ['prompt'] },
-          { id: 'hide-name', kind: 'deny', phrases: ['zanzibar'], action: 'redact', stages: ['prompt'] },
-          { id: 'hide-word', kind: 'regex', pattern: redactWord, flags: 'i', maxMatchChars: redactWord.length, action: 'redact', stages: ['output'] },
-          { id: 'stop-word', kind: 'deny', phrases: [blockWord], action: 'block', stages: ['output'] },
-        ],
-      }),
-    );
+    const policy = writeTestPolicy(dir.path, redactWord, blockWord);
     cluster = await startCluster(undefined, MODEL, 2, ['--safety-policy', policy]);
     openai = openaiOf(cluster);
   });
@@ -176,7 +145,7 @@ describe('safety filter over HTTP: policy rules', () => {
 
   test('a blocked prompt is a 400 content_filter before any worker computes, streaming or not, ids or text', async () => {
     const before = await scrapeMetrics(cluster.file.coordinatorMetrics!);
-    const computed = await forwards(cluster);
+    const computed = await workerForwards(cluster);
     assert.ok(computed > 0, 'the workers count their forward passes');
     assertContentFiltered(await failure(openai.completions.create({ model: 'tiny-mistral', prompt: 'tell me about the Forbidden Topic', max_tokens: 4 })), 'prompt');
     assertContentFiltered(await failure(openai.completions.create({ model: 'tiny-mistral', prompt: 'the forbidden topic', max_tokens: 4, stream: true })), 'prompt');
@@ -197,7 +166,7 @@ describe('safety filter over HTTP: policy rules', () => {
     assert.equal(res.status, 400);
     assert.match(res.headers.get('content-type') ?? '', /application\/json/);
     assert.deepEqual((await res.json()).error, { message: "the prompt (messages.1.content) was blocked by this server's content filter", type: 'invalid_request_error', param: 'messages.1.content', code: 'content_filter' });
-    assert.equal(await forwards(cluster), computed, 'no stage computed for a blocked prompt');
+    assert.equal(await workerForwards(cluster), computed, 'no stage computed for a blocked prompt');
 
     const after = await scrapeMetrics(cluster.file.coordinatorMetrics!);
     const delta = (name: string, labels: Record<string, string>): number => value(after, name, labels) - value(before, name, labels);
@@ -208,8 +177,8 @@ describe('safety filter over HTTP: policy rules', () => {
   });
 
   test('a redacted prompt generates what the redacted text generates; the audit log names the incidents, not the text', async () => {
-    const plain = await localGreedy('hello [redacted]');
-    const asIs = await localGreedy('hello Zanzibar');
+    const plain = await localGreedy(MODEL, 'hello [redacted]', MAX_TOKENS);
+    const asIs = await localGreedy(MODEL, 'hello Zanzibar', MAX_TOKENS);
     assert.notDeepEqual(asIs.tokens, plain.tokens, 'the redaction changes what is generated');
     const c = await openai.completions.create({ model: 'tiny-mistral', prompt: 'hello Zanzibar', max_tokens: MAX_TOKENS, temperature: 0, logprobs: 1 });
     assert.equal(c.usage!.prompt_tokens, (await loadTokenizer(MODEL, { bosTokenId: 1, eosTokenId: 2 })).encode('hello [redacted]', { addBos: true }).length);

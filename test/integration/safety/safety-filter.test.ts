@@ -10,7 +10,7 @@
  * action without the text.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { inferenceClient } from '../../../cli/inference-client';
@@ -21,6 +21,7 @@ import { parseModelConfig } from '../../../common/model/config';
 import { loadTokenizer } from '../../../common/tokenizer/load-tokenizer';
 import type { GenerateEvent } from '../../../common/wire/messages';
 import { fixtureDir, makeTempDir, type TempDir } from '../../support/checkpoints';
+import { localGreedy, pickWords, workerForwards, writeTestPolicy } from '../../support/safety-cluster';
 import { bora, generateOn, startCluster, type TestCluster } from '../../support/cluster';
 
 const MODEL = fixtureDir('tiny-mistral');
@@ -28,28 +29,6 @@ const PROMPT = 'hello there';
 const MAX_TOKENS = 24;
 
 const greedyText = (text: string): GenerationRequest => ({ prompt: { kind: 'text', text }, maxTokens: MAX_TOKENS, sampling: { kind: 'greedy' }, stop: [], ignoreEos: false, returnFirstLogits: false });
-
-async function localGreedy(prompt: string): Promise<{ tokens: number[]; text: string }> {
-  const out = await bora(['generate', '--model', MODEL, '--prompt', prompt, '--greedy', '--max-tokens', String(MAX_TOKENS), '--json']);
-  return JSON.parse(out.trim().split('\n').pop()!) as { tokens: number[]; text: string };
-}
-
-/** Two words that appear once each in `text` (case-insensitively), the first before the second. */
-function pickWords(text: string): [string, string] {
-  const lower = text.toLowerCase();
-  const words = lower.split(' ').filter((w) => /^[a-z]{3,}$/.test(w) && lower.indexOf(w) === lower.lastIndexOf(w));
-  assert.ok(words.length >= 3, `the greedy text has too few plain words to test with: ${JSON.stringify(text)}`);
-  // The blocked word comes early enough that the stream is cut before max_tokens.
-  return [words[0]!, words[Math.floor(words.length / 2)]!];
-}
-
-async function forwards(cluster: TestCluster): Promise<number> {
-  let total = 0;
-  for (const w of cluster.file.workers) {
-    for (const s of await scrapeMetrics(w.metrics!)) if (s.name === 'bora_stage_forward_seconds_count') total += s.value;
-  }
-  return total;
-}
 
 /** One chat session: sends `turns` one after another, collecting each turn's events. */
 function chat(address: string, turns: readonly string[]): Promise<GenerateEvent[][]> {
@@ -84,21 +63,10 @@ describe('safety filter on a running cluster', () => {
   let blockWord: string;
 
   before(async () => {
-    greedy = await localGreedy(PROMPT);
+    greedy = await localGreedy(MODEL, PROMPT, MAX_TOKENS);
     [redactWord, blockWord] = pickWords(greedy.text);
     dir = await makeTempDir('safety');
-    const policy = join(dir.path, 'policy.json');
-    writeFileSync(
-      policy,
-      JSON.stringify({
-        rules: [
-          { id: 'no-topic', kind: 'deny', phrases: ['forbidden topic'], action: 'block', stages: ['prompt'] },
-          { id: 'hide-name', kind: 'deny', phrases: ['zanzibar'], action: 'redact', stages: ['prompt'] },
-          { id: 'hide-word', kind: 'regex', pattern: redactWord, flags: 'i', maxMatchChars: redactWord.length, action: 'redact', stages: ['output'] },
-          { id: 'stop-word', kind: 'deny', phrases: [blockWord], action: 'block', stages: ['output'] },
-        ],
-      }),
-    );
+    const policy = writeTestPolicy(dir.path, redactWord, blockWord);
     cluster = await startCluster(undefined, MODEL, 2, ['--safety-policy', policy]);
   });
   after(async () => {
@@ -123,7 +91,7 @@ describe('safety filter on a running cluster', () => {
   });
 
   test('a blocked prompt (text or token ids) finishes at once and never reaches the workers', async () => {
-    const before = await forwards(cluster);
+    const before = await workerForwards(cluster);
     assert.ok(before > 0, 'the workers count their forward passes');
     const text = await generateOn(cluster.file.coordinator, greedyText('tell me about the Forbidden Topic'));
     assert.equal(text.finish.reason, 'content_filter');
@@ -133,12 +101,12 @@ describe('safety filter on a running cluster', () => {
     const byIds = await generateOn(cluster.file.coordinator, { ...greedyText(''), prompt: { kind: 'ids', ids } });
     assert.equal(byIds.finish.reason, 'content_filter');
     assert.equal(byIds.tokens.length, 0);
-    assert.equal(await forwards(cluster), before, 'no stage computed for a blocked prompt');
+    assert.equal(await workerForwards(cluster), before, 'no stage computed for a blocked prompt');
   });
 
   test('a redacted prompt generates what the redacted text generates', async () => {
-    const plain = await localGreedy('hello [redacted]');
-    const asIs = await localGreedy('hello Zanzibar');
+    const plain = await localGreedy(MODEL, 'hello [redacted]', MAX_TOKENS);
+    const asIs = await localGreedy(MODEL, 'hello Zanzibar', MAX_TOKENS);
     assert.notDeepEqual(asIs.tokens, plain.tokens, 'the redaction changes what is generated');
     const got = await generateOn(cluster.file.coordinator, greedyText('hello Zanzibar'));
     // The output rules may cut this text too; the tokens that came are those of the redacted prompt.
