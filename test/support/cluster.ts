@@ -15,6 +15,7 @@ import type { ClusterFile } from '../../cli/cluster';
 import { clusterAccess, readClusterFile } from '../../cli/cluster';
 import type { CoordinatorAccess } from '../../cli/client-credentials';
 import { generateRemote } from '../../cli/inference-client';
+import { waitFor } from '../../cli/processes';
 import type { GenerationEvent, GenerationRequest } from '../../common/generation/request';
 import { makeTempDir, repoRoot } from './checkpoints';
 
@@ -103,4 +104,53 @@ export async function generateOn(coordinator: string, request: GenerationRequest
 
 export function greedyIds(ids: readonly number[], maxTokens: number): GenerationRequest {
   return { prompt: { kind: 'ids', ids }, maxTokens, sampling: { kind: 'greedy' }, stop: [], ignoreEos: true, returnFirstLogits: false };
+}
+
+/** One greedy stream a cluster test runs under a fault: the tokens so far, its resumes, its end. */
+export interface GreedyStream {
+  readonly tokens: number[];
+  /** From the finish event; -1 until then. */
+  resumes: number;
+  finished: boolean;
+  readonly done: Promise<void>;
+}
+
+/**
+ * Starts one greedy stream of `maxTokens` per prompt on `addresses` (one coordinator, or several
+ * comma-separated); each token must arrive at the index it claims (no lost or repeated token).
+ */
+export function startGreedyStreams(
+  addresses: string,
+  prompts: readonly (readonly number[])[],
+  maxTokens: number,
+  o: { readonly deadlineMs?: number; readonly access?: CoordinatorAccess } = {},
+): GreedyStream[] {
+  return prompts.map((p) => {
+    const tokens: number[] = [];
+    const stream: GreedyStream = {
+      tokens,
+      resumes: -1,
+      finished: false,
+      done: generateRemote(
+        addresses,
+        greedyIds(p, maxTokens),
+        (e) => {
+          if (e.type === 'token') {
+            if (e.index !== tokens.length) throw new Error(`token index ${e.index} arrived after ${tokens.length} tokens: a lost or repeated token`);
+            tokens.push(e.tokenId);
+          } else stream.resumes = e.resumes;
+        },
+        o.deadlineMs ?? 120_000,
+        o.access,
+      ).then(() => {
+        stream.finished = true;
+      }),
+    };
+    return stream;
+  });
+}
+
+/** Waits until every stream has at least `count` tokens. */
+export async function untilStreamTokens(streams: readonly GreedyStream[], count: number): Promise<void> {
+  await waitFor(`${count} tokens on every stream`, 60_000, async () => (streams.every((s) => s.tokens.length >= count) ? true : undefined), 5);
 }

@@ -11,12 +11,12 @@ import { openSync, readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { fetchStatus, generateOnce, generateRemote } from '../../../cli/inference-client';
+import { fetchStatus, generateOnce } from '../../../cli/inference-client';
 import { freePort, isAlive, waitFor } from '../../../cli/processes';
 import { BoraError } from '../../../common/errors';
 import { parseExposition, sampleValue } from '../../../common/metrics/exposition';
 import { fixtureDir } from '../../support/checkpoints';
-import { boraBin, greedyIds, startCluster, type TestCluster } from '../../support/cluster';
+import { boraBin, greedyIds, startCluster, startGreedyStreams, untilStreamTokens, type GreedyStream, type TestCluster } from '../../support/cluster';
 import { variedPrompts, inProcessGreedy } from '../../support/pipeline';
 
 const MODEL = fixtureDir('tiny-mistral');
@@ -55,39 +55,10 @@ async function startCoordinator(t: TestContext, cluster: TestCluster, name: stri
   return { address, metrics, logFile, child, exited };
 }
 
-interface Stream {
-  readonly tokens: number[];
-  resumes: number;
-  readonly done: Promise<void>;
-}
-
-function startStreams(addresses: string, ps: readonly (readonly number[])[]): Stream[] {
-  return ps.map((p) => {
-    const stream: Stream = {
-      tokens: [],
-      resumes: -1,
-      done: generateRemote(
-        addresses,
-        greedyIds(p, TOKENS),
-        (e) => {
-          if (e.type === 'token') {
-            assert.equal(e.index, stream.tokens.length, 'no lost or repeated token');
-            stream.tokens.push(e.tokenId);
-          } else stream.resumes = e.resumes;
-        },
-        120_000,
-      ),
-    };
-    return stream;
-  });
-}
-
-async function untilTokens(streams: readonly Stream[], count: number): Promise<void> {
-  await waitFor(`${count} tokens on every stream`, 60_000, async () => (streams.every((s) => s.tokens.length >= count) ? true : undefined), 5);
-}
+const startStreams = (addresses: string, ps: readonly (readonly number[])[]): GreedyStream[] => startGreedyStreams(addresses, ps, TOKENS);
 
 /** Every stream got the reference tokens and was never replayed; on failure, the coordinators' log tails. */
-function assertIdentical(streams: readonly Stream[], expected: readonly number[][], what: string, cluster: TestCluster): void {
+function assertIdentical(streams: readonly GreedyStream[], expected: readonly number[][], what: string, cluster: TestCluster): void {
   streams.forEach((s, i) => {
     assert.deepEqual(s.tokens, expected[i], `${what}: stream ${i}`);
     if (s.resumes !== 0) assert.fail(`${what}: stream ${i} was replayed ${s.resumes} times\n${coordinatorLogs(cluster)}`);
@@ -121,7 +92,7 @@ describe('graceful coordinator stop (SIGTERM)', () => {
 
     // No standby: the leader of `bora up` finishes its streams, then exits.
     const first = startStreams(cluster.file.coordinator, ps);
-    await untilTokens(first, 10);
+    await untilStreamTokens(first, 10);
     process.kill(cluster.file.coordinatorPid, 'SIGTERM');
     await Promise.all(first.map((s) => s.done));
     assertIdentical(first, expected, 'no standby', cluster);
@@ -136,7 +107,7 @@ describe('graceful coordinator stop (SIGTERM)', () => {
 
     const both = `${leader.address},${standby.address}`;
     const streams = startStreams(both, ps);
-    await untilTokens(streams, 10);
+    await untilStreamTokens(streams, 10);
     leader.child.kill('SIGTERM');
     // Draining: new requests are refused with a retryable UNAVAILABLE, and /readyz says so.
     await waitFor('the leader to refuse new requests', 10_000, async () => {
@@ -182,7 +153,7 @@ describe('graceful coordinator stop (SIGTERM)', () => {
     const ps = prompts(4);
     const expected = await reference(ps, TOKENS);
     const streams = startStreams(`${leader.address},${standby.address}`, ps);
-    await untilTokens(streams, 10);
+    await untilStreamTokens(streams, 10);
     leader.child.kill('SIGTERM');
     const stoppedAtMs = performance.now();
     await waitFor('the standby to lead', TAKEOVER_BOUND_MS, async () => ((await serving(standby.address)) ? true : undefined), 20);
@@ -206,7 +177,7 @@ describe('graceful coordinator stop (SIGTERM)', () => {
     const expected = await reference(ps, TOKENS);
     const before = await fetchStatus(cluster.file.coordinator);
     const streams = startStreams(`${cluster.file.coordinator},${standby.address}`, ps);
-    await untilTokens(streams, 10);
+    await untilStreamTokens(streams, 10);
     standby.child.kill('SIGTERM');
     // Checked at the signal: on a quiet machine the streams may end before the standby has exited.
     assert.ok(streams.some((s) => s.tokens.length < TOKENS), 'the standby was signalled while streams were still running');

@@ -10,7 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fetchStatus, generateRemote } from '../../../cli/inference-client';
+import { fetchStatus } from '../../../cli/inference-client';
 import { waitFor } from '../../../cli/processes';
 import { parseExposition, sampleValue } from '../../../common/metrics/exposition';
 import { dialNode, tlsNodeSecurity } from '../../../common/security/node-security';
@@ -18,7 +18,7 @@ import { identityCommonName } from '../../../common/security/identity';
 import { certFiles } from '../../../common/security/pki-files';
 import { boraProto } from '../../../common/wire/proto';
 import { fixtureDir } from '../../support/checkpoints';
-import { greedyIds, startCluster, type TestCluster } from '../../support/cluster';
+import { startCluster, startGreedyStreams, untilStreamTokens, type TestCluster } from '../../support/cluster';
 import { variedPrompts, inProcessGreedy } from '../../support/pipeline';
 
 const MODEL = fixtureDir('tiny-mistral');
@@ -41,24 +41,12 @@ function alive(pid: number): boolean {
 async function sigtermUnderLoad(cluster: TestCluster, id: string): Promise<void> {
   const ps = prompts(8);
   const expected = await reference(ps, TOKENS);
-  const results = ps.map(() => ({ tokens: [] as number[], resumes: -1 }));
-  const done = ps.map((p, i) =>
-    generateRemote(
-      cluster.file.coordinator,
-      greedyIds(p, TOKENS),
-      (e) => {
-        if (e.type === 'token') results[i].tokens.push(e.tokenId);
-        else results[i].resumes = e.resumes;
-      },
-      120_000,
-      cluster.access,
-    ),
-  );
-  await waitFor('10 tokens on every stream', 60_000, async () => (results.every((r) => r.tokens.length >= 10) ? true : undefined), 5);
+  const results = startGreedyStreams(cluster.file.coordinator, ps, TOKENS, { access: cluster.access });
+  await untilStreamTokens(results, 10);
   const worker = cluster.file.workers.find((w) => w.id === id)!;
   const before = await fetchStatus(cluster.file.coordinator, 5000, cluster.adminAccess);
   process.kill(worker.pid, 'SIGTERM');
-  await Promise.all(done);
+  await Promise.all(results.map((r) => r.done));
   results.forEach((r, i) => {
     assert.deepEqual(r.tokens, expected[i], `stream ${i}`);
     assert.equal(r.resumes, 0, `stream ${i} was replayed`);

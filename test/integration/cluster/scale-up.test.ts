@@ -10,11 +10,11 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fetchStatus, generateRemote } from '../../../cli/inference-client';
+import { fetchStatus } from '../../../cli/inference-client';
 import { spawnDetached, stopProcesses, waitFor } from '../../../cli/processes';
 import { findSample, parseExposition, type MetricSample } from '../../../common/metrics/exposition';
 import { fixtureDir } from '../../support/checkpoints';
-import { boraBin, greedyIds, startCluster, type TestCluster } from '../../support/cluster';
+import { boraBin, startCluster, startGreedyStreams, untilStreamTokens, type TestCluster } from '../../support/cluster';
 import { variedPrompts, inProcessGreedy } from '../../support/pipeline';
 
 const MODEL = fixtureDir('tiny-mistral');
@@ -38,21 +38,8 @@ describe('scaling out under load', () => {
     const m0 = await coordinatorMetrics(cluster);
     assert.ok(!before.workers.some((w) => w.id === 'w3'), 'w3 is not in the cluster yet');
 
-    const results = ps.map(() => ({ tokens: [] as number[], resumes: -1, finished: false }));
-    const done = ps.map((p, i) =>
-      generateRemote(
-        cluster.file.coordinator,
-        greedyIds(p, TOKENS),
-        (e) => {
-          if (e.type === 'token') results[i].tokens.push(e.tokenId);
-          else results[i].resumes = e.resumes;
-        },
-        180_000,
-      ).then(() => {
-        results[i].finished = true;
-      }),
-    );
-    await waitFor('10 tokens on every stream', 60_000, async () => (results.every((r) => r.tokens.length >= 10) ? true : undefined), 5);
+    const results = startGreedyStreams(cluster.file.coordinator, ps, TOKENS, { deadlineMs: 180_000 });
+    await untilStreamTokens(results, 10);
 
     const pid = spawnDetached(
       process.execPath,
@@ -67,7 +54,7 @@ describe('scaling out under load', () => {
       return s.settled && s.planEpoch > before.planEpoch && w3 !== undefined && w3.layerEnd > w3.layerStart ? s : undefined;
     }, 5);
     const progressAtJoin = results.map((r) => (r.finished ? TOKENS : r.tokens.length));
-    await Promise.all(done);
+    await Promise.all(results.map((r) => r.done));
 
     t.diagnostic(`tokens per stream when the join plan served: ${progressAtJoin.join(', ')} of ${TOKENS}`);
     assert.ok(
